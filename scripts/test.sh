@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Set up (scripts/setup.sh), then run every check: lint, format, types, the test suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+.venv/bin/ruff check seqcirc tests scripts
+.venv/bin/ruff format --check seqcirc tests scripts
+.venv/bin/mypy
+# pytest exits 5 when it collects no test; set -e makes that a failure too.
+.venv/bin/python -m pytest -n 2 -q "$@"

@@ -1,0 +1,5 @@
+"""`python -m seqcirc` runs the command line."""
+
+from seqcirc.cli import main
+
+main()

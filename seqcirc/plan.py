@@ -1,0 +1,193 @@
+"""The intervention plan: what `compile` produces and `evaluate` consumes.
+
+Frozen, hashable, JSON-serialisable, no torch. Parameters are stored as sorted tuples of
+(key, value) pairs so plans hash and compare by value.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field, fields, is_dataclass
+from typing import Any, Literal
+
+PLAN_VERSION = 1
+
+Params = tuple[tuple[str, Any], ...]
+
+
+def params(**kwargs: Any) -> Params:
+    """Build a canonical (sorted) parameter tuple."""
+    return tuple(sorted(kwargs.items()))
+
+
+@dataclass(frozen=True, order=True)
+class Node:
+    """A circuit component: an attention head (layer, head) or an MLP (layer, head=None)."""
+
+    layer: int
+    head: int | None = None  # None for an MLP
+
+    @property
+    def kind(self) -> Literal["head", "mlp"]:
+        return "mlp" if self.head is None else "head"
+
+    def __str__(self) -> str:
+        return f"mlp{self.layer}" if self.head is None else f"{self.layer}.{self.head}"
+
+    @classmethod
+    def parse(cls, text: str) -> Node:
+        """Inverse of str(): "9.1" or "mlp9"."""
+        if text.startswith("mlp"):
+            return cls(int(text[3:]))
+        layer, head = text.split(".")
+        return cls(int(layer), int(head))
+
+
+# Edge endpoints besides nodes: the embeddings send, the final residual (logits) receives.
+EMBED = "embed"
+LOGITS = "logits"
+ReceiverInput = Literal["q", "k", "v", "mlp", "resid"]
+
+
+@dataclass(frozen=True, order=True)
+class Edge:
+    """sender -> receiver input. `input` is q/k/v for a head, "mlp" for an MLP, "resid" for logits."""
+
+    sender: str  # str(Node) or EMBED
+    receiver: str  # str(Node) or LOGITS
+    input: ReceiverInput
+
+    def __str__(self) -> str:
+        return f"{self.sender}->{self.receiver}[{self.input}]"
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A model as the file names it. source: hub name, local folder, or the bundled model."""
+
+    name: str
+    source: Literal["hub", "local", "bundled"]
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """Where prompts come from and how they are scored."""
+
+    name: str
+    generator: str | None = None  # e.g. "months"; None when `file` is given
+    params: Params = ()  # generator parameters (template, members, prompts, seed, ...)
+    file: str | None = None  # a user prompt file (JSONL/CSV), resolved relative to the .circ file
+    corruption: str = "random_members"
+    corruption_params: Params = ()
+    metric: str = "logit_diff"  # logit_diff | prob | accuracy | kl
+    correct: str = "next"
+    incorrect: str = "last"
+    filter_correct: bool = False  # the paper's filter: keep p(correct) > 2 p(incorrect)
+
+
+@dataclass(frozen=True)
+class AblationSpec:
+    """The ablation set-up; recorded with every number (metrics.md, 'The ablation set-up')."""
+
+    granularity: Literal["node", "edge"] = "node"
+    value: Literal["mean", "resample", "zero"] = "mean"
+    positions: tuple[str, ...] | None = None  # None = all positions
+    direction: Literal["ablate_complement", "patch_circuit"] = "ablate_complement"
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One expectation or role claim, with its threshold and where it was written.
+
+    kind: faithfulness | normalized_faithfulness | completeness | minimality |
+          random_baseline | equivalence | independence | sufficiency | minimality_test | role
+    bound: which statistic is compared: "lower"/"upper" confidence bound, or "point".
+    """
+
+    id: str
+    kind: str
+    op: Literal[">=", ">", "<=", "<"]
+    threshold: float
+    params: Params = ()
+    bound: Literal["lower", "upper", "point"] = "point"
+    path: str = ""
+    line: int = 0
+    col: int = 0
+    text: str = ""  # the claim as written, for reports
+
+
+@dataclass(frozen=True)
+class CircuitPlan:
+    name: str
+    model: ModelRef
+    task: TaskSpec
+    ablation: AblationSpec
+    nodes: tuple[Node, ...]  # sorted; for edge circuits, the nodes the edges touch
+    edges: tuple[Edge, ...] = ()  # empty for node circuits
+    groups: tuple[tuple[str, tuple[Node, ...]], ...] = ()  # role name -> nodes
+    claims: tuple[Claim, ...] = ()
+    line: int = 0
+
+    def circuit_hash(self) -> str:
+        """Short stable hash of exactly what is evaluated (nodes, edges, ablation)."""
+        payload = json.dumps(
+            {
+                "nodes": [str(n) for n in self.nodes],
+                "edges": [str(e) for e in self.edges],
+                "ablation": to_jsonable(self.ablation),
+            },
+            sort_keys=True,
+        )
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Plan:
+    source: str
+    circuits: tuple[CircuitPlan, ...]
+    seed: int = 0
+    version: int = PLAN_VERSION
+    extra: Params = field(default=())
+
+
+def to_jsonable(obj: Any) -> Any:
+    """Plain JSON structure for a plan (nodes as "9.1"/"mlp9", params as objects)."""
+    if isinstance(obj, Node):
+        return str(obj)
+    if is_dataclass(obj) and not isinstance(obj, type):
+        out = {}
+        for f in fields(obj):
+            value = getattr(obj, f.name)
+            if f.name in ("params", "corruption_params", "extra"):
+                out[f.name] = {k: to_jsonable(v) for k, v in value}
+            elif f.name == "groups":
+                out[f.name] = {k: [str(n) for n in v] for k, v in value}
+            else:
+                out[f.name] = to_jsonable(value)
+        return out
+    if isinstance(obj, tuple | list):
+        return [to_jsonable(x) for x in obj]
+    return obj
+
+
+def plan_to_json(plan: Plan) -> str:
+    return json.dumps(to_jsonable(plan), indent=2, sort_keys=True)
+
+
+__all__ = [
+    "EMBED",
+    "LOGITS",
+    "PLAN_VERSION",
+    "AblationSpec",
+    "CircuitPlan",
+    "Claim",
+    "Edge",
+    "ModelRef",
+    "Node",
+    "Plan",
+    "TaskSpec",
+    "params",
+    "plan_to_json",
+    "to_jsonable",
+]

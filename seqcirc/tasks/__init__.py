@@ -1,0 +1,1 @@
+"""Prompt sets: the paper's generators, corrupted prompts, user prompt files, tokenization."""
