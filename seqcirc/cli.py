@@ -22,6 +22,11 @@ app = typer.Typer(
 )
 
 
+@app.callback()
+def _root() -> None:
+    """Test circuit hypotheses about transformer language models."""
+
+
 @app.command()
 def version() -> None:
     """Print seqcirc's version.
