@@ -6,6 +6,7 @@ Frozen, hashable, JSON-serialisable, no torch. Parameters are stored as sorted t
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from dataclasses import dataclass, field, fields, is_dataclass
@@ -21,12 +22,25 @@ def params(**kwargs: Any) -> Params:
     return tuple(sorted(kwargs.items()))
 
 
-@dataclass(frozen=True, order=True)
+@functools.total_ordering
+@dataclass(frozen=True)
 class Node:
-    """A circuit component: an attention head (layer, head) or an MLP (layer, head=None)."""
+    """A circuit component: an attention head (layer, head) or an MLP (layer, head=None).
+
+    Sorted in computation order: the heads of layer L (by index), then MLP L.
+    """
 
     layer: int
     head: int | None = None  # None for an MLP
+
+    @property
+    def sort_key(self) -> tuple[int, bool, int]:
+        return (self.layer, self.head is None, self.head or 0)
+
+    def __lt__(self, other: object) -> bool:
+        if not isinstance(other, Node):
+            return NotImplemented
+        return self.sort_key < other.sort_key
 
     @property
     def kind(self) -> Literal["head", "mlp"]:
@@ -100,9 +114,11 @@ class AblationSpec:
 class Claim:
     """One expectation or role claim, with its threshold and where it was written.
 
-    kind: faithfulness | normalized_faithfulness | completeness | minimality |
+    kind: faithfulness (params variant=ratio|normalized) | completeness | minimality |
           random_baseline | equivalence | independence | sufficiency | minimality_test | role
     bound: which statistic is compared: "lower"/"upper" confidence bound, or "point".
+          p-value claims (random_baseline and the Shi et al. tests) compare the p-value
+          with `op threshold` (e.g. p < 0.01) and have bound "point".
     """
 
     id: str
@@ -128,6 +144,10 @@ class CircuitPlan:
     groups: tuple[tuple[str, tuple[Node, ...]], ...] = ()  # role name -> nodes
     claims: tuple[Claim, ...] = ()
     line: int = 0
+    # Edges a node circuit's author highlights (the paper's 4.4->9.1 ...): reported, not
+    # ablated; an edge circuit (ablation.granularity "edge") evaluates `edges` instead.
+    highlighted_edges: tuple[Edge, ...] = ()
+    derived_from: tuple[str, ...] = ()  # set algebra: the circuits this one was built from
 
     def circuit_hash(self) -> str:
         """Short stable hash of exactly what is evaluated (nodes, edges, ablation)."""
