@@ -1,0 +1,123 @@
+"""Random-circuit sampling (index logic) and the baseline p-value."""
+
+import numpy as np
+import pytest
+
+from seqcirc.errors import InputError
+from seqcirc.plan import Node
+from seqcirc.stats import (
+    circuit_mask,
+    component_index,
+    component_nodes,
+    mask_nodes,
+    n_components,
+    random_baseline_p,
+    random_baseline_test,
+    sample_random_circuits,
+)
+
+L, H = 4, 6  # a 4-layer, 6-head model: 24 heads + 4 MLPs = 28 components
+CIRCUIT = (Node(0, 1), Node(2, 0), Node(2, 3), Node(2, 5), Node(3, 2), Node(1), Node(3))
+
+
+def test_component_order_is_heads_layer_major_then_mlps():
+    assert n_components(L, H) == 28
+    assert component_index(Node(0, 0), L, H) == 0
+    assert component_index(Node(2, 3), L, H) == 15
+    assert component_index(Node(0), L, H) == 24
+    assert component_index(Node(3), L, H) == 27
+    order = component_nodes(L, H)
+    assert [component_index(node, L, H) for node in order] == list(range(28))
+    mask = circuit_mask(CIRCUIT, L, H)
+    assert mask.sum() == 7
+    assert mask_nodes(mask, L, H) == tuple(sorted(CIRCUIT, key=lambda n: order.index(n)))
+
+
+def _counts(masks):
+    heads = masks[:, : L * H].reshape(-1, L, H).sum(axis=2)  # [R, layer]
+    mlps = masks[:, L * H :]
+    return heads, mlps
+
+
+def test_counts_match_the_circuit():
+    draws = sample_random_circuits(CIRCUIT, n_layers=L, n_heads=H, n_circuits=500, seed=0)
+    heads, mlps = _counts(draws.masks)
+    assert draws.masks.shape == (500, 28)
+    assert (heads.sum(axis=1) == 5).all()
+    assert (mlps.sum(axis=1) == 2).all()
+    assert (draws.n_circuit_heads, draws.n_circuit_mlps) == (5, 2)
+    # uniform over heads: each head is in a draw with probability 5/24
+    freq = draws.masks[:, : L * H].mean(axis=0)
+    assert np.abs(freq - 5 / 24).max() < 0.08
+    # without layer matching, layer counts vary between draws
+    assert len({tuple(row) for row in heads}) > 10
+
+
+def test_same_layers_matches_every_layer():
+    draws = sample_random_circuits(
+        CIRCUIT, n_layers=L, n_heads=H, n_circuits=300, seed=1, same_layers=True
+    )
+    heads, mlps = _counts(draws.masks)
+    assert (heads == [1, 0, 3, 1]).all()
+    assert (mlps == [0, 1, 0, 1]).all()
+    assert len({tuple(row) for row in draws.masks[:, : L * H]}) > 50  # still random
+
+
+def test_complement_only_never_draws_a_circuit_component():
+    heads_only = [n for n in CIRCUIT if n.head is not None]
+    for same_layers in (False, True):
+        draws = sample_random_circuits(
+            heads_only, n_layers=L, n_heads=H, n_circuits=300, seed=2,
+            complement_only=True, same_layers=same_layers,
+        )  # fmt: skip
+        inside = circuit_mask(heads_only, L, H)
+        assert not (draws.masks & inside).any()
+        assert (draws.masks.sum(axis=1) == 5).all()
+    draws = sample_random_circuits(
+        CIRCUIT, n_layers=L, n_heads=H, n_circuits=300, seed=2, complement_only=True
+    )
+    assert not (draws.masks & circuit_mask(CIRCUIT, L, H)).any()
+    assert (draws.masks[:, L * H :].sum(axis=1) == 2).all()  # the two other MLPs, always
+
+
+def test_seeding():
+    a = sample_random_circuits(CIRCUIT, n_layers=L, n_heads=H, n_circuits=50, seed=7)
+    b = sample_random_circuits(CIRCUIT, n_layers=L, n_heads=H, n_circuits=50, seed=7)
+    c = sample_random_circuits(CIRCUIT, n_layers=L, n_heads=H, n_circuits=50, seed=8)
+    assert np.array_equal(a.masks, b.masks)
+    assert not np.array_equal(a.masks, c.masks)
+    assert a.seed == 7
+    assert len(a.nodes(0)) == 7
+
+
+def test_impossible_draws_and_bad_nodes_are_refused():
+    with pytest.raises(InputError) as err:  # mlp1's layer has no other MLP
+        sample_random_circuits(
+            CIRCUIT, n_layers=L, n_heads=H, n_circuits=5, seed=0,
+            same_layers=True, complement_only=True,
+        )  # fmt: skip
+    assert err.value.code == "E806"
+    big = [Node(0, h) for h in range(4)]
+    with pytest.raises(InputError) as err:  # 4 of 6 heads: only 2 left outside
+        sample_random_circuits(
+            big, n_layers=L, n_heads=H, n_circuits=5, seed=0, same_layers=True,
+            complement_only=True,
+        )  # fmt: skip
+    assert err.value.code == "E806"
+    with pytest.raises(InputError) as err:
+        sample_random_circuits([Node(4, 0)], n_layers=L, n_heads=H, n_circuits=5, seed=0)
+    assert err.value.code == "E807"
+    with pytest.raises(InputError) as err:
+        circuit_mask([Node(1, 1), Node(1, 1)], L, H)
+    assert err.value.code == "E807"
+
+
+def test_baseline_p_value_formula():
+    # 2 of 4 random values >= 5 (ties count): p = (1 + 2) / (4 + 1)
+    assert random_baseline_p(5.0, [1.0, 5.0, 7.0, 3.0]) == pytest.approx(0.6)
+    # beating all R random circuits gives the smallest p, 1 / (R + 1), never 0
+    assert random_baseline_p(10.0, np.zeros(199)) == pytest.approx(1 / 200)
+    result = random_baseline_test(0.2, [0.1, 0.3, 0.5, 0.0], seed=4, higher_is_better=False)
+    assert result.p_value == pytest.approx((1 + 2) / 5)  # losses <= 0.2: 0.1 and 0.0
+    assert result.seed == 4
+    assert result.null_distribution is not None and result.null_distribution.size == 4
