@@ -1,0 +1,85 @@
+"""The paper's prompt filter: keep prompts the full model gets right, confidently.
+
+A prompt is kept when the model's top-1 prediction is the correct token and
+p(correct) > ratio * p(incorrect) (the paper: ratio 2). Pure numpy: the evaluator runs
+the model and passes the per-prompt probabilities in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from seqcirc.tasks.types import IntArray
+
+PAPER_RATIO = 2.0
+
+
+@dataclass(frozen=True)
+class FilterReport:
+    """Which prompts the filter kept, and why the others went."""
+
+    kept: IntArray  # indices of kept prompts, ascending
+    n_total: int
+    n_not_top1: int  # dropped because the top-1 token was not the correct one
+    n_low_ratio: int  # top-1 right (or not checked) but p(correct) <= ratio * p(incorrect)
+    ratio: float
+
+    @property
+    def n_kept(self) -> int:
+        return int(self.kept.shape[0])
+
+    def summary(self) -> str:
+        dropped = self.n_total - self.n_kept
+        return (
+            f"kept {self.n_kept} of {self.n_total} prompts (top-1 correct and "
+            f"p(correct) > {self.ratio:g}·p(incorrect)); dropped {dropped}: "
+            f"{self.n_not_top1} not top-1, {self.n_low_ratio} below the ratio"
+        )
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "n_total": self.n_total,
+            "n_kept": self.n_kept,
+            "n_not_top1": self.n_not_top1,
+            "n_low_ratio": self.n_low_ratio,
+            "ratio": self.ratio,
+        }
+
+
+def filter_correct(
+    p_correct: npt.ArrayLike,
+    p_incorrect: npt.ArrayLike,
+    *,
+    top1_correct: npt.ArrayLike | None = None,
+    ratio: float = PAPER_RATIO,
+) -> FilterReport:
+    """Indices of prompts with top-1 correct and p(correct) > ratio * p(incorrect).
+
+    p_correct, p_incorrect: [n] probabilities of the answer tokens at END.
+    top1_correct: [n] bools, whether argmax is the correct token (None: not checked).
+    """
+    pc = np.asarray(p_correct, dtype=np.float64)
+    pi = np.asarray(p_incorrect, dtype=np.float64)
+    if pc.ndim != 1 or pc.shape != pi.shape:
+        raise ValueError(f"p_correct {pc.shape} and p_incorrect {pi.shape} must be equal 1-D")
+    if not (np.all(np.isfinite(pc)) and np.all(np.isfinite(pi))):
+        raise ValueError("probabilities must be finite")
+    if np.any((pc < 0) | (pc > 1) | (pi < 0) | (pi > 1)):
+        raise ValueError("probabilities must lie in [0, 1]")
+    top1 = np.ones_like(pc, dtype=bool)
+    if top1_correct is not None:
+        top1 = np.asarray(top1_correct, dtype=bool)
+        if top1.shape != pc.shape:
+            raise ValueError(f"top1_correct {top1.shape} must match p_correct {pc.shape}")
+    confident = pc > ratio * pi
+    keep = top1 & confident
+    return FilterReport(
+        kept=np.flatnonzero(keep).astype(np.int64),
+        n_total=int(pc.shape[0]),
+        n_not_top1=int(np.count_nonzero(~top1)),
+        n_low_ratio=int(np.count_nonzero(top1 & ~confident)),
+        ratio=float(ratio),
+    )

@@ -1,0 +1,293 @@
+"""The paper's prompt generators: "{N1} born in {S1}. ... {N5} born in" -> " {S5}".
+
+generate_prompts(spec, seed) turns a TaskSpec naming a built-in ordered set into text
+prompt pairs (clean, corrupted) with the answer continuations and named positions.
+Everything random comes from one numpy Generator seeded by the task, drawn in prompt
+order, so the same seed gives byte-identical prompts on every run and machine.
+
+Parameters (TaskSpec.params):
+  template  born_in | done_in | lost_in | all (equal thirds, interleaved) | a free
+            template with {N} and {S} for one unit, e.g. "{N} was born in {S}."
+  members   members shown (>= 2; default 4, the fifth is predicted)
+  prompts   number of prompts (default 1536 = 3 x 512, as in the paper)
+  seed      random seed (default: the seed passed in, else 0)
+  interval  k in a, a+k, a+2k, ... (default 1)
+  range     how many members of the set are used (default DEFAULT_RANGE)
+  start     S1 is one of the first `start` members (default: as many as keep the
+            answer inside the range; 8 for 12 members, 4 shown, k = 1)
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from seqcirc.errors import InputError
+from seqcirc.plan import TaskSpec
+from seqcirc.tasks.corrupt import CorruptionSpec, corrupt_members, parse_corruption
+from seqcirc.tasks.records import PromptRecord, WordSpan
+from seqcirc.tasks.sets import DEFAULT_RANGE, NAMES, ORDERED_SETS, TEMPLATES
+
+DEFAULT_MEMBERS = 4
+DEFAULT_PROMPTS = 1536
+PAPER_TEMPLATES = ("born_in", "done_in", "lost_in")
+CORRECT_CHOICES = ("next",)
+INCORRECT_CHOICES = ("last",)
+_PARAM_KEYS = ("template", "members", "prompts", "seed", "interval", "start", "range")
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    """A generator's parameters after validation, with every default filled in."""
+
+    generator: str
+    templates: tuple[tuple[str, str], ...]  # (template key, unit text with {N} and {S})
+    members: int
+    prompts: int
+    seed: int
+    interval: int
+    start: int
+    range: int
+    corruption: CorruptionSpec
+
+    def as_params(self) -> dict[str, object]:
+        """The resolved parameters, for TokenizedTask.meta and exports."""
+        keys = [k for k, _ in self.templates]
+        return {
+            "template": keys[0] if len(keys) == 1 else "all",
+            "templates": {k: unit for k, unit in self.templates},
+            "members": self.members,
+            "prompts": self.prompts,
+            "seed": self.seed,
+            "interval": self.interval,
+            "start": self.start,
+            "range": self.range,
+            "corruption": self.corruption.kind,
+            "no_successor_end": self.corruption.no_successor_end,
+        }
+
+
+def _unit(template_words: str) -> str:
+    return "{N} " + template_words + " {S}."
+
+
+def _int_param(task: str, raw: dict[str, object], key: str, default: int, low: int) -> int:
+    value = raw.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InputError(f"task {task}: {key} must be an integer, got {value!r}", code="T102")
+    if value < low:
+        raise InputError(f"task {task}: {key} must be >= {low}, got {value}", code="T102")
+    return value
+
+
+def _parse_template(task: str, value: object) -> tuple[tuple[str, str], ...]:
+    if not isinstance(value, str):
+        raise InputError(f"task {task}: template must be a string, got {value!r}", code="T103")
+    if value == "all":
+        return tuple((k, _unit(TEMPLATES[k])) for k in PAPER_TEMPLATES)
+    if value in TEMPLATES:
+        return ((value, _unit(TEMPLATES[value])),)
+    if "{N}" in value or "{S}" in value:
+        if value.count("{N}") != 1 or value.count("{S}") != 1:
+            raise InputError(
+                f"task {task}: a free template needs exactly one {{N}} and one {{S}}: {value!r}",
+                code="T103",
+                hint='e.g. template="{N} was born in {S}."',
+            )
+        if not value[: value.index("{S}")].strip():
+            raise InputError(
+                f"task {task}: the template must have words before {{S}}: {value!r}",
+                code="T103",
+                hint="the last unit is cut just before {S}; that part ends the prompt",
+            )
+        return (("custom", value),)
+    close = difflib.get_close_matches(value, [*TEMPLATES, "all"], n=1)
+    raise InputError(
+        f"task {task}: unknown template {value!r}",
+        code="T103",
+        hint=(f"did you mean {close[0]}? " if close else "")
+        + "use born_in, done_in, lost_in, all, or a free template with {N} and {S}",
+    )
+
+
+def parse_config(spec: TaskSpec, seed: int | None = None) -> GeneratorConfig:
+    """Validate spec.generator and spec.params; fill defaults. Errors name the task."""
+    task = spec.name
+    gen = spec.generator
+    if gen is None or gen not in ORDERED_SETS:
+        close = difflib.get_close_matches(str(gen), ORDERED_SETS, n=1)
+        raise InputError(
+            f"task {task}: unknown sequence {gen!r}",
+            code="T101",
+            hint=(f"did you mean {close[0]}? " if close else "")
+            + "built-in sequences: "
+            + ", ".join(ORDERED_SETS),
+        )
+    raw = dict(spec.params)
+    for key in raw:
+        if key not in _PARAM_KEYS:
+            close = difflib.get_close_matches(key, _PARAM_KEYS, n=1)
+            raise InputError(
+                f"task {task}: unknown parameter {key!r} for sequence {gen}",
+                code="T102",
+                hint=(f"did you mean {close[0]}? " if close else "")
+                + "parameters: "
+                + ", ".join(_PARAM_KEYS),
+            )
+    if spec.correct not in CORRECT_CHOICES or spec.incorrect not in INCORRECT_CHOICES:
+        raise InputError(
+            f"task {task}: unsupported answer tokens correct={spec.correct}, "
+            f"incorrect={spec.incorrect}",
+            code="T104",
+            hint="generated tasks score correct=next against incorrect=last (the paper's metric)",
+        )
+    templates = _parse_template(task, raw.get("template", "all"))
+    members = _int_param(task, raw, "members", DEFAULT_MEMBERS, 2)
+    prompts = _int_param(task, raw, "prompts", DEFAULT_PROMPTS, 1)
+    interval = _int_param(task, raw, "interval", 1, 1)
+    seed_used = _int_param(task, raw, "seed", 0 if seed is None else seed, 0)
+    n_set = len(ORDERED_SETS[gen])
+    n_range = _int_param(task, raw, "range", DEFAULT_RANGE[gen], 2)
+    if n_range > n_set:
+        raise InputError(
+            f"task {task}: range={n_range} but {gen} has only {n_set} members",
+            code="T105",
+        )
+    # The answer is member S1 + members*interval; it must stay inside the range.
+    max_start = n_range - members * interval
+    if max_start < 1:
+        raise InputError(
+            f"task {task}: {members} members at interval {interval} need at least "
+            f"{members * interval + 1} members, but range={n_range}",
+            code="T105",
+            hint="show fewer members, use a smaller interval, or a larger range",
+        )
+    start = _int_param(task, raw, "start", max_start, 1)
+    if start > max_start:
+        raise InputError(
+            f"task {task}: start={start} would put answers past member {n_range} "
+            f"(range={n_range}, members={members}, interval={interval})",
+            code="T105",
+            hint=f"use start <= {max_start}",
+        )
+    if len(templates) > 1 and prompts % len(templates):
+        raise InputError(
+            f"task {task}: template=all splits prompts into equal thirds, "
+            f"but prompts={prompts} is not a multiple of 3",
+            code="T106",
+            hint=f"use prompts={prompts - prompts % 3} or {prompts - prompts % 3 + 3}, "
+            "or name one template",
+        )
+    if members + 1 > len(NAMES):
+        raise InputError(
+            f"task {task}: {members + 1} distinct names needed, only {len(NAMES)} exist",
+            code="T105",
+        )
+    corruption = parse_corruption(task, spec.corruption, spec.corruption_params)
+    return GeneratorConfig(
+        gen, templates, members, prompts, seed_used, interval, start, n_range, corruption
+    )
+
+
+def render(
+    unit: str, names: Sequence[str], members: Sequence[str]
+) -> tuple[str, str, list[WordSpan]]:
+    """The prompt text for `unit` repeated len(members) times plus the final cut unit.
+
+    Returns (text, answer separator, named spans). len(names) == len(members) + 1; the
+    final unit stops before {S}; the separator is the whitespace the answer follows.
+    """
+    parts: list[str] = []
+    spans: list[WordSpan] = []
+    length = 0
+
+    def emit(piece: str, name: str | None) -> None:
+        nonlocal length
+        if name is not None:
+            spans.append((name, length, length + len(piece)))
+        parts.append(piece)
+        length += len(piece)
+
+    def emit_unit(text: str, n_i: int) -> None:
+        # Split on the placeholders, keeping text order ({S} may come before {N}).
+        i = 0
+        while i < len(text):
+            if text.startswith("{N}", i):
+                emit(names[n_i], f"N{n_i + 1}")
+                i += 3
+            elif text.startswith("{S}", i):
+                emit(members[n_i], f"S{n_i + 1}")
+                i += 3
+            else:
+                j = i + 1
+                while j < len(text) and not text.startswith(("{N}", "{S}"), j):
+                    j += 1
+                emit(text[i:j], None)
+                i = j
+
+    for i in range(len(members)):
+        if i:
+            emit(" ", None)
+        emit_unit(unit, i)
+    head = unit[: unit.index("{S}")]
+    last = head.rstrip()
+    emit(" ", None)
+    emit_unit(last, len(members))
+    return "".join(parts), head[len(last) :], spans
+
+
+def generate_prompts(spec: TaskSpec, seed: int | None = None) -> list[PromptRecord]:
+    """Text prompt pairs for a TaskSpec with a built-in generator.
+
+    `seed` is used only when spec.params has no seed. Prompt i uses template
+    i % len(templates), so any prefix of the list mixes the templates evenly.
+    """
+    cfg = parse_config(spec, seed)
+    rng = np.random.default_rng(cfg.seed)
+    words = ORDERED_SETS[cfg.generator]
+    n_templates = len(cfg.templates)
+    steps = np.arange(cfg.members, dtype=np.int64) * cfg.interval
+    out: list[PromptRecord] = []
+    for i in range(cfg.prompts):
+        key, unit = cfg.templates[i % n_templates]
+        s1 = int(rng.integers(0, cfg.start))
+        clean_idx = s1 + steps
+        name_idx = rng.choice(len(NAMES), size=cfg.members + 1, replace=False)
+        corrupt_idx = corrupt_members(
+            cfg.corruption,
+            clean_idx,
+            rng,
+            interval=cfg.interval,
+            n_range=cfg.range,
+            n_set=len(words),
+        )
+        corrupt_names = name_idx
+        if cfg.corruption.kind == "random_tokens":
+            corrupt_names = rng.choice(len(NAMES), size=cfg.members + 1, replace=False)
+        names = [NAMES[j] for j in name_idx]
+        clean_text, sep, clean_spans = render(unit, names, [words[j] for j in clean_idx])
+        corrupt_text, _, corrupt_spans = render(
+            unit, [NAMES[j] for j in corrupt_names], [words[j] for j in corrupt_idx]
+        )
+        answer = int(clean_idx[-1]) + cfg.interval
+        out.append(
+            PromptRecord(
+                clean=clean_text,
+                corrupted=corrupt_text,
+                correct=sep + words[answer],
+                incorrect=sep + words[int(clean_idx[-1])],
+                clean_words=tuple(clean_spans),
+                corrupted_words=tuple(corrupt_spans),
+                template=key,
+                info={
+                    "clean_members": [int(j) for j in clean_idx],
+                    "corrupted_members": [int(j) for j in corrupt_idx],
+                    "answer_member": answer,
+                    "names": names,
+                },
+            )
+        )
+    return out
