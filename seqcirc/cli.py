@@ -36,6 +36,50 @@ def version() -> None:
     typer.echo(f"seqcirc {__version__}")
 
 
+@app.command()
+def roles(
+    model: str = typer.Argument(..., help="seqcirc-mini, a hub name, or a model folder"),
+    task: str = typer.Option(..., "--task", help="ordered set, e.g. months, numerals"),
+    top: int = typer.Option(5, "--top", help="k of the OV top-k scores"),
+    attends: list[str] = typer.Option(  # noqa: B008
+        [], "--attends", help="FROM:TO named positions (repeatable), e.g. S3:S2"
+    ),
+    prompts: int = typer.Option(64, "--prompts", help="task prompts for --attends"),
+    context: str = typer.Option("prompts", "--context", help="prompts | alone"),
+    seed: int = typer.Option(0, "--seed"),
+    repeat_len: int = typer.Option(
+        20, "--repeat-len", help="random tokens repeated once for pattern roles"
+    ),
+    sort: str = typer.Option("successor", "--sort", help="role to sort the table by"),
+    limit: int = typer.Option(20, "--limit", help="rows shown (0: all)"),
+    plot: str | None = typer.Option(None, "--plot", help="save a heatmap PNG here"),
+    as_json: bool = typer.Option(False, "--json", help="print the full table as JSON"),
+) -> None:
+    """Score every head on every role (successor, copy, previous-token, duplicate,
+    induction, attends) to find candidate heads before writing a hypothesis.
+
+    Example:  seqcirc roles seqcirc-mini --task months --attends S3:S2 --plot roles.png
+    """
+    from pathlib import Path
+
+    from seqcirc.roles.command import parse_attends, scan_model, summary
+
+    if context not in ("prompts", "alone"):
+        raise typer.BadParameter("use prompts or alone", param_hint="--context")
+    table = scan_model(
+        model, task, attends=parse_attends(attends), top_k=top, context=context,  # type: ignore[arg-type]
+        prompts=prompts, seed=seed, half_len=repeat_len,
+    )  # fmt: skip
+    if as_json:
+        if plot:
+            from seqcirc.roles.scan import plot_role_heatmaps
+
+            plot_role_heatmaps(table, Path(plot), title=model)
+        typer.echo(table.to_json())
+    else:
+        typer.echo(summary(table, sort_by=sort, limit=limit, plot=Path(plot) if plot else None))
+
+
 def main() -> None:
     """Console entry point: every SeqcircError becomes its message and exit code."""
     try:
@@ -59,3 +103,83 @@ def main() -> None:
         typer.echo(f"error: internal failure: {type(err).__name__}: {err}", err=True)
         typer.echo("help: this is a bug in seqcirc; please report it with the command you ran", err=True)
         sys.exit(EXIT_RUNTIME)
+
+
+# ---- the .circ language: check, plan, fmt (lark is imported inside the commands) ----
+
+
+@app.command()
+def check(
+    files: list[str] = typer.Argument(..., help=".circ files to check", metavar="FILE..."),  # noqa: B008
+) -> None:
+    """Parse and check .circ files against their models' shapes (no weights loaded).
+
+    Prints every problem as `path:line:col: error[CODE]: message`; exit 0 clean, 2 errors.
+
+    Example:  seqcirc check hypotheses/months.circ
+    """
+    from seqcirc.check import check_file, render_diagnostics
+
+    failed = False
+    for path in files:
+        try:
+            module = check_file(path)
+        except SeqcircError as err:
+            failed = True
+            typer.echo(err.render(), err=True)
+            continue
+        if module.warnings:
+            warnings = render_diagnostics(tuple(module.warnings), path, module.program.text)
+            typer.echo(warnings, err=True)
+        typer.echo(f"{path}: ok")
+    if failed:
+        raise SystemExit(2)
+
+
+@app.command()
+def plan(file: str = typer.Argument(..., help="a .circ file", metavar="FILE")) -> None:
+    """Print the intervention plan a .circ file compiles to, as JSON.
+
+    Example:  seqcirc plan hypotheses/months.circ
+    """
+    from seqcirc.compile import compile_file
+    from seqcirc.plan import plan_to_json
+
+    typer.echo(plan_to_json(compile_file(file)))
+
+
+@app.command()
+def fmt(
+    files: list[str] = typer.Argument(..., help=".circ files", metavar="FILE..."),  # noqa: B008
+    write: bool = typer.Option(False, "--write", "-w", help="rewrite the files in place"),
+    check_only: bool = typer.Option(
+        False, "--check", help="exit 1 if a file is not in the canonical layout"
+    ),
+) -> None:
+    """Print .circ files in the canonical layout (comments kept).
+
+    Example:  seqcirc fmt --write hypotheses/*.circ
+    """
+    from pathlib import Path
+
+    from seqcirc.errors import InputError
+    from seqcirc.fmt import format_text
+
+    changed = False
+    for path in files:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as err:
+            raise InputError(f"cannot read {path}: {err}", code="E110") from None
+        formatted = format_text(text, path)
+        if check_only:
+            if formatted != text:
+                changed = True
+                typer.echo(f"{path}: would reformat")
+        elif write:
+            if formatted != text:
+                Path(path).write_text(formatted, encoding="utf-8")
+        else:
+            typer.echo(formatted, nl=False)
+    if changed:
+        raise SystemExit(1)

@@ -87,7 +87,8 @@ def check_body(ck: Checker, c: ast.CircuitDef, model: ResolvedModel | None) -> C
             for end in (e.sender, e.receiver):
                 if end not in (EMBED, LOGITS):
                     all_nodes.add(Node.parse(end))
-    if not all_nodes and not edges:
+    components = (ast.GroupDef, ast.UseStmt, ast.MlpStmt, ast.HeadsStmt, ast.EdgeStmt)
+    if not any(isinstance(s, components) for s in c.body):
         ck.error(
             "E240",
             f"circuit `{c.name.name}` is empty",
