@@ -96,20 +96,20 @@ def test_impossible_draws_and_bad_nodes_are_refused():
             CIRCUIT, n_layers=L, n_heads=H, n_circuits=5, seed=0,
             same_layers=True, complement_only=True,
         )  # fmt: skip
-    assert err.value.code == "E806"
+    assert err.value.code == "E706"
     big = [Node(0, h) for h in range(4)]
     with pytest.raises(InputError) as err:  # 4 of 6 heads: only 2 left outside
         sample_random_circuits(
             big, n_layers=L, n_heads=H, n_circuits=5, seed=0, same_layers=True,
             complement_only=True,
         )  # fmt: skip
-    assert err.value.code == "E806"
+    assert err.value.code == "E706"
     with pytest.raises(InputError) as err:
         sample_random_circuits([Node(4, 0)], n_layers=L, n_heads=H, n_circuits=5, seed=0)
-    assert err.value.code == "E807"
+    assert err.value.code == "E707"
     with pytest.raises(InputError) as err:
         circuit_mask([Node(1, 1), Node(1, 1)], L, H)
-    assert err.value.code == "E807"
+    assert err.value.code == "E707"
 
 
 def test_baseline_p_value_formula():

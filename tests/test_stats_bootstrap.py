@@ -96,10 +96,10 @@ def test_denominator_straddling_zero_gives_an_unbounded_interval():
 def test_bad_input_is_refused():
     with pytest.raises(InputError) as err:
         performance_ratio_ci([1.0, 2.0], [1.0, -1.0], seed=0)
-    assert err.value.code == "E805"
+    assert err.value.code == "E705"
     with pytest.raises(InputError) as err:
         normalized_faithfulness_ci([1.0], [1.0, 2.0], [0.0, 0.0], seed=0)
-    assert err.value.code == "E803"
+    assert err.value.code == "E703"
     with pytest.raises(InputError):
         performance_ratio_ci([1.0], [1.0], seed=-1)
     with pytest.raises(InputError):

@@ -54,6 +54,16 @@ def test_equivalence_matches_scipy_pmf_sum():
     assert equivalence_p_value(k, n, eps) == pytest.approx(expected, rel=1e-12)
 
 
+def test_equivalence_at_the_papers_scale():
+    # 1,536 prompts: the reference's comb(n, k) * p**k loop overflows a float from n ~ 1030
+    n, k, eps = 1536, 950, 0.1
+    ks = np.arange(n + 1)
+    region = np.abs(ks / n - 0.5) >= abs(k / n - 0.5)
+    expected = binom.pmf(ks[region], n, 0.5 + eps).sum()
+    assert equivalence_p_value(k, n, eps) == pytest.approx(expected, rel=1e-9)
+    assert 0.01 < expected < 0.2
+
+
 def test_equivalence_uses_the_share_of_wins_not_the_mean_difference():
     # The reference implementation fed the mean score difference into the test. Here the
     # mean difference is positive (+100 once, -1 nine times) but the circuit wins only 1 of
@@ -76,13 +86,13 @@ def test_equivalence_counts_ties_as_not_positive_and_records_them():
 def test_equivalence_refuses_all_ties_and_bad_input():
     with pytest.raises(InputError) as err:
         equivalence_test([1.0, 2.0], [1.0, 2.0])
-    assert err.value.code == "E808"
+    assert err.value.code == "E708"
     with pytest.raises(InputError) as err:
         equivalence_test([1.0, 2.0], [1.0])
-    assert err.value.code == "E803"
+    assert err.value.code == "E703"
     with pytest.raises(InputError) as err:
         equivalence_test([1.0, np.nan], [1.0, 2.0])
-    assert err.value.code == "E802"
+    assert err.value.code == "E702"
     with pytest.raises(InputError):
         equivalence_test([1.0], [0.0], epsilon=0.5)
 
@@ -135,7 +145,7 @@ def test_minimality_hand_worked_and_scipy():
 def test_minimality_names_must_match_effects():
     with pytest.raises(InputError) as err:
         minimality_test([1.0, 2.0], [0.5], nodes=["9.1"])
-    assert err.value.code == "E803"
+    assert err.value.code == "E703"
 
 
 def test_results_serialise_to_plain_json():

@@ -29,7 +29,7 @@ def component_index(node: Node, n_layers: int, n_heads: int) -> int:
     if not 0 <= node.layer < n_layers or (node.head is not None and not 0 <= node.head < n_heads):
         raise InputError(
             f"node {node} is outside a model of {n_layers} layers x {n_heads} heads",
-            code="E807",
+            code="E707",
             hint=f"layers are 0..{n_layers - 1}, heads 0..{n_heads - 1}",
         )
     if node.head is None:
@@ -51,7 +51,7 @@ def circuit_mask(nodes: Iterable[Node], n_layers: int, n_heads: int) -> NDArray[
         if mask[i]:
             raise InputError(
                 f"node {node} is listed twice in the circuit",
-                code="E807",
+                code="E707",
                 hint="list each head and MLP once",
             )
         mask[i] = True
@@ -155,7 +155,7 @@ def sample_random_circuits(
             raise InputError(
                 f"cannot draw {k} of {what} from {pool.size} available"
                 + (" outside the circuit" if complement_only else ""),
-                code="E806",
+                code="E706",
                 hint="drop the complement-only or same-layers option for this circuit",
             )
     rng = np.random.default_rng(seed)

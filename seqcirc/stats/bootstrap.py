@@ -114,7 +114,7 @@ def bootstrap_ratio(
     if den_point == 0.0:
         raise InputError(
             f"{variant}: the denominator is exactly 0 on these prompts, so the ratio is undefined",
-            code="E805",
+            code="E705",
             hint="the full model does no better than the baseline on this task; check the metric "
             "and the prompts (or report a difference instead of a ratio)",
         )

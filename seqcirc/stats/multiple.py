@@ -19,13 +19,13 @@ def holm_adjust(p_values: ArrayLike) -> NDArray[np.float64]:
     if p.ndim != 1:
         raise InputError(
             f"p-values must be a 1-D list, got shape {p.shape}",
-            code="E801",
+            code="E701",
             hint="pass one p-value per claim",
         )
     if p.size and (not np.isfinite(p).all() or (p < 0).any() or (p > 1).any()):
         raise InputError(
             "p-values must lie in [0, 1]",
-            code="E804",
+            code="E704",
             hint="a p-value outside [0, 1] is a bug upstream; do not adjust it",
         )
     m = p.size

@@ -67,7 +67,7 @@ def equivalence_test(
         raise InputError(
             "equivalence: the circuit and the model score identically on every prompt, so "
             "P(Delta > 0) is not estimable (every Delta is 0)",
-            code="E808",
+            code="E708",
             hint="the circuit reproduces the model exactly; the equivalence test is moot here",
         )
     k = int(np.count_nonzero(delta > 0.0))
@@ -146,7 +146,7 @@ def minimality_test(
     if len(labels) != effects.size:
         raise InputError(
             f"minimality: {len(labels)} node names for {effects.size} node effects",
-            code="E803",
+            code="E703",
             hint="pass one name per node effect, in the same order",
         )
     n = int(refs.size)
