@@ -13,9 +13,8 @@ from typing import Any, TextIO
 
 import numpy as np
 
+from seqcirc.tasks.tokenization import PER_PROMPT_META
 from seqcirc.tasks.types import TokenizedTask
-
-_PER_PROMPT_META = ("correct_text", "incorrect_text", "templates")
 
 
 def _plain(value: Any) -> Any:
@@ -57,7 +56,7 @@ def export_lines(task: TokenizedTask, tokenizer: Any = None) -> list[str]:
     Answer texts come from the task's meta; for a subset of a task (whose meta still
     lists every prompt's answer) the tokenizer decodes the answer ids instead.
     """
-    meta = {k: v for k, v in task.meta.items() if k not in _PER_PROMPT_META}
+    meta = {k: v for k, v in task.meta.items() if k not in PER_PROMPT_META}
     lines = [json.dumps({"task": task.name, "meta": _plain(meta)}, sort_keys=True)]
     correct_text = _answers(task, "correct_text", task.correct, tokenizer)
     incorrect_text = _answers(task, "incorrect_text", task.incorrect, tokenizer)

@@ -8,11 +8,13 @@ the model and passes the per-prompt probabilities in.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from seqcirc.tasks.types import IntArray
+from seqcirc.tasks.tokenization import PER_PROMPT_META
+from seqcirc.tasks.types import IntArray, TokenizedTask
 
 PAPER_RATIO = 2.0
 
@@ -83,3 +85,62 @@ def filter_correct(
         n_low_ratio=int(np.count_nonzero(top1 & ~confident)),
         ratio=float(ratio),
     )
+
+
+def filter_from_logits(
+    end_logits: npt.ArrayLike,
+    correct: npt.ArrayLike,
+    incorrect: npt.ArrayLike,
+    *,
+    ratio: float = PAPER_RATIO,
+) -> FilterReport:
+    """The filter from the full model's logits at END ([n, vocab]) and the answer ids."""
+    logits = np.asarray(end_logits, dtype=np.float64)
+    c = np.asarray(correct, dtype=np.int64)
+    i = np.asarray(incorrect, dtype=np.int64)
+    if logits.ndim != 2 or c.shape != (logits.shape[0],) or i.shape != c.shape:
+        raise ValueError(f"logits {logits.shape} must be [n, vocab] with [n] answer ids")
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    probs = np.exp(shifted)
+    probs /= probs.sum(axis=1, keepdims=True)
+    rows = np.arange(logits.shape[0])
+    return filter_correct(
+        probs[rows, c], probs[rows, i], top1_correct=logits.argmax(axis=1) == c, ratio=ratio
+    )
+
+
+def keep_prompts(task: TokenizedTask, index: npt.ArrayLike) -> TokenizedTask:
+    """task.subset(index), with the per-prompt meta lists (answer texts, templates)
+    indexed too so exports of the subset stay exact."""
+    idx = np.asarray(index, dtype=np.int64)
+    kept = task.subset(idx)
+    for key in PER_PROMPT_META:
+        value = task.meta.get(key)
+        if isinstance(value, tuple | list) and len(value) == task.n_prompts:
+            kept.meta[key] = tuple(value[j] for j in idx)
+    return kept
+
+
+def model_filter(
+    task: TokenizedTask, bridge: Any, *, ratio: float = PAPER_RATIO, batch_rows: int = 32
+) -> tuple[TokenizedTask, FilterReport]:
+    """Run the full model on the clean prompts and keep those passing the filter.
+
+    bridge: a TransformerBridge (or any module mapping [b, seq] ids to [b, seq, vocab]
+    logits). The kept task's meta records the filter's counts under "filter".
+    """
+    import torch
+
+    param = next(bridge.parameters(), None)
+    device = param.device if param is not None else torch.device("cpu")
+    chunks = []
+    with torch.inference_mode():
+        for start in range(0, task.n_prompts, batch_rows):
+            tokens = torch.as_tensor(task.clean[start : start + batch_rows], device=device)
+            pos = torch.as_tensor(task.answer_pos[start : start + batch_rows], device=device)
+            logits = bridge(tokens)
+            chunks.append(logits[torch.arange(tokens.shape[0]), pos].double().cpu().numpy())
+    report = filter_from_logits(np.concatenate(chunks), task.correct, task.incorrect, ratio=ratio)
+    kept = keep_prompts(task, report.kept)
+    kept.meta["filter"] = report.as_dict()
+    return kept, report

@@ -22,6 +22,9 @@ from seqcirc.source import Span
 from seqcirc.tasks.records import PromptRecord
 from seqcirc.tasks.types import TokenizedTask
 
+# TokenizedTask.meta entries with one value per prompt (kept aligned by keep_prompts).
+PER_PROMPT_META = ("correct_text", "incorrect_text", "templates")
+
 # Distinct problems shown before "and N more": enough to see a pattern, not a flood.
 _MAX_DIAGNOSTICS = 20
 
