@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -122,7 +123,7 @@ class Checker:
 
     # ---- imports ------------------------------------------------------------------
     def _import(self, imp: ast.ImportStmt) -> None:
-        target = (self.base / imp.path).resolve()
+        target = Path(os.path.normpath(self.base / imp.path))
         if _key(str(target)) in self.stack:
             chain = " -> ".join(Path(p).name for p in (*self.stack, str(target)))
             self.error("E111", f"import cycle: {chain}", imp.span, "remove one of these imports")
@@ -142,7 +143,7 @@ class Checker:
             mod = Checker(parse(text, str(target)), self.stack).run_or_raise()
         except SeqcircError as err:
             first = err.diagnostics[0]
-            where = f" at {first.span}" if first.span else ""
+            where = f" at {imp.path}:{first.span.line}:{first.span.col}" if first.span else ""
             if first.code == "E111":
                 self.error("E111", first.message, imp.span, "remove one of these imports")
                 return
@@ -191,6 +192,13 @@ class Checker:
             size = len(ORDERED_SETS.get(src.set_name.name, ()))
             default_range = DEFAULT_RANGE.get(src.set_name.name, size)
             claims.task_params(values, src, size, default_range)
+        elif not (self.base / task.source.path).is_file():
+            self.error(
+                "E110",
+                f"prompt file `{task.source.path}` not found",
+                task.source.span,
+                "prompt files (JSONL or CSV) are found relative to this file",
+            )
         seen: dict[str, ast.TaskClause] = {}
         for clause in task.clauses:
             if clause.kind in seen:

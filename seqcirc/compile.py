@@ -148,7 +148,7 @@ def compile_module(mod: Module) -> Plan:
 def _operands(mod: Module, name: str) -> tuple[str, ...]:
     for d in mod.program.of_type(ast.DerivedDef):
         if d.name.name == name:
-            return tuple(_refs(d.expr))
+            return tuple(dict.fromkeys(_refs(d.expr)))
     return ()
 
 

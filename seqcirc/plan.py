@@ -66,7 +66,7 @@ ReceiverInput = Literal["q", "k", "v", "mlp", "resid"]
 
 @dataclass(frozen=True, order=True)
 class Edge:
-    """sender -> receiver input. `input` is q/k/v for a head, "mlp" for an MLP, "resid" for logits."""
+    """sender -> receiver input: q/k/v for a head, "mlp" for an MLP, "resid" for logits."""
 
     sender: str  # str(Node) or EMBED
     receiver: str  # str(Node) or LOGITS
@@ -131,6 +131,9 @@ class Claim:
     line: int = 0
     col: int = 0
     text: str = ""  # the claim as written, for reports
+
+    def params_dict(self) -> dict[str, Any]:
+        return dict(self.params)
 
 
 @dataclass(frozen=True)

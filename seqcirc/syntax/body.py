@@ -103,7 +103,7 @@ def check_body(ck: Checker, c: ast.CircuitDef, model: ResolvedModel | None) -> C
         model=model,
         nodes=frozenset(all_nodes),
         groups=tuple(groups),
-        edges=tuple(sorted(set(edges))),
+        edges=tuple(sorted(set(edges), key=_edge_order)),
         task=task,
         ablation=ablation,
         claims=tuple(kept),
@@ -241,6 +241,22 @@ def _edges(ck: Checker, stmts: list[ast.EdgeStmt], shape: object, local: dict) -
                 "and later layers",
             )
     return out
+
+
+_INPUT_ORDER = ("q", "k", "v", "mlp", "resid")
+
+
+def _endpoint_order(endpoint: str) -> tuple[float, bool, int]:
+    if endpoint == EMBED:
+        return (-1, False, 0)
+    if endpoint == LOGITS:
+        return (float("inf"), False, 0)
+    return Node.parse(endpoint).sort_key
+
+
+def _edge_order(e: Edge) -> tuple:
+    """Edges in computation order: by sender, then receiver, then q, k, v."""
+    return (_endpoint_order(e.sender), _endpoint_order(e.receiver), _INPUT_ORDER.index(e.input))
 
 
 def _is_head(endpoint: str) -> bool:

@@ -91,12 +91,29 @@ def _expected(parser: Lark, names: set[str] | frozenset[str]) -> str:
     return ", ".join(words)
 
 
-def _match_example(parser: Lark, err: UnexpectedInput) -> str | None:
-    try:
-        label = err.match_examples(parser.parse, _EXAMPLES, use_accepts=True)
-    except Exception:  # an example that fails oddly must never mask the real error
+@functools.cache
+def _example_states() -> tuple[tuple[int, str, str], ...]:
+    """(parser state, offending token type, label) of each example mistake."""
+    out = []
+    for label, examples in _EXAMPLES.items():
+        for example in examples:
+            try:
+                get_parser().parse(example)
+            except UnexpectedToken as err:
+                out.append((err.state.position, err.token.type, label))
+    return tuple(out)
+
+
+def _match_example(err: UnexpectedInput) -> str | None:
+    """The label of an example that fails in the same parser state on the same kind of
+    token. (Lark's match_examples also compares stack depth, which grows with every
+    statement before the mistake, so it misses most real files.)"""
+    if not isinstance(err, UnexpectedToken) or err.state is None:
         return None
-    return label if isinstance(label, str) else None
+    for position, token_type, label in _example_states():
+        if position == err.state.position and token_type == err.token.type:
+            return label
+    return None
 
 
 def _syntax_error(err: UnexpectedInput, parser: Lark, text: str, path: str) -> InputError:
@@ -121,7 +138,7 @@ def _syntax_error(err: UnexpectedInput, parser: Lark, text: str, path: str) -> I
         hint = f"expected {_expected(parser, err.allowed)}" if err.allowed else ""
     else:  # pragma: no cover - the LALR parser raises only the two above
         code, message, span, hint = "E100", "syntax error", Span(path, line, col), ""
-    label = _match_example(parser, err)
+    label = _match_example(err)
     if label is not None:
         hint = f"{label}; {hint}" if hint else label
     return InputError(message, code=code, span=span, hint=hint or None, source_text=text)
