@@ -6,6 +6,7 @@ import json
 import math
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,6 +18,7 @@ from seqcirc.plan import AblationSpec, CircuitPlan, ModelRef, Node, Plan, TaskSp
 from seqcirc.tasks import build_task, export_lines
 from seqcirc.tasks.filtering import filter_from_logits, model_filter
 from seqcirc.tasks.from_plan import select_task
+from seqcirc.tasks.sets import ORDERED_SETS
 
 
 def test_filter_from_logits_hand_worked():
@@ -145,3 +147,34 @@ def test_data_export_command(circ_dir):
     )  # fmt: skip
     assert bad.returncode == 2
     assert "error[T403]" in bad.stderr and "did you mean t?" in bad.stderr
+
+
+HYPOTHESES = sorted((Path(__file__).parent.parent / "hypotheses").glob("*.circ"))
+
+
+@pytest.mark.parametrize("circ", HYPOTHESES, ids=lambda p: p.name)
+def test_every_shipped_hypothesis_task_generates(circ):
+    """The language's task parameters are ones the generators accept (paper defaults)."""
+    from seqcirc.compile import compile_file
+    from seqcirc.tasks import prompt_records
+
+    plan = compile_file(circ)
+    for c in plan.circuits:
+        records, meta = prompt_records(c.task, base_dir=circ.parent, seed=plan.seed)
+        assert len(records) == meta["params"]["prompts"]  # type: ignore[index]
+        assert meta["template_counts"] == {"born_in": 512, "done_in": 512, "lost_in": 512}
+
+
+def test_bundled_tokenizer_accepts_every_built_in_task():
+    from seqcirc.shapes import BUNDLED_DIR
+
+    if not (BUNDLED_DIR / "tokenizer.json").exists():
+        pytest.skip("the bundled model is not built yet")
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(BUNDLED_DIR))
+    for name in ORDERED_SETS:
+        for corruption in ("random_members", "random_tokens"):
+            spec = TaskSpec("t", name, params(prompts=90), corruption=corruption)
+            task = build_task(spec, tok, prepend_bos=True)
+            assert task.seq_len == 24
