@@ -21,6 +21,15 @@ from seqcirc.stats.bootstrap import (
 )
 from seqcirc.stats.hsic import hsic_statistic, independence_test
 from seqcirc.stats.multiple import holm_adjust
+from seqcirc.stats.reporting import (
+    AdjustedClaim,
+    PValueClaim,
+    adjust_claims,
+    describe,
+    format_p,
+    markdown_table,
+    p_floor,
+)
 from seqcirc.stats.results import TestResult
 from seqcirc.stats.seeds import derive_seed
 from seqcirc.stats.shi import (
@@ -32,24 +41,31 @@ from seqcirc.stats.shi import (
 )
 
 __all__ = [
+    "AdjustedClaim",
     "BootstrapInterval",
     "MinimalityResult",
+    "PValueClaim",
     "RandomCircuits",
     "TestResult",
+    "adjust_claims",
     "bootstrap_ratio",
     "circuit_mask",
     "component_index",
     "component_nodes",
     "derive_seed",
+    "describe",
     "equivalence_p_value",
     "equivalence_test",
+    "format_p",
     "holm_adjust",
     "hsic_statistic",
     "independence_test",
+    "markdown_table",
     "mask_nodes",
     "minimality_test",
     "n_components",
     "normalized_faithfulness_ci",
+    "p_floor",
     "performance_ratio_ci",
     "random_baseline_p",
     "random_baseline_test",
