@@ -192,3 +192,12 @@ def test_bos_required_when_prepending():
 def test_bos_token_is_the_tokenizers(words_tok):
     task = build_task(spec("letters"), words_tok, prepend_bos=True)
     assert words_tok.convert_ids_to_tokens([int(task.clean[0, 0])]) == [BOS]
+
+
+def test_prompts_must_share_named_positions(words_tok):
+    a = PromptRecord("Mary born in", "John born in", " 5", " 4", (("N1", 0, 4),),
+                     (("N1", 0, 4),))  # fmt: skip
+    b = PromptRecord("Mary born in", "John born in", " 5", " 4")
+    with pytest.raises(DiagnosticsError) as err:
+        tokenize_records([a, b], words_tok, name="t", prepend_bos=False)
+    assert "task t: prompt 1 has no position N1" in err.value.render()

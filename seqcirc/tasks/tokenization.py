@@ -184,6 +184,15 @@ def tokenize_records(
                         rec,
                         "clean and corrupted prompts must align token by token",
                     )
+    for pos, indices in positions.items():
+        for i in (j for j, p in enumerate(indices) if p < 0):
+            problems.add(
+                "T316",
+                f"task {name}: prompt {records[i].where or i} has no position {pos}, "
+                "which other prompts of the task have",
+                records[i],
+                "all prompts of a task must share one template",
+            )
     problems.raise_if_any()
 
     lengths = [len(x) for x in clean_ids]
