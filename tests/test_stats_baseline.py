@@ -14,6 +14,7 @@ from seqcirc.stats import (
     random_baseline_p,
     random_baseline_test,
     sample_random_circuits,
+    sample_subset_masks,
 )
 
 L, H = 4, 6  # a 4-layer, 6-head model: 24 heads + 4 MLPs = 28 components
@@ -53,9 +54,9 @@ def test_counts_match_the_circuit():
     assert len({tuple(row) for row in heads}) > 10
 
 
-def test_same_layers_matches_every_layer():
+def test_layer_matched_matches_every_layer():
     draws = sample_random_circuits(
-        CIRCUIT, n_layers=L, n_heads=H, n_circuits=300, seed=1, same_layers=True
+        CIRCUIT, n_layers=L, n_heads=H, n_circuits=300, seed=1, layer_matched=True
     )
     heads, mlps = _counts(draws.masks)
     assert (heads == [1, 0, 3, 1]).all()
@@ -65,10 +66,10 @@ def test_same_layers_matches_every_layer():
 
 def test_complement_only_never_draws_a_circuit_component():
     heads_only = [n for n in CIRCUIT if n.head is not None]
-    for same_layers in (False, True):
+    for layer_matched in (False, True):
         draws = sample_random_circuits(
             heads_only, n_layers=L, n_heads=H, n_circuits=300, seed=2,
-            complement_only=True, same_layers=same_layers,
+            complement_only=True, layer_matched=layer_matched,
         )  # fmt: skip
         inside = circuit_mask(heads_only, L, H)
         assert not (draws.masks & inside).any()
@@ -94,13 +95,13 @@ def test_impossible_draws_and_bad_nodes_are_refused():
     with pytest.raises(InputError) as err:  # mlp1's layer has no other MLP
         sample_random_circuits(
             CIRCUIT, n_layers=L, n_heads=H, n_circuits=5, seed=0,
-            same_layers=True, complement_only=True,
+            layer_matched=True, complement_only=True,
         )  # fmt: skip
     assert err.value.code == "E706"
     big = [Node(0, h) for h in range(4)]
     with pytest.raises(InputError) as err:  # 4 of 6 heads: only 2 left outside
         sample_random_circuits(
-            big, n_layers=L, n_heads=H, n_circuits=5, seed=0, same_layers=True,
+            big, n_layers=L, n_heads=H, n_circuits=5, seed=0, layer_matched=True,
             complement_only=True,
         )  # fmt: skip
     assert err.value.code == "E706"
@@ -110,6 +111,20 @@ def test_impossible_draws_and_bad_nodes_are_refused():
     with pytest.raises(InputError) as err:
         circuit_mask([Node(1, 1), Node(1, 1)], L, H)
     assert err.value.code == "E707"
+
+
+def test_subset_masks_for_edges():
+    exclude = np.zeros(40, dtype=bool)
+    exclude[:10] = True
+    masks = sample_subset_masks(40, 7, n_draws=2000, seed=3, exclude=exclude)
+    assert (masks.sum(axis=1) == 7).all()
+    assert not masks[:, :10].any()
+    # each allowed item is drawn with probability 7/30
+    assert np.abs(masks[:, 10:].mean(axis=0) - 7 / 30).max() < 0.04
+    assert np.array_equal(masks, sample_subset_masks(40, 7, n_draws=2000, seed=3, exclude=exclude))
+    with pytest.raises(InputError) as err:
+        sample_subset_masks(40, 31, n_draws=1, seed=0, exclude=exclude)
+    assert err.value.code == "E706"
 
 
 def test_baseline_p_value_formula():

@@ -12,6 +12,7 @@ from seqcirc.stats.baseline import (
     random_baseline_p,
     random_baseline_test,
     sample_random_circuits,
+    sample_subset_masks,
 )
 from seqcirc.stats.bootstrap import (
     BootstrapInterval,
@@ -70,5 +71,6 @@ __all__ = [
     "random_baseline_p",
     "random_baseline_test",
     "sample_random_circuits",
+    "sample_subset_masks",
     "sufficiency_test",
 ]

@@ -73,7 +73,7 @@ class RandomCircuits:
     n_layers: int
     n_heads: int
     seed: int
-    same_layers: bool
+    layer_matched: bool
     complement_only: bool
     n_circuit_heads: int
     n_circuit_mlps: int
@@ -109,12 +109,12 @@ def sample_random_circuits(
     n_heads: int,
     n_circuits: int,
     seed: int,
-    same_layers: bool = False,
+    layer_matched: bool = False,
     complement_only: bool = False,
 ) -> RandomCircuits:
     """Draw `n_circuits` circuits with as many heads and MLPs as `circuit`.
 
-    same_layers: match the count of heads and of MLPs in every layer.
+    layer_matched: match the count of heads and of MLPs in every layer.
     complement_only: draw only components outside `circuit`.
     Circuits are drawn independently (the same circuit may come up twice, and may equal
     `circuit` unless complement_only): that is what makes the baseline p-value valid.
@@ -132,7 +132,7 @@ def sample_random_circuits(
     groups: list[tuple[NDArray[np.intp], int, str]] = []
     all_heads = np.arange(n_head_cols).reshape(n_layers, n_heads)
     all_mlps = np.arange(n_head_cols, n_head_cols + n_layers)
-    if same_layers:
+    if layer_matched:
         for layer in range(n_layers):
             pool = all_heads[layer]
             if complement_only:
@@ -156,7 +156,7 @@ def sample_random_circuits(
                 f"cannot draw {k} of {what} from {pool.size} available"
                 + (" outside the circuit" if complement_only else ""),
                 code="E706",
-                hint="drop the complement-only or same-layers option for this circuit",
+                hint="drop the complement-only or layer-matched option for this circuit",
             )
     rng = np.random.default_rng(seed)
     masks = np.zeros((n_circuits, n_components(n_layers, n_heads)), dtype=bool)
@@ -167,11 +167,47 @@ def sample_random_circuits(
         n_layers=n_layers,
         n_heads=n_heads,
         seed=seed,
-        same_layers=same_layers,
+        layer_matched=layer_matched,
         complement_only=complement_only,
         n_circuit_heads=int(head_in.sum()),
         n_circuit_mlps=int(mlp_in.sum()),
     )
+
+
+def sample_subset_masks(
+    n_items: int,
+    k: int,
+    *,
+    n_draws: int,
+    seed: int,
+    exclude: ArrayLike | None = None,
+) -> NDArray[np.bool_]:
+    """`n_draws` independent uniform k-subsets of n_items (e.g. the edges of an edge
+    circuit's model) as masks [n_draws, n_items]; `exclude` (a boolean mask) limits the
+    draw to the other items (complement-only)."""
+    seed = check_seed(seed)
+    n_items = check_count(n_items, "n_items")
+    n_draws = check_count(n_draws, "n_draws")
+    k = check_count(k, "k", minimum=0)
+    pool = np.arange(n_items)
+    if exclude is not None:
+        excluded = np.asarray(exclude, dtype=bool)
+        if excluded.shape != (n_items,):
+            raise InputError(
+                f"exclude must be a boolean mask of {n_items} items, got shape {excluded.shape}",
+                code="E703",
+                hint="pass one flag per item",
+            )
+        pool = pool[~excluded]
+    if k > pool.size:
+        raise InputError(
+            f"cannot draw {k} of {pool.size} available items",
+            code="E706",
+            hint="draw fewer items, or allow items of the circuit (not complement-only)",
+        )
+    masks = np.zeros((n_draws, n_items), dtype=bool)
+    _draw_subsets(masks, pool, k, np.random.default_rng(seed))
+    return masks
 
 
 def random_baseline_p(observed: float, random_values: Sequence[float] | ArrayLike) -> float:
