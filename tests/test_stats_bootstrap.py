@@ -108,6 +108,9 @@ def test_bad_input_is_refused():
         performance_ratio_ci([[1.0]], [[1.0]], seed=0)
     with pytest.raises(InputError):
         bootstrap_ratio({"a": [1.0]}, {"a": 1.0}, {"a": 1.0}, variant="x", seed=0, n_boot=0)
+    with pytest.raises(InputError) as err:
+        bootstrap_ratio({"a": [1.0]}, {"a": 1.0}, {"b": 1.0}, variant="x", seed=0)
+    assert err.value.code == "E703"
 
 
 def test_ten_thousand_resamples_of_1536_prompts_are_fast():

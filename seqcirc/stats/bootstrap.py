@@ -103,6 +103,13 @@ def bootstrap_ratio(
     level = check_open_unit(level, "level")
     n_boot = check_count(n_boot, "n_boot")
     names = list(arrays)
+    unknown = sorted((set(numerator) | set(denominator)) - set(names))
+    if unknown:
+        raise InputError(
+            f"{variant}: coefficients for arrays that were not given: {', '.join(unknown)}",
+            code="E703",
+            hint=f"the arrays given are {', '.join(names)}",
+        )
     checked = {name: as_scores(arrays[name], name) for name in names}
     n = same_length(**checked)
     stack = np.stack([checked[name] for name in names])
