@@ -1,0 +1,422 @@
+"""Node and edge ablations as one functional forward pass of a GPT-2-architecture model.
+
+The weights are read from the TransformerBridge's Hugging Face module and the forward is
+written out here, because the bridge's hooks neither split q/k/v inputs per head (edge
+ablation needs that) nor let us skip the unembedding at positions nobody scores. The
+evaluator checks this forward against the bridge's own on every task (evaluate.prepare).
+
+Intervention points match TransformerLens hook names: a head is ablated at
+`blocks.L.attn.hook_z` (its z, per head; the layer bias b_O stays), an MLP at
+`blocks.L.hook_mlp_out` (its whole output, bias included).
+
+Node order (masks over nodes, as seqcirc.stats.baseline): every head layer by layer,
+then every MLP.
+Sender order (edges): embed, then per layer heads 0..H-1 and the MLP.
+Receiver rows: per layer q of heads, k of heads, v of heads, the MLP; then the logits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from seqcirc.errors import EvaluationError
+from seqcirc.plan import EMBED, LOGITS, Edge, Node, ReceiverInput
+
+
+@dataclass(frozen=True, eq=False)
+class Gpt2Weights:
+    """The weights of a GPT-2-architecture model in TransformerLens layout."""
+
+    n_layers: int
+    n_heads: int
+    d_model: int
+    d_head: int
+    eps: float
+    W_E: Tensor  # [vocab, d]
+    W_pos: Tensor  # [ctx, d]
+    ln1_w: Tensor  # [L, d]
+    ln1_b: Tensor
+    W_qkv: Tensor  # [L, d, 3d] fused, Hugging Face Conv1D layout (q | k | v)
+    b_qkv: Tensor  # [L, 3d]
+    W_QKV: Tensor  # [L, 3, H, d, dh] per head
+    b_QKV: Tensor  # [L, 3, H, dh]
+    W_O: Tensor  # [L, H, dh, d]
+    b_O: Tensor  # [L, d]
+    ln2_w: Tensor
+    ln2_b: Tensor
+    W_in: Tensor  # [L, d, d_mlp]
+    b_in: Tensor
+    W_out: Tensor  # [L, d_mlp, d]
+    b_out: Tensor  # [L, d]
+    lnf_w: Tensor
+    lnf_b: Tensor
+    W_U: Tensor  # [d, vocab]
+    b_U: Tensor  # [vocab]
+
+    @property
+    def n_nodes(self) -> int:
+        return self.n_layers * (self.n_heads + 1)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.W_E.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.W_E.device
+
+
+def extract_weights(bridge: torch.nn.Module) -> Gpt2Weights:
+    """GPT-2 weights from a TransformerBridge (raw Hugging Face numerics only)."""
+    if getattr(bridge, "compatibility_mode", False):
+        raise EvaluationError(
+            "the evaluator needs the bridge without compatibility mode (raw weights)",
+            code="E301",
+            hint="load the model without enable_compatibility_mode()",
+        )
+    hf: Any = getattr(bridge, "original_model", None)
+    arch = type(hf).__name__
+    if arch != "GPT2LMHeadModel":
+        raise EvaluationError(
+            f"the evaluator's forward supports GPT-2-architecture models, not {arch}",
+            code="E302",
+            hint="evaluate a GPT-2-family model (gpt2-small, the bundled seqcirc-mini)",
+        )
+    cfg = hf.config
+    unsupported = {
+        "activation_function": (cfg.activation_function, "gelu_new"),
+        "scale_attn_weights": (cfg.scale_attn_weights, True),
+        "scale_attn_by_inverse_layer_idx": (cfg.scale_attn_by_inverse_layer_idx, False),
+        "reorder_and_upcast_attn": (cfg.reorder_and_upcast_attn, False),
+    }
+    for key, (got, want) in unsupported.items():
+        if got != want:
+            raise EvaluationError(
+                f"GPT-2 config {key}={got!r} is not supported (needs {want!r})", code="E302"
+            )
+    tr = hf.transformer
+    blocks = list(tr.h)
+    n_layers, d = len(blocks), cfg.n_embd
+    n_heads = cfg.n_head
+    d_head = d // n_heads
+
+    def stack(get: Callable[[Any], Tensor]) -> Tensor:
+        return torch.stack([get(b).detach() for b in blocks])
+
+    W_qkv = stack(lambda b: b.attn.c_attn.weight)  # [L, d, 3d]
+    b_qkv = stack(lambda b: b.attn.c_attn.bias)
+    W_QKV = W_qkv.reshape(n_layers, d, 3, n_heads, d_head).permute(0, 2, 3, 1, 4).contiguous()
+    b_QKV = b_qkv.reshape(n_layers, 3, n_heads, d_head)
+    # The bridge's unembedding carries a (zero) bias even where GPT-2 has none.
+    lm_bias = getattr(hf.lm_head, "bias", None)
+    vocab = hf.lm_head.weight.shape[0]
+    b_U = lm_bias.detach() if lm_bias is not None else hf.lm_head.weight.new_zeros(vocab)
+    return Gpt2Weights(
+        n_layers=n_layers,
+        n_heads=n_heads,
+        d_model=d,
+        d_head=d_head,
+        eps=float(cfg.layer_norm_epsilon),
+        W_E=tr.wte.weight.detach(),
+        W_pos=tr.wpe.weight.detach(),
+        ln1_w=stack(lambda b: b.ln_1.weight),
+        ln1_b=stack(lambda b: b.ln_1.bias),
+        W_qkv=W_qkv,
+        b_qkv=b_qkv,
+        W_QKV=W_QKV,
+        b_QKV=b_QKV,
+        W_O=stack(lambda b: b.attn.c_proj.weight).reshape(n_layers, n_heads, d_head, d),
+        b_O=stack(lambda b: b.attn.c_proj.bias),
+        ln2_w=stack(lambda b: b.ln_2.weight),
+        ln2_b=stack(lambda b: b.ln_2.bias),
+        W_in=stack(lambda b: b.mlp.c_fc.weight),
+        b_in=stack(lambda b: b.mlp.c_fc.bias),
+        W_out=stack(lambda b: b.mlp.c_proj.weight),
+        b_out=stack(lambda b: b.mlp.c_proj.bias),
+        lnf_w=tr.ln_f.weight.detach(),
+        lnf_b=tr.ln_f.bias.detach(),
+        W_U=hf.lm_head.weight.detach().T,
+        b_U=b_U,
+    )
+
+
+# ---------------------------------------------------------------- nodes
+
+
+def all_nodes(w: Gpt2Weights) -> tuple[Node, ...]:
+    """Every node in mask order: all heads layer by layer, then all MLPs."""
+    heads = [Node(layer, h) for layer in range(w.n_layers) for h in range(w.n_heads)]
+    return (*heads, *(Node(layer) for layer in range(w.n_layers)))
+
+
+def node_index(w: Gpt2Weights, node: Node) -> int:
+    if not 0 <= node.layer < w.n_layers or (
+        node.head is not None and not 0 <= node.head < w.n_heads
+    ):
+        raise EvaluationError(
+            f"node {node} does not exist in a model of {w.n_layers} layers x {w.n_heads} heads",
+            code="E303",
+        )
+    if node.head is None:
+        return w.n_layers * w.n_heads + node.layer
+    return node.layer * w.n_heads + node.head
+
+
+@dataclass(frozen=True, eq=False)
+class Replacement:
+    """What replaces node activations: z [L][(B,)S,H,dh] and mlp_out [L][(B,)S,d].
+
+    Without a leading batch dimension the values are per position and shared by all
+    rows (mean and zero ablation); with one, they are per prompt (resample, patching).
+    """
+
+    z: tuple[Tensor, ...]
+    mlp: tuple[Tensor, ...]
+
+    def rows(self, index: Tensor | None) -> Replacement:
+        """Per-prompt values for the given rows (no-op for shared values)."""
+        if index is None or self.z[0].dim() == 3:
+            return self
+        return Replacement(tuple(t[index] for t in self.z), tuple(t[index] for t in self.mlp))
+
+
+@dataclass(frozen=True, eq=False)
+class NodeRun:
+    logits: Tensor | None  # [B, vocab] at the answer position
+    resid_final: Tensor  # [B, d] residual before ln_final at the answer position
+    z: tuple[Tensor, ...] = ()  # captured hook_z per layer [B, S, H, dh]
+    mlp: tuple[Tensor, ...] = ()  # captured hook_mlp_out per layer [B, S, d]
+    embed: Tensor | None = None  # captured hook_embed + hook_pos_embed [B, S, d]
+
+
+def _embed(w: Gpt2Weights, tokens: Tensor) -> Tensor:
+    return w.W_E[tokens] + w.W_pos[: tokens.shape[1]]
+
+
+def _attend(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+    """q, k, v [B, S, H, dh] -> z [B, S, H, dh], causal."""
+    z = F.scaled_dot_product_attention(
+        q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), is_causal=True
+    )
+    return z.transpose(1, 2)
+
+
+def _mlp(w: Gpt2Weights, layer: int, x: Tensor) -> Tensor:
+    h = F.gelu(x @ w.W_in[layer] + w.b_in[layer], approximate="tanh")
+    return h @ w.W_out[layer] + w.b_out[layer]
+
+
+def _gather_pos(x: Tensor, answer_pos: Tensor) -> Tensor:
+    return x[torch.arange(x.shape[0], device=x.device), answer_pos]
+
+
+def unembed(w: Gpt2Weights, resid: Tensor) -> Tensor:
+    return F.layer_norm(resid, (w.d_model,), w.lnf_w, w.lnf_b, w.eps) @ w.W_U + w.b_U
+
+
+def forward_nodes(
+    w: Gpt2Weights,
+    tokens: Tensor,
+    answer_pos: Tensor,
+    *,
+    replace: Tensor | None = None,
+    values: Replacement | None = None,
+    capture: bool = False,
+    logits: bool = True,
+) -> NodeRun:
+    """One forward; where replace[b, s, node] is True the node's activation is replaced.
+
+    tokens [B, S]; answer_pos [B]; replace [B, S, n_nodes] bool (node mask order).
+    """
+    n_h = w.n_heads
+    resid = _embed(w, tokens)
+    embed = resid if capture else None
+    zs: list[Tensor] = []
+    mlps: list[Tensor] = []
+    for layer in range(w.n_layers):
+        x = F.layer_norm(resid, (w.d_model,), w.ln1_w[layer], w.ln1_b[layer], w.eps)
+        qkv = (x @ w.W_qkv[layer] + w.b_qkv[layer]).unflatten(-1, (3, n_h, w.d_head))
+        z = _attend(qkv[..., 0, :, :], qkv[..., 1, :, :], qkv[..., 2, :, :])
+        if replace is not None and values is not None:
+            head_cols = replace[..., layer * n_h : (layer + 1) * n_h, None]
+            z = torch.where(head_cols, values.z[layer], z)
+        if capture:
+            zs.append(z)
+        resid = resid + torch.einsum("bshe,hed->bsd", z, w.W_O[layer]) + w.b_O[layer]
+        x = F.layer_norm(resid, (w.d_model,), w.ln2_w[layer], w.ln2_b[layer], w.eps)
+        out = _mlp(w, layer, x)
+        if replace is not None and values is not None:
+            mlp_col = replace[..., w.n_layers * n_h + layer, None]
+            out = torch.where(mlp_col, values.mlp[layer], out)
+        if capture:
+            mlps.append(out)
+        resid = resid + out
+    final = _gather_pos(resid, answer_pos)
+    return NodeRun(
+        logits=unembed(w, final) if logits else None,
+        resid_final=final,
+        z=tuple(zs),
+        mlp=tuple(mlps),
+        embed=embed,
+    )
+
+
+def all_replaced_resid(w: Gpt2Weights, embed: Tensor, values: Replacement) -> Tensor:
+    """Final residual [B, S, d] when every node is replaced: no forward pass needed.
+
+    embed [B, S, d] or [S, d]: what the embeddings contribute (clean, or ablated for edges).
+    """
+    resid = embed
+    for layer in range(w.n_layers):
+        head_out = torch.einsum("...she,hed->...sd", values.z[layer], w.W_O[layer])
+        resid = resid + head_out + w.b_O[layer] + values.mlp[layer]
+    return resid
+
+
+# ---------------------------------------------------------------- edges
+
+
+def sender_names(w: Gpt2Weights) -> tuple[str, ...]:
+    """embed, then per layer heads 0..H-1 and the MLP (the order of the residual stream)."""
+    out = [EMBED]
+    for layer in range(w.n_layers):
+        out.extend(f"{layer}.{h}" for h in range(w.n_heads))
+        out.append(f"mlp{layer}")
+    return tuple(out)
+
+
+@dataclass(frozen=True, eq=False)
+class EdgeGraph:
+    """Every edge of the model (auto-circuit's convention: 32,491 for GPT-2 small)."""
+
+    edges: tuple[Edge, ...]
+    index: dict[Edge, int]
+    rows: Tensor  # [n_edges] receiver row of each edge
+    cols: Tensor  # [n_edges] sender column of each edge
+    n_receivers: int
+    n_senders: int
+
+    @property
+    def n_edges(self) -> int:
+        return len(self.edges)
+
+
+def receiver_row(w: Gpt2Weights, layer: int, inp: str, head: int | None) -> int:
+    per = 3 * w.n_heads + 1
+    if inp == "mlp":
+        return layer * per + 3 * w.n_heads
+    return layer * per + "qkv".index(inp) * w.n_heads + (head or 0)
+
+
+def edge_graph(w: Gpt2Weights) -> EdgeGraph:
+    senders = sender_names(w)
+    edges: list[Edge] = []
+    rows: list[int] = []
+    cols: list[int] = []
+    n_h = w.n_heads
+    for layer in range(w.n_layers):
+        n_before = 1 + layer * (n_h + 1)
+        qkv: tuple[ReceiverInput, ...] = ("q", "k", "v")
+        for inp in qkv:
+            for h in range(n_h):
+                for s in range(n_before):
+                    edges.append(Edge(senders[s], f"{layer}.{h}", inp))
+                    rows.append(receiver_row(w, layer, inp, h))
+                    cols.append(s)
+        for s in range(n_before + n_h):
+            edges.append(Edge(senders[s], f"mlp{layer}", "mlp"))
+            rows.append(receiver_row(w, layer, "mlp", None))
+            cols.append(s)
+    n_recv = w.n_layers * (3 * n_h + 1) + 1
+    for s in range(len(senders)):
+        edges.append(Edge(senders[s], LOGITS, "resid"))
+        rows.append(n_recv - 1)
+        cols.append(s)
+    return EdgeGraph(
+        edges=tuple(edges),
+        index={e: i for i, e in enumerate(edges)},
+        rows=torch.tensor(rows),
+        cols=torch.tensor(cols),
+        n_receivers=n_recv,
+        n_senders=len(senders),
+    )
+
+
+def removed_matrix(graph: EdgeGraph, keep: Tensor, dtype: torch.dtype) -> Tensor:
+    """[n_receivers, n_senders]: 1 where an edge exists and is removed (not kept)."""
+    out = torch.zeros(graph.n_receivers, graph.n_senders, dtype=dtype)
+    out[graph.rows, graph.cols] = (~keep).to(dtype)
+    return out
+
+
+@dataclass(frozen=True, eq=False)
+class EdgeValues:
+    """Ablated sender outputs: embed [(B,)S,d], heads [L][(B,)S,H,d], mlp [L][(B,)S,d]."""
+
+    embed: Tensor
+    head_out: tuple[Tensor, ...]
+    mlp: tuple[Tensor, ...]
+
+    @classmethod
+    def from_nodes(cls, w: Gpt2Weights, embed: Tensor, values: Replacement) -> EdgeValues:
+        heads = tuple(
+            torch.einsum("...she,hed->...shd", values.z[layer], w.W_O[layer])
+            for layer in range(w.n_layers)
+        )
+        return cls(embed, heads, values.mlp)
+
+
+def forward_edges(
+    w: Gpt2Weights,
+    tokens: Tensor,
+    answer_pos: Tensor,
+    removed: Tensor,
+    values: EdgeValues,
+) -> Tensor:
+    """Logits [B, vocab] at the answer position with the removed edges ablated.
+
+    One pass: each receiver's input is the actual residual plus, for each removed edge,
+    (ablated - actual) of its sender, both taken in this same pass.
+    removed: [n_receivers, n_senders] (removed_matrix), already on the weights' device.
+    """
+    n_h, d = w.n_heads, w.d_model
+    batch, seq = tokens.shape
+    resid = _embed(w, tokens)
+    n_senders = removed.shape[1]
+    diffs = resid.new_zeros(batch * seq, n_senders, d)  # ablated - actual, per sender
+    diffs[:, 0] = (values.embed - resid).reshape(-1, d)
+    per = 3 * n_h + 1
+    for layer in range(w.n_layers):
+        n_before = 1 + layer * (n_h + 1)
+        rows = removed[layer * per : (layer + 1) * per]
+        delta = torch.matmul(rows[: 3 * n_h, :n_before], diffs[:, :n_before])  # [BS, 3H, d]
+        x_in = resid.reshape(-1, 1, d) + delta
+        x = F.layer_norm(x_in, (d,), w.ln1_w[layer], w.ln1_b[layer], w.eps)
+        # [3H, BS, d] @ [3H, d, dh] -> q, k, v per head from its own input
+        proj = torch.bmm(x.transpose(0, 1), w.W_QKV[layer].reshape(3 * n_h, d, w.d_head))
+        proj = proj.reshape(3, n_h, batch, seq, w.d_head) + w.b_QKV[layer][:, :, None, None]
+        qkv = proj.permute(0, 2, 3, 1, 4)  # [3, B, S, H, dh]
+        z = _attend(qkv[0], qkv[1], qkv[2])
+        head_out = torch.einsum("bshe,hed->bshd", z, w.W_O[layer])
+        diffs[:, n_before : n_before + n_h] = (values.head_out[layer] - head_out).reshape(
+            -1, n_h, d
+        )
+        resid = resid + head_out.sum(2) + w.b_O[layer]
+        n_mlp = n_before + n_h
+        delta_mlp = torch.matmul(rows[3 * n_h : per, :n_mlp], diffs[:, :n_mlp])  # [BS, 1, d]
+        x = F.layer_norm(
+            resid + delta_mlp.reshape(batch, seq, d), (d,), w.ln2_w[layer], w.ln2_b[layer], w.eps
+        )
+        out = _mlp(w, layer, x)
+        diffs[:, n_mlp] = (values.mlp[layer] - out).reshape(-1, d)
+        resid = resid + out
+    final = _gather_pos(resid, answer_pos)
+    ans_rows = torch.arange(batch, device=tokens.device) * seq + answer_pos
+    final = final + torch.matmul(removed[-1:], diffs[ans_rows]).squeeze(1)
+    return unembed(w, final)

@@ -1,0 +1,434 @@
+"""Runs circuits against a prepared state: the evaluator's forward-pass engine.
+
+prepare() makes the forward passes every circuit shares, once per (model, task, ablation
+set-up, metric): the clean run (reference logits at the answer position, clean
+activations) and the corrupted run (the ablation values). After that a node circuit costs
+one forward pass with logits at the answer position only, R node circuits one batched
+pass of R x n rows, an edge circuit one patched pass, and the empty circuit no pass at all.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+from torch import Tensor
+
+from seqcirc.errors import EvaluationError, InputError
+from seqcirc.interventions import (
+    EdgeGraph,
+    EdgeValues,
+    Gpt2Weights,
+    NodeRun,
+    Replacement,
+    all_nodes,
+    all_replaced_resid,
+    edge_graph,
+    extract_weights,
+    forward_edges,
+    forward_nodes,
+    node_index,
+    removed_matrix,
+    unembed,
+)
+from seqcirc.metrics import check_metric, per_prompt
+from seqcirc.plan import AblationSpec, Edge, Node
+from seqcirc.tasks.types import TokenizedTask
+
+DEFAULT_BATCH_ROWS = 256  # rows (prompt x circuit) per forward chunk; bounds memory
+BRIDGE_CHECK_ROWS = 4  # prompts on which our forward is checked against the bridge's
+
+
+@dataclass(eq=False)
+class EvalState:
+    """Everything circuits on one (model, task, ablation set-up, metric) share."""
+
+    weights: Gpt2Weights
+    task: TokenizedTask
+    ablation: AblationSpec
+    metric: str
+    clean: Tensor  # [n, S]
+    corrupted: Tensor  # [n, S]
+    correct: Tensor  # [n]
+    incorrect: Tensor  # [n]
+    answer_pos: Tensor  # [n]
+    keep_pos: Tensor | None  # [n, S]: where circuit nodes stay clean (named positions)
+    clean_run: NodeRun  # captured z / mlp_out / embeddings of the clean prompts
+    corrupted_logits: Tensor  # [n, vocab] at the answer position
+    values: Replacement  # what an ablated node gets (mean / resample / zero)
+    embed_values: Tensor  # what an ablated embedding sender gets (edge circuits)
+    m_model: NDArray[np.float64]  # per-prompt metric of the full model M
+    batch_rows: int
+    bridge_max_abs_diff: float
+    output_change: NDArray[np.float64]  # [n_nodes] max |replacement - actual| of each output
+    timings: dict[str, float] = field(default_factory=dict)
+    forward_rows: int = 0  # prompt-rows pushed through forward passes (cost accounting)
+    _graph: EdgeGraph | None = None
+    _m_empty: dict[str, NDArray[np.float64]] = field(default_factory=dict)
+
+    @property
+    def n_prompts(self) -> int:
+        return int(self.clean.shape[0])
+
+    @property
+    def nodes(self) -> tuple[Node, ...]:
+        return all_nodes(self.weights)
+
+    @property
+    def graph(self) -> EdgeGraph:
+        if self._graph is None:
+            self._graph = edge_graph(self.weights)
+        return self._graph
+
+
+def _tensor(a: object, device: torch.device) -> Tensor:
+    return torch.as_tensor(np.asarray(a), dtype=torch.long, device=device)
+
+
+def _check_setup(task: TokenizedTask, ablation: AblationSpec, w: Gpt2Weights) -> None:
+    if ablation.value not in ("mean", "resample", "zero"):
+        raise InputError(f"unknown ablation value {ablation.value!r}", code="E320")
+    if ablation.direction == "patch_circuit" and ablation.value != "resample":
+        raise InputError(
+            "patching the circuit into corrupted input runs each prompt's paired corrupted "
+            f"prompt, so the ablation value must be resample, not {ablation.value}",
+            code="E320",
+            hint="write `ablate resample` with `patch circuit`, or ablate the complement",
+        )
+    if ablation.granularity == "edge" and (
+        ablation.positions is not None or ablation.direction != "ablate_complement"
+    ):
+        raise InputError(
+            "edge circuits are evaluated at all positions with the complement ablated",
+            code="E320",
+            hint="drop the positions / patch-circuit options for an edge circuit",
+        )
+    if task.clean.shape != task.corrupted.shape:
+        raise InputError(
+            f"clean {task.clean.shape} and corrupted {task.corrupted.shape} prompts differ in "
+            "shape; per-position means need aligned prompts",
+            code="E321",
+        )
+    if task.seq_len > w.W_pos.shape[0]:
+        raise InputError(
+            f"prompts of {task.seq_len} tokens exceed the model's context", code="E321"
+        )
+    for name in ablation.positions or ():
+        if name not in task.positions:
+            raise InputError(
+                f"position {name!r} is not defined by task {task.name!r}",
+                code="E322",
+                hint=f"known positions: {', '.join(sorted(task.positions))}",
+            )
+
+
+def _chunks(n_rows: int, size: int) -> Iterable[slice]:
+    for start in range(0, n_rows, size):
+        yield slice(start, min(start + size, n_rows))
+
+
+def _run_plain(
+    state_w: Gpt2Weights, tokens: Tensor, answer_pos: Tensor, batch_rows: int
+) -> NodeRun:
+    """A captured forward of every prompt, in chunks, concatenated."""
+    runs = [
+        forward_nodes(state_w, tokens[sl], answer_pos[sl], capture=True)
+        for sl in _chunks(tokens.shape[0], batch_rows)
+    ]
+    cat = torch.cat
+    return NodeRun(
+        logits=cat([r.logits for r in runs if r.logits is not None]),
+        resid_final=cat([r.resid_final for r in runs]),
+        z=tuple(cat([r.z[i] for r in runs]) for i in range(state_w.n_layers)),
+        mlp=tuple(cat([r.mlp[i] for r in runs]) for i in range(state_w.n_layers)),
+        embed=cat([r.embed for r in runs if r.embed is not None]),
+    )
+
+
+def _ablation_values(run: NodeRun, value: str) -> tuple[Replacement, Tensor]:
+    """Per-position means over the corrupted prompts, the paired prompt's own, or zeros."""
+    assert run.embed is not None
+    if value == "mean":
+        return (
+            Replacement(tuple(z.mean(0) for z in run.z), tuple(m.mean(0) for m in run.mlp)),
+            run.embed.mean(0),
+        )
+    if value == "resample":
+        return Replacement(run.z, run.mlp), run.embed
+    return (
+        Replacement(tuple(torch.zeros_like(z[0]) for z in run.z), tuple(
+            torch.zeros_like(m[0]) for m in run.mlp
+        )),
+        torch.zeros_like(run.embed[0]),
+    )  # fmt: skip
+
+
+def _check_against_bridge(bridge: torch.nn.Module, w: Gpt2Weights, state_clean: Tensor,
+                          answer_pos: Tensor, ours: Tensor) -> float:  # fmt: skip
+    """Our forward must reproduce the bridge's logits: the weights were read right."""
+    k = min(BRIDGE_CHECK_ROWS, state_clean.shape[0])
+    ref = bridge(state_clean[:k])
+    ref = ref[torch.arange(k, device=ref.device), answer_pos[:k]].to(ours.dtype)
+    diff = float((ref - ours[:k]).abs().max())
+    scale = float(ref.abs().max()) + 1.0
+    if not diff <= 1e-4 * scale:
+        raise EvaluationError(
+            f"the evaluator's forward disagrees with the model's own by {diff:.3g} in the logits",
+            code="E304",
+            hint="the model's weights or config are not what the evaluator assumes; report this",
+        )
+    return diff
+
+
+def prepare(
+    bridge: torch.nn.Module,
+    task: TokenizedTask,
+    ablation: AblationSpec | None = None,
+    metric: str = "logit_diff",
+    *,
+    batch_rows: int | None = None,
+) -> EvalState:
+    """Run the clean and corrupted prompts once and keep what every circuit needs."""
+    t0 = time.perf_counter()
+    ablation = ablation or AblationSpec()
+    check_metric(metric)
+    w = extract_weights(bridge)
+    _check_setup(task, ablation, w)
+    rows = batch_rows or DEFAULT_BATCH_ROWS
+    dev = w.device
+    clean, corrupted = _tensor(task.clean, dev), _tensor(task.corrupted, dev)
+    answer_pos = _tensor(task.answer_pos, dev)
+    correct, incorrect = _tensor(task.correct, dev), _tensor(task.incorrect, dev)
+    with torch.inference_mode():
+        clean_run = _run_plain(w, clean, answer_pos, rows)
+        corrupted_run = _run_plain(w, corrupted, answer_pos, rows)
+        assert clean_run.logits is not None and corrupted_run.logits is not None
+        bridge_diff = _check_against_bridge(bridge, w, clean, answer_pos, clean_run.logits)
+        if ablation.direction == "patch_circuit":
+            values, embed_values = Replacement(clean_run.z, clean_run.mlp), clean_run.embed
+            reference = corrupted_run
+        else:
+            values, embed_values = _ablation_values(corrupted_run, ablation.value)
+            reference = clean_run
+        assert embed_values is not None
+        change = _output_change(w, reference, values, answer_pos)
+    keep_pos = None
+    if ablation.positions is not None:
+        keep = torch.zeros(clean.shape, dtype=torch.bool, device=dev)
+        for name in ablation.positions:
+            idx = _tensor(task.positions[name], dev)
+            keep[torch.arange(clean.shape[0], device=dev), idx] = True
+        keep_pos = keep
+    m_model = per_prompt(metric, clean_run.logits, correct, incorrect, clean_run.logits)
+    state = EvalState(
+        weights=w, task=task, ablation=ablation, metric=metric, clean=clean,
+        corrupted=corrupted, correct=correct, incorrect=incorrect, answer_pos=answer_pos,
+        keep_pos=keep_pos, clean_run=clean_run, corrupted_logits=corrupted_run.logits,
+        values=values, embed_values=embed_values, m_model=m_model, batch_rows=rows,
+        bridge_max_abs_diff=bridge_diff, output_change=change,
+        forward_rows=2 * clean.shape[0] + min(BRIDGE_CHECK_ROWS, clean.shape[0]),
+    )  # fmt: skip
+    state.timings["prepare_s"] = time.perf_counter() - t0
+    return state
+
+
+def _output_change(
+    w: Gpt2Weights, run: NodeRun, values: Replacement, answer_pos: Tensor
+) -> NDArray[np.float64]:
+    """Per node, the largest change its replacement makes to its output (z @ W_O for heads)
+    at positions up to the answer: 0 means intervening on it can change nothing."""
+    seq = run.z[0].shape[1]
+    upto = (torch.arange(seq, device=answer_pos.device)[None, :] <= answer_pos[:, None]).to(
+        run.z[0].dtype
+    )  # [n, S]
+    heads, mlps = [], []
+    for layer in range(w.n_layers):
+        dz = values.z[layer] - run.z[layer]  # broadcast [n, S, H, dh]
+        out = torch.einsum("bshe,hed->bshd", dz, w.W_O[layer]).abs().amax(-1)  # [n, S, H]
+        heads.append((out * upto[..., None]).amax((0, 1)))
+        dm = (values.mlp[layer] - run.mlp[layer]).abs().amax(-1)  # [n, S]
+        mlps.append((dm * upto).amax())
+    return torch.cat([torch.cat(heads), torch.stack(mlps)]).double().cpu().numpy()
+
+
+# ---------------------------------------------------------------- node circuits
+
+
+def node_mask(state: EvalState, nodes: Iterable[Node]) -> NDArray[np.bool_]:
+    """Keep-mask [n_nodes] of a node circuit (mask order of seqcirc.stats.baseline)."""
+    mask = np.zeros(state.weights.n_nodes, dtype=bool)
+    for node in nodes:
+        mask[node_index(state.weights, node)] = True
+    return mask
+
+
+def check_live(state: EvalState, keep: NDArray[np.bool_]) -> None:
+    """Liveness: the plan must intervene on something whose output really changes."""
+    touched = ~keep if state.ablation.direction == "ablate_complement" else keep
+    if state.ablation.positions is not None and state.ablation.direction == "ablate_complement":
+        touched = np.ones_like(keep)  # circuit nodes are ablated off the named positions
+    if not touched.any():
+        raise EvaluationError(
+            "the circuit is the whole model: no intervention, nothing to measure",
+            code="E305",
+            hint="a circuit must leave some head or MLP out",
+        )
+    if not (state.output_change[touched] > 0).any():
+        raise EvaluationError(
+            "every intervention of this plan leaves its target unchanged (replacement values "
+            "equal the actual activations), so any faithfulness would be a meaningless 100%",
+            code="E305",
+            hint="check the corrupted prompts: they must differ from the clean ones",
+        )
+
+
+def run_circuits(state: EvalState, masks: NDArray[np.bool_] | Tensor) -> NDArray[np.float64]:
+    """Per-prompt metric [R, n] of R node circuits given as keep-masks [R, n_nodes].
+
+    All R circuits go through batched forward passes of R x n rows (chunked).
+    """
+    w = state.weights
+    keep = torch.as_tensor(np.asarray(masks, dtype=bool), device=w.device)
+    if keep.dim() != 2 or keep.shape[1] != w.n_nodes:
+        raise EvaluationError(
+            f"masks must be [R, {w.n_nodes}], got {tuple(keep.shape)}", code="E306"
+        )
+    n, r_count = state.n_prompts, keep.shape[0]
+    patch = state.ablation.direction == "patch_circuit"
+    tokens = state.corrupted if patch else state.clean
+    out = np.empty(r_count * n)
+    with torch.inference_mode():
+        for sl in _chunks(r_count * n, state.batch_rows):
+            rows = torch.arange(sl.start, sl.stop, device=w.device)
+            prompt, circ = rows % n, rows // n
+            kept = keep[circ][:, None, :]  # [B, 1, n_nodes]
+            if state.keep_pos is not None:
+                kept = kept & state.keep_pos[prompt][:, :, None]
+            replace = kept if patch else ~kept
+            run = forward_nodes(
+                w, tokens[prompt], state.answer_pos[prompt],
+                replace=replace, values=state.values.rows(prompt),
+            )  # fmt: skip
+            assert run.logits is not None
+            out[sl] = per_prompt(
+                state.metric, run.logits, state.correct[prompt], state.incorrect[prompt],
+                state.clean_run.logits[prompt] if state.clean_run.logits is not None else None,
+            )  # fmt: skip
+    state.forward_rows += r_count * n
+    return out.reshape(r_count, n)
+
+
+def run_nodes(state: EvalState, nodes: Iterable[Node]) -> NDArray[np.float64]:
+    """Per-prompt metric [n] of one node circuit (its complement ablated)."""
+    return run_circuits(state, node_mask(state, nodes)[None])[0]
+
+
+def _at_answer(t: Tensor, answer_pos: Tensor, per_prompt_dims: int) -> Tensor:
+    if t.dim() == per_prompt_dims:
+        return t[torch.arange(t.shape[0], device=t.device), answer_pos]
+    return t[answer_pos]
+
+
+def empty_metric(state: EvalState, granularity: str | None = None) -> NDArray[np.float64]:
+    """m(empty) per prompt: everything ablated; computed without a forward pass.
+
+    Node circuits keep the clean embeddings (they are not a node); edge circuits ablate
+    the embedding sender too. Patching into corrupted input: empty = the corrupted run.
+    """
+    gran = granularity or state.ablation.granularity
+    if gran in state._m_empty:
+        return state._m_empty[gran]
+    w, pos = state.weights, state.answer_pos
+    with torch.inference_mode():
+        if state.ablation.direction == "patch_circuit":
+            logits = state.corrupted_logits
+        else:
+            assert state.clean_run.embed is not None
+            embed = state.clean_run.embed if gran == "node" else state.embed_values
+            at = Replacement(
+                tuple(_at_answer(z, pos, 4) for z in state.values.z),
+                tuple(_at_answer(m, pos, 3) for m in state.values.mlp),
+            )
+            resid = all_replaced_resid(w, _at_answer(embed, pos, 3), at)
+            logits = unembed(w, resid.expand(state.n_prompts, -1))
+        assert state.clean_run.logits is not None
+        m = per_prompt(state.metric, logits, state.correct, state.incorrect, state.clean_run.logits)
+    state._m_empty[gran] = m
+    return m
+
+
+# ---------------------------------------------------------------- edge circuits
+
+
+def edge_mask(state: EvalState, edges: Iterable[Edge]) -> NDArray[np.bool_]:
+    """Keep-mask [n_edges] of an edge circuit; an edge the model lacks is an error."""
+    graph = state.graph
+    mask = np.zeros(graph.n_edges, dtype=bool)
+    for e in edges:
+        i = graph.index.get(e)
+        if i is None:
+            raise EvaluationError(
+                f"edge {e} does not exist in this model",
+                code="E303",
+                hint="a sender must come before its receiver (embed, L.H, mlpL -> "
+                "L.H[q|k|v], mlpL[mlp], logits[resid]); an MLP receives from heads of its layer",
+            )
+        mask[i] = True
+    return mask
+
+
+def check_live_edges(state: EvalState, keep: NDArray[np.bool_]) -> None:
+    graph = state.graph
+    removed_senders = np.unique(graph.cols.numpy()[~keep])
+    if removed_senders.size == 0:
+        raise EvaluationError("the edge circuit keeps every edge: nothing to measure", code="E305")
+    clean_embed = state.clean_run.embed
+    assert clean_embed is not None
+    embed_change = float((state.embed_values - clean_embed).abs().max())
+    # sender 0 is the embedding; sender 1 + L*(H+1) + h a head, + H the MLP
+    changes = [embed_change]
+    n_h, n_heads_total = state.weights.n_heads, state.weights.n_layers * state.weights.n_heads
+    for layer in range(state.weights.n_layers):
+        changes.extend(state.output_change[layer * n_h : (layer + 1) * n_h])
+        changes.append(state.output_change[n_heads_total + layer])
+    if not (np.asarray(changes)[removed_senders] > 0).any():
+        raise EvaluationError(
+            "every removed edge carries a sender whose ablated output equals its actual one",
+            code="E305",
+            hint="check the corrupted prompts: they must differ from the clean ones",
+        )
+
+
+def run_edges(state: EvalState, keep: NDArray[np.bool_] | Sequence[Edge]) -> NDArray[np.float64]:
+    """Per-prompt metric [n] of one edge circuit (keep-mask [n_edges] or a list of edges):
+    one patched forward pass per chunk of prompts."""
+    if not isinstance(keep, np.ndarray):
+        keep = edge_mask(state, keep)
+    w = state.weights
+    removed = removed_matrix(state.graph, torch.as_tensor(keep), w.dtype).to(w.device)
+    values = EdgeValues.from_nodes(w, state.embed_values, state.values)
+    n = state.n_prompts
+    out = np.empty(n)
+    per_prompt_values = state.ablation.value == "resample"
+    with torch.inference_mode():
+        for sl in _chunks(n, state.batch_rows):
+            idx = torch.arange(sl.start, sl.stop, device=w.device)
+            vals = values
+            if per_prompt_values:
+                vals = EdgeValues(
+                    values.embed[idx],
+                    tuple(h[idx] for h in values.head_out),
+                    tuple(m[idx] for m in values.mlp),
+                )
+            logits = forward_edges(w, state.clean[idx], state.answer_pos[idx], removed, vals)
+            assert state.clean_run.logits is not None
+            out[sl] = per_prompt(
+                state.metric, logits, state.correct[idx], state.incorrect[idx],
+                state.clean_run.logits[idx],
+            )  # fmt: skip
+    state.forward_rows += n
+    return out
