@@ -62,12 +62,14 @@ def roles(
     """
     from pathlib import Path
 
-    from seqcirc.roles.command import parse_attends, scan_model, summary
+    from seqcirc.roles.command import check_options, parse_attends, scan_model, summary
 
     if context not in ("prompts", "alone"):
         raise typer.BadParameter("use prompts or alone", param_hint="--context")
+    pairs = parse_attends(attends)
+    check_options(task, pairs, sort)
     table = scan_model(
-        model, task, attends=parse_attends(attends), top_k=top, context=context,  # type: ignore[arg-type]
+        model, task, attends=pairs, top_k=top, context=context,  # type: ignore[arg-type]
         prompts=prompts, seed=seed, half_len=repeat_len,
     )  # fmt: skip
     if as_json:
@@ -101,7 +103,9 @@ def main() -> None:
         if isinstance(err, click.exceptions.Abort):
             sys.exit(130)
         typer.echo(f"error: internal failure: {type(err).__name__}: {err}", err=True)
-        typer.echo("help: this is a bug in seqcirc; please report it with the command you ran", err=True)
+        typer.echo(
+            "help: this is a bug in seqcirc; please report it with the command you ran", err=True
+        )
         sys.exit(EXIT_RUNTIME)
 
 

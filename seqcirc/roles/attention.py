@@ -111,6 +111,14 @@ def pattern_scores(
     bos: int | None = None,
 ) -> dict[str, FloatArray]:
     """Previous-token, duplicate and induction scores of every head: role -> [layers, heads]."""
+    n_ctx, bos_len = int(bridge.cfg.n_ctx), int(bos is not None)
+    if 2 * half_len + bos_len > n_ctx:
+        raise InputError(
+            f"repeated sequences of 2 x {half_len} tokens do not fit the model's context "
+            f"of {n_ctx}",
+            code="E807",
+            hint=f"use a repeat length (half_len, --repeat-len) <= {(n_ctx - bos_len) // 2}",
+        )
     tokens = repeated_random_tokens(
         token_pool(bridge, tokenizer), n_seqs=n_seqs, half_len=half_len, seed=seed, bos=bos
     )

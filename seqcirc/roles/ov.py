@@ -12,8 +12,12 @@ head. A hit when the target token ranks in the top k of the vocabulary.
 
 Ties count against the target (rank = number of other tokens with logit >= the
 target's), so a head that writes nothing (all logits equal) scores 0, not 1.
-The layer norms and unembedding are the bridge's own modules, so the scores are the
-same whether or not TransformerLens processed the weights.
+The layer norms and unembedding are the bridge's own modules, so folded layer norms
+and centred weights (TransformerLens's compatibility mode) give the same ranks. One
+difference remains: compatibility mode also folds each head's value bias b_V (and its
+ln1 bias) into the layer's b_O, so the per-head OV map loses them there, as in
+HookedTransformer; by default (compatibility mode off) they are included, as in the
+paper's code. The mode is recorded with every result (models.ModelIdentity).
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from seqcirc.roles.attention import attends_scores, pattern_scores
+from seqcirc.roles.attention import PATTERN_ROLES, attends_scores, pattern_scores
 from seqcirc.roles.members import Context, bos_id
 from seqcirc.roles.ov import Target, ov_scores
 from seqcirc.tasks.types import TokenizedTask
@@ -72,6 +72,12 @@ class RoleTable:
             cells = " ".join(f"{row[r]:>{w}.3f}" for r, w in zip(self.roles, widths, strict=True))
             lines.append(f"{row['head']:<6} {cells}")
         return "\n".join(lines)
+
+
+def planned_roles(set_name: str | None, attends: Sequence[tuple[str, str]] = ()) -> tuple[str, ...]:
+    """The columns `scan_roles` produces for these options, in order."""
+    ov = ("successor", "successor_first", "copy", "copy_first") if set_name is not None else ()
+    return (*ov, *PATTERN_ROLES, *(f"attends({a}->{b})" for a, b in attends))
 
 
 def scan_roles(
@@ -136,6 +142,7 @@ def scan_roles(
         cols.append(attends_scores(bridge, task, src, dst))
     if task is not None:
         meta.update(task=task.name, n_prompts=task.n_prompts)
+    assert tuple(roles) == planned_roles(set_name, attends)
     return RoleTable(tuple(roles), np.stack(cols), meta)
 
 

@@ -1,0 +1,114 @@
+"""`seqcirc roles` through the real console script, on the planted model saved as a
+Hugging Face folder (the successor head is 1.0, the copy head 1.1, the previous-token
+head 0.0; see tests/roles_planted.py)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from roles_planted import planted_hf, planted_tokenizer
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    out = tmp_path_factory.mktemp("planted")
+    planted_hf().save_pretrained(out)
+    planted_tokenizer().save_pretrained(out)
+    return out
+
+
+def _seqcirc(*args: str) -> subprocess.CompletedProcess[str]:
+    exe = shutil.which("seqcirc", path=str(Path(sys.executable).parent))
+    assert exe is not None
+    return subprocess.run([exe, *args], capture_output=True, text=True, timeout=300)
+
+
+def test_roles_scan_table_attends_and_heatmap(folder, tmp_path):
+    png = tmp_path / "roles.png"
+    proc = _seqcirc(
+        "roles", str(folder), "--task", "months", "--repeat-len", "10", "--attends", "S2:S1",
+        "--prompts", "6", "--plot", str(png),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    table = out.split("best heads per role:")[0]
+    first_row = next(ln for ln in table.splitlines() if ln[:1].isdigit())
+    assert first_row.split()[:3] == ["1.0", "1.000", "1.000"]  # sorted by successor
+    assert "  successor          1.0 1.00" in out
+    assert "  copy               1.1 1.00" in out
+    assert "  previous_token     0.0 1.00" in out
+    # "<bos> N born in S1 . N born in S2": S1 at 4, S2 at 9. The previous-token head
+    # (0.0) looks one back, so 0; the uniform heads (layer 1, 0.2, 0.3) put 1/10 on S1.
+    header = table.splitlines()[2].split()
+    col = header.index("attends(S2->S1)")
+    rows = {ln.split()[0]: ln.split() for ln in table.splitlines() if ln[:1].isdigit()}
+    assert rows["0.0"][col] == "0.000" and rows["0.2"][col] == "0.100"
+    assert rows["1.3"][col] == "0.100"
+    assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_roles_json(folder):
+    proc = _seqcirc("roles", str(folder), "--task", "months", "--repeat-len", "10", "--json")
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    rows = {r["head"]: r for r in data["rows"]}
+    assert len(rows) == 8
+    assert rows["1.0"]["successor"] == 1.0 and rows["1.1"]["copy"] == 1.0
+    assert data["meta"]["set"] == "months" and data["meta"]["seed"] == 0
+
+
+def test_roles_bad_input_exits_2_before_loading(folder):
+    proc = _seqcirc("roles", str(folder), "--task", "monts")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "error[E801]: unknown ordered set 'monts'" in proc.stderr
+    assert "did you mean 'months'" in proc.stderr
+    assert "Loading weights" not in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("task", "attends", "sort", "text"),
+    [
+        ("months", ["S2"], "successor", "FROM:TO"),
+        ("months", ["S2:"], "successor", "FROM:TO"),
+        ("months", [], "succ", "not a scanned role"),
+        ("months", ["S3:S2"], "attends(S2->S3)", "not a scanned role"),
+        ("month", [], "successor", "did you mean 'months'"),
+    ],
+    ids=["no-colon", "no-target", "bad-sort", "sort-unscanned-pair", "unknown-set"],
+)
+def test_options_checked_before_loading(task, attends, sort, text):
+    from seqcirc.errors import InputError
+    from seqcirc.roles.command import check_options, parse_attends
+
+    with pytest.raises(InputError) as err:
+        check_options(task, parse_attends(attends), sort)
+    assert text in err.value.message + (err.value.hint or "")
+    check_options("months", parse_attends(["S3:S2"]), "attends(S3->S2)")  # fine
+
+
+def test_repeat_too_long_for_the_context(folder):
+    from seqcirc.errors import InputError
+    from seqcirc.models import load_model
+    from seqcirc.roles import pattern_scores
+
+    lm = load_model(str(folder))
+    with pytest.raises(InputError) as err:
+        pattern_scores(lm.bridge, lm.tokenizer, half_len=20, bos=0)  # 41 tokens > 32
+    assert err.value.code == "E807" and "<= 15" in (err.value.hint or "")
+
+
+def test_scores_survive_compatibility_mode(folder):
+    """Folded layer norms and centred weights leave the planted heads' ranks intact."""
+    from seqcirc.models import load_model
+    from seqcirc.roles import copy_scores, successor_scores
+
+    lm = load_model(str(folder), compatibility_mode=True)
+    nxt = successor_scores(lm.bridge, lm.tokenizer, "months", top_k=1)
+    cpy = copy_scores(lm.bridge, lm.tokenizer, "months", top_k=1)
+    assert nxt.topk[1].tolist() == [1.0, 0.0, 0.0, 0.0]
+    assert cpy.topk[1].tolist() == [0.0, 1.0, 0.0, 0.0]
