@@ -432,7 +432,7 @@ class Checker:
             or (
                 "tasks here: " + ", ".join(self.mod.tasks)
                 if self.mod.tasks
-                else "define one: task NAME = sequence(months)"
+                else "define one: task months = sequence(months)"
             ),
         )
 

@@ -46,7 +46,7 @@ def lookup_circuit(ck: Checker, ref: ast.NameRef, model: str | None) -> Circuit 
             "E261",
             f"circuit `{ref.name}` has sections on several models",
             ref.span,
-            "name the model: circuit NAME on MODEL = ...",
+            "name the model: `circuit shared on gpt2-small = a & b`",
         )
         return None
     return sections[0]
@@ -86,7 +86,7 @@ def _eval(ck: Checker, expr: ast.SetExpr, model: str | None) -> Circuit | None:
             "set algebra across different models",
             expr.span,
             f"`{left.name}` is on {left.model.ref.name}, `{right.name}` on "
-            f"{right.model.ref.name}; name the model: circuit NAME on MODEL = ...",
+            f"{right.model.ref.name}; name the model: `circuit shared on gpt2-small = a & b`",
         )
         return None
     if expr.op == "|":

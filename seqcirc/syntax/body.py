@@ -129,7 +129,7 @@ def _task(ck: Checker, c: ast.CircuitDef) -> ast.TaskDef | None:
         "E201",
         f"circuit `{c.name.name}` names no task",
         c.name.span,
-        "add `task NAME` inside the circuit (or name the circuit after its task)",
+        "add `task months` (the task's name) inside the circuit, or name it after its task",
     )
     return None
 

@@ -39,7 +39,7 @@ _EXAMPLES: dict[str, list[str]] = {
         "circuit c on m { expect faithfulness }",
         "circuit c on m { role 9.1 successor 0.8 }",
     ],
-    "a circuit is written `circuit NAME on MODEL { ... }`": [
+    "a circuit is written `circuit months on gpt2-small { ... }`": [
         "circuit c gpt2 {",
         "circuit c {",
     ],
