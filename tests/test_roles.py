@@ -341,3 +341,26 @@ def test_bad_role_claims_point_at_the_claim(bridge, tokenizer, task, kw, code, t
     assert err.value.code == code
     assert text in (err.value.hint or "") + err.value.message
     assert err.value.span is not None and err.value.span.line == 7
+
+
+def test_role_claim_head_spellings_and_common_result(bridge, tokenizer):
+    from seqcirc.plan import Node
+    from seqcirc.results import ClaimResult
+    from seqcirc.roles import evaluate_role_claim
+
+    groups = {"succ": (Node(1, 0),), "pair": (Node(1, 0), Node(1, 1))}
+    for head in ("L1H0", "succ"):
+        res = evaluate_role_claim(
+            _claim(head=head, role="successor"), bridge, tokenizer, set_name="months",
+            groups=groups,
+        )  # fmt: skip
+        assert res.head == "1.0" and res.value == 1.0
+    common = res.to_claim_result()
+    assert isinstance(common, ClaimResult)
+    assert (common.verdict, common.compared, common.bound) == ("pass", 1.0, "point")
+    assert common.detail["head"] == "1.0" and common.detail["per_member"]["March"] == 1.0
+    with pytest.raises(InputError, match="group pair has 2 members"):
+        evaluate_role_claim(
+            _claim(head="pair", role="successor"), bridge, tokenizer, set_name="months",
+            groups=groups,
+        )  # fmt: skip

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import difflib
 import operator
-from collections.abc import Mapping
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,6 +59,18 @@ class RoleClaimResult:
     line: int = 0
     col: int = 0
 
+    def to_claim_result(self) -> Any:
+        """The common results object (seqcirc.results.ClaimResult); a role score is a
+        point value, compared as it is."""
+        from seqcirc.results import ClaimResult
+
+        return ClaimResult(
+            id=self.claim_id, kind="role", text=self.text, line=self.line, col=self.col,
+            op=self.op, threshold=self.threshold, bound="point",
+            verdict="pass" if self.passed else "fail", value=self.value, compared=self.value,
+            detail={"head": self.head, "role": self.role, **self.detail},
+        )  # fmt: skip
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "id": self.claim_id, "kind": "role", "head": self.head, "role": self.role,
@@ -75,12 +88,30 @@ def _fail(claim: Claim, message: str, code: str, hint: str | None = None) -> Inp
     return InputError(message, code=code, span=_span(claim), hint=hint)
 
 
-def _head(claim: Claim, value: Any, bridge: Any) -> Node:
+_LH = re.compile(r"^L(\d+)H(\d+)$")
+
+
+def _head(
+    claim: Claim, value: Any, bridge: Any, groups: Mapping[str, Sequence[Node]] | None
+) -> Node:
+    """ "9.1", "L9H1", a Node, or a group of exactly one head."""
+    text = str(value)
+    if groups and text in groups:
+        members = [n for n in groups[text] if n.head is not None]
+        if len(members) != 1 or len(groups[text]) != 1:
+            raise _fail(
+                claim, f"group {text} has {len(groups[text])} members; a role claim is "
+                "about one head", "E805",
+                "write one role line per head, e.g. " + ", ".join(map(str, groups[text][:2])),
+            )  # fmt: skip
+        value = members[0]
+    elif m := _LH.match(text):
+        value = Node(int(m.group(1)), int(m.group(2)))
     try:
         node = value if isinstance(value, Node) else Node.parse(str(value))
     except (ValueError, TypeError):
         raise _fail(
-            claim, f"role claim names no head: {value!r}", "E805", "write it as 9.1"
+            claim, f"role claim names no head: {value!r}", "E805", "write it as 9.1 or L9H1"
         ) from None
     n_layers, n_heads = int(bridge.cfg.n_layers), int(bridge.cfg.n_heads)
     if node.head is None or not (0 <= node.layer < n_layers and 0 <= node.head < n_heads):
@@ -182,9 +213,15 @@ def evaluate_role_claim(
     set_name: str | None = None,
     task: TokenizedTask | None = None,
     seed: int = 0,
+    groups: Mapping[str, Sequence[Node]] | None = None,
 ) -> RoleClaimResult:
     """Measure a role claim and compare it with its threshold (the point value: a role
-    score is a share over member positions or prompts, not an estimate with a CI)."""
+    score is a share over member positions or prompts, not an estimate with a CI).
+
+    set_name: the ordered set of successor/copy (the circuit's task generator) unless the
+    claim says set=...; task: the circuit's prompts, for attends; groups: the circuit's
+    role groups (CircuitPlan.groups as a dict), so a one-head group name can be the head.
+    """
     if claim.kind != "role":
         raise ValueError(f"not a role claim: {claim.kind}")
     params = dict(claim.params)
@@ -197,7 +234,7 @@ def evaluate_role_claim(
             "E809",
             (f"did you mean {close[0]}? " if close else "") + f"roles: {', '.join(ROLES)}",
         )
-    node = _head(claim, params.pop("head", None), bridge)
+    node = _head(claim, params.pop("head", None), bridge, groups)
     unknown = sorted(set(params) - _KNOWN_PARAMS[role])
     if unknown:
         raise _fail(
