@@ -17,6 +17,11 @@ _LAZY: dict[str, str] = {
     "Plan": "seqcirc.plan",
     "Node": "seqcirc.plan",
     "Edge": "seqcirc.plan",
+    "parse": "seqcirc.syntax",
+    "check_file": "seqcirc.check",
+    "compile_file": "seqcirc.compile",
+    "compile_text": "seqcirc.compile",
+    "format_text": "seqcirc.fmt",
 }
 
 __all__ = ["__version__", *sorted(_LAZY)]

@@ -78,3 +78,12 @@ def test_the_cli_module_does_not_import_the_parser() -> None:
         "import sys, seqcirc.cli; assert 'lark' not in sys.modules and 'torch' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_checking_and_compiling_never_import_torch() -> None:
+    code = (
+        "import sys, seqcirc\n"
+        "seqcirc.compile_file('hypotheses/shared.circ')\n"
+        "assert 'torch' not in sys.modules and 'transformer_lens' not in sys.modules"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60, cwd=ROOT)

@@ -26,6 +26,17 @@ def test_parser_is_built_once_in_strict_mode_from_the_repository_grammar() -> No
     assert _grammar_text() == (ROOT / "grammar" / "circ.lark").read_text(encoding="utf-8")
 
 
+def test_grammar_from_the_wheel_is_preferred(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from seqcirc.syntax import parser
+
+    (tmp_path / "grammar").mkdir()
+    (tmp_path / "grammar" / "circ.lark").write_text("// packaged\n")
+    monkeypatch.setattr(parser.resources, "files", lambda package: tmp_path)
+    assert parser._grammar_text() == "// packaged\n"
+
+
 @pytest.mark.parametrize(
     ("written", "layer", "head"),
     [("9.1", 9, 1), ("L9H1", 9, 1), ("6.10", 6, 10), ("L10H7", 10, 7), ("0.0", 0, 0)],
