@@ -82,6 +82,7 @@ class Checker:
         self.stack = (*stack, _key(program.path))
         self.diags: list[Diagnostic] = []
         self.mod = Module(program.path, program)
+        self._resolving: set[str] = set()  # file-level groups being expanded (cycle guard)
 
     def error(self, code: str, message: str, span: Span | None, hint: str | None = None) -> None:
         self.diags.append(Diagnostic(code, message, span, hint))
@@ -365,11 +366,21 @@ class Checker:
         return tuple(dict.fromkeys(out))
 
     def _file_group(self, name: str, shape: shapes.ModelShape | None) -> tuple[Node, ...]:
+        """A file-level group's nodes, checked against `shape` (reported at its definition)."""
         group = self.mod.groups[name]
-        if shape is None:
-            return self._nodes(group.members, None, {}, group.span)
-        # re-check against this circuit's model; report at the group's definition
-        return self._nodes(group.members, shape, {}, group.span)
+        if name in self._resolving:
+            self.error(
+                "E200",
+                f"group `{name}` contains itself",
+                group.name.span,
+                "a group may include other groups, but not in a cycle",
+            )
+            return ()
+        self._resolving.add(name)
+        try:
+            return self._nodes(group.members, shape, {}, group.span)
+        finally:
+            self._resolving.discard(name)
 
     def unknown_name(self, ref: ast.NameRef, extra: tuple[str, ...] = ()) -> None:
         names = [*self._local_names, *self.mod.groups, *extra]

@@ -202,3 +202,10 @@ def test_several_model_sections_of_one_task() -> None:
         ("months", "gpt2-small"), ("months", "pythia-70m"),
     ]  # fmt: skip
     assert _codes(text + "circuit months on gpt2-small { heads 1.1 }\n") == ["E210"]
+
+
+def test_group_cycles_are_reported_not_recursed() -> None:
+    assert _codes("group a = a\n") == ["E200"]
+    assert "E200" in _codes("group a = b\ngroup b = a, 1.1\n")
+    plan = compile_text(_circuit("use b", extra="group a = 1.1\ngroup b = a, a, 2.2\n"))
+    assert plan.circuits[0].groups == (("b", (Node(1, 1), Node(2, 2))),)

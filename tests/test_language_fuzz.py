@@ -29,7 +29,8 @@ WORDS = [
     "-", ">=", "<", "%", "9.1", "L9H1", "12.12", "0", "99999999999", "0..4", "gpt2-small",
     "pythia-70m", "seqcirc-mini", '"x"', '"."', '""', "sequence(months)", "file", "at",
     "p", "beats", "random", "faithfulness", "successor", "attends(from=S3, to=S2)",
-    "months", "embed", "logits", "#", "\n", "nodes", "edges", "mean", "zero",
+    "months", "embed", "logits", "#", "\n", "nodes", "edges", "mean", "zero", "a", "b",
+    "group a =", "group b =",
 ]  # fmt: skip
 
 
