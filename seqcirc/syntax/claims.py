@@ -227,6 +227,14 @@ class ClaimChecker:
 
     def claim(self, expr: ast.ClaimExpr) -> None:
         kind = value_kind(expr)
+        if kind is None and expr.form == "test" and expr.name.name in V.VALUE_CLAIMS:
+            self.error(
+                "E203",
+                f"`{expr.name.name}` is compared with a threshold, not tested at p",
+                expr.name.span,
+                f"e.g. `expect {expr.name.name} >= 0.8`",
+            )
+            return
         if kind is None:
             if expr.form == "beats":
                 choices: tuple[str, ...] = ("random",)
