@@ -9,20 +9,18 @@ seqcirc.compile turns into a Plan.
 from __future__ import annotations
 
 import difflib
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from seqcirc import shapes
 from seqcirc.errors import Diagnostic, DiagnosticsError, SeqcircError
-from seqcirc.plan import EMBED, LOGITS, Edge, ModelRef, Node
+from seqcirc.plan import EMBED, LOGITS, Edge, Node
 from seqcirc.source import Span
 from seqcirc.syntax import ast, parse
 from seqcirc.syntax import vocab as V
 from seqcirc.syntax.claims import ClaimChecker
-
-MAX_LAYERS_UNKNOWN = 1000  # a sanity cap when a model's shape cannot be known offline
+from seqcirc.syntax.components import ResolvedModel, check_head, mlp_nodes, resolve_model
 
 
 def suggest(name: str, candidates: object) -> str | None:
@@ -31,12 +29,6 @@ def suggest(name: str, candidates: object) -> str | None:
     if not close:
         return None
     return "did you mean " + " or ".join(f"`{c}`" for c in close) + "?"
-
-
-@dataclass(frozen=True)
-class ResolvedModel:
-    ref: ModelRef
-    shape: shapes.ModelShape | None
 
 
 @dataclass(frozen=True)
@@ -230,118 +222,6 @@ class Checker:
             )
 
     # ---- models -------------------------------------------------------------------
-    def _model(self, model: ast.ModelName) -> ResolvedModel | None:
-        name = model.name
-        folder = self.base / name
-        if model.quoted or (folder / "config.json").is_file():
-            cfg = folder / "config.json"
-            try:
-                shape = shapes.shape_from_config(json.loads(cfg.read_text(encoding="utf-8")))
-            except (OSError, ValueError, KeyError, TypeError) as err:
-                self.error(
-                    "E202",
-                    f"cannot read the model folder `{name}`: {err}",
-                    model.span,
-                    "a local model is a folder with a Hugging Face config.json, "
-                    "relative to this file",
-                )
-                return None
-            return ResolvedModel(ModelRef(name, "local"), shape)
-        if name == shapes.BUNDLED_NAME:
-            try:
-                return ResolvedModel(ModelRef(name, "bundled"), shapes.shape_of(name))
-            except (OSError, ValueError, KeyError) as err:
-                self.mod.warnings.append(
-                    Diagnostic(
-                        "W300",
-                        f"bundled model unavailable: {err}",
-                        model.span,
-                        "layer and head checks were skipped",
-                        "warning",
-                    )
-                )
-                return ResolvedModel(ModelRef(name, "bundled"), None)
-        hub = shapes.resolve_name(name)
-        if hub in shapes.KNOWN_SHAPES:
-            return ResolvedModel(ModelRef(name, "hub"), shapes.KNOWN_SHAPES[hub])
-        if "/" in name:  # an organisation/name hub id seqcirc has no table entry for
-            self.mod.warnings.append(
-                Diagnostic(
-                    "W300",
-                    f"the shape of `{name}` is not known offline; layer and head checks skipped",
-                    model.span,
-                    "quote a local folder with a config.json to check it fully",
-                    "warning",
-                )
-            )
-            return ResolvedModel(ModelRef(name, "hub"), None)
-        names = [*shapes.ALIASES, shapes.BUNDLED_NAME]
-        self.error(
-            "E202",
-            f"unknown model `{name}`",
-            model.span,
-            suggest(name, names)
-            or "known models: "
-            + ", ".join(names)
-            + '; a local checkpoint folder is written in quotes: on "./my-model"',
-        )
-        return None
-
-    # ---- components ---------------------------------------------------------------
-    def _check_head(self, head: ast.HeadRef, shape: shapes.ModelShape | None) -> bool:
-        if shape is None:
-            return self._sane(head.layer, head.span)
-        if head.layer >= shape.n_layers:
-            self.error(
-                "E221",
-                f"layer {head.layer} is out of range in head {head.text}",
-                head.span,
-                f"the model has {shape.n_layers} layers (0-{shape.n_layers - 1})",
-            )
-            return False
-        if head.head >= shape.n_heads:
-            self.error(
-                "E220",
-                f"head {head.text} is out of range",
-                head.span,
-                f"the model has {shape.n_heads} heads per layer (0-{shape.n_heads - 1})",
-            )
-            return False
-        return True
-
-    def _sane(self, layer: int, span: Span) -> bool:
-        if layer >= MAX_LAYERS_UNKNOWN:
-            self.error(
-                "E221",
-                f"layer {layer} is out of range",
-                span,
-                f"seqcirc accepts at most {MAX_LAYERS_UNKNOWN} layers",
-            )
-            return False
-        return True
-
-    def _mlps(self, rng: ast.MlpRange, shape: shapes.ModelShape | None) -> list[Node]:
-        hi = rng.lo if rng.hi is None else rng.hi
-        if hi < rng.lo:
-            self.error(
-                "E221",
-                f"empty layer range {rng.lo}..{hi}",
-                rng.span,
-                f"write the smaller layer first: {hi}..{rng.lo}",
-            )
-            return []
-        if shape is not None and hi >= shape.n_layers:
-            self.error(
-                "E221",
-                f"MLP layer {hi} is out of range",
-                rng.span,
-                f"the model has {shape.n_layers} layers (0-{shape.n_layers - 1})",
-            )
-            return []
-        if shape is None and not self._sane(hi, rng.span):
-            return []
-        return [Node(layer) for layer in range(rng.lo, hi + 1)]
-
     def _nodes(
         self,
         members: tuple[ast.Member, ...],
@@ -353,10 +233,10 @@ class Checker:
         out: list[Node] = []
         for m in members:
             if isinstance(m, ast.HeadRef):
-                if self._check_head(m, shape):
+                if check_head(self, m, shape):
                     out.append(Node(m.layer, m.head))
             elif isinstance(m, ast.MlpRange):
-                out.extend(self._mlps(m, shape))
+                out.extend(mlp_nodes(self, m, shape))
             elif m.name in local:
                 out.extend(local[m.name])
             elif m.name in self.mod.groups:
@@ -399,7 +279,7 @@ class Checker:
     def _circuit(self, c: ast.CircuitDef) -> None:
         from seqcirc.syntax.body import check_body
 
-        model = self._model(c.model)
+        model = resolve_model(self, c.model)
         for other in self.mod.circuits.get(c.name.name, []):
             if model is not None and other.model.ref.name == model.ref.name:
                 self.error(

@@ -9,9 +9,11 @@ from seqcirc.plan import EMBED, LOGITS, Edge, Node
 from seqcirc.syntax import ast
 from seqcirc.syntax import vocab as V
 from seqcirc.syntax.claims import ClaimChecker
+from seqcirc.syntax.components import check_head, mlp_nodes
 
 if TYPE_CHECKING:
-    from seqcirc.check import Checker, Circuit, ResolvedModel
+    from seqcirc.check import Checker, Circuit
+    from seqcirc.syntax.components import ResolvedModel
 
 
 def check_body(ck: Checker, c: ast.CircuitDef, model: ResolvedModel | None) -> Circuit | None:
@@ -59,7 +61,7 @@ def check_body(ck: Checker, c: ast.CircuitDef, model: ResolvedModel | None) -> C
                     ck.unknown_name(ref)
         elif isinstance(stmt, ast.MlpStmt):
             for rng in stmt.ranges:
-                nodes.extend(ck._mlps(rng, shape))
+                nodes.extend(mlp_nodes(ck, rng, shape))
         elif isinstance(stmt, ast.HeadsStmt):
             nodes.extend(ck._nodes(stmt.members, shape, local, stmt.span))
         elif isinstance(stmt, ast.EdgeStmt):
@@ -73,7 +75,7 @@ def check_body(ck: Checker, c: ast.CircuitDef, model: ResolvedModel | None) -> C
                     "role claims are about one head, written 9.1 or L9H1",
                 )
             else:
-                ck._check_head(stmt.head, shape)
+                check_head(ck, stmt.head, shape)
             claims.role(stmt, lambda ref: ck.check_position(ref, task))
             kept.append(stmt)
         elif isinstance(stmt, ast.ExpectStmt):
