@@ -94,7 +94,7 @@ class Checker:
             self._check_task(task)
         for group in self.program.of_type(ast.GroupDef):
             self._define(self.mod.groups, group.name, group, "group")
-            self._nodes(group.members, None, {}, group.span)
+            self.expand(group.members, None, {}, group.span)
         for item in self.program.items:
             if isinstance(item, ast.CircuitDef):
                 self._circuit(item)
@@ -222,7 +222,7 @@ class Checker:
             )
 
     # ---- models -------------------------------------------------------------------
-    def _nodes(
+    def expand(
         self,
         members: tuple[ast.Member, ...],
         shape: shapes.ModelShape | None,
@@ -240,12 +240,12 @@ class Checker:
             elif m.name in local:
                 out.extend(local[m.name])
             elif m.name in self.mod.groups:
-                out.extend(self._file_group(m.name, shape))
+                out.extend(self.file_group(m.name, shape))
             else:
                 self.unknown_name(m)
         return tuple(dict.fromkeys(out))
 
-    def _file_group(self, name: str, shape: shapes.ModelShape | None) -> tuple[Node, ...]:
+    def file_group(self, name: str, shape: shapes.ModelShape | None) -> tuple[Node, ...]:
         """A file-level group's nodes, checked against `shape` (reported at its definition)."""
         group = self.mod.groups[name]
         if name in self._resolving:
@@ -258,12 +258,12 @@ class Checker:
             return ()
         self._resolving.add(name)
         try:
-            return self._nodes(group.members, shape, {}, group.span)
+            return self.expand(group.members, shape, {}, group.span)
         finally:
             self._resolving.discard(name)
 
     def unknown_name(self, ref: ast.NameRef, extra: tuple[str, ...] = ()) -> None:
-        names = [*self._local_names, *self.mod.groups, *extra]
+        names = [*self.local_names, *self.mod.groups, *extra]
         self.error(
             "E200",
             f"unknown name `{ref.name}`",
@@ -273,7 +273,7 @@ class Checker:
             "or in an imported file; heads are written 9.1 or L9H1",
         )
 
-    _local_names: tuple[str, ...] = ()
+    local_names: tuple[str, ...] = ()
 
     # ---- circuits -----------------------------------------------------------------
     def _circuit(self, c: ast.CircuitDef) -> None:

@@ -28,7 +28,7 @@ def check_body(ck: Checker, c: ast.CircuitDef, model: ResolvedModel | None) -> C
     edge_stmts: list[ast.EdgeStmt] = []
     ablation: ast.AblateStmt | None = None
     kept: list[ast.RoleStmt | ast.ExpectStmt] = []
-    ck._local_names = ()
+    ck.local_names = ()
 
     def add_group(name: ast.NameRef, members: tuple[Node, ...]) -> None:
         if name.name in local:
@@ -39,7 +39,7 @@ def check_body(ck: Checker, c: ast.CircuitDef, model: ResolvedModel | None) -> C
                 "merge the two groups or rename one",
             )
         local[name.name] = members
-        ck._local_names = tuple(local)
+        ck.local_names = tuple(local)
         groups.append((name.name, members))
         nodes.extend(members)
 
@@ -52,18 +52,18 @@ def check_body(ck: Checker, c: ast.CircuitDef, model: ResolvedModel | None) -> C
             ablation = stmt
             _ablation(ck, stmt, task)
         elif isinstance(stmt, ast.GroupDef):
-            add_group(stmt.name, ck._nodes(stmt.members, shape, local, stmt.span))
+            add_group(stmt.name, ck.expand(stmt.members, shape, local, stmt.span))
         elif isinstance(stmt, ast.UseStmt):
             for ref in stmt.names:
                 if ref.name in ck.mod.groups:
-                    add_group(ref, ck._file_group(ref.name, shape))
+                    add_group(ref, ck.file_group(ref.name, shape))
                 else:
                     ck.unknown_name(ref)
         elif isinstance(stmt, ast.MlpStmt):
             for rng in stmt.ranges:
                 nodes.extend(mlp_nodes(ck, rng, shape))
         elif isinstance(stmt, ast.HeadsStmt):
-            nodes.extend(ck._nodes(stmt.members, shape, local, stmt.span))
+            nodes.extend(ck.expand(stmt.members, shape, local, stmt.span))
         elif isinstance(stmt, ast.EdgeStmt):
             edge_stmts.append(stmt)
         elif isinstance(stmt, ast.RoleStmt):
@@ -97,7 +97,7 @@ def check_body(ck: Checker, c: ast.CircuitDef, model: ResolvedModel | None) -> C
             c.name.span,
             "list its heads and MLPs: `group successor = 9.1`, `mlp 0..4`",
         )
-    ck._local_names = ()
+    ck.local_names = ()
     if model is None:
         return None
     return Circuit(
@@ -198,7 +198,7 @@ def _endpoints(ck: Checker, m: ast.Member, shape: object, local: dict, role: str
             "edges run from `embed` and towards `logits`",
         )
         return []
-    return [str(n) for n in ck._nodes((m,), shape, local, m.span)]  # type: ignore[arg-type]
+    return [str(n) for n in ck.expand((m,), shape, local, m.span)]  # type: ignore[arg-type]
 
 
 def _edges(ck: Checker, stmts: list[ast.EdgeStmt], shape: object, local: dict) -> list[Edge]:
