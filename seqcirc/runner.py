@@ -10,7 +10,7 @@ pass of R x n rows, an edge circuit one patched pass, and the empty circuit no p
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -41,11 +41,16 @@ from seqcirc.tasks.types import TokenizedTask
 
 DEFAULT_BATCH_ROWS = 256  # rows (prompt x circuit) per forward chunk; bounds memory
 BRIDGE_CHECK_ROWS = 4  # prompts on which our forward is checked against the bridge's
+EDGE_BUFFER_BYTES = 512 * 2**20  # bound on an edge pass's per-sender difference buffer
 
 
 @dataclass(eq=False)
 class EvalState:
-    """Everything circuits on one (model, task, ablation set-up, metric) share."""
+    """Everything circuits on one (model, task, ablation set-up, metric) share.
+
+    Memory stays bounded: per-prompt activations are kept only where the set-up needs
+    them (resample values, patching the circuit in); means are running sums.
+    """
 
     weights: Gpt2Weights
     task: TokenizedTask
@@ -57,17 +62,20 @@ class EvalState:
     incorrect: Tensor  # [n]
     answer_pos: Tensor  # [n]
     keep_pos: Tensor | None  # [n, S]: where circuit nodes stay clean (named positions)
-    clean_run: NodeRun  # captured z / mlp_out / embeddings of the clean prompts
-    corrupted_logits: Tensor  # [n, vocab] at the answer position
-    values: Replacement  # what an ablated node gets (mean / resample / zero)
+    values: Replacement  # what a replaced node gets (mean / resample / zero / clean)
     embed_values: Tensor  # what an ablated embedding sender gets (edge circuits)
+    clean_embed_answer: Tensor  # [n, d] clean embeddings at the answer position
+    clean_logits: Tensor | None  # [n, vocab] at the answer position; kept for kl only
+    empty_logits: Tensor | None  # patching: the corrupted run is the empty circuit
     m_model: NDArray[np.float64]  # per-prompt metric of the full model M
     batch_rows: int
     bridge_max_abs_diff: float
     output_change: NDArray[np.float64]  # [n_nodes] max |replacement - actual| of each output
+    embed_change: float  # the same for the embedding sender
     timings: dict[str, float] = field(default_factory=dict)
     forward_rows: int = 0  # prompt-rows pushed through forward passes (cost accounting)
     _graph: EdgeGraph | None = None
+    _edge_values: EdgeValues | None = None
     _m_empty: dict[str, NDArray[np.float64]] = field(default_factory=dict)
 
     @property
@@ -83,6 +91,12 @@ class EvalState:
         if self._graph is None:
             self._graph = edge_graph(self.weights)
         return self._graph
+
+    @property
+    def edge_values(self) -> EdgeValues:
+        if self._edge_values is None:
+            self._edge_values = EdgeValues.from_nodes(self.weights, self.embed_values, self.values)
+        return self._edge_values
 
 
 def _tensor(a: object, device: torch.device) -> Tensor:
@@ -131,40 +145,58 @@ def _chunks(n_rows: int, size: int) -> Iterable[slice]:
         yield slice(start, min(start + size, n_rows))
 
 
-def _run_plain(
-    state_w: Gpt2Weights, tokens: Tensor, answer_pos: Tensor, batch_rows: int
-) -> NodeRun:
-    """A captured forward of every prompt, in chunks, concatenated."""
-    runs = [
-        forward_nodes(state_w, tokens[sl], answer_pos[sl], capture=True)
-        for sl in _chunks(tokens.shape[0], batch_rows)
-    ]
-    cat = torch.cat
-    return NodeRun(
-        logits=cat([r.logits for r in runs if r.logits is not None]),
-        resid_final=cat([r.resid_final for r in runs]),
-        z=tuple(cat([r.z[i] for r in runs]) for i in range(state_w.n_layers)),
-        mlp=tuple(cat([r.mlp[i] for r in runs]) for i in range(state_w.n_layers)),
-        embed=cat([r.embed for r in runs if r.embed is not None]),
-    )
+class _Acts:
+    """Activations of a sweep over all prompts: kept whole, or as per-position sums."""
+
+    def __init__(self, keep: bool) -> None:
+        self.keep = keep
+        self.parts: list[NodeRun] = []
+        self.sums: NodeRun | None = None
+        self.n = 0
+
+    def add(self, run: NodeRun) -> None:
+        assert run.embed is not None
+        self.n += run.embed.shape[0]
+        if self.keep:
+            self.parts.append(run)
+            return
+        z, mlp = tuple(t.sum(0) for t in run.z), tuple(t.sum(0) for t in run.mlp)
+        emb = run.embed.sum(0)
+        if self.sums is not None:
+            assert self.sums.embed is not None
+            z = tuple(a + b for a, b in zip(self.sums.z, z, strict=True))
+            mlp = tuple(a + b for a, b in zip(self.sums.mlp, mlp, strict=True))
+            emb = self.sums.embed + emb
+        self.sums = NodeRun(None, emb, z, mlp, emb)
+
+    def whole(self) -> tuple[Replacement, Tensor]:
+        cat = torch.cat
+        n_layers = len(self.parts[0].z)
+        z = tuple(cat([p.z[i] for p in self.parts]) for i in range(n_layers))
+        mlp = tuple(cat([p.mlp[i] for p in self.parts]) for i in range(n_layers))
+        return Replacement(z, mlp), cat([p.embed for p in self.parts if p.embed is not None])
+
+    def mean(self) -> tuple[Replacement, Tensor]:
+        assert self.sums is not None and self.sums.embed is not None
+        z = tuple(t / self.n for t in self.sums.z)
+        return Replacement(z, tuple(t / self.n for t in self.sums.mlp)), self.sums.embed / self.n
 
 
-def _ablation_values(run: NodeRun, value: str) -> tuple[Replacement, Tensor]:
-    """Per-position means over the corrupted prompts, the paired prompt's own, or zeros."""
-    assert run.embed is not None
-    if value == "mean":
-        return (
-            Replacement(tuple(z.mean(0) for z in run.z), tuple(m.mean(0) for m in run.mlp)),
-            run.embed.mean(0),
-        )
-    if value == "resample":
-        return Replacement(run.z, run.mlp), run.embed
-    return (
-        Replacement(tuple(torch.zeros_like(z[0]) for z in run.z), tuple(
-            torch.zeros_like(m[0]) for m in run.mlp
-        )),
-        torch.zeros_like(run.embed[0]),
-    )  # fmt: skip
+def _sweep(
+    w: Gpt2Weights,
+    tokens: Tensor,
+    answer_pos: Tensor,
+    rows: int,
+    visit: Callable[[slice, NodeRun], None],
+) -> Tensor:
+    """A captured forward of every prompt in chunks; returns the answer logits [n, vocab]."""
+    logits = []
+    for sl in _chunks(tokens.shape[0], rows):
+        run = forward_nodes(w, tokens[sl], answer_pos[sl], capture=True)
+        assert run.logits is not None
+        logits.append(run.logits)
+        visit(sl, run)
+    return torch.cat(logits)
 
 
 def _check_against_bridge(bridge: torch.nn.Module, w: Gpt2Weights, state_clean: Tensor,
@@ -184,6 +216,28 @@ def _check_against_bridge(bridge: torch.nn.Module, w: Gpt2Weights, state_clean: 
     return diff
 
 
+def _output_change(
+    w: Gpt2Weights, run: NodeRun, values: Replacement, embed_values: Tensor, answer_pos: Tensor
+) -> tuple[Tensor, Tensor]:
+    """Per node, the largest change its replacement makes to its output (z @ W_O for heads)
+    at positions up to the answer (0: intervening on it can change nothing); and the
+    same for the embeddings."""
+    assert run.embed is not None
+    seq = run.embed.shape[1]
+    upto = (torch.arange(seq, device=answer_pos.device)[None, :] <= answer_pos[:, None]).to(
+        run.embed.dtype
+    )  # [n, S]
+    heads, mlps = [], []
+    for layer in range(w.n_layers):
+        dz = values.z[layer] - run.z[layer]  # broadcast [n, S, H, dh]
+        out = torch.einsum("bshe,hed->bshd", dz, w.W_O[layer]).abs().amax(-1)  # [n, S, H]
+        heads.append((out * upto[..., None]).amax((0, 1)))
+        dm = (values.mlp[layer] - run.mlp[layer]).abs().amax(-1)  # [n, S]
+        mlps.append((dm * upto).amax())
+    embed = ((embed_values - run.embed).abs().amax(-1) * upto).amax()
+    return torch.cat([torch.cat(heads), torch.stack(mlps)]), embed
+
+
 def prepare(
     bridge: torch.nn.Module,
     task: TokenizedTask,
@@ -192,7 +246,10 @@ def prepare(
     *,
     batch_rows: int | None = None,
 ) -> EvalState:
-    """Run the clean and corrupted prompts once and keep what every circuit needs."""
+    """Run the corrupted and clean prompts once and keep what every circuit needs.
+
+    Zero ablation needs no corrupted run; mean ablation keeps per-position sums only.
+    """
     t0 = time.perf_counter()
     ablation = ablation or AblationSpec()
     check_metric(metric)
@@ -203,56 +260,82 @@ def prepare(
     clean, corrupted = _tensor(task.clean, dev), _tensor(task.corrupted, dev)
     answer_pos = _tensor(task.answer_pos, dev)
     correct, incorrect = _tensor(task.correct, dev), _tensor(task.incorrect, dev)
+    n, seq = clean.shape
+    patch = ablation.direction == "patch_circuit"
+    n_forward = 0
     with torch.inference_mode():
-        clean_run = _run_plain(w, clean, answer_pos, rows)
-        corrupted_run = _run_plain(w, corrupted, answer_pos, rows)
-        assert clean_run.logits is not None and corrupted_run.logits is not None
-        bridge_diff = _check_against_bridge(bridge, w, clean, answer_pos, clean_run.logits)
-        if ablation.direction == "patch_circuit":
-            values, embed_values = Replacement(clean_run.z, clean_run.mlp), clean_run.embed
-            reference = corrupted_run
+        # 1. The corrupted run gives the ablation values (patching: the runs' roles swap).
+        corr = _Acts(keep=ablation.value == "resample" or patch)
+        empty_logits = None
+        if ablation.value == "zero":
+            z0 = w.W_O.new_zeros(seq, w.n_heads, w.d_head)
+            m0 = w.W_O.new_zeros(seq, w.d_model)
+            values = Replacement(tuple(z0 for _ in range(w.n_layers)), (m0,) * w.n_layers)
+            embed_values = m0
         else:
-            values, embed_values = _ablation_values(corrupted_run, ablation.value)
-            reference = clean_run
-        assert embed_values is not None
-        change = _output_change(w, reference, values, answer_pos)
+            empty_logits = _sweep(w, corrupted, answer_pos, rows, lambda sl, run: corr.add(run))
+            n_forward += n
+            values, embed_values = corr.whole() if corr.keep else corr.mean()
+        # 2. The clean run: the reference metric, and how much each replacement changes.
+        clean_acts = _Acts(keep=patch)
+        embeds: list[Tensor] = []
+        m_model: list[NDArray[np.float64]] = []
+        change = torch.zeros(w.n_nodes, dtype=w.dtype, device=dev)
+        embed_change = torch.zeros((), dtype=w.dtype, device=dev)
+
+        def visit(sl: slice, run: NodeRun) -> None:
+            nonlocal change, embed_change
+            assert run.logits is not None and run.embed is not None
+            m_model.append(per_prompt(metric, run.logits, correct[sl], incorrect[sl], run.logits))
+            embeds.append(_at_answer(run.embed, answer_pos[sl], 3))
+            if patch:
+                clean_acts.add(run)
+                return
+            idx = torch.arange(sl.start, sl.stop, device=dev)
+            emb_vals = embed_values[idx] if embed_values.dim() == 3 else embed_values
+            c, e = _output_change(w, run, values.rows(idx), emb_vals, answer_pos[sl])
+            change, embed_change = torch.maximum(change, c), torch.maximum(embed_change, e)
+
+        clean_logits = _sweep(w, clean, answer_pos, rows, visit)
+        n_forward += n
+        bridge_diff = _check_against_bridge(bridge, w, clean, answer_pos, clean_logits)
+        if patch:
+            # the circuit gets clean activations; the rest runs on the corrupted prompt
+            corr_vals, corr_embed = values, embed_values
+            values, embed_values = clean_acts.whole()
+            actual = NodeRun(None, corr_embed, corr_vals.z, corr_vals.mlp, corr_embed)
+            change, embed_change = _output_change(w, actual, values, embed_values, answer_pos)
     keep_pos = None
     if ablation.positions is not None:
-        keep = torch.zeros(clean.shape, dtype=torch.bool, device=dev)
+        keep_pos = torch.zeros(clean.shape, dtype=torch.bool, device=dev)
         for name in ablation.positions:
-            idx = _tensor(task.positions[name], dev)
-            keep[torch.arange(clean.shape[0], device=dev), idx] = True
-        keep_pos = keep
-    m_model = per_prompt(metric, clean_run.logits, correct, incorrect, clean_run.logits)
+            keep_pos[torch.arange(n, device=dev), _tensor(task.positions[name], dev)] = True
     state = EvalState(
         weights=w, task=task, ablation=ablation, metric=metric, clean=clean,
         corrupted=corrupted, correct=correct, incorrect=incorrect, answer_pos=answer_pos,
-        keep_pos=keep_pos, clean_run=clean_run, corrupted_logits=corrupted_run.logits,
-        values=values, embed_values=embed_values, m_model=m_model, batch_rows=rows,
-        bridge_max_abs_diff=bridge_diff, output_change=change,
-        forward_rows=2 * clean.shape[0] + min(BRIDGE_CHECK_ROWS, clean.shape[0]),
+        keep_pos=keep_pos, values=values, embed_values=embed_values,
+        clean_embed_answer=torch.cat(embeds),
+        clean_logits=clean_logits if metric == "kl" else None,
+        empty_logits=empty_logits if patch else None,
+        m_model=np.concatenate(m_model), batch_rows=rows, bridge_max_abs_diff=bridge_diff,
+        output_change=change.double().cpu().numpy(), embed_change=float(embed_change),
+        forward_rows=n_forward + min(BRIDGE_CHECK_ROWS, n),
     )  # fmt: skip
     state.timings["prepare_s"] = time.perf_counter() - t0
     return state
 
 
-def _output_change(
-    w: Gpt2Weights, run: NodeRun, values: Replacement, answer_pos: Tensor
-) -> NDArray[np.float64]:
-    """Per node, the largest change its replacement makes to its output (z @ W_O for heads)
-    at positions up to the answer: 0 means intervening on it can change nothing."""
-    seq = run.z[0].shape[1]
-    upto = (torch.arange(seq, device=answer_pos.device)[None, :] <= answer_pos[:, None]).to(
-        run.z[0].dtype
-    )  # [n, S]
-    heads, mlps = [], []
-    for layer in range(w.n_layers):
-        dz = values.z[layer] - run.z[layer]  # broadcast [n, S, H, dh]
-        out = torch.einsum("bshe,hed->bshd", dz, w.W_O[layer]).abs().amax(-1)  # [n, S, H]
-        heads.append((out * upto[..., None]).amax((0, 1)))
-        dm = (values.mlp[layer] - run.mlp[layer]).abs().amax(-1)  # [n, S]
-        mlps.append((dm * upto).amax())
-    return torch.cat([torch.cat(heads), torch.stack(mlps)]).double().cpu().numpy()
+def _clean_logits(state: EvalState, index: Tensor | None) -> Tensor | None:
+    """The full model's answer logits (kept for kl only; other metrics do not need them)."""
+    if state.clean_logits is None:
+        return None
+    return state.clean_logits if index is None else state.clean_logits[index]
+
+
+def _at_answer(t: Tensor, answer_pos: Tensor, per_prompt_dims: int) -> Tensor:
+    if t.dim() == per_prompt_dims:
+        return t[torch.arange(t.shape[0], device=t.device), answer_pos]
+    return t[answer_pos]
 
 
 # ---------------------------------------------------------------- node circuits
@@ -316,7 +399,7 @@ def run_circuits(state: EvalState, masks: NDArray[np.bool_] | Tensor) -> NDArray
             assert run.logits is not None
             out[sl] = per_prompt(
                 state.metric, run.logits, state.correct[prompt], state.incorrect[prompt],
-                state.clean_run.logits[prompt] if state.clean_run.logits is not None else None,
+                _clean_logits(state, prompt),
             )  # fmt: skip
     state.forward_rows += r_count * n
     return out.reshape(r_count, n)
@@ -325,12 +408,6 @@ def run_circuits(state: EvalState, masks: NDArray[np.bool_] | Tensor) -> NDArray
 def run_nodes(state: EvalState, nodes: Iterable[Node]) -> NDArray[np.float64]:
     """Per-prompt metric [n] of one node circuit (its complement ablated)."""
     return run_circuits(state, node_mask(state, nodes)[None])[0]
-
-
-def _at_answer(t: Tensor, answer_pos: Tensor, per_prompt_dims: int) -> Tensor:
-    if t.dim() == per_prompt_dims:
-        return t[torch.arange(t.shape[0], device=t.device), answer_pos]
-    return t[answer_pos]
 
 
 def empty_metric(state: EvalState, granularity: str | None = None) -> NDArray[np.float64]:
@@ -345,18 +422,22 @@ def empty_metric(state: EvalState, granularity: str | None = None) -> NDArray[np
     w, pos = state.weights, state.answer_pos
     with torch.inference_mode():
         if state.ablation.direction == "patch_circuit":
-            logits = state.corrupted_logits
+            assert state.empty_logits is not None
+            logits = state.empty_logits
         else:
-            assert state.clean_run.embed is not None
-            embed = state.clean_run.embed if gran == "node" else state.embed_values
+            if gran == "node":
+                embed = state.clean_embed_answer
+            else:
+                embed = _at_answer(state.embed_values, pos, 3)
             at = Replacement(
                 tuple(_at_answer(z, pos, 4) for z in state.values.z),
                 tuple(_at_answer(m, pos, 3) for m in state.values.mlp),
             )
-            resid = all_replaced_resid(w, _at_answer(embed, pos, 3), at)
+            resid = all_replaced_resid(w, embed, at)
             logits = unembed(w, resid.expand(state.n_prompts, -1))
-        assert state.clean_run.logits is not None
-        m = per_prompt(state.metric, logits, state.correct, state.incorrect, state.clean_run.logits)
+        m = per_prompt(
+            state.metric, logits, state.correct, state.incorrect, _clean_logits(state, None)
+        )
     state._m_empty[gran] = m
     return m
 
@@ -386,11 +467,8 @@ def check_live_edges(state: EvalState, keep: NDArray[np.bool_]) -> None:
     removed_senders = np.unique(graph.cols.numpy()[~keep])
     if removed_senders.size == 0:
         raise EvaluationError("the edge circuit keeps every edge: nothing to measure", code="E305")
-    clean_embed = state.clean_run.embed
-    assert clean_embed is not None
-    embed_change = float((state.embed_values - clean_embed).abs().max())
     # sender 0 is the embedding; sender 1 + L*(H+1) + h a head, + H the MLP
-    changes = [embed_change]
+    changes = [state.embed_change]
     n_h, n_heads_total = state.weights.n_heads, state.weights.n_layers * state.weights.n_heads
     for layer in range(state.weights.n_layers):
         changes.extend(state.output_change[layer * n_h : (layer + 1) * n_h])
@@ -410,12 +488,15 @@ def run_edges(state: EvalState, keep: NDArray[np.bool_] | Sequence[Edge]) -> NDA
         keep = edge_mask(state, keep)
     w = state.weights
     removed = removed_matrix(state.graph, torch.as_tensor(keep), w.dtype).to(w.device)
-    values = EdgeValues.from_nodes(w, state.embed_values, state.values)
+    values = state.edge_values
     n = state.n_prompts
     out = np.empty(n)
     per_prompt_values = state.ablation.value == "resample"
+    # the pass keeps (ablated - actual) of every sender: bound that buffer's size
+    per_prompt_bytes = state.clean.shape[1] * state.graph.n_senders * w.d_model * 4
+    rows = max(1, min(state.batch_rows, EDGE_BUFFER_BYTES // per_prompt_bytes))
     with torch.inference_mode():
-        for sl in _chunks(n, state.batch_rows):
+        for sl in _chunks(n, rows):
             idx = torch.arange(sl.start, sl.stop, device=w.device)
             vals = values
             if per_prompt_values:
@@ -425,10 +506,9 @@ def run_edges(state: EvalState, keep: NDArray[np.bool_] | Sequence[Edge]) -> NDA
                     tuple(m[idx] for m in values.mlp),
                 )
             logits = forward_edges(w, state.clean[idx], state.answer_pos[idx], removed, vals)
-            assert state.clean_run.logits is not None
             out[sl] = per_prompt(
                 state.metric, logits, state.correct[idx], state.incorrect[idx],
-                state.clean_run.logits[idx],
+                _clean_logits(state, idx),
             )  # fmt: skip
     state.forward_rows += n
     return out

@@ -116,19 +116,19 @@ def planted_task(
 
 
 # A head's state: "clean", "mean" (mean over corrupted prompts), "zero", or
-# ("resample", r4): the paired corrupted prompt's value.
-HeadState = str | tuple[str, int]
+# ("resample", r4): the paired corrupted prompt's value; ("scaled_mean", k): k * the mean.
+HeadState = str | tuple[str, float]
 
 
-def expected_logit_diff(
+def expected_logits(
     m4: int,
     heads: Mapping[int, HeadState],
     corrupted_s4: Sequence[int],
     c: float = 4.0,
     s: float = 2.0,
     g: float = 1.0,
-) -> float:
-    """logit(m4+1) - logit(m4) at END, by the closed form of the module docstring."""
+) -> np.ndarray:
+    """All VOCAB logits at END, by the closed form of the module docstring."""
     f = np.bincount(np.asarray(corrupted_s4), minlength=N_MEMBERS) / len(corrupted_s4)
     u_o, u_j = np.zeros(N_MEMBERS + 1), np.zeros(N_MEMBERS)  # u_o[10]: O_10 does not exist
 
@@ -139,7 +139,9 @@ def expected_logit_diff(
             return f
         if state == "zero":
             return np.zeros(N_MEMBERS)
-        return np.eye(N_MEMBERS)[state[1]]  # resample
+        if state[0] == "scaled_mean":  # the mean read through a rescaling layer norm
+            return float(state[1]) * f
+        return np.eye(N_MEMBERS)[int(state[1])]  # resample
 
     w0, w1, w2 = (weights(heads.get(h, "clean")) for h in range(3))
     u_o[1:] += c * w0  # head 0.0: z = e_t -> c * O_{t+1}
@@ -147,4 +149,19 @@ def expected_logit_diff(
     u_j += g * w2  # head 0.2: g * J_t
     u_o = u_o[:N_MEMBERS]
     norm2 = 2.0 + float(u_o @ u_o) + float(u_j @ u_j)
-    return math.sqrt(D_MODEL) * (u_o[m4 + 1] - u_o[m4]) / math.sqrt(norm2)
+    logits = np.zeros(VOCAB)
+    logits[:N_MEMBERS] = math.sqrt(D_MODEL) * u_o / math.sqrt(norm2)
+    return logits
+
+
+def expected_logit_diff(
+    m4: int,
+    heads: Mapping[int, HeadState],
+    corrupted_s4: Sequence[int],
+    c: float = 4.0,
+    s: float = 2.0,
+    g: float = 1.0,
+) -> float:
+    """logit(m4+1) - logit(m4) at END."""
+    logits = expected_logits(m4, heads, corrupted_s4, c, s, g)
+    return float(logits[m4 + 1] - logits[m4])

@@ -11,12 +11,19 @@ import pytest
 
 from seqcirc.errors import EvaluationError, InputError
 from seqcirc.evaluate import evaluate_plan
+from seqcirc.interventions import forward_nodes
 from seqcirc.measures import completeness, minimality, single_component_ablation
 from seqcirc.metrics import normalized_faithfulness, per_prompt, performance_ratio
 from seqcirc.plan import AblationSpec, CircuitPlan, Claim, ModelRef, Node, Plan, TaskSpec
 from seqcirc.results import EvaluationResult
-from seqcirc.runner import empty_metric, prepare, run_circuits, run_nodes
-from tests.planted import bridge_of, expected_logit_diff, planted_hf, planted_task
+from seqcirc.runner import empty_metric, prepare, run_circuits, run_edges, run_nodes
+from tests.planted import (
+    bridge_of,
+    expected_logit_diff,
+    expected_logits,
+    planted_hf,
+    planted_task,
+)
 
 CLEAN_S4 = (1, 2, 3, 4, 5, 6, 7, 8)
 CORRUPTED_S4 = (0, 0, 2, 5, 5, 5, 7, 9)
@@ -58,7 +65,7 @@ F_M = F({SUCC, SUPP, JUNK})
 
 def test_full_model_matches_closed_form(state):  # type: ignore[no-untyped-def]
     # clean: u = 4 O_{m4+1} - 2 O_{m4} + J_{m4}: logit_diff = sqrt(76) * 6 / sqrt(2 + 21)
-    assert F_M == pytest.approx(math.sqrt(76) * 6 / math.sqrt(23), rel=1e-12)
+    assert pytest.approx(math.sqrt(76) * 6 / math.sqrt(23), rel=1e-12) == F_M
     np.testing.assert_allclose(state.m_model, expected({SUCC, SUPP, JUNK}), atol=1e-5)
 
 
@@ -149,7 +156,7 @@ def test_incomplete_circuit_greedy_finds_the_missing_head(state):  # type: ignor
 
 
 def test_other_metrics_on_planted(state):  # type: ignore[no-untyped-def]
-    logits = state.clean_run.logits
+    logits = forward_nodes(state.weights, state.clean, state.answer_pos).logits
     assert (per_prompt("accuracy", logits, state.correct, state.incorrect) == 1.0).all()
     kl = per_prompt("kl", logits, state.correct, state.incorrect, logits)
     np.testing.assert_allclose(kl, 0.0, atol=1e-12)
@@ -236,3 +243,55 @@ def test_determinism(bridge, task):  # type: ignore[no-untyped-def]
         return json.dumps(d, sort_keys=True)
 
     assert run() == run()
+
+
+def test_kl_normalized_faithfulness_by_hand(bridge, task):  # type: ignore[no-untyped-def]
+    st = prepare(bridge, task, AblationSpec(), metric="kl")
+    assert st.m_model == pytest.approx(0.0, abs=1e-6)
+
+    def kl_of(circuit):  # type: ignore[no-untyped-def]
+        out = []
+        for m4 in CLEAN_S4:
+            heads = {INDEX[v]: "mean" for v in INDEX if v not in circuit}
+            lp = expected_logits(m4, {}, CORRUPTED_S4)
+            lq = expected_logits(m4, heads, CORRUPTED_S4)
+            lp, lq = lp - np.logaddexp.reduce(lp), lq - np.logaddexp.reduce(lq)
+            out.append(float(np.sum(np.exp(lp) * (lp - lq))))
+        return np.array(out)
+
+    m = run_nodes(st, [SUCC])
+    np.testing.assert_allclose(m, kl_of({SUCC}), atol=1e-5)
+    np.testing.assert_allclose(empty_metric(st), kl_of(set()), atol=1e-5)
+    norm = normalized_faithfulness(m, st.m_model, empty_metric(st))
+    assert norm == pytest.approx(1 - kl_of({SUCC}).mean() / kl_of(set()).mean(), abs=1e-5)
+    with pytest.raises(EvaluationError, match="undefined"):
+        performance_ratio(m, np.zeros_like(m))
+
+
+def test_patching_the_circuit_into_corrupted_input(bridge, task):  # type: ignore[no-untyped-def]
+    st = prepare(bridge, task, AblationSpec(value="resample", direction="patch_circuit"))
+    # heads outside the circuit run on the paired corrupted prompt: the resample values
+    np.testing.assert_allclose(
+        run_nodes(st, [SUCC, SUPP]), expected({SUCC, SUPP}, "resample"), atol=1e-5
+    )
+    # the empty circuit is the corrupted run; the END token is the same, so patching
+    # every head in restores the clean run exactly
+    np.testing.assert_allclose(empty_metric(st), expected(set(), "resample"), atol=1e-5)
+    np.testing.assert_allclose(run_nodes(st, st.nodes), st.m_model, atol=1e-5)
+
+
+def test_edge_circuit_on_planted_model(bridge, task):  # type: ignore[no-untyped-def]
+    st = prepare(bridge, task, AblationSpec(granularity="edge"))
+    # cutting only 0.2 -> logits is ablating the junk head (it feeds nothing else)
+    keep = np.array([str(e) != "0.2->logits[resid]" for e in st.graph.edges])
+    np.testing.assert_allclose(run_edges(st, keep), expected({SUCC, SUPP}), atol=1e-5)
+    # cutting embed -> 0.0[v]: 0.0's value input becomes the corrupted mean embedding,
+    # sum_t f_t T_t + P_4 at S4, of norm^2 1 + |f|^2 = 1.25 (f = 1/4, 1/8, 3/8, 1/8, 1/8 on
+    # 0, 2, 5, 7, 9); the layer norm rescales it by sqrt(76 / 1.25) instead of sqrt(38),
+    # so z = sqrt(2 / 1.25) * f: the mean, scaled by sqrt(1.6)
+    keep = np.array([str(e) != "embed->0.0[v]" for e in st.graph.edges])
+    want = [
+        expected_logit_diff(m4, {0: ("scaled_mean", math.sqrt(1.6))}, CORRUPTED_S4)
+        for m4 in CLEAN_S4
+    ]
+    np.testing.assert_allclose(run_edges(st, keep), want, atol=1e-5)
