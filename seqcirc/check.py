@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import difflib
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from seqcirc import shapes
@@ -153,7 +153,9 @@ class Checker:
                 self.mod.task_dirs[name] = mod.task_dirs[name]
         for name, group in mod.groups.items():
             if name in mod.exported:
-                self._define(self.mod.groups, ast.NameRef(name, imp.span), group, "group")
+                # flattened, so names the imported file itself imported need not be in scope
+                flat = replace(group, members=_flatten(mod.groups, name))
+                self._define(self.mod.groups, ast.NameRef(name, imp.span), flat, "group")
         for circuit in mod.own:
             self.mod.circuits.setdefault(circuit.name, []).append(circuit)
 
@@ -369,6 +371,14 @@ def depth(endpoint: str, architecture: str) -> float:
     if node.head is not None:
         return 2 * node.layer
     return 2 * node.layer + (0 if parallel else 1)
+
+
+def _flatten(groups: dict[str, ast.GroupDef], name: str) -> tuple[ast.Member, ...]:
+    """A checked group's members with group names replaced by their members."""
+    out: list[ast.Member] = []
+    for m in groups[name].members:
+        out.extend(_flatten(groups, m.name) if isinstance(m, ast.NameRef) else (m,))
+    return tuple(out)
 
 
 def _key(path: str) -> str:

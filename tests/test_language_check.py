@@ -179,7 +179,13 @@ def test_imports_bring_groups_tasks_and_circuits_but_not_transitively(tmp_path: 
     (a,) = plan.circuits  # circuits of imported files are planned where they are written
     assert a.groups == (("detect", (Node(4, 4),)),)
     assert a.task.file == "../p.jsonl"  # relative to the compiled file's folder
-    assert _codes(text.replace("use detect", "use deep"), main) == ["E200"]
+    assert _codes(text.replace("use detect", "use deep"), main) == ["E200"]  # not transitive
+    # ... but a group of b.circ built from c.circ's group works where b.circ is imported
+    (tmp_path / "b.circ").write_text(
+        (tmp_path / "b.circ").read_text().replace("group detect = 4.4", "group detect = 4.4, deep")
+    )
+    plan = compile_text(text, main)
+    assert plan.circuits[0].groups == (("detect", (Node(1, 1), Node(4, 4))),)
     assert _codes(text + "task t = sequence(months)\n", main) == ["E210"]
     derived = text + "circuit both on gpt2-small = a | bc\nexpect both on t: faithfulness >= 0.5\n"
     both = compile_text(derived, main).circuits[1]
