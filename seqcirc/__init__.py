@@ -22,6 +22,8 @@ _LAZY: dict[str, str] = {
     "compile_file": "seqcirc.compile",
     "compile_text": "seqcirc.compile",
     "format_text": "seqcirc.fmt",
+    "evaluate_plan": "seqcirc.evaluate",
+    "EvaluationResult": "seqcirc.results",
 }
 
 __all__ = ["__version__", *sorted(_LAZY)]
