@@ -114,8 +114,9 @@ class AblationSpec:
 class Claim:
     """One expectation or role claim, with its threshold and where it was written.
 
-    kind: faithfulness (params variant=ratio|normalized) | completeness | minimality |
+    kind: faithfulness | normalized_faithfulness | completeness | minimality |
           random_baseline | equivalence | independence | sufficiency | minimality_test | role
+          (the two faithfulness kinds also carry params variant=ratio|normalized)
     bound: which statistic is compared: "lower"/"upper" confidence bound, or "point".
           p-value claims (random_baseline and the Shi et al. tests) compare the p-value
           with `op threshold` (e.g. p < 0.01) and have bound "point".

@@ -59,6 +59,8 @@ def claim_meaning(expr: ast.ClaimExpr) -> tuple[str, dict[str, Any], str]:
     bound = str(values.pop("bound", "lower" if expr.op in (">=", ">") else "upper"))
     if kind == "faithfulness":
         values.setdefault("variant", "ratio")
+        if values["variant"] == "normalized":  # the plan's own kind for it (plan.Claim)
+            kind = "normalized_faithfulness"
     return kind, values, bound
 
 
