@@ -105,8 +105,9 @@ def test_empty_circuit_without_forward_matches_closed_form(state):  # type: igno
     assert norm == pytest.approx(want, abs=1e-6)
 
 
-def test_batched_circuits_equal_single_runs(bridge, task):  # type: ignore[no-untyped-def]
-    st = prepare(bridge, task, AblationSpec(), batch_rows=5)  # chunks cut across circuits
+@pytest.mark.parametrize("value", ["mean", "resample"])
+def test_batched_circuits_equal_single_runs(bridge, task, value):  # type: ignore[no-untyped-def]
+    st = prepare(bridge, task, AblationSpec(value=value), batch_rows=5)  # chunks cut circuits
     circuits = [[SUCC], [SUPP, JUNK], [SUCC, SUPP, MLP], [], [DEAD]]
     masks = np.zeros((len(circuits), st.weights.n_nodes), dtype=bool)
     for r, c in enumerate(circuits):
@@ -114,7 +115,7 @@ def test_batched_circuits_equal_single_runs(bridge, task):  # type: ignore[no-un
             masks[r, st.nodes.index(v)] = True
     batched = run_circuits(st, masks)
     for r, c in enumerate(circuits):
-        np.testing.assert_allclose(batched[r], expected(set(c)), atol=1e-5)
+        np.testing.assert_allclose(batched[r], expected(set(c), value), atol=1e-5)
 
 
 def test_minimality_per_planted_node(state):  # type: ignore[no-untyped-def]
@@ -295,3 +296,21 @@ def test_edge_circuit_on_planted_model(bridge, task):  # type: ignore[no-untyped
         for m4 in CLEAN_S4
     ]
     np.testing.assert_allclose(run_edges(st, keep), want, atol=1e-5)
+
+
+def test_edge_plan_claims(bridge, task):  # type: ignore[no-untyped-def]
+    st = prepare(bridge, task, AblationSpec(granularity="edge"))
+    edges = tuple(e for e in st.graph.edges if str(e) != "0.2->logits[resid]")
+    cp = CircuitPlan(
+        name="edges", model=ModelRef("planted", "local"), task=TaskSpec(name="planted"),
+        ablation=AblationSpec(granularity="edge"), nodes=(SUCC, SUPP, JUNK), edges=edges,
+        claims=(Claim("f", "faithfulness", ">=", 1.0), Claim("m", "minimality", ">=", 0.0)),
+    )  # fmt: skip
+    res = evaluate_plan(bridge, Plan("e.circ", (cp,), seed=1), {"edges": task}, n_boot=100)
+    c = res.circuits[0]
+    assert c.claims[0].value == pytest.approx(F({SUCC, SUPP}) / F_M, abs=1e-6)
+    per_edge = c.claims[1].detail["per_edge"]
+    assert len(per_edge) == len(edges) and c.granularity == "edge"
+    # an edge into the dead head 0.3 changes nothing; 0.0 -> logits carries the answer
+    assert per_edge["embed->0.3[v]"] == pytest.approx(0.0, abs=1e-9)
+    assert per_edge["0.0->logits[resid]"] > 0.3
