@@ -159,10 +159,18 @@ class Checker:
         for circuit in mod.own:
             self.mod.circuits.setdefault(circuit.name, []).append(circuit)
 
+    def _position(self, d: Diagnostic) -> tuple[int, int, int]:
+        """Source order; problems found in other files (imported groups) last."""
+        if d.span is None:
+            return (0, 0, 0)
+        return (int(d.span.path != self.program.path), d.span.line, d.span.col)
+
     def run_or_raise(self) -> Module:
         mod = self.run()
         if self.diags:
-            raise CheckError(dict.fromkeys(self.diags), self.program.text, self.program.path)
+            found = sorted(dict.fromkeys(self.diags), key=self._position)
+            found += mod.warnings  # shown too, after the errors
+            raise CheckError(found, self.program.text, self.program.path)
         mod.exported = {t.name.name for t in self.program.of_type(ast.TaskDef)} | {
             g.name.name for g in self.program.of_type(ast.GroupDef)
         }

@@ -64,7 +64,7 @@ def test_an_org_hub_id_without_a_known_shape_is_a_warning() -> None:
     module = check_text(_circuit("heads 40.40", "someorg/some-model"))
     assert [w.code for w in module.warnings] == ["W300"]
     assert module.warnings[0].severity == "warning"
-    assert _codes(_circuit("heads 1000.0", "someorg/some-model")) == ["E221"]
+    assert _codes(_circuit("heads 1000.0", "someorg/some-model")) == ["E221", "W300"]
 
 
 def test_depth_orders_the_forward_pass() -> None:
