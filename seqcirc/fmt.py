@@ -173,7 +173,8 @@ def format_program(program: ast.Program) -> str:
             w.comments_before(item.span.end_line or item.span.line, INDENT)
             if w.out[-1] == "":
                 w.out.pop()
-            w.out.append("}")
+            close = w.trailing.pop(item.span.end_line or -1, None)
+            w.out.append("}" + (f"  {close}" if close else ""))
         elif isinstance(item, ast.DerivedDef):
             on = f" on {_model(item.model)}" if item.model else ""
             w.emit(f"circuit {item.name.name}{on} = {_set(item.expr)}", item.span)
