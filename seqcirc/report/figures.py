@@ -1,0 +1,142 @@
+"""Which figures a circuit's result supports, with the data read out of it.
+
+Optional inputs, read defensively (the evaluator may not record them yet):
+- the random baseline: a `random_baseline` claim's `detail["null_distribution"]` (the
+  random circuits' values) and `detail["statistic"]` (the circuit's value);
+- completeness points: a `completeness` claim's `detail["points"]`;
+- the per-component ablation: `CircuitResult.component_ablation` ({"L.H" or "mlpL":
+  F(M \\ v) / F(M)}); without it, a minimality claim's per-node `drop_alone`;
+- role heads' attention: a role claim's `detail["attention"]` ({"pattern": [[...]],
+  "labels": [...]});
+- model shape: `EvaluationResult.model["shape"]` (n_layers, n_heads); else inferred.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from seqcirc.report import plots, view
+from seqcirc.results import CircuitResult, ClaimResult, EvaluationResult
+
+
+@dataclass(frozen=True)
+class Figure:
+    title: str
+    caption: str
+    png: bytes
+
+
+def _claims(circuit: CircuitResult, kind: str) -> list[ClaimResult]:
+    return [c for c in circuit.claims if c.kind == kind]
+
+
+def _shape(result: EvaluationResult, names: list[str]) -> tuple[int, int]:
+    """(n_layers, n_heads): the model's shape when recorded, grown to fit every named
+    component so none falls off the heatmap."""
+    shape = (result.model or {}).get("shape") or {}
+    cells = [plots.component_cell(n, 10**6) for n in names]
+    layers = [layer for layer, _ in cells if layer >= 0]
+    heads = [head for _, head in cells if 0 <= head < 10**6]
+    return (
+        max(int(shape.get("n_layers") or 0), max(layers, default=0) + 1),
+        max(int(shape.get("n_heads") or 0), max(heads, default=0) + 1),
+    )
+
+
+def faithfulness_figure(circuit: CircuitResult, setup: str) -> Figure | None:
+    variants = circuit.faithfulness or {}
+    if not any("error" not in v for v in variants.values()):
+        return None
+    baseline = observed = None
+    caption = "Faithfulness variants with their paired bootstrap confidence intervals"
+    for claim in _claims(circuit, "random_baseline"):
+        null = (claim.detail or {}).get("null_distribution")
+        if isinstance(null, list) and null:
+            baseline, observed = [float(x) for x in null], claim.detail.get("statistic")
+            caption += (
+                f"; right: the random-circuit baseline ({len(null)} circuits, p = "
+                f"{view.p_text(claim)})"
+            )
+            break
+    png = plots.faithfulness_png(
+        variants, setup, baseline, None if observed is None else float(observed)
+    )
+    return Figure("Faithfulness", caption + ".", png)
+
+
+def completeness_figure(circuit: CircuitResult, setup: str) -> Figure | None:
+    for claim in _claims(circuit, "completeness"):
+        points = (claim.detail or {}).get("points")
+        if isinstance(points, list) and points:
+            worst = claim.detail.get("worst")
+            caption = (
+                f"{len(points)} knocked-out subsets K; worst incompleteness "
+                f"{view.number(worst)}, mean {view.number(claim.detail.get('mean'))}."
+            )
+            full = (circuit.f_model, circuit.f_circuit)
+            return Figure("Completeness", caption, plots.completeness_png(points, setup, full))
+    return None
+
+
+def ablation_figure(result: EvaluationResult, circuit: CircuitResult, setup: str) -> Figure | None:
+    values: dict[str, float] | None = getattr(circuit, "component_ablation", None)
+    label, centre = "F(M \\ v) / F(M)", 1.0
+    what = "each component ablated alone from the full model"
+    if not values:
+        for claim in _claims(circuit, "minimality"):
+            per_node = (claim.detail or {}).get("per_node")
+            if isinstance(per_node, dict) and per_node:
+                values = {k: float(v["drop_alone"]) for k, v in per_node.items()}
+                label, centre = "(F(C) - F(C \\ v)) / F(M)", 0.0
+                what = "each circuit component removed alone from the circuit"
+                break
+    if not values:
+        return None
+    n_layers, n_heads = _shape(result, [*values, *circuit.nodes])
+    png = plots.ablation_heatmap_png(
+        values,
+        n_layers,
+        n_heads,
+        setup,
+        label,
+        circuit=list(circuit.nodes),
+        centre=centre,
+        title=what,
+    )
+    return Figure("Per-component ablation", f"{what}; colour: {label}.", png)
+
+
+def attention_figures(circuit: CircuitResult) -> list[Figure]:
+    out = []
+    for claim in _claims(circuit, "role"):
+        att: Any = (claim.detail or {}).get("attention")
+        if isinstance(att, dict) and att.get("pattern"):
+            head = claim.detail.get("head", "")
+            title = f"head {head}: {claim.text or claim.id}"
+            png = plots.attention_png(att["pattern"], att.get("labels", []), title)
+            caption = str(att.get("caption", "mean attention pattern over the task's prompts"))
+            out.append(Figure(f"Attention of head {head}", caption + ".", png))
+    return out
+
+
+def graph_figure(result: EvaluationResult, circuit: CircuitResult) -> Figure:
+    edges = [*circuit.edges, *getattr(circuit, "highlighted_edges", ())]
+    n_layers, _ = _shape(result, list(circuit.nodes))
+    png = plots.circuit_graph_png(
+        list(circuit.nodes), edges, circuit.groups or {}, f"circuit {circuit.name}", n_layers
+    )
+    kind = "evaluated edges" if circuit.edges else "highlighted edges (not ablated)"
+    return Figure("The circuit", f"{len(circuit.nodes)} nodes; {kind}: {len(edges)}.", png)
+
+
+def circuit_figures(result: EvaluationResult, circuit: CircuitResult) -> list[Figure]:
+    setup = view.ablation_setup(circuit)
+    found = [
+        faithfulness_figure(circuit, setup),
+        completeness_figure(circuit, setup),
+        ablation_figure(result, circuit, setup),
+        *attention_figures(circuit),
+        graph_figure(result, circuit),
+    ]
+    return [f for f in found if f is not None]

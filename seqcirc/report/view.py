@@ -1,0 +1,290 @@
+"""A result as every report shows it: numbers formatted once, the ablation set-up in
+words, p-values raw and Holm-adjusted, and the provenance (model, seed, versions).
+
+Results come from the evaluator (seqcirc.results); optional parts are read defensively
+so a report of an older or partial result shows "—" rather than failing:
+- p-value claims: `detail["holm"]` (AdjustedClaim.to_json()) or top-level `p_raw`,
+  `p_adjusted`, `floor`, `family_size` in `detail`; else the claim's value is the raw p.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from seqcirc.results import CircuitResult, ClaimResult, EvaluationResult
+
+# Claims whose measured value is a p-value (plan.Claim's kinds).
+P_VALUE_KINDS = frozenset(
+    {"random_baseline", "equivalence", "independence", "sufficiency", "minimality_test"}
+)
+VERDICT_WORDS = {"pass": "PASS", "fail": "FAIL", "error": "ERROR", "skipped": "SKIP"}
+MISSING = "—"
+
+_VALUE_WORDS = {
+    "mean": "value: mean over the corrupted prompts per position",
+    "resample": "value: resample (the paired corrupted prompt)",
+    "zero": "value: zero",
+}
+_DIRECTION_WORDS = {
+    "ablate_complement": "clean input, complement ablated",
+    "patch_circuit": "corrupted input, circuit patched in",
+}
+
+
+def number(x: float | None) -> str:
+    """Three decimals, or three significant digits for very large or small magnitudes."""
+    if x is None:
+        return MISSING
+    if math.isnan(x):
+        return "nan"
+    if math.isinf(x):
+        return "inf" if x > 0 else "-inf"
+    if x != 0 and (abs(x) >= 1000 or abs(x) < 0.001):
+        return f"{x:.3g}"
+    return f"{x:.3f}"
+
+
+def interval(claim: ClaimResult) -> str:
+    """ "[0.712, 0.861] (95%)", or "—" when the measure has no interval."""
+    if claim.lower is None and claim.upper is None:
+        return MISSING
+    level = f" ({claim.level:.0%})" if claim.level is not None else ""
+    return f"[{number(claim.lower)}, {number(claim.upper)}]{level}"
+
+
+def threshold(claim: ClaimResult) -> str:
+    """What is compared: ">= 0.8" for a point value, "lower bound >= 0.8" for a CI bound,
+    "p < 0.01" for a p-value claim."""
+    thr = f"{claim.op} {claim.threshold:g}"
+    if claim.kind in P_VALUE_KINDS:
+        pv = p_values(claim)
+        which = "Holm-adjusted p" if pv is not None and pv.decided_on == "adjusted" else "p"
+        return f"{which} {thr}"
+    if claim.bound in ("lower", "upper"):
+        return f"{claim.bound} bound {thr}"
+    return thr
+
+
+def location(source: str, claim: ClaimResult) -> str:
+    """file:line of the claim, as errors print it."""
+    return f"{source}:{claim.line}" if claim.line else source
+
+
+def short_source(source: str) -> str:
+    return Path(source).name if source else "<string>"
+
+
+def ablation_setup(circuit: CircuitResult) -> str:
+    """The six choices of metrics.md ("The ablation set-up") in one line."""
+    a: Mapping[str, Any] = circuit.ablation or {}
+    positions = a.get("positions")
+    parts = [
+        f"{a.get('granularity', circuit.granularity)} ablation",
+        _VALUE_WORDS.get(str(a.get("value")), f"value {a.get('value', MISSING)}"),
+        "all positions" if not positions else "positions " + ", ".join(map(str, positions)),
+        _DIRECTION_WORDS.get(str(a.get("direction")), f"direction {a.get('direction', MISSING)}"),
+    ]
+    if a.get("means_from"):
+        parts.append(f"means from {a['means_from']}")
+    parts.append(f"metric {circuit.metric}")
+    return "; ".join(parts)
+
+
+def task_text(circuit: CircuitResult) -> str:
+    t = circuit.task or {}
+    n = t.get("n_prompts")
+    return f"task {t.get('name', MISSING)}" + (f" ({n} prompts)" if n is not None else "")
+
+
+def model_text(result: EvaluationResult) -> str:
+    m = result.model or {}
+    name = str(m.get("name", MISSING))
+    extra = [str(m["source"])] if m.get("source") else []
+    if m.get("revision"):
+        extra.append(f"revision {str(m['revision'])[:12]}")
+    if m.get("weights_sha256"):
+        extra.append(f"weights sha256 {str(m['weights_sha256'])[:12]}")
+    return name + (f" ({', '.join(extra)})" if extra else "")
+
+
+def versions_text(result: EvaluationResult) -> str:
+    return ", ".join(f"{k} {v}" for k, v in sorted((result.versions or {}).items()))
+
+
+def provenance(result: EvaluationResult) -> str:
+    """Which model, seed and versions produced these numbers."""
+    return (
+        f"model {model_text(result)}; seed {result.seed}; results schema v{result.version}; "
+        f"{versions_text(result)}"
+    )
+
+
+@dataclass(frozen=True)
+class PValues:
+    raw: float
+    adjusted: float | None
+    floor: float | None
+    family_size: int | None
+    decided_on: str | None
+
+
+def p_values(claim: ClaimResult) -> PValues | None:
+    """The claim's raw and Holm-adjusted p-values, or None if it is not a p-value claim."""
+    detail = claim.detail or {}
+    holm = detail.get("holm")
+    src: Mapping[str, Any] = holm if isinstance(holm, Mapping) else detail
+    raw = src.get("p_raw", detail.get("p_value"))
+    if raw is None and claim.kind in P_VALUE_KINDS:
+        raw = claim.value
+    if raw is None:
+        return None
+
+    def opt(key: str) -> Any:
+        return src.get(key, detail.get(key))
+
+    adjusted, floor, size = opt("p_adjusted"), opt("floor"), opt("family_size")
+    return PValues(
+        float(raw),
+        None if adjusted is None else float(adjusted),
+        None if floor is None else float(floor),
+        None if size is None else int(size),
+        opt("decided_on"),
+    )
+
+
+def p_text(claim: ClaimResult, adjusted: bool = False) -> str:
+    """A p-value printed honestly (seqcirc.stats.format_p): enough digits near the
+    threshold, and its floor when it is the smallest the test can give."""
+    from seqcirc.stats.reporting import format_p
+
+    pv = p_values(claim)
+    if pv is None:
+        return MISSING
+    if adjusted:
+        if pv.adjusted is None:
+            return MISSING
+        return format_p(pv.adjusted, threshold=claim.threshold)
+    return format_p(pv.raw, threshold=claim.threshold, floor=pv.floor)
+
+
+def has_p_values(circuit: CircuitResult) -> bool:
+    return any(p_values(c) is not None for c in circuit.claims)
+
+
+def measured(claim: ClaimResult) -> str:
+    """The measured value; for a p-value claim, the p-value that decided it."""
+    if claim.kind in P_VALUE_KINDS:
+        pv = p_values(claim)
+        if pv is not None:
+            return p_text(claim, adjusted=pv.decided_on == "adjusted")
+    return number(claim.value)
+
+
+def measure_name(claim: ClaimResult, circuit: CircuitResult) -> str:
+    """What the value is, e.g. "performance_ratio of logit_diff"."""
+    d = claim.detail or {}
+    if d.get("variant"):
+        return f"{d['variant']} of {d.get('metric', circuit.metric)}"
+    if claim.kind == "completeness":
+        return f"{d.get('statistic', 'worst')} incompleteness |F(C\\K) - F(M\\K)| / |F(M)|"
+    if claim.kind == "minimality":
+        return "smallest per-component drop, relative to F(M)"
+    if claim.kind == "role":
+        head, role = d.get("head"), d.get("role")
+        return f"{role} score of head {head}" if head and role else "role score"
+    if claim.kind in P_VALUE_KINDS:
+        return f"{claim.kind} p-value"
+    return claim.kind
+
+
+@dataclass(frozen=True)
+class Counts:
+    passed: int
+    failed: int
+    errors: int
+    skipped: int
+
+    @property
+    def total(self) -> int:
+        return self.passed + self.failed + self.errors + self.skipped
+
+
+def counts(result: EvaluationResult) -> Counts:
+    verdicts = [c.verdict for _, c in result.claims()]
+    return Counts(
+        verdicts.count("pass"),
+        verdicts.count("fail"),
+        verdicts.count("error"),
+        verdicts.count("skipped"),
+    )
+
+
+def summary_line(result: EvaluationResult) -> str:
+    """One line: the overall verdict, the counts, and what produced them."""
+    n = counts(result)
+    if n.total == 0:
+        head = "NO CLAIMS"
+    elif n.passed == n.total:
+        head = "PASSED"
+    else:
+        head = "FAILED"
+    model = (result.model or {}).get("name", MISSING)
+    tail = f"{short_source(result.source)} on {model}, seed {result.seed}"
+    return (
+        f"{head}: {n.passed} of {_plural(n.total, 'claim')} hold ({n.failed} failed, "
+        f"{_plural(n.errors, 'error')}, {n.skipped} skipped) in "
+        f"{_plural(len(result.circuits), 'circuit')}; {tail}"
+    )
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def note_text(claim: ClaimResult, source_path: str) -> str:
+    """One line on a claim that did not pass, for the terminal (whose table caption
+    already carries the ablation set-up)."""
+    head = (
+        f"{location(source_path, claim)}: {claim.text or claim.id}: {VERDICT_WORDS[claim.verdict]}"
+    )
+    if claim.verdict in ("error", "skipped") or claim.value is None:
+        return f"{head}: {claim.message or 'no value'}"
+    if claim.kind in P_VALUE_KINDS:
+        return f"{head}: {threshold(claim)} does not hold (p = {measured(claim)})"
+    shown = claim.compared if claim.compared is not None else claim.value
+    what = "point value" if claim.bound == "point" else f"{claim.bound} bound"
+    ci = interval(claim)
+    extra = f", interval {ci}" if ci != MISSING else ""
+    return (
+        f"{head}: {what} {number(shown)} is not {claim.op} {claim.threshold:g} "
+        f"(measured {number(claim.value)}{extra})"
+    )
+
+
+def failure_text(claim: ClaimResult, circuit: CircuitResult, source_path: str) -> str:
+    """Why a claim did not pass, for the pytest plugin's repr_failure and the reports:
+    file:line, measured value, interval, threshold and ablation set-up."""
+    where = location(source_path, claim)
+    title = claim.text or claim.id
+    lines = [f"{where}: {circuit.name}: {title}: {VERDICT_WORDS[claim.verdict]}"]
+    if claim.message:
+        lines.append(f"  {claim.message}")
+    if claim.value is not None:
+        lines.append(f"  measured: {measured(claim)} ({measure_name(claim, circuit)})")
+        lines.append(f"  interval: {interval(claim)}")
+        shown = claim.compared if claim.compared is not None else claim.value
+        outcome = {"pass": "holds", "fail": "does not hold"}.get(claim.verdict, "undecided")
+        if claim.kind in P_VALUE_KINDS:
+            lines.append(f"  threshold: {threshold(claim)} ({outcome})")
+        else:
+            lines.append(
+                f"  threshold: {threshold(claim)}; compared {number(shown)} "
+                f"{claim.op} {claim.threshold:g} {outcome}"
+            )
+    lines.append(f"  ablation: {ablation_setup(circuit)}")
+    lines.append(f"  {task_text(circuit)}; circuit hash {circuit.circuit_hash}")
+    return "\n".join(lines)
