@@ -75,6 +75,7 @@ class Checker:
         self.diags: list[Diagnostic] = []
         self.mod = Module(program.path, program)
         self._resolving: set[str] = set()  # file-level groups being expanded (cycle guard)
+        self.failed: set[str] = set()  # circuits already reported, so uses add no noise
 
     def error(self, code: str, message: str, span: Span | None, hint: str | None = None) -> None:
         self.diags.append(Diagnostic(code, message, span, hint))
@@ -299,7 +300,9 @@ class Checker:
                     "one section per model; use another name for a variant",
                 )
         circuit = check_body(self, c, model)
-        if circuit is not None:
+        if circuit is None:
+            self.failed.add(c.name.name)
+        else:
             self.mod.circuits.setdefault(c.name.name, []).append(circuit)
             self.mod.own.append(circuit)
 
@@ -310,7 +313,9 @@ class Checker:
             self.error("E210", f"circuit `{d.name.name}` is defined twice", d.name.span)
             return
         circuit = evaluate_derived(self, d)
-        if circuit is not None:
+        if circuit is None:
+            self.failed.add(d.name.name)
+        else:
             self.mod.circuits[d.name.name] = [circuit]
 
     def _expect_on(self, e: ast.ExpectOn) -> None:

@@ -215,3 +215,9 @@ def test_group_cycles_are_reported_not_recursed() -> None:
     assert "E200" in _codes("group a = b\ngroup b = a, 1.1\n")
     plan = compile_text(_circuit("use b", extra="group a = 1.1\ngroup b = a, a, 2.2\n"))
     assert plan.circuits[0].groups == (("b", (Node(1, 1), Node(2, 2))),)
+
+
+def test_a_broken_circuit_is_reported_once_not_at_every_use() -> None:
+    text = _circuit("heads 1.1", "gpt2-smal") + "circuit d = months & months\n"
+    text += "expect d on months: faithfulness >= 0.5\n"
+    assert _codes(text) == ["E202"]

@@ -170,3 +170,55 @@ def test_round_trip_on_generated_programs(text: str) -> None:
     formatted = format_text(text)
     assert format_text(formatted) == formatted
     assert _without_positions(compile_text(formatted)) == _without_positions(compile_text(text))
+
+
+# ---- set algebra against Python's sets ---------------------------------------------
+
+NODE = st.one_of(
+    st.builds(lambda layer, head: (layer, head), st.integers(0, 3), st.integers(0, 3)),
+    st.builds(lambda layer: (layer, None), st.integers(0, 3)),
+)
+
+
+@st.composite
+def set_expressions(draw: st.DrawFn, depth: int = 0) -> tuple[str, str]:
+    """(.circ expression, Python expression) over circuits a, b, c."""
+    if depth >= 3 or draw(st.booleans()):
+        name = draw(st.sampled_from("abc"))
+        return name, name
+    op = draw(st.sampled_from(["|", "&", "-"]))
+    left = draw(set_expressions(depth + 1))
+    right = draw(set_expressions(depth + 1))
+    return f"({left[0]} {op} {right[0]})", f"({left[1]} {op} {right[1]})"
+
+
+def _written(node: tuple[int, int | None]) -> str:
+    return f"mlp {node[0]}" if node[1] is None else f"{node[0]}.{node[1]}"
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    sets=st.lists(st.sets(NODE, min_size=1, max_size=6), min_size=3, max_size=3),
+    expr=set_expressions(),
+)
+def test_set_algebra_matches_python_sets(
+    sets: list[set[tuple[int, int | None]]], expr: tuple[str, str]
+) -> None:
+    from seqcirc.plan import Node
+
+    circ, python = expr
+    a, b, c = sets
+    expected = eval(python, {}, {"a": a, "b": b, "c": c})  # `|`, `&`, `-` of Python sets
+    text = "task t = sequence(months)\n" + "".join(
+        f"circuit {n} on gpt2-small {{ heads {', '.join(_written(x) for x in s)} }}\n"
+        for n, s in zip("abc", sets, strict=True)
+    )
+    text += f"circuit d = {circ}\nexpect d on t: faithfulness >= 0.5\n"
+    if not expected:
+        with pytest.raises(SeqcircError) as info:
+            compile_text(text)
+        assert [d.code for d in info.value.diagnostics] == ["E240"]
+        return
+    derived = compile_text(text).circuits[-1]
+    assert set(derived.nodes) == {Node(layer, head) for layer, head in expected}
+    assert format_text(format_text(text)) == format_text(text)

@@ -21,6 +21,8 @@ def lookup_circuit(ck: Checker, ref: ast.NameRef, model: str | None) -> Circuit 
     from seqcirc.check import suggest
 
     sections = ck.mod.circuits.get(ref.name)
+    if not sections and ref.name in ck.failed:
+        return None  # its own errors are reported already
     if not sections:
         ck.error(
             "E200",
@@ -60,8 +62,7 @@ def evaluate_derived(ck: Checker, d: ast.DerivedDef) -> Circuit | None:
     if not result.nodes:
         ck.error(
             "E240", f"circuit `{d.name.name}` is empty", d.span, "the operands share no component"
-        )
-        return None
+        )  # still defined, so claims about it do not add "unknown circuit"
     return replace(
         result,
         name=d.name.name,
