@@ -189,7 +189,7 @@ def test_junit_xml_counts_names_and_failure_messages() -> None:
     assert norm.get("message") == ("measured 0.851 [0.770, 0.930] (95%), needs lower bound >= 0.9")
     assert "ablation: node ablation" in (norm.text or "")
     assert "means from 64 corrupted prompts" in (norm.text or "")
-    assert failures[1].get("message") == "measured 0.02 —, needs Holm-adjusted p < 0.01"
+    assert failures[1].get("message") == "measured 0.02, needs Holm-adjusted p < 0.01"
     assert len(root.findall(".//error")) == 1 and len(root.findall(".//skipped")) == 1
     assert root.findall(".//error")[0].get("message", "").startswith("[E312]")
 
@@ -214,6 +214,9 @@ def test_markdown_table_and_escaping() -> None:
     assert "*Ablation set-up:* node ablation; value: mean over the corrupted prompts" in md
     assert "seed 7" in md and "torch 2.13.0" in md
     assert "hypotheses/months.circ:21: months: expect normalized_faithfulness >= 0.9: FAIL" in md
+    assert "> warning: intervening on 1.3 changes nothing" in md
+    # a heading after the warnings needs a blank line before it
+    assert "its output)  \n\n### `edges on months`" in markdown(full)
 
 
 def test_write_reports_writes_each_format(tmp_path: Path) -> None:

@@ -55,8 +55,9 @@ def _suite(result: EvaluationResult, circuit: CircuitResult) -> ET.Element:
         )
         text = view.failure_text(claim, circuit, result.source)
         if claim.verdict == "fail":
+            ci = view.interval(claim)
             message = (
-                f"measured {view.measured(claim)} {view.interval(claim)}, "
+                f"measured {view.measured(claim)}{'' if ci == view.MISSING else ' ' + ci}, "
                 f"needs {view.threshold(claim)}"
             )
             ET.SubElement(case, "failure", {"message": message, "type": claim.kind}).text = text

@@ -50,7 +50,8 @@ def _circuit(result: EvaluationResult, circuit: CircuitResult) -> list[str]:
         lines += ["", "```text"]
         lines += [view.failure_text(c, circuit, result.source) for c in notes]
         lines += ["```", "", "</details>", ""]
-    lines += [f"> warning: {w}" for w in circuit.warnings]
+    if circuit.warnings:
+        lines += [*(f"> warning: {w}  " for w in circuit.warnings), ""]
     return lines
 
 
