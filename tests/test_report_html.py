@@ -140,3 +140,24 @@ GPT2_NODES = ["0.1", "4.4", "7.11", "9.1", "mlp0", "mlp9"]
 def test_every_plot_renders_a_real_png(render: Any) -> None:
     width, height = _check_png(render())
     assert width >= 300 and height >= 200
+
+
+def test_named_attention_averages_at_each_prompts_own_indices() -> None:
+    from seqcirc.errors import EvaluationError
+    from seqcirc.report.attention import named_attention
+
+    # two prompts of length 4; S2 sits at index 1 in the first, 2 in the second
+    p = np.zeros((2, 4, 4))
+    p[0, 3, 1] = 1.0  # prompt 0: END(3) -> S2(1)
+    p[1, 3, 2] = 0.5  # prompt 1: END(3) -> S2(2) half, the rest to BOS
+    p[1, 3, 0] = 0.5
+    out = named_attention(p, {"END": [3, 3], "S2": [1, 2], "BOS": [0, 0]})
+    assert out["labels"] == ["BOS", "S2", "END"]
+    end, s2, bos = 2, 1, 0
+    assert out["pattern"][end][s2] == pytest.approx(0.75)
+    assert out["pattern"][end][bos] == pytest.approx(0.25)
+    assert out["pattern"][s2][end] == 0.0
+    with pytest.raises(EvaluationError):
+        named_attention(p, {"END": [3, 4]})
+    with pytest.raises(EvaluationError):
+        named_attention(np.zeros((2, 4)), {})
