@@ -250,3 +250,10 @@ def test_importing_reports_imports_no_matplotlib_or_torch() -> None:
         "assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_terminal_verbose_minimal_result() -> None:
+    out = _terminal(minimal_result(), verbose=True)
+    assert "performance_ratio: [E312] F(M) is 0" in out
+    assert "  forward rows 0\n" in out  # no timings recorded: nothing invented
+    assert "x.circ:30: edges on months: expect minimality >= 0: FAIL" in out

@@ -58,7 +58,8 @@ def test_html_is_self_contained_with_embedded_pngs() -> None:
         _check_png(base64.b64decode(src.split(",", 1)[1]))
     # escaped text, every number's set-up, provenance
     assert "expect beats random(n=200) at p &lt; 0.01" in text
-    assert text.count("Ablation set-up") >= 2 + 6  # per circuit and per figure
+    # per circuit, and under each figure drawn from ablated runs (not attention, graph)
+    assert text.count("Ablation set-up") == 2 + 3
     assert "seed 7" in text and "torch 2.13.0" in text
     assert '<td class="fail">FAIL</td>' in text and '<td class="skipped">SKIP</td>' in text
 

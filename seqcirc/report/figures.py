@@ -25,6 +25,7 @@ class Figure:
     title: str
     caption: str
     png: bytes
+    ablated: bool = True  # its numbers come from ablated runs (False: the clean model)
 
 
 def _claims(circuit: CircuitResult, kind: str) -> list[ClaimResult]:
@@ -116,7 +117,7 @@ def attention_figures(circuit: CircuitResult) -> list[Figure]:
             title = f"head {head}: {claim.text or claim.id}"
             png = plots.attention_png(att["pattern"], att.get("labels", []), title)
             caption = str(att.get("caption", "mean attention pattern over the task's prompts"))
-            out.append(Figure(f"Attention of head {head}", caption + ".", png))
+            out.append(Figure(f"Attention of head {head}", caption + ".", png, ablated=False))
     return out
 
 
@@ -127,7 +128,8 @@ def graph_figure(result: EvaluationResult, circuit: CircuitResult) -> Figure:
         list(circuit.nodes), edges, circuit.groups or {}, f"circuit {circuit.name}", n_layers
     )
     kind = "evaluated edges" if circuit.edges else "highlighted edges (not ablated)"
-    return Figure("The circuit", f"{len(circuit.nodes)} nodes; {kind}: {len(edges)}.", png)
+    caption = f"{len(circuit.nodes)} nodes; {kind}: {len(edges)}."
+    return Figure("The circuit", caption, png, ablated=False)
 
 
 def circuit_figures(result: EvaluationResult, circuit: CircuitResult) -> list[Figure]:

@@ -73,10 +73,12 @@ def _circuit(result: EvaluationResult, circuit: CircuitResult, plots: bool) -> s
     parts += [f'<p class="skipped">warning: {escape(w)}</p>' for w in circuit.warnings]
     if plots:
         for fig in circuit_figures(result, circuit):
+            setup = (
+                f" Ablation set-up: {escape(view.ablation_setup(circuit))}." if fig.ablated else ""
+            )
             parts.append(
                 f"<figure>{_img(fig.png, fig.title)}<figcaption><b>{escape(fig.title)}.</b> "
-                f"{escape(fig.caption)} Ablation set-up: "
-                f"{escape(view.ablation_setup(circuit))}.</figcaption></figure>"
+                f"{escape(fig.caption)}{setup}</figcaption></figure>"
             )
     return "\n".join(parts)
 
