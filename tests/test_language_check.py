@@ -118,7 +118,7 @@ def test_claim_bounds_kinds_and_params() -> None:
     claims = plan.circuits[0].claims
     assert [(c.kind, c.bound, c.op, c.threshold) for c in claims] == [
         ("faithfulness", "lower", ">=", 0.8),
-        ("completeness", "upper", "<=", 0.1),
+        ("completeness", "point", "<=", 0.1),
         ("normalized_faithfulness", "point", ">=", 0.8),
         ("minimality_test", "point", "<", 0.05),
         ("random_baseline", "point", "<", 0.01),

@@ -48,15 +48,18 @@ def value_kind(expr: ast.ClaimExpr) -> str | None:
 def claim_meaning(expr: ast.ClaimExpr) -> tuple[str, dict[str, Any], str]:
     """(kind, params, bound) of a checked expectation.
 
-    Bound: value claims compare a confidence bound by default, the lower one for
-    `>=`/`>` and the upper one for `<=`/`<` (the side that makes the claim hard to pass);
-    `bound=point` compares the point estimate. p-value claims compare the p-value.
+    Bound: faithfulness compares a bootstrap confidence bound by default, the lower one
+    for `>=`/`>` and the upper one for `<=`/`<` (the side that makes the claim hard to
+    pass); `bound=point` compares the point estimate. Completeness and minimality are
+    worst cases over subsets with no interval (metrics.md): point unless `bound=` says
+    otherwise. p-value claims compare the p-value.
     """
     kind = value_kind(expr) or expr.name.name
     values = {a.name: a.value for a in expr.args}
     if expr.form != "value":
         return kind, values, "point"
-    bound = str(values.pop("bound", "lower" if expr.op in (">=", ">") else "upper"))
+    side = "lower" if expr.op in (">=", ">") else "upper"
+    bound = str(values.pop("bound", side if kind == "faithfulness" else "point"))
     if kind == "faithfulness":
         values.setdefault("variant", "ratio")
         if values["variant"] == "normalized":  # the plan's own kind for it (plan.Claim)
