@@ -93,14 +93,15 @@ def main() -> None:
         typer.echo("interrupted", err=True)
         sys.exit(130)
     except Exception as err:  # click's usage errors and the like
-        import click
-
-        if isinstance(err, click.exceptions.Exit):
-            sys.exit(err.exit_code)
-        if isinstance(err, click.ClickException):
-            err.show()
+        # click's exception classes, from click or from typer's vendored copy (typer._click)
+        mro = type(err).__mro__
+        kinds = {t.__name__ for t in mro if t.__module__.split(".")[0] in ("click", "typer")}
+        if "Exit" in kinds:
+            sys.exit(getattr(err, "exit_code", 0))
+        if "ClickException" in kinds:
+            err.show()  # type: ignore[attr-defined]
             sys.exit(2)
-        if isinstance(err, click.exceptions.Abort):
+        if "Abort" in kinds:
             sys.exit(130)
         typer.echo(f"error: internal failure: {type(err).__name__}: {err}", err=True)
         typer.echo(

@@ -87,3 +87,10 @@ def test_checking_and_compiling_never_import_torch() -> None:
         "assert 'torch' not in sys.modules and 'transformer_lens' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60, cwd=ROOT)
+
+
+def test_usage_errors_exit_2_with_clicks_message() -> None:
+    result = _run("check")
+    assert result.returncode == 2
+    assert "Missing argument 'FILE...'" in result.stderr
+    assert "internal failure" not in result.stderr
