@@ -74,9 +74,10 @@ def roles(
     )  # fmt: skip
     if as_json:
         if plot:
+            from seqcirc.roles.command import plot_title
             from seqcirc.roles.scan import plot_role_heatmaps
 
-            plot_role_heatmaps(table, Path(plot), title=model)
+            plot_role_heatmaps(table, Path(plot), title=plot_title(table))
         typer.echo(table.to_json())
     else:
         typer.echo(summary(table, sort_by=sort, limit=limit, plot=Path(plot) if plot else None))

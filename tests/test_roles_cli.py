@@ -50,6 +50,8 @@ def test_roles_scan_table_attends_and_heatmap(folder, tmp_path):
     assert rows["0.0"][col] == "0.000" and rows["0.2"][col] == "0.100"
     assert rows["1.3"][col] == "0.100"
     assert png.read_bytes()[:4] == b"\x89PNG"
+    assert "with 12 members, a head that favours the whole set evenly scores about 0.42" in out
+    assert "and 0.08 on *_first" in out
 
 
 def test_roles_json(folder):
@@ -112,3 +114,19 @@ def test_scores_survive_compatibility_mode(folder):
     cpy = copy_scores(lm.bridge, lm.tokenizer, "months", top_k=1)
     assert nxt.topk[1].tolist() == [1.0, 0.0, 0.0, 0.0]
     assert cpy.topk[1].tolist() == [0.0, 1.0, 0.0, 0.0]
+
+
+def test_scan_on_the_bundled_model():
+    """seqcirc-mini: the scan runs on every head, and its best successor head beats the
+    chance level among the set's members (1/12 for months)."""
+    from seqcirc.shapes import BUNDLED_DIR
+
+    if not (BUNDLED_DIR / "model.safetensors").is_file():
+        pytest.skip(f"the bundled model is not built yet ({BUNDLED_DIR})")
+    from seqcirc.models import load_model
+    from seqcirc.roles import scan_roles
+
+    lm = load_model("seqcirc-mini")
+    table = scan_roles(lm.bridge, lm.tokenizer, set_name="months", n_seqs=2)
+    assert table.values.shape == (7, lm.bridge.cfg.n_layers, lm.bridge.cfg.n_heads)
+    assert table.top("successor_first", 1)[0][1] > 2 / 12

@@ -79,6 +79,11 @@ def scan_model(
     return table
 
 
+def plot_title(table: RoleTable) -> str:
+    m = table.meta
+    return f"{m.get('model', '?')} on {m.get('set', '?')} (top {m.get('top_k')})"
+
+
 def summary(table: RoleTable, *, sort_by: str, limit: int, plot: Path | None) -> str:
     """The table (sorted, limited), each role's best heads, and where the plot went."""
     if sort_by not in table.roles:
@@ -95,9 +100,18 @@ def summary(table: RoleTable, *, sort_by: str, limit: int, plot: Path | None) ->
         "",
         "best heads per role:",
     ]
+    n_members = len(m.get("members", ()))
     for role in table.roles:
         best = ", ".join(f"{h} {v:.2f}" for h, v in table.top(role, 3))
         lines.append(f"  {role:<18} {best}")
+    if n_members:
+        k = m.get("top_k", 5)
+        lines += [
+            "",
+            f"for scale: with {n_members} members, a head that favours the whole set evenly "
+            f"scores about {min(1.0, k / n_members):.2f} on successor/copy (top {k}) and "
+            f"{1 / n_members:.2f} on *_first (chance among the set)",
+        ]
     if plot is not None:
-        lines += ["", f"heatmap: {plot_role_heatmaps(table, plot, title=str(m.get('model')))}"]
+        lines += ["", f"heatmap: {plot_role_heatmaps(table, plot, title=plot_title(table))}"]
     return "\n".join(lines)
