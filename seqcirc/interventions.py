@@ -18,7 +18,7 @@ Receiver rows: per layer q of heads, k of heads, v of heads, the MLP; then the l
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -27,6 +27,8 @@ from torch import Tensor
 
 from seqcirc.errors import EvaluationError
 from seqcirc.plan import EMBED, LOGITS, Edge, Node, ReceiverInput
+
+Layers = tuple[Tensor, ...]
 
 
 @dataclass(frozen=True, eq=False)
@@ -40,24 +42,32 @@ class Gpt2Weights:
     eps: float
     W_E: Tensor  # [vocab, d]
     W_pos: Tensor  # [ctx, d]
-    ln1_w: Tensor  # [L, d]
-    ln1_b: Tensor
-    W_qkv: Tensor  # [L, d, 3d] fused, Hugging Face Conv1D layout (q | k | v)
-    b_qkv: Tensor  # [L, 3d]
-    W_QKV: Tensor  # [L, 3, H, d, dh] per head
-    b_QKV: Tensor  # [L, 3, H, dh]
-    W_O: Tensor  # [L, H, dh, d]
-    b_O: Tensor  # [L, d]
-    ln2_w: Tensor
-    ln2_b: Tensor
-    W_in: Tensor  # [L, d, d_mlp]
-    b_in: Tensor
-    W_out: Tensor  # [L, d_mlp, d]
-    b_out: Tensor  # [L, d]
+    # Per-layer tuples of views of the model's own parameters (no copies).
+    ln1_w: Layers  # [d]
+    ln1_b: Layers
+    W_qkv: Layers  # [d, 3d] fused, Hugging Face Conv1D layout (q | k | v)
+    b_qkv: Layers  # [3d]
+    W_O: Layers  # [H, dh, d]
+    b_O: Layers  # [d]
+    ln2_w: Layers
+    ln2_b: Layers
+    W_in: Layers  # [d, d_mlp]
+    b_in: Layers
+    W_out: Layers  # [d_mlp, d]
+    b_out: Layers  # [d]
     lnf_w: Tensor
     lnf_b: Tensor
     W_U: Tensor  # [d, vocab]
     b_U: Tensor  # [vocab]
+    _per_head: dict[int, tuple[Tensor, Tensor]] = field(default_factory=dict, repr=False)
+
+    def qkv_per_head(self, layer: int) -> tuple[Tensor, Tensor]:
+        """W [3, H, d, dh] and b [3, H, dh] of one layer, for per-head inputs (edges)."""
+        if layer not in self._per_head:
+            d, n_h, dh = self.d_model, self.n_heads, self.d_head
+            W = self.W_qkv[layer].reshape(d, 3, n_h, dh).permute(1, 2, 0, 3).contiguous()
+            self._per_head[layer] = (W, self.b_qkv[layer].reshape(3, n_h, dh))
+        return self._per_head[layer]
 
     @property
     def n_nodes(self) -> int:
@@ -106,13 +116,9 @@ def extract_weights(bridge: torch.nn.Module) -> Gpt2Weights:
     n_heads = cfg.n_head
     d_head = d // n_heads
 
-    def stack(get: Callable[[Any], Tensor]) -> Tensor:
-        return torch.stack([get(b).detach() for b in blocks])
+    def per_layer(get: Callable[[Any], Tensor]) -> Layers:
+        return tuple(get(b).detach() for b in blocks)
 
-    W_qkv = stack(lambda b: b.attn.c_attn.weight)  # [L, d, 3d]
-    b_qkv = stack(lambda b: b.attn.c_attn.bias)
-    W_QKV = W_qkv.reshape(n_layers, d, 3, n_heads, d_head).permute(0, 2, 3, 1, 4).contiguous()
-    b_QKV = b_qkv.reshape(n_layers, 3, n_heads, d_head)
     # The bridge's unembedding carries a (zero) bias even where GPT-2 has none.
     lm_bias = getattr(hf.lm_head, "bias", None)
     vocab = hf.lm_head.weight.shape[0]
@@ -125,20 +131,18 @@ def extract_weights(bridge: torch.nn.Module) -> Gpt2Weights:
         eps=float(cfg.layer_norm_epsilon),
         W_E=tr.wte.weight.detach(),
         W_pos=tr.wpe.weight.detach(),
-        ln1_w=stack(lambda b: b.ln_1.weight),
-        ln1_b=stack(lambda b: b.ln_1.bias),
-        W_qkv=W_qkv,
-        b_qkv=b_qkv,
-        W_QKV=W_QKV,
-        b_QKV=b_QKV,
-        W_O=stack(lambda b: b.attn.c_proj.weight).reshape(n_layers, n_heads, d_head, d),
-        b_O=stack(lambda b: b.attn.c_proj.bias),
-        ln2_w=stack(lambda b: b.ln_2.weight),
-        ln2_b=stack(lambda b: b.ln_2.bias),
-        W_in=stack(lambda b: b.mlp.c_fc.weight),
-        b_in=stack(lambda b: b.mlp.c_fc.bias),
-        W_out=stack(lambda b: b.mlp.c_proj.weight),
-        b_out=stack(lambda b: b.mlp.c_proj.bias),
+        ln1_w=per_layer(lambda b: b.ln_1.weight),
+        ln1_b=per_layer(lambda b: b.ln_1.bias),
+        W_qkv=per_layer(lambda b: b.attn.c_attn.weight),
+        b_qkv=per_layer(lambda b: b.attn.c_attn.bias),
+        W_O=per_layer(lambda b: b.attn.c_proj.weight.reshape(n_heads, d_head, d)),
+        b_O=per_layer(lambda b: b.attn.c_proj.bias),
+        ln2_w=per_layer(lambda b: b.ln_2.weight),
+        ln2_b=per_layer(lambda b: b.ln_2.bias),
+        W_in=per_layer(lambda b: b.mlp.c_fc.weight),
+        b_in=per_layer(lambda b: b.mlp.c_fc.bias),
+        W_out=per_layer(lambda b: b.mlp.c_proj.weight),
+        b_out=per_layer(lambda b: b.mlp.c_proj.bias),
         lnf_w=tr.ln_f.weight.detach(),
         lnf_b=tr.ln_f.bias.detach(),
         W_U=hf.lm_head.weight.detach().T,
@@ -399,8 +403,9 @@ def forward_edges(
         x_in = resid.reshape(-1, 1, d) + delta
         x = F.layer_norm(x_in, (d,), w.ln1_w[layer], w.ln1_b[layer], w.eps)
         # [3H, BS, d] @ [3H, d, dh] -> q, k, v per head from its own input
-        proj = torch.bmm(x.transpose(0, 1), w.W_QKV[layer].reshape(3 * n_h, d, w.d_head))
-        proj = proj.reshape(3, n_h, batch, seq, w.d_head) + w.b_QKV[layer][:, :, None, None]
+        W_h, b_h = w.qkv_per_head(layer)
+        proj = torch.bmm(x.transpose(0, 1), W_h.reshape(3 * n_h, d, w.d_head))
+        proj = proj.reshape(3, n_h, batch, seq, w.d_head) + b_h[:, :, None, None]
         qkv = proj.permute(0, 2, 3, 1, 4)  # [3, B, S, H, dh]
         z = _attend(qkv[0], qkv[1], qkv[2])
         head_out = torch.einsum("bshe,hed->bshd", z, w.W_O[layer])

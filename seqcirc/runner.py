@@ -40,7 +40,7 @@ from seqcirc.plan import AblationSpec, Edge, Node
 from seqcirc.tasks.types import TokenizedTask
 
 DEFAULT_BATCH_ROWS = 256  # rows (prompt x circuit) per forward chunk; bounds memory
-BRIDGE_CHECK_ROWS = 4  # prompts on which our forward is checked against the bridge's
+BRIDGE_CHECK_ROWS = 2  # prompts on which our forward is checked against the bridge's
 EDGE_BUFFER_BYTES = 512 * 2**20  # bound on an edge pass's per-sender difference buffer
 
 
@@ -188,15 +188,17 @@ def _sweep(
     answer_pos: Tensor,
     rows: int,
     visit: Callable[[slice, NodeRun], None],
-) -> Tensor:
-    """A captured forward of every prompt in chunks; returns the answer logits [n, vocab]."""
-    logits = []
+    *,
+    logits: bool = True,
+) -> Tensor | None:
+    """A captured forward of every prompt in chunks; the answer logits [n, vocab] if asked."""
+    parts = []
     for sl in _chunks(tokens.shape[0], rows):
-        run = forward_nodes(w, tokens[sl], answer_pos[sl], capture=True)
-        assert run.logits is not None
-        logits.append(run.logits)
+        run = forward_nodes(w, tokens[sl], answer_pos[sl], capture=True, logits=logits)
+        if run.logits is not None:
+            parts.append(run.logits)
         visit(sl, run)
-    return torch.cat(logits)
+    return torch.cat(parts) if parts else None
 
 
 def _check_against_bridge(bridge: torch.nn.Module, w: Gpt2Weights, state_clean: Tensor,
@@ -219,9 +221,9 @@ def _check_against_bridge(bridge: torch.nn.Module, w: Gpt2Weights, state_clean: 
 def _output_change(
     w: Gpt2Weights, run: NodeRun, values: Replacement, embed_values: Tensor, answer_pos: Tensor
 ) -> tuple[Tensor, Tensor]:
-    """Per node, the largest change its replacement makes to its output (z @ W_O for heads)
-    at positions up to the answer (0: intervening on it can change nothing); and the
-    same for the embeddings."""
+    """Per node, the largest change its replacement makes to the activation it targets
+    (hook_z of a head, hook_mlp_out of an MLP) at positions up to the answer (0: the
+    intervention can change nothing); and the same for the embeddings."""
     assert run.embed is not None
     seq = run.embed.shape[1]
     upto = (torch.arange(seq, device=answer_pos.device)[None, :] <= answer_pos[:, None]).to(
@@ -229,9 +231,8 @@ def _output_change(
     )  # [n, S]
     heads, mlps = [], []
     for layer in range(w.n_layers):
-        dz = values.z[layer] - run.z[layer]  # broadcast [n, S, H, dh]
-        out = torch.einsum("bshe,hed->bshd", dz, w.W_O[layer]).abs().amax(-1)  # [n, S, H]
-        heads.append((out * upto[..., None]).amax((0, 1)))
+        dz = (values.z[layer] - run.z[layer]).abs().amax(-1)  # [n, S, H]
+        heads.append((dz * upto[..., None]).amax((0, 1)))
         dm = (values.mlp[layer] - run.mlp[layer]).abs().amax(-1)  # [n, S]
         mlps.append((dm * upto).amax())
     embed = ((embed_values - run.embed).abs().amax(-1) * upto).amax()
@@ -268,12 +269,15 @@ def prepare(
         corr = _Acts(keep=ablation.value == "resample" or patch)
         empty_logits = None
         if ablation.value == "zero":
-            z0 = w.W_O.new_zeros(seq, w.n_heads, w.d_head)
-            m0 = w.W_O.new_zeros(seq, w.d_model)
+            z0 = w.W_E.new_zeros(seq, w.n_heads, w.d_head)
+            m0 = w.W_E.new_zeros(seq, w.d_model)
             values = Replacement(tuple(z0 for _ in range(w.n_layers)), (m0,) * w.n_layers)
             embed_values = m0
         else:
-            empty_logits = _sweep(w, corrupted, answer_pos, rows, lambda sl, run: corr.add(run))
+            # its logits are only needed where the corrupted run is the empty circuit
+            empty_logits = _sweep(
+                w, corrupted, answer_pos, rows, lambda sl, run: corr.add(run), logits=patch
+            )
             n_forward += n
             values, embed_values = corr.whole() if corr.keep else corr.mean()
         # 2. The clean run: the reference metric, and how much each replacement changes.
@@ -297,6 +301,7 @@ def prepare(
             change, embed_change = torch.maximum(change, c), torch.maximum(embed_change, e)
 
         clean_logits = _sweep(w, clean, answer_pos, rows, visit)
+        assert clean_logits is not None
         n_forward += n
         bridge_diff = _check_against_bridge(bridge, w, clean, answer_pos, clean_logits)
         if patch:

@@ -153,10 +153,11 @@ def _slow_edges(w: Gpt2Weights, tokens, answer_pos, kept: set[Edge], abl: dict):
             qkv = []
             for i, inp in enumerate("qkv"):
                 x = _ln(gather(name, inp, before, L), w.ln1_w[L], w.ln1_b[L], w.eps)
-                qkv.append(x @ w.W_QKV[L, i, h] + w.b_QKV[L, i, h])
+                W_h, b_h = w.qkv_per_head(L)
+                qkv.append(x @ W_h[i, h] + b_h[i, h])
             scores = qkv[0] @ qkv[1].transpose(-1, -2) / w.d_head**0.5
             pattern = torch.softmax(scores.masked_fill(~causal, float("-inf")), -1)
-            out[name] = (pattern @ qkv[2]) @ w.W_O[L, h]
+            out[name] = (pattern @ qkv[2]) @ w.W_O[L][h]
         heads = [f"{L}.{h}" for h in range(w.n_heads)]
         x = _ln(gather(f"mlp{L}", "mlp", before + heads, L + 1), w.ln2_w[L], w.ln2_b[L], w.eps)
         hidden = F.gelu(x @ w.W_in[L] + w.b_in[L], approximate="tanh")
@@ -176,7 +177,7 @@ def _abl_outputs(state):  # type: ignore[no-untyped-def]
     abl = {"embed": state.embed_values}
     for L in range(w.n_layers):
         for h in range(w.n_heads):
-            abl[f"{L}.{h}"] = v.z[L][..., h, :] @ w.W_O[L, h]
+            abl[f"{L}.{h}"] = v.z[L][..., h, :] @ w.W_O[L][h]
         abl[f"mlp{L}"] = v.mlp[L]
     return abl
 
@@ -222,7 +223,7 @@ def test_one_removed_edge_matches_two_pass_path_patching(bridge, task, receiver,
     if sender == "embed":
         actual = cache["hook_embed"] + cache["hook_pos_embed"]
     elif sender == "0.1":
-        actual = cache[sender_hook][:, :, 1] @ w.W_O[0, 1]
+        actual = cache[sender_hook][:, :, 1] @ w.W_O[0][1]
     else:
         actual = cache[sender_hook]
     delta = abl - actual
@@ -230,7 +231,8 @@ def test_one_removed_edge_matches_two_pass_path_patching(bridge, task, receiver,
         head = int(receiver.split(".")[1])
         x = _ln(cache["blocks.1.hook_resid_pre"] + delta, w.ln1_w[1], w.ln1_b[1], w.eps)
         i = "qkv".index(inp)
-        patched = x @ w.W_QKV[1, i, head] + w.b_QKV[1, i, head]
+        W_h, b_h = w.qkv_per_head(1)
+        patched = x @ W_h[i, head] + b_h[i, head]
 
         def hook(t, hook):  # type: ignore[no-untyped-def]
             t = t.clone()
