@@ -8,6 +8,8 @@ Each comparison also asserts the intervention moved the metric, so equality mean
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -55,17 +57,19 @@ def task() -> TokenizedTask:
 
 def _ref_nodes(bridge, task, circuit, value, positions):  # type: ignore[no-untyped-def]
     """Complement ablation with plain TransformerLens hooks (the independent reference)."""
+    n_layers, n_heads = bridge.cfg.n_layers, bridge.cfg.n_heads
+    n, seq = task.clean.shape
     clean = torch.tensor(task.clean)
     corrupted = torch.tensor(task.corrupted)
-    names = [f"blocks.{L}.attn.hook_z" for L in range(N_LAYERS)]
-    names += [f"blocks.{L}.hook_mlp_out" for L in range(N_LAYERS)]
+    names = [f"blocks.{L}.attn.hook_z" for L in range(n_layers)]
+    names += [f"blocks.{L}.hook_mlp_out" for L in range(n_layers)]
     with torch.no_grad():
         _, cache = bridge.run_with_cache(corrupted, names_filter=lambda n: n in names)
-    keep_pos = torch.ones(N, SEQ, dtype=torch.bool)
+    keep_pos = torch.ones(n, seq, dtype=torch.bool)
     if positions is not None:
         keep_pos[:] = False
         for p in positions:
-            keep_pos[torch.arange(N), torch.tensor(task.positions[p])] = True
+            keep_pos[torch.arange(n), torch.tensor(task.positions[p])] = True
 
     def value_of(act):  # type: ignore[no-untyped-def]
         if value == "mean":
@@ -78,7 +82,7 @@ def _ref_nodes(bridge, task, circuit, value, positions):  # type: ignore[no-unty
         def hook(z, hook):  # type: ignore[no-untyped-def]
             new = value_of(cache[f"blocks.{layer}.attn.hook_z"])
             out = z.clone()
-            for h in range(N_HEADS):
+            for h in range(n_heads):
                 keep = keep_pos if Node(layer, h) in circuit else torch.zeros_like(keep_pos)
                 out[:, :, h][~keep] = new[:, :, h][~keep]
             return out
@@ -95,12 +99,12 @@ def _ref_nodes(bridge, task, circuit, value, positions):  # type: ignore[no-unty
 
         return hook
 
-    hooks = [(f"blocks.{L}.attn.hook_z", z_hook(L)) for L in range(N_LAYERS)]
-    hooks += [(f"blocks.{L}.hook_mlp_out", mlp_hook(L)) for L in range(N_LAYERS)]
+    hooks = [(f"blocks.{L}.attn.hook_z", z_hook(L)) for L in range(n_layers)]
+    hooks += [(f"blocks.{L}.hook_mlp_out", mlp_hook(L)) for L in range(n_layers)]
     with torch.no_grad():
         logits = bridge.run_with_hooks(clean, fwd_hooks=hooks)
-    at = logits[torch.arange(N), torch.tensor(task.answer_pos)]
-    rows = torch.arange(N)
+    at = logits[torch.arange(n), torch.tensor(task.answer_pos)]
+    rows = torch.arange(n)
     return (at[rows, task.correct] - at[rows, task.incorrect]).double().numpy()
 
 
@@ -260,3 +264,25 @@ def test_removing_every_edge_out_of_a_node_is_node_ablation(bridge, task):  # ty
         np.testing.assert_allclose(
             run_edges(edge_state, keep), run_nodes(node_state, others), atol=1e-5, rtol=0
         )
+
+
+BUNDLED = Path(__file__).parents[1] / "seqcirc" / "bundled" / "seqcirc-mini" / "model.safetensors"
+
+
+@pytest.mark.skipif(not BUNDLED.exists(), reason="the bundled model's weights are not built")
+@pytest.mark.parametrize("value", ["mean", "resample"])
+def test_node_ablation_on_the_bundled_model_matches_hooks(value):  # type: ignore[no-untyped-def]
+    from seqcirc.models import load_model
+    from seqcirc.plan import TaskSpec, params
+    from seqcirc.tasks.build import build_task
+
+    model = load_model("seqcirc-mini")
+    spec = TaskSpec(name="numerals", generator="numerals", params=params(prompts=12))
+    task = build_task(spec, model.tokenizer, prepend_bos=model.identity.prepend_bos, seed=0)
+    circuit = (Node(0, 1), Node(1, 2), Node(2, 0), Node(3, 3), Node(0), Node(2))
+    for positions in (None, ("S4", "END")):
+        state = prepare(model.bridge, task, AblationSpec(value=value, positions=positions))
+        ours = run_nodes(state, circuit)
+        ref = _ref_nodes(model.bridge, task, set(circuit), value, positions)
+        np.testing.assert_allclose(ours, ref, atol=1e-5, rtol=0)
+        assert np.abs(ours - state.m_model).max() > 0.5
