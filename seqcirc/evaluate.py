@@ -220,6 +220,16 @@ def evaluate_circuit(
             faith[variant] = {"error": f"[{err.code}] {err.message}"}
     dead = [str(v) for v, c in zip(state.nodes, state.output_change, strict=True) if c == 0]
     task = state.task
+    warnings = [
+        f"intervening on {v} changes nothing (its replacement equals its activation)"
+        for v in dead
+        if v not in map(str, circuit.nodes)
+    ]
+    if circuit.ablation.value == "mean" and len(set(task.answer_pos.tolist())) > 1:
+        warnings.append(
+            "prompts put the answer at different positions: per-position means mix "
+            "tokens of different roles"
+        )
     return CircuitResult(
         name=circuit.name, circuit_hash=circuit.circuit_hash(), granularity=gran,
         nodes=tuple(str(v) for v in circuit.nodes), edges=tuple(str(e) for e in circuit.edges),
@@ -239,8 +249,7 @@ def evaluate_circuit(
         timings={**state.timings, "circuit_s": t_run,
                  "claims_s": time.perf_counter() - t0 - t_run},
         forward_rows=state.forward_rows - rows0,
-        warnings=tuple(f"intervening on {v} changes nothing (its replacement equals its "
-                       f"output)" for v in dead if v not in map(str, circuit.nodes)),
+        warnings=tuple(warnings),
     )  # fmt: skip
 
 

@@ -16,7 +16,14 @@ from numpy.typing import NDArray
 
 from seqcirc.errors import EvaluationError
 from seqcirc.plan import Edge, Node
-from seqcirc.runner import EvalState, edge_mask, node_mask, run_circuits, run_edges
+from seqcirc.runner import (
+    EvalState,
+    edge_mask,
+    empty_metric,
+    node_mask,
+    run_circuits,
+    run_edges,
+)
 
 
 def f_model(state: EvalState) -> float:
@@ -36,6 +43,24 @@ def _scores(state: EvalState, masks: list[NDArray[np.bool_]]) -> NDArray[np.floa
     if not masks:
         return np.empty(0)
     return run_circuits(state, np.stack(masks)).mean(axis=1)
+
+
+def faithfulness_of_masks(
+    state: EvalState, masks: NDArray[np.bool_], variant: str = "performance_ratio"
+) -> NDArray[np.float64]:
+    """Faithfulness [R] of R node circuits given as keep-masks [R, n_nodes] (mask order of
+    seqcirc.stats.baseline), in one batched pass: the random-circuit baseline's values."""
+    f = run_circuits(state, masks).mean(axis=1)
+    if variant == "performance_ratio":
+        return f / f_model(state)
+    if variant == "normalized_faithfulness":
+        f_empty = float(np.mean(empty_metric(state, "node")))
+        den = float(np.mean(state.m_model)) - f_empty
+        if den == 0.0:
+            raise EvaluationError("E m(M) = E m(empty): normalized faithfulness is undefined",
+                                  code="E312")  # fmt: skip
+        return (f - f_empty) / den
+    raise EvaluationError(f"unknown faithfulness variant {variant!r}", code="E311")
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,12 @@ set-up, metric): the clean run (reference logits at the answer position, clean
 activations) and the corrupted run (the ablation values). After that a node circuit costs
 one forward pass with logits at the answer position only, R node circuits one batched
 pass of R x n rows, an edge circuit one patched pass, and the empty circuit no pass at all.
+
+Named positions (AblationSpec.positions): circuit nodes stay clean only at the named
+positions of each prompt; at every other position they are ablated like the complement.
+The full model M is always the clean run. Patching the circuit into corrupted input
+(direction patch_circuit) runs the corrupted prompt and gives circuit nodes their clean
+activations; the embeddings stay corrupted, so patching in every node need not give M.
 """
 
 from __future__ import annotations

@@ -314,3 +314,16 @@ def test_edge_plan_claims(bridge, task):  # type: ignore[no-untyped-def]
     # an edge into the dead head 0.3 changes nothing; 0.0 -> logits carries the answer
     assert per_edge["embed->0.3[v]"] == pytest.approx(0.0, abs=1e-9)
     assert per_edge["0.0->logits[resid]"] > 0.3
+
+
+def test_faithfulness_of_random_masks(state):  # type: ignore[no-untyped-def]
+    from seqcirc.measures import faithfulness_of_masks
+
+    masks = np.zeros((3, state.weights.n_nodes), dtype=bool)
+    masks[0, [0, 1]] = True  # {0.0, 0.1}
+    masks[1, [2, 3]] = True  # {0.2, 0.3}
+    got = faithfulness_of_masks(state, masks)
+    want = [F({SUCC, SUPP}) / F_M, F({JUNK}) / F_M, F(set()) / F_M]
+    np.testing.assert_allclose(got, want, atol=1e-6)
+    norm = faithfulness_of_masks(state, masks, "normalized_faithfulness")
+    np.testing.assert_allclose(norm[2], 0.0, atol=1e-6)
