@@ -46,6 +46,8 @@ __all__ = [
     "run_edges",
 ]
 
+GREEDY_STEPS = 3  # the greedy search for the worst K adds up to this many nodes
+
 _OPS: dict[str, Callable[[float, float], bool]] = {
     ">=": operator.ge,
     ">": operator.gt,
@@ -106,10 +108,16 @@ def _faithfulness_claim(variant: str) -> ClaimHandler:
 def _completeness_claim(claim: Claim, ctx: ClaimContext) -> ClaimValue:
     if ctx.circuit.ablation.granularity == "edge":
         raise SeqcircError("completeness is defined for node circuits", code="E330")
+    # `completeness(random=N, greedy, groups)` (docs/language.md): the K-sources named are
+    # used; with none named, all three (20 random subsets, greedy, role groups).
+    given = dict(claim.params)
+    if not {"random", "greedy", "groups"} & set(given):
+        given = {"random": 20, "greedy": True, "groups": True}
     comp = completeness(
-        ctx.state, ctx.circuit.nodes, dict(ctx.circuit.groups),
-        n_random=int(_param(claim, "n_random", 20)),
-        greedy_steps=int(_param(claim, "greedy_steps", 3)), seed=ctx.seed,
+        ctx.state, ctx.circuit.nodes,
+        dict(ctx.circuit.groups) if given.get("groups") else {},
+        n_random=int(given.get("random", 0)),
+        greedy_steps=GREEDY_STEPS if given.get("greedy") else 0, seed=ctx.seed,
     )  # fmt: skip
     statistic = _param(claim, "statistic", "worst")
     value = comp.worst.incompleteness if statistic == "worst" else comp.mean

@@ -196,7 +196,7 @@ CLAIMS = (
     Claim("c1", "faithfulness", ">=", 0.9, bound="lower", text="faithfulness >= 0.9"),
     Claim("c2", "normalized_faithfulness", ">=", 0.8),
     Claim("c3", "minimality", ">=", 0.05),
-    Claim("c4", "completeness", "<=", 0.5, params=(("n_random", 4),)),
+    Claim("c4", "completeness", "<=", 0.5, params=(("greedy", True), ("random", 4))),
     Claim("c5", "equivalence", ">=", 0.05),
 )
 
