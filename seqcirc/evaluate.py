@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from seqcirc.edge_runner import check_live_edges, edge_mask, run_edges
 from seqcirc.errors import SeqcircError
 from seqcirc.measures import completeness, edge_minimality, minimality
 from seqcirc.metrics import faithfulness
@@ -26,13 +27,10 @@ from seqcirc.results import CircuitResult, ClaimResult, EvaluationResult, Verdic
 from seqcirc.runner import (
     EvalState,
     check_live,
-    check_live_edges,
-    edge_mask,
     empty_metric,
     node_mask,
     prepare,
     run_circuits,
-    run_edges,
 )
 from seqcirc.tasks.types import TokenizedTask
 
@@ -279,9 +277,15 @@ def evaluate_plan(
     to_dict = getattr(identity, "to_dict", None)
     model_info = to_dict() if callable(to_dict) else {"name": type(model).__name__}
     states: dict[tuple[int, Any, str], EvalState] = {}
+    tasks: dict[Any, TokenizedTask] = {}  # circuits with the same task spec share prompts
     out = []
     for circuit in plan.circuits:
-        task = task_for[circuit.name] if isinstance(task_for, Mapping) else task_for(circuit)
+        if isinstance(task_for, Mapping):
+            task = task_for[circuit.name]
+        else:
+            if circuit.task not in tasks:
+                tasks[circuit.task] = task_for(circuit)
+            task = tasks[circuit.task]
         key = (id(task), circuit.ablation, circuit.task.metric)
         if key not in states:
             states[key] = prepare(

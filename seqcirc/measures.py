@@ -14,15 +14,14 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from seqcirc.edge_runner import edge_mask, run_edges
 from seqcirc.errors import EvaluationError
 from seqcirc.plan import Edge, Node
 from seqcirc.runner import (
     EvalState,
-    edge_mask,
     empty_metric,
     node_mask,
     run_circuits,
-    run_edges,
 )
 
 

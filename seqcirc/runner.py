@@ -16,7 +16,7 @@ activations; the embeddings stay corrupted, so patching in every node need not g
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -35,19 +35,16 @@ from seqcirc.interventions import (
     all_replaced_resid,
     edge_graph,
     extract_weights,
-    forward_edges,
     forward_nodes,
     node_index,
-    removed_matrix,
     unembed,
 )
 from seqcirc.metrics import check_metric, per_prompt
-from seqcirc.plan import AblationSpec, Edge, Node
+from seqcirc.plan import AblationSpec, Node
 from seqcirc.tasks.types import TokenizedTask
 
 DEFAULT_BATCH_ROWS = 256  # rows (prompt x circuit) per forward chunk; bounds memory
 BRIDGE_CHECK_ROWS = 2  # prompts on which our forward is checked against the bridge's
-EDGE_BUFFER_BYTES = 512 * 2**20  # bound on an edge pass's per-sender difference buffer
 
 
 @dataclass(eq=False)
@@ -146,7 +143,7 @@ def _check_setup(task: TokenizedTask, ablation: AblationSpec, w: Gpt2Weights) ->
             )
 
 
-def _chunks(n_rows: int, size: int) -> Iterable[slice]:
+def row_chunks(n_rows: int, size: int) -> Iterable[slice]:
     for start in range(0, n_rows, size):
         yield slice(start, min(start + size, n_rows))
 
@@ -199,7 +196,7 @@ def _sweep(
 ) -> Tensor | None:
     """A captured forward of every prompt in chunks; the answer logits [n, vocab] if asked."""
     parts = []
-    for sl in _chunks(tokens.shape[0], rows):
+    for sl in row_chunks(tokens.shape[0], rows):
         run = forward_nodes(w, tokens[sl], answer_pos[sl], capture=True, logits=logits)
         if run.logits is not None:
             parts.append(run.logits)
@@ -336,7 +333,7 @@ def prepare(
     return state
 
 
-def _clean_logits(state: EvalState, index: Tensor | None) -> Tensor | None:
+def clean_logits_at(state: EvalState, index: Tensor | None) -> Tensor | None:
     """The full model's answer logits (kept for kl only; other metrics do not need them)."""
     if state.clean_logits is None:
         return None
@@ -396,7 +393,7 @@ def run_circuits(state: EvalState, masks: NDArray[np.bool_] | Tensor) -> NDArray
     tokens = state.corrupted if patch else state.clean
     out = np.empty(r_count * n)
     with torch.inference_mode():
-        for sl in _chunks(r_count * n, state.batch_rows):
+        for sl in row_chunks(r_count * n, state.batch_rows):
             rows = torch.arange(sl.start, sl.stop, device=w.device)
             prompt, circ = rows % n, rows // n
             kept = keep[circ][:, None, :]  # [B, 1, n_nodes]
@@ -410,7 +407,7 @@ def run_circuits(state: EvalState, masks: NDArray[np.bool_] | Tensor) -> NDArray
             assert run.logits is not None
             out[sl] = per_prompt(
                 state.metric, run.logits, state.correct[prompt], state.incorrect[prompt],
-                _clean_logits(state, prompt),
+                clean_logits_at(state, prompt),
             )  # fmt: skip
     state.forward_rows += r_count * n
     return out.reshape(r_count, n)
@@ -447,79 +444,7 @@ def empty_metric(state: EvalState, granularity: str | None = None) -> NDArray[np
             resid = all_replaced_resid(w, embed, at)
             logits = unembed(w, resid.expand(state.n_prompts, -1))
         m = per_prompt(
-            state.metric, logits, state.correct, state.incorrect, _clean_logits(state, None)
+            state.metric, logits, state.correct, state.incorrect, clean_logits_at(state, None)
         )
     state._m_empty[gran] = m
     return m
-
-
-# ---------------------------------------------------------------- edge circuits
-
-
-def edge_mask(state: EvalState, edges: Iterable[Edge]) -> NDArray[np.bool_]:
-    """Keep-mask [n_edges] of an edge circuit; an edge the model lacks is an error."""
-    graph = state.graph
-    mask = np.zeros(graph.n_edges, dtype=bool)
-    for e in edges:
-        i = graph.index.get(e)
-        if i is None:
-            raise EvaluationError(
-                f"edge {e} does not exist in this model",
-                code="E303",
-                hint="a sender must come before its receiver (embed, L.H, mlpL -> "
-                "L.H[q|k|v], mlpL[mlp], logits[resid]); an MLP receives from heads of its layer",
-            )
-        mask[i] = True
-    return mask
-
-
-def check_live_edges(state: EvalState, keep: NDArray[np.bool_]) -> None:
-    graph = state.graph
-    removed_senders = np.unique(graph.cols.numpy()[~keep])
-    if removed_senders.size == 0:
-        raise EvaluationError("the edge circuit keeps every edge: nothing to measure", code="E305")
-    # sender 0 is the embedding; sender 1 + L*(H+1) + h a head, + H the MLP
-    changes = [state.embed_change]
-    n_h, n_heads_total = state.weights.n_heads, state.weights.n_layers * state.weights.n_heads
-    for layer in range(state.weights.n_layers):
-        changes.extend(state.output_change[layer * n_h : (layer + 1) * n_h])
-        changes.append(state.output_change[n_heads_total + layer])
-    if not (np.asarray(changes)[removed_senders] > 0).any():
-        raise EvaluationError(
-            "every removed edge carries a sender whose ablated output equals its actual one",
-            code="E305",
-            hint="check the corrupted prompts: they must differ from the clean ones",
-        )
-
-
-def run_edges(state: EvalState, keep: NDArray[np.bool_] | Sequence[Edge]) -> NDArray[np.float64]:
-    """Per-prompt metric [n] of one edge circuit (keep-mask [n_edges] or a list of edges):
-    one patched forward pass per chunk of prompts."""
-    if not isinstance(keep, np.ndarray):
-        keep = edge_mask(state, keep)
-    w = state.weights
-    removed = removed_matrix(state.graph, torch.as_tensor(keep), w.dtype).to(w.device)
-    values = state.edge_values
-    n = state.n_prompts
-    out = np.empty(n)
-    per_prompt_values = state.ablation.value == "resample"
-    # the pass keeps (ablated - actual) of every sender: bound that buffer's size
-    per_prompt_bytes = state.clean.shape[1] * state.graph.n_senders * w.d_model * 4
-    rows = max(1, min(state.batch_rows, EDGE_BUFFER_BYTES // per_prompt_bytes))
-    with torch.inference_mode():
-        for sl in _chunks(n, rows):
-            idx = torch.arange(sl.start, sl.stop, device=w.device)
-            vals = values
-            if per_prompt_values:
-                vals = EdgeValues(
-                    values.embed[idx],
-                    tuple(h[idx] for h in values.head_out),
-                    tuple(m[idx] for m in values.mlp),
-                )
-            logits = forward_edges(w, state.clean[idx], state.answer_pos[idx], removed, vals)
-            out[sl] = per_prompt(
-                state.metric, logits, state.correct[idx], state.incorrect[idx],
-                _clean_logits(state, idx),
-            )  # fmt: skip
-    state.forward_rows += n
-    return out

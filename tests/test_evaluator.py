@@ -9,6 +9,7 @@ import math
 import numpy as np
 import pytest
 
+from seqcirc.edge_runner import run_edges
 from seqcirc.errors import EvaluationError, InputError
 from seqcirc.evaluate import evaluate_plan
 from seqcirc.interventions import forward_nodes
@@ -16,7 +17,7 @@ from seqcirc.measures import completeness, minimality, single_component_ablation
 from seqcirc.metrics import normalized_faithfulness, per_prompt, performance_ratio
 from seqcirc.plan import AblationSpec, CircuitPlan, Claim, ModelRef, Node, Plan, TaskSpec
 from seqcirc.results import EvaluationResult
-from seqcirc.runner import empty_metric, prepare, run_circuits, run_edges, run_nodes
+from seqcirc.runner import empty_metric, prepare, run_circuits, run_nodes
 from tests.planted import (
     bridge_of,
     expected_logit_diff,

@@ -16,9 +16,10 @@ import torch
 import torch.nn.functional as F
 from transformers import GPT2Config, GPT2LMHeadModel
 
+from seqcirc.edge_runner import edge_mask, run_edges
 from seqcirc.interventions import Gpt2Weights, sender_names
 from seqcirc.plan import LOGITS, AblationSpec, Edge, Node
-from seqcirc.runner import edge_mask, prepare, run_edges, run_nodes
+from seqcirc.runner import prepare, run_nodes
 from seqcirc.tasks.types import TokenizedTask
 from tests.planted import bridge_of
 
