@@ -2,9 +2,12 @@
 run each circuit, check each claim, and return an EvaluationResult.
 
 Claim kinds measured here: faithfulness (the performance ratio), normalized_faithfulness,
-completeness and minimality. Other kinds (significance tests, roles) are measured by
-handlers passed in `handlers` (kind -> function); a claim with no handler is reported
-as "skipped", never as passed.
+completeness and minimality. Other kinds are measured by handlers passed in `handlers`
+(kind -> function): seqcirc.significance.HANDLERS gives random_baseline, equivalence,
+independence and sufficiency; roles and Shi et al.'s minimality test come from their
+modules. A claim with no handler is reported as "skipped", never as passed. Each claim's
+random draws use its own seed, derived from the plan's seed, the circuit's name and the
+claim's id.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from __future__ import annotations
 import operator
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -32,6 +35,7 @@ from seqcirc.runner import (
     prepare,
     run_circuits,
 )
+from seqcirc.stats.seeds import derive_seed
 from seqcirc.tasks.types import TokenizedTask
 
 __all__ = [
@@ -171,8 +175,10 @@ def _check_claim(claim: Claim, ctx: ClaimContext, handler: ClaimHandler | None) 
             **base, verdict="skipped",
             message=f"no evaluator for claim kind {claim.kind!r} was given to this run",
         )  # fmt: skip
+    # each claim draws from its own stream: adding a claim never changes another's numbers
+    base["seed"] = derive_seed(ctx.seed, ctx.circuit.name, claim.id)
     try:
-        got = handler(claim, ctx)
+        got = handler(claim, replace(ctx, seed=base["seed"]))
     except SeqcircError as err:
         return ClaimResult(**base, verdict="error", message=f"[{err.code}] {err.message}")
     compared = {"point": got.value, "lower": got.lower, "upper": got.upper}[claim.bound]
@@ -219,7 +225,7 @@ def evaluate_circuit(
         try:
             f = faithfulness(
                 variant, state.metric, m_circuit, state.m_model, m_empty,
-                seed=seed, level=level, n_boot=n_boot,
+                seed=derive_seed(seed, circuit.name, variant), level=level, n_boot=n_boot,
             )  # fmt: skip
             faith[variant] = to_jsonable(f)
         except SeqcircError as err:

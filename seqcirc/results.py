@@ -40,6 +40,7 @@ class ClaimResult:
     per_prompt: tuple[float, ...] = ()
     detail: dict[str, Any] = field(default_factory=dict)
     message: str = ""
+    seed: int | None = None  # the claim's own seed (derived from the plan's)
 
 
 @dataclass(frozen=True)

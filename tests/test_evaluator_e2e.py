@@ -32,6 +32,7 @@ def _evaluate():  # type: ignore[no-untyped-def]
     from seqcirc.compile import compile_text
     from seqcirc.evaluate import evaluate_plan
     from seqcirc.models import load_model
+    from seqcirc.significance import HANDLERS
     from seqcirc.tasks.build import build_task
 
     plan = compile_text(CIRC, "mini.circ")
@@ -42,7 +43,7 @@ def _evaluate():  # type: ignore[no-untyped-def]
             cp.task, model.tokenizer, prepend_bos=model.identity.prepend_bos, seed=plan.seed
         )
 
-    return evaluate_plan(model, plan, task_for, n_boot=500)
+    return evaluate_plan(model, plan, task_for, n_boot=500, handlers=HANDLERS)
 
 
 def test_circ_file_on_the_bundled_model() -> None:
@@ -63,7 +64,11 @@ def test_circ_file_on_the_bundled_model() -> None:
     assert mini.value == min(v["score"] for v in mini.detail["per_node"].values())
     comp = by_kind["completeness"]
     assert len(comp.detail["points"]) == 4 + 1  # 4 random subsets + the role group
-    assert by_kind["random_baseline"].verdict == "skipped"  # measured by the stats handlers
+    rb = by_kind["random_baseline"]  # its p-value: (1 + #{random >= observed}) / 21
+    assert (
+        rb.value == (1 + sum(v >= rb.detail["observed"] for v in rb.detail["random_values"])) / 21
+    )
+    assert rb.verdict == ("pass" if rb.value < 0.05 else "fail") and rb.seed is not None
     assert res.model["name"] == "seqcirc-mini" and res.model["compatibility_mode"] is False
     assert c.checks["bridge_max_abs_diff"] < 1e-4
     assert res.seed == 3 and "torch" in res.versions
