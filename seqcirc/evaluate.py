@@ -194,6 +194,25 @@ def _check_claim(claim: Claim, ctx: ClaimContext, handler: ClaimHandler | None) 
     )  # fmt: skip
 
 
+def _means_from(circuit: CircuitPlan, task: TokenizedTask) -> str:
+    ab = circuit.ablation
+    if ab.value == "mean" and ab.direction == "ablate_complement":
+        return f"{task.n_prompts} corrupted prompts of task {task.name!r}"
+    return f"none ({ab.value} ablation, {ab.direction})"
+
+
+def _values_from(circuit: CircuitPlan, task: TokenizedTask) -> str:
+    """Where replacement values come from (the sixth choice of the ablation set-up)."""
+    ab = circuit.ablation
+    if ab.direction == "patch_circuit":
+        return "circuit nodes from the clean prompts; input: the paired corrupted prompt"
+    if ab.value == "mean":
+        return f"per-position mean over the {task.n_prompts} corrupted prompts of {task.name!r}"
+    if ab.value == "resample":
+        return f"each prompt's paired corrupted prompt (task {task.name!r})"
+    return "zeros (no corrupted run)"
+
+
 def evaluate_circuit(
     state: EvalState,
     circuit: CircuitPlan,
@@ -247,7 +266,8 @@ def evaluate_circuit(
         nodes=tuple(str(v) for v in circuit.nodes), edges=tuple(str(e) for e in circuit.edges),
         groups={k: [str(v) for v in vs] for k, vs in circuit.groups},
         ablation={**to_jsonable(circuit.ablation),
-                  "means_from": f"{task.n_prompts} corrupted prompts of task {task.name!r}",
+                  "means_from": _means_from(circuit, task),
+                  "values_from": _values_from(circuit, task),
                   "head_unit": "blocks.L.attn.hook_z (per head; b_O kept)",
                   "mlp_unit": "blocks.L.hook_mlp_out"},
         task={"name": task.name, "n_prompts": task.n_prompts, "seq_len": task.seq_len,

@@ -363,10 +363,13 @@ def check_live(state: EvalState, keep: NDArray[np.bool_]) -> None:
     if state.ablation.positions is not None and state.ablation.direction == "ablate_complement":
         touched = np.ones_like(keep)  # circuit nodes are ablated off the named positions
     if not touched.any():
+        patch = state.ablation.direction == "patch_circuit"
         raise EvaluationError(
-            "the circuit is the whole model: no intervention, nothing to measure",
+            "the circuit is empty: nothing is patched in, nothing to measure"
+            if patch
+            else "the circuit is the whole model: no intervention, nothing to measure",
             code="E305",
-            hint="a circuit must leave some head or MLP out",
+            hint="patch in some head or MLP" if patch else "a circuit must leave some node out",
         )
     if not (state.output_change[touched] > 0).any():
         raise EvaluationError(
