@@ -22,7 +22,9 @@ _LAZY: dict[str, str] = {
     "compile_file": "seqcirc.compile",
     "compile_text": "seqcirc.compile",
     "format_text": "seqcirc.fmt",
-    "evaluate_plan": "seqcirc.evaluate",
+    "evaluate_plan": "seqcirc.evaluation",
+    "evaluate": "seqcirc.session",
+    "Session": "seqcirc.session",
     "EvaluationResult": "seqcirc.results",
 }
 

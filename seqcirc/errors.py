@@ -81,7 +81,11 @@ class DiagnosticsError(InputError):
             raise ValueError("DiagnosticsError needs at least one diagnostic")
         first = diags[0]
         super().__init__(
-            first.message, code=first.code, span=first.span, hint=first.hint, source_text=source_text
+            first.message,
+            code=first.code,
+            span=first.span,
+            hint=first.hint,
+            source_text=source_text,
         )
         self._diagnostics = diags
 

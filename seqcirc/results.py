@@ -69,6 +69,39 @@ class CircuitResult:
     def passed(self) -> bool:
         return all(c.verdict == "pass" for c in self.claims)
 
+    @property
+    def performance_ratio(self) -> Estimate:
+        """F(C)/F(M) with its bootstrap interval: `result["months"].performance_ratio.lower`."""
+        return Estimate.from_dict(self.faithfulness, "performance_ratio")
+
+    @property
+    def normalized_faithfulness(self) -> Estimate:
+        """(E m(C) - E m(empty)) / (E m(M) - E m(empty)) with its bootstrap interval."""
+        return Estimate.from_dict(self.faithfulness, "normalized_faithfulness")
+
+    def claim(self, claim_id: str) -> ClaimResult:
+        for c in self.claims:
+            if c.id == claim_id:
+                return c
+        raise KeyError(f"circuit {self.name!r} has no claim {claim_id!r}")
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A point value and its confidence interval, for attribute access in Python tests."""
+
+    value: float
+    lower: float
+    upper: float
+    level: float
+
+    @classmethod
+    def from_dict(cls, faithfulness: dict[str, dict[str, Any]], variant: str) -> Estimate:
+        f = faithfulness.get(variant, {})
+        if "error" in f or "value" not in f:
+            raise ValueError(f"{variant} is undefined here: {f.get('error', 'not measured')}")
+        return cls(float(f["value"]), float(f["lower"]), float(f["upper"]), float(f["level"]))
+
 
 @dataclass(frozen=True)
 class EvaluationResult:
@@ -84,6 +117,14 @@ class EvaluationResult:
     def passed(self) -> bool:
         """Every claim of every circuit passed (a skipped or errored claim is not a pass)."""
         return all(c.passed for c in self.circuits)
+
+    def __getitem__(self, circuit: str) -> CircuitResult:
+        """The result of one circuit by name: `result["months"]`."""
+        for c in self.circuits:
+            if c.name == circuit:
+                return c
+        names = ", ".join(c.name for c in self.circuits)
+        raise KeyError(f"no circuit {circuit!r} in this result (circuits: {names})")
 
     def claims(self) -> list[tuple[str, ClaimResult]]:
         return [(c.name, cl) for c in self.circuits for cl in c.claims]

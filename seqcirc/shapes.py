@@ -41,20 +41,24 @@ ALIASES: dict[str, str] = {
     "llama-2-7b-chat": "meta-llama/Llama-2-7b-chat-hf",
 }
 
+_NEOX = "GPTNeoXForCausalLM"
+
 # Shapes of the hub models above, from their published config.json files.
 KNOWN_SHAPES: dict[str, ModelShape] = {
     "gpt2": ModelShape(12, 12, 768, 64, 3072, 50257, 1024, "GPT2LMHeadModel"),
     "gpt2-medium": ModelShape(24, 16, 1024, 64, 4096, 50257, 1024, "GPT2LMHeadModel"),
     "gpt2-large": ModelShape(36, 20, 1280, 64, 5120, 50257, 1024, "GPT2LMHeadModel"),
     "gpt2-xl": ModelShape(48, 25, 1600, 64, 6400, 50257, 1024, "GPT2LMHeadModel"),
-    "EleutherAI/pythia-70m": ModelShape(6, 8, 512, 64, 2048, 50304, 2048, "GPTNeoXForCausalLM"),
-    "EleutherAI/pythia-160m": ModelShape(12, 12, 768, 64, 3072, 50304, 2048, "GPTNeoXForCausalLM"),
-    "EleutherAI/pythia-410m": ModelShape(24, 16, 1024, 64, 4096, 50304, 2048, "GPTNeoXForCausalLM"),
-    "EleutherAI/pythia-1b": ModelShape(16, 8, 2048, 256, 8192, 50304, 2048, "GPTNeoXForCausalLM"),
-    "EleutherAI/pythia-1.4b": ModelShape(24, 16, 2048, 128, 8192, 50304, 2048, "GPTNeoXForCausalLM"),
-    "EleutherAI/pythia-2.8b": ModelShape(32, 32, 2560, 80, 10240, 50304, 2048, "GPTNeoXForCausalLM"),
-    "EleutherAI/pythia-6.9b": ModelShape(32, 32, 4096, 128, 16384, 50432, 2048, "GPTNeoXForCausalLM"),
-    "meta-llama/Llama-2-7b-hf": ModelShape(32, 32, 4096, 128, 11008, 32000, 4096, "LlamaForCausalLM"),
+    "EleutherAI/pythia-70m": ModelShape(6, 8, 512, 64, 2048, 50304, 2048, _NEOX),
+    "EleutherAI/pythia-160m": ModelShape(12, 12, 768, 64, 3072, 50304, 2048, _NEOX),
+    "EleutherAI/pythia-410m": ModelShape(24, 16, 1024, 64, 4096, 50304, 2048, _NEOX),
+    "EleutherAI/pythia-1b": ModelShape(16, 8, 2048, 256, 8192, 50304, 2048, _NEOX),
+    "EleutherAI/pythia-1.4b": ModelShape(24, 16, 2048, 128, 8192, 50304, 2048, _NEOX),
+    "EleutherAI/pythia-2.8b": ModelShape(32, 32, 2560, 80, 10240, 50304, 2048, _NEOX),
+    "EleutherAI/pythia-6.9b": ModelShape(32, 32, 4096, 128, 16384, 50432, 2048, _NEOX),
+    "meta-llama/Llama-2-7b-hf": ModelShape(
+        32, 32, 4096, 128, 11008, 32000, 4096, "LlamaForCausalLM"
+    ),
     "meta-llama/Llama-2-7b-chat-hf": ModelShape(
         32, 32, 4096, 128, 11008, 32000, 4096, "LlamaForCausalLM"
     ),

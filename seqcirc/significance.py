@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from seqcirc.errors import EvaluationError
-from seqcirc.evaluate import ClaimContext, ClaimValue
+from seqcirc.evaluation import ClaimContext, ClaimValue
 from seqcirc.measures import f_model, faithfulness_of_masks
 from seqcirc.plan import Claim
 from seqcirc.runner import node_mask, run_circuits

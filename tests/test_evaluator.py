@@ -11,7 +11,7 @@ import pytest
 
 from seqcirc.edge_runner import run_edges
 from seqcirc.errors import EvaluationError, InputError
-from seqcirc.evaluate import evaluate_plan
+from seqcirc.evaluation import evaluate_plan
 from seqcirc.interventions import forward_nodes
 from seqcirc.measures import completeness, minimality, single_component_ablation
 from seqcirc.metrics import normalized_faithfulness, per_prompt, performance_ratio

@@ -30,7 +30,7 @@ circuit mini on seqcirc-mini {
 
 def _evaluate():  # type: ignore[no-untyped-def]
     from seqcirc.compile import compile_text
-    from seqcirc.evaluate import evaluate_plan
+    from seqcirc.evaluation import evaluate_plan
     from seqcirc.models import load_model
     from seqcirc.significance import HANDLERS
     from seqcirc.tasks.build import build_task

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from seqcirc.evaluate import evaluate_plan
+from seqcirc.evaluation import evaluate_plan
 from seqcirc.plan import AblationSpec, CircuitPlan, Claim, ModelRef, Node, Plan, TaskSpec
 from seqcirc.significance import HANDLERS
 from tests.planted import bridge_of, expected_logit_diff, planted_hf, planted_task

@@ -294,15 +294,18 @@ def evaluate_plan(
     level: float = 0.95,
     batch_rows: int | None = None,
     handlers: Mapping[str, ClaimHandler] | None = None,
+    states: dict[tuple[int, int, Any, str], EvalState] | None = None,
 ) -> EvaluationResult:
     """Every circuit of a plan. `model` is a seqcirc.models.LoadedModel (or a bare
-    TransformerBridge); `task_for` gives each circuit's tokenized task (or maps names)."""
+    TransformerBridge); `task_for` gives each circuit's tokenized task (or maps names).
+    `states`: a cache of prepared states to share across calls (a session keeps one, so
+    corrupted means are computed once per model, task and ablation set-up)."""
     t0 = time.perf_counter()
     bridge = getattr(model, "bridge", model)
     identity = getattr(model, "identity", None)
     to_dict = getattr(identity, "to_dict", None)
     model_info = to_dict() if callable(to_dict) else {"name": type(model).__name__}
-    states: dict[tuple[int, Any, str], EvalState] = {}
+    states = {} if states is None else states
     tasks: dict[Any, TokenizedTask] = {}  # circuits with the same task spec share prompts
     out = []
     for circuit in plan.circuits:
@@ -312,7 +315,7 @@ def evaluate_plan(
             if circuit.task not in tasks:
                 tasks[circuit.task] = task_for(circuit)
             task = tasks[circuit.task]
-        key = (id(task), circuit.ablation, circuit.task.metric)
+        key = (id(bridge), id(task), circuit.ablation, circuit.task.metric)
         if key not in states:
             states[key] = prepare(
                 bridge, task, circuit.ablation, circuit.task.metric, batch_rows=batch_rows

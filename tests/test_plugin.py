@@ -1,0 +1,169 @@
+"""The pytest plugin, through pytester: collection, pass, fail, syntax errors, skips."""
+
+from pathlib import Path
+
+import pytest
+
+from seqcirc.shapes import BUNDLED_DIR, shape_of
+
+pytest_plugins = ["pytester"]
+
+BUNDLED = (BUNDLED_DIR / "model.safetensors").is_file()
+needs_bundled = pytest.mark.skipif(not BUNDLED, reason="bundled model not built")
+
+TASK = """seed 3
+task months = sequence(months, template=all, members=4, prompts=48)
+  corrupt random_members
+  metric logit_diff(correct=next, incorrect=last)
+"""
+
+
+def _heads_but_last() -> str:
+    """Every head of the bundled model but the last: faithfulness stays high."""
+    shape = shape_of("seqcirc-mini")
+    assert shape is not None
+    heads = [f"{layer}.{head}" for layer in range(shape.n_layers) for head in range(shape.n_heads)]
+    return ", ".join(heads[:-1]) + f"\n  mlp 0..{shape.n_layers - 1}"
+
+
+def _last_head() -> str:
+    shape = shape_of("seqcirc-mini")
+    assert shape is not None
+    return f"{shape.n_layers - 1}.{shape.n_heads - 1}"
+
+
+GOOD = (
+    TASK
+    + f"""
+circuit most on seqcirc-mini {{
+  heads {_heads_but_last() if BUNDLED else "0.0"}
+  expect faithfulness >= 0.5
+}}
+"""
+)
+
+# One head only, and a threshold no such circuit reaches.
+BAD = (
+    TASK
+    + f"""
+circuit tiny on seqcirc-mini {{
+  heads {_last_head() if BUNDLED else "0.0"}
+  expect faithfulness(bound=point) >= 0.99
+}}
+"""
+)
+
+
+@pytest.fixture(autouse=True)
+def _heavy_modules_imported_outside() -> None:
+    """pytester's in-process runs drop modules first imported inside them; torch's C
+    extension does not survive a second import, so import the evaluation stack here."""
+    import seqcirc.evaluation
+    import seqcirc.models
+    import seqcirc.report
+    import seqcirc.roles
+    import seqcirc.session
+    import seqcirc.significance
+    import seqcirc.tasks
+
+    if BUNDLED:  # loading imports the rest (torch.distributed and friends) once, here
+        seqcirc.models.load_model("seqcirc-mini")
+
+
+def _ini(pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\nseqcirc_files = *.circ\n")
+
+
+@needs_bundled
+def test_passing_file_collects_one_item_per_claim(pytester: pytest.Pytester) -> None:
+    _ini(pytester)
+    pytester.makefile(".circ", good=GOOD)
+    result = pytester.runpytest("-v")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*good.circ::most::*PASSED*"])
+
+
+@needs_bundled
+def test_failing_claim_points_at_file_and_line(pytester: pytest.Pytester) -> None:
+    _ini(pytester)
+    pytester.makefile(".circ", bad=BAD)
+    result = pytester.runpytest()
+    result.assert_outcomes(failed=1)
+    text = result.stdout.str()
+    line = BAD.splitlines().index("  expect faithfulness(bound=point) >= 0.99") + 1
+    assert f"bad.circ:{line}" in text
+    assert ">= 0.99" in text
+    assert "FAIL" in text
+    assert "mean over the corrupted prompts" in text  # the ablation set-up is shown
+
+
+def test_syntax_error_is_a_pointed_collection_error(pytester: pytest.Pytester) -> None:
+    _ini(pytester)
+    pytester.makefile(".circ", broken="circuit x on seqcirc-mini {\n  heads 9..\n}\n")
+    result = pytester.runpytest()
+    assert result.ret == pytest.ExitCode.INTERRUPTED  # collection errors stop the run
+    result.stdout.fnmatch_lines(["*broken.circ:2:*error[[]E*"])
+    assert "Traceback" not in result.stdout.str()
+
+
+def test_files_outside_the_patterns_are_not_collected(pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\nseqcirc_files = hypotheses/*.circ\n")
+    pytester.makefile(".circ", other="this is not even a valid file")
+    result = pytester.runpytest()
+    assert result.ret == pytest.ExitCode.NO_TESTS_COLLECTED
+
+
+def test_unloadable_model_skips_and_strict_fails(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # never reach for the network
+    _ini(pytester)
+    pytester.makefile(
+        ".circ",
+        hub=TASK.replace("seqcirc-mini", "gpt2-small")
+        + """
+circuit c on gpt2-small {
+  heads 9.1
+  expect faithfulness >= 0.1
+}
+""",
+    )
+    skipped = pytester.runpytest("-rs")
+    skipped.assert_outcomes(skipped=1)
+    skipped.stdout.fnmatch_lines(["*gpt2-small*unavailable*"])
+    strict = pytester.runpytest("--seqcirc-strict")
+    strict.assert_outcomes(failed=1)
+    strict.stdout.fnmatch_lines(["*E50*gpt2-small*"])
+
+
+@needs_bundled
+def test_model_loaded_once_across_items_and_files(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import seqcirc.models as models
+
+    loads: list[str] = []
+    real = models._load_folder
+
+    def counting(*args, **kwargs):
+        loads.append(str(args[0]))
+        return real(*args, **kwargs)
+
+    models.clear_cache()
+    monkeypatch.setattr(models, "_load_folder", counting)
+    _ini(pytester)
+    pytester.makefile(".circ", a=GOOD, b=BAD.replace("tiny", "tiny2"))
+    result = pytester.runpytest()
+    result.assert_outcomes(passed=1, failed=1)
+    assert loads == ["seqcirc-mini"]
+
+
+@needs_bundled
+def test_python_api_and_attribute_access(tmp_path: Path) -> None:
+    import seqcirc
+
+    path = tmp_path / "most.circ"
+    path.write_text(GOOD)
+    result = seqcirc.evaluate(path)
+    assert result["most"].performance_ratio.lower >= 0.5
+    assert result.passed
