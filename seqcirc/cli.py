@@ -86,7 +86,8 @@ def roles(
 def main() -> None:
     """Console entry point: every SeqcircError becomes its message and exit code."""
     try:
-        app(standalone_mode=False)
+        # Without standalone mode click returns a command's typer.Exit code instead of exiting.
+        code = app(standalone_mode=False)
     except SeqcircError as err:
         typer.echo(err.render(), err=True)
         sys.exit(err.exit_code)
@@ -109,6 +110,7 @@ def main() -> None:
             "help: this is a bug in seqcirc; please report it with the command you ran", err=True
         )
         sys.exit(EXIT_RUNTIME)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 # ---- the .circ language: check, plan, fmt (lark is imported inside the commands) ----
@@ -230,3 +232,89 @@ def data_export(
     )
     if summary.filter:
         typer.echo(summary.filter, err=True)
+
+
+# ---- seqcirc test: evaluate every claim of .circ files ----
+
+
+@app.command("test")
+def test_cmd(
+    files: list[str] = typer.Argument(..., help=".circ files to evaluate", metavar="FILE..."),  # noqa: B008
+    model: str | None = typer.Option(None, "--model", help="evaluate every circuit on this model"),
+    seed: int | None = typer.Option(None, "--seed", help="seed for every random draw"),
+    prompts: int | None = typer.Option(None, "--prompts", help="prompts per generated task"),
+    device: str = typer.Option("cpu", "--device", help="torch device: cpu, cuda, cuda:1, mps"),
+    batch_size: int | None = typer.Option(
+        None, "--batch-size", help="prompts per forward chunk (default: automatic)"
+    ),
+    json_path: str | None = typer.Option(None, "--json", help="write the results JSON here"),
+    junit_path: str | None = typer.Option(None, "--junit", help="write JUnit XML here"),
+    markdown_path: str | None = typer.Option(None, "--markdown", help="write Markdown here"),
+    html_path: str | None = typer.Option(None, "--html", help="write the HTML report here"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="print only the summary line"),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="show every detail"),
+) -> None:
+    """Evaluate every claim of .circ files against their models.
+
+    Exit 0 when every claim holds, 1 when a claim fails, 2 on bad input, 3 when a model
+    cannot be loaded or a run fails.
+
+    Example:  seqcirc test hypotheses/months.circ --html months.html
+    """
+    from pathlib import Path
+
+    from rich.console import Console
+
+    from seqcirc.errors import EXIT_CLAIM_FAILED, EXIT_OK
+    from seqcirc.report import print_terminal, write_reports
+    from seqcirc.session import Options, Session
+
+    out = Console()
+    err_console = Console(stderr=True)
+    status = err_console.status("starting") if err_console.is_terminal and not quiet else None
+
+    def progress(message: str) -> None:
+        if status is not None:
+            status.update(message)
+
+    session = Session(
+        Options(model=model, seed=seed, prompts=prompts, device=device, batch_rows=batch_size),
+        progress=progress,
+    )
+    failed = False
+    for i, file in enumerate(files):
+        if not Path(file).is_file():
+            raise SeqcircError(f"no such file: {file}", code="E001", hint="check the path")
+        if status is not None:
+            status.start()
+        try:
+            result = session.evaluate_file(file)
+        finally:
+            if status is not None:
+                status.stop()
+        suffix = "" if len(files) == 1 else f".{i}"
+        written = write_reports(
+            result,
+            json_path=_suffixed(json_path, suffix),
+            junit_path=_suffixed(junit_path, suffix),
+            markdown_path=_suffixed(markdown_path, suffix),
+            html_path=_suffixed(html_path, suffix),
+        )
+        if quiet:
+            from seqcirc.report.view import summary_line
+
+            out.print(summary_line(result))
+        else:
+            print_terminal(result, out, verbose=verbose)
+        for path in written:
+            err_console.print(f"wrote {path}")
+        failed = failed or not result.passed
+    raise typer.Exit(EXIT_CLAIM_FAILED if failed else EXIT_OK)
+
+
+def _suffixed(path: str | None, suffix: str) -> str | None:
+    """report.json -> report.0.json when several files share one report option."""
+    if path is None or not suffix:
+        return path
+    stem, dot, ext = path.rpartition(".")
+    return f"{stem}{suffix}.{ext}" if dot else f"{path}{suffix}"
