@@ -241,6 +241,9 @@ def data_export(
 def test_cmd(
     files: list[str] = typer.Argument(..., help=".circ files to evaluate", metavar="FILE..."),  # noqa: B008
     model: str | None = typer.Option(None, "--model", help="evaluate every circuit on this model"),
+    on: str | None = typer.Option(
+        None, "--on", help="evaluate only the circuits the file states on this model"
+    ),
     seed: int | None = typer.Option(None, "--seed", help="seed for every random draw"),
     prompts: int | None = typer.Option(None, "--prompts", help="prompts per generated task"),
     device: str = typer.Option("cpu", "--device", help="torch device: cpu, cuda, cuda:1, mps"),
@@ -256,10 +259,13 @@ def test_cmd(
 ) -> None:
     """Evaluate every claim of .circ files against their models.
 
-    Exit 0 when every claim holds, 1 when a claim fails, 2 on bad input, 3 when a model
-    cannot be loaded or a run fails.
+    Exit codes: 0 every claim holds; 1 a claim fails; 2 bad input; 3 model or run failure.
 
-    Example:  seqcirc test hypotheses/months.circ --html months.html
+    Examples:
+
+      seqcirc test hypotheses/months.circ --on seqcirc-mini --html months.html
+
+      seqcirc test hypotheses/*.circ --seed 1 --junit results.xml
     """
     from pathlib import Path
 
@@ -278,7 +284,14 @@ def test_cmd(
             status.update(message)
 
     session = Session(
-        Options(model=model, seed=seed, prompts=prompts, device=device, batch_rows=batch_size),
+        Options(
+            model=model,
+            seed=seed,
+            prompts=prompts,
+            device=device,
+            batch_rows=batch_size,
+            only_model=on,
+        ),
         progress=progress,
     )
     failed = False

@@ -37,6 +37,7 @@ class Options:
     device: str = "cpu"
     batch_rows: int | None = None
     n_boot: int = 10_000
+    only_model: str | None = None  # evaluate only the circuits stated on this model
 
 
 def apply_options(plan: Plan, options: Options) -> Plan:
@@ -46,6 +47,15 @@ def apply_options(plan: Plan, options: Options) -> Plan:
     layer the new model lacks is an InputError, not a silent skip.
     """
     circuits = plan.circuits
+    if options.only_model is not None:
+        circuits = tuple(c for c in circuits if c.model.name == options.only_model)
+        if not circuits:
+            stated = sorted({c.model.name for c in plan.circuits})
+            raise InputError(
+                f"{plan.source} has no circuit on {options.only_model}",
+                code="E404",
+                hint=f"its circuits are on: {', '.join(stated)}",
+            )
     if options.model is not None:
         shape = shape_of(options.model)
         bad = []
