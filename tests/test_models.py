@@ -206,19 +206,24 @@ def _score(logits: torch.Tensor, correct: torch.Tensor, last: torch.Tensor) -> f
     return (final[rows, correct] - final[rows, last]).mean().item()
 
 
-def single_head_ablation(mini: LoadedModel, clean, corrupted, correct, last) -> np.ndarray:
+def single_head_ablation(
+    mini: LoadedModel, clean, corrupted, correct, last, heads=None
+) -> np.ndarray:
     """% of the full model's score left when one head's hook_z is replaced by its mean
-    over the corrupted prompts (per position); [n_layers, n_heads]."""
+    over the corrupted prompts (per position); [n_layers, n_heads] (NaN where not in
+    `heads`, a list of (layer, head); default all)."""
     bridge = mini.bridge
     n_layers, n_heads = mini.shape.n_layers, mini.shape.n_heads
     with torch.no_grad():
         full = _score(bridge(clean), correct, last)
         _, cache = bridge.run_with_cache(corrupted, names_filter=lambda n: n.endswith("hook_z"))
-        kept = np.zeros((n_layers, n_heads))
+        kept = np.full((n_layers, n_heads), np.nan)
         for layer in range(n_layers):
             name = f"blocks.{layer}.attn.hook_z"
             mean_z = cache[name].mean(0)  # [pos, head, d_head]
             for head in range(n_heads):
+                if heads is not None and (layer, head) not in heads:
+                    continue
 
                 def ablate(z, hook, head=head, mean_z=mean_z):
                     z[:, :, head, :] = mean_z[:, head, :]
@@ -237,3 +242,26 @@ def test_mini_needs_attention_single_head_mean_ablation(mini, held_out, task):
     kept = single_head_ablation(mini, clean[:100], corrupted[:100], correct[:100], last[:100])
     assert kept.min() < 80, f"{task}: no head drops the score by >20% ({kept.round(1)})"
     assert (kept < 99).sum() >= 2  # more than one head matters
+
+
+def test_compatibility_mode_changes_logits_by_a_row_constant_only(mini, held_out):
+    """Why compatibility mode can default to off: the paper's score and mean ablation of
+    hook_z come out the same with it on; only raw logits shift (by a constant per row)."""
+    compat = load_model(BUNDLED_NAME, compatibility_mode=True)
+    assert compat is not mini and compat.identity.compatibility_mode is True
+    clean, corrupted, correct, last = (x[:20] for x in held_out["months"])
+    with torch.no_grad():
+        raw_logits, compat_logits = mini.bridge(clean), compat.bridge(clean)
+    shift = raw_logits - compat_logits
+    assert shift.abs().max() > 0.1  # the modes really differ
+    torch.testing.assert_close(
+        shift, shift.mean(-1, keepdim=True).expand_as(shift), atol=1e-3, rtol=0
+    )
+    assert _score(compat_logits, correct, last) == pytest.approx(
+        _score(raw_logits, correct, last), rel=1e-4
+    )
+    heads = [(0, 0), (0, 1)]  # the heads that matter (compat-mode forwards are slow)
+    got = single_head_ablation(compat, clean, corrupted, correct, last, heads)
+    want = single_head_ablation(mini, clean, corrupted, correct, last, heads)
+    assert np.nanmin(want) < 90  # a real effect is compared
+    np.testing.assert_allclose(got[0], want[0], atol=0.05)
