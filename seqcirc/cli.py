@@ -331,3 +331,85 @@ def _suffixed(path: str | None, suffix: str) -> str | None:
         return path
     stem, dot, ext = path.rpartition(".")
     return f"{stem}{suffix}.{ext}" if dot else f"{path}{suffix}"
+
+
+# ---- discover and compare: the paper's circuit discovery and shared-circuit analysis ----
+
+
+@app.command()
+def discover(
+    model: str = typer.Option("seqcirc-mini", "--model", help="model to prune"),
+    task: str = typer.Option(..., "--task", help="ordered set: numerals, number_words, months..."),
+    threshold: float = typer.Option(
+        0.8, "--threshold", help="keep more than this share of the FULL model's score"
+    ),
+    edges: bool = typer.Option(False, "--edges", help="also prune edges among the found nodes"),
+    prompts: int = typer.Option(1536, "--prompts", help="prompts generated (the paper's 1536)"),
+    seed: int = typer.Option(0, "--seed", help="seed of the prompts and of every claim's draws"),
+    no_filter: bool = typer.Option(
+        False, "--no-filter", help="keep prompts the model gets wrong (no `filter correct`)"
+    ),
+    device: str = typer.Option("cpu", "--device", help="torch device: cpu, cuda, cuda:1, mps"),
+    name: str | None = typer.Option(None, "--name", help="circuit name (default: the task's)"),
+    output: str | None = typer.Option(None, "--output", "-o", help="write the .circ file here"),
+) -> None:
+    """Find a circuit by the paper's iterative pruning and write it as a .circ file.
+
+    Starts from every head and MLP and sweeps layers last -> 0 (MLP, then heads), then
+    0 -> last; a component is dropped when the circuit without it still keeps MORE than
+    --threshold of the FULL model's score (F(C - v) / F(M) > 0.8; relative to the full
+    model, never to the previous step); sweeps repeat until one drops nothing. The file
+    holds the task, the circuit (heads grouped by the roles a scan supports, MLPs as
+    ranges), the per-component ablation table and role scan as comments, and
+    expectations measured on the file itself, so `seqcirc test` passes it.
+
+    Example:  seqcirc discover --model seqcirc-mini --task months -o months.circ
+
+    Example:  seqcirc discover --task numerals --threshold 0.9 --edges -o numerals.circ
+    """
+    from seqcirc.discover_command import run_discover, summary
+
+    run = run_discover(
+        model=model, set_name=task, threshold=threshold, prompts=prompts, seed=seed,
+        device=device, edges=edges, filter_correct=not no_filter, output=output, name=name,
+    )  # fmt: skip
+    if output is None:
+        typer.echo(run.written.text, nl=False)
+        typer.echo(summary(run), err=True)
+    else:
+        typer.echo(summary(run))
+
+
+@app.command()
+def compare(
+    files: list[str] = typer.Argument(..., help=".circ files with circuits", metavar="FILE..."),  # noqa: B008
+    model: str | None = typer.Option(None, "--model", help="evaluate every circuit on this model"),
+    seed: int | None = typer.Option(None, "--seed", help="task seed (default: each file's)"),
+    prompts: int | None = typer.Option(None, "--prompts", help="prompts per generated task"),
+    device: str = typer.Option("cpu", "--device", help="torch device: cpu, cuda, cuda:1, mps"),
+    plot: str | None = typer.Option(None, "--plot", help="save the heatmaps as PNG here"),
+    json_path: str | None = typer.Option(None, "--json", help="write the numbers as JSON here"),
+    output: str | None = typer.Option(None, "--output", "-o", help="write the Markdown here"),
+) -> None:
+    """Overlap of circuits (intersections, IoU, the shared sub-circuit) and the cross-task
+    matrix: every circuit evaluated on every circuit's task data, as % of the full
+    model's score on that data (the paper's shared-circuit analysis).
+
+    Example:  seqcirc compare numerals.circ number_words.circ months.circ --plot cmp.png
+    """
+    from seqcirc.compare import compare as run_compare
+    from seqcirc.compare import plot_comparison, write_json
+
+    cmp = run_compare(files, model=model, seed=seed, prompts=prompts, device=device)
+    text = cmp.table()
+    typer.echo(text, nl=False)
+    if output is not None:
+        from pathlib import Path
+
+        from seqcirc.discover_command import write_file
+
+        typer.echo(f"wrote {write_file(Path(output), text)}", err=True)
+    if json_path is not None:
+        typer.echo(f"wrote {write_json(cmp, json_path)}", err=True)
+    if plot is not None:
+        typer.echo(f"wrote {plot_comparison(cmp, plot)}", err=True)
