@@ -6,5 +6,8 @@ bash scripts/setup.sh
 .venv/bin/ruff check seqcirc tests scripts
 .venv/bin/ruff format --check seqcirc tests scripts
 .venv/bin/mypy
+# Two pytest workers on two cores: one torch thread each (more threads oversubscribe the
+# cores and made model tests ~10x slower here).
+export OMP_NUM_THREADS=1
 # pytest exits 5 when it collects no test; set -e makes that a failure too.
 .venv/bin/python -m pytest -n 2 -q "$@"

@@ -16,8 +16,8 @@ task numerals = sequence(numerals, prompts=24)
 
 circuit mini on seqcirc-mini {
   ablate nodes mean
-  group early = 0.1, 0.3
-  heads 1.2, 2.0
+  group early = 0.0, 0.1
+  heads 1.1, 2.0
   mlp 0..2
   expect faithfulness >= 0.5
   expect faithfulness(variant=normalized, bound=point) >= 0.5

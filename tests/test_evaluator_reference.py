@@ -280,7 +280,7 @@ def test_node_ablation_on_the_bundled_model_matches_hooks(value):  # type: ignor
     model = load_model("seqcirc-mini")
     spec = TaskSpec(name="numerals", generator="numerals", params=params(prompts=12))
     task = build_task(spec, model.tokenizer, prepend_bos=model.identity.prepend_bos, seed=0)
-    circuit = (Node(0, 1), Node(1, 2), Node(2, 0), Node(3, 3), Node(0), Node(2))
+    circuit = (Node(0, 1), Node(1, 1), Node(2, 0), Node(3, 1), Node(0), Node(2))
     for positions in (None, ("S4", "END")):
         state = prepare(model.bridge, task, AblationSpec(value=value, positions=positions))
         ours = run_nodes(state, circuit)
