@@ -1,0 +1,442 @@
+"""seqcirc's performance benchmark (issue 12): evaluation cost as a ratio to one bare
+Hugging Face forward of the same batch, measured in the same process.
+
+    .venv/bin/python benchmarks/run.py [--quick] [--out benchmarks/out/results.json]
+
+Items, on a GPT-2-small-shaped model with random weights, 64 prompts x 9 tokens:
+  node       one node-circuit evaluation, mean ablation, from nothing
+             (prepare + liveness + the circuit + the empty circuit)       target <= 3.5
+  edge       the same for an edge circuit keeping ~10% of the edges       target <= 5
+  baseline   a 200-circuit random baseline on a prepared state            target <= 1.3 x 200
+  discovery  the paper's iterative pruning (seqcirc.discover): time, and forward passes
+             done against the passes the sequential algorithm needs
+  bare       the bare forward itself (its memory)
+
+Every item runs in a fresh worker process (`--worker ITEM`), so its peak memory is the
+process's ru_maxrss (getrusage) after the item, minus ru_maxrss before it (model built,
+task loaded; nothing else run). Timing: the item first (that run gives the memory), then
+bare forwards and further item runs interleaved, so machine load hits both alike; ratios
+are median(item) / median(bare) of wall time (process CPU time too). `--in-process` runs
+everything in this process (the smoke test), where the memory figures mean little.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.gpt2_shape import (
+    GPT2_SMALL,
+    TINY,
+    Shape,
+    bare_forward,
+    build_model,
+    load_task,
+    random_task,
+    save_task,
+    weights_checksum,
+)
+
+ITEMS = ("bare", "node", "edge", "baseline", "discovery")
+EDGE_KEEP = 0.10  # share of edges an edge circuit keeps
+NODE_KEEP = 0.30  # share of nodes the node circuit keeps (cost does not depend on it)
+
+
+@dataclass(frozen=True)
+class Config:
+    shape: Shape = GPT2_SMALL
+    n_prompts: int = 64
+    seq_len: int = 9
+    threads: int = 2
+    n_random: int = 200  # circuits of the random baseline
+    discovery_prompts: int = 64
+    repeats: int = 3  # item runs of the cheap items; bare forwards per item
+    seed: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["shape"] = self.shape.to_dict()
+        return out
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Config:
+        return cls(**{**d, "shape": Shape(**d["shape"])})
+
+
+def targets(cfg: Config) -> dict[str, float]:
+    return {"node": 3.5, "edge": 5.0, "baseline": 1.3 * cfg.n_random}
+
+
+def maxrss_mb() -> float:
+    """Peak resident memory of this process so far (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _timed(fn: Callable[[], Any]) -> tuple[float, float, Any]:
+    w0, c0 = time.perf_counter(), time.process_time()
+    result = fn()
+    return time.perf_counter() - w0, time.process_time() - c0, result
+
+
+# ------------------------------------------------------------------ the items
+
+
+def _node_op(bridge: Any, task: Any, cfg: Config) -> Callable[[], dict[str, Any]]:
+    from seqcirc.plan import AblationSpec
+    from seqcirc.runner import check_live, empty_metric, prepare, run_circuits
+
+    def op() -> dict[str, Any]:
+        state = prepare(bridge, task, AblationSpec())
+        rng = np.random.default_rng(cfg.seed)
+        mask = rng.random(state.weights.n_nodes) < NODE_KEEP
+        check_live(state, mask)
+        m_circuit = run_circuits(state, mask[None])[0]
+        m_empty = empty_metric(state)
+        f_model = float(state.m_model.mean())
+        return {
+            "n_nodes_kept": int(mask.sum()),
+            "n_nodes": int(mask.size),
+            "performance_ratio": float(m_circuit.mean()) / f_model,
+            "normalized_faithfulness": float(m_circuit.mean() - m_empty.mean())
+            / (f_model - float(m_empty.mean())),
+            "forward_rows": state.forward_rows,
+            "forward_passes": state.forward_rows / state.n_prompts,
+        }
+
+    return op
+
+
+def _edge_op(bridge: Any, task: Any, cfg: Config) -> Callable[[], dict[str, Any]]:
+    from seqcirc.edge_runner import check_live_edges, run_edges
+    from seqcirc.plan import AblationSpec
+    from seqcirc.runner import empty_metric, prepare
+
+    def op() -> dict[str, Any]:
+        state = prepare(bridge, task, AblationSpec(granularity="edge"))
+        n_edges = state.graph.n_edges
+        rng = np.random.default_rng(cfg.seed)
+        keep = np.zeros(n_edges, dtype=bool)
+        keep[rng.choice(n_edges, round(EDGE_KEEP * n_edges), replace=False)] = True
+        check_live_edges(state, keep)
+        m_circuit = run_edges(state, keep)
+        m_empty = empty_metric(state)
+        return {
+            "n_edges_kept": int(keep.sum()),
+            "n_edges": n_edges,
+            "performance_ratio": float(m_circuit.mean()) / float(state.m_model.mean()),
+            "f_empty": float(m_empty.mean()),
+            "forward_rows": state.forward_rows,
+            "forward_passes": state.forward_rows / state.n_prompts,
+        }
+
+    return op
+
+
+def _baseline_op(bridge: Any, task: Any, cfg: Config) -> Callable[[], dict[str, Any]]:
+    """The baseline of one circuit on its already prepared state (the evaluation that
+    states the claim prepared it): drawing the circuits and their batched passes."""
+    from seqcirc.measures import faithfulness_of_masks
+    from seqcirc.plan import AblationSpec
+    from seqcirc.runner import prepare
+    from seqcirc.stats.baseline import mask_nodes, sample_random_circuits
+
+    state = prepare(bridge, task, AblationSpec())
+    w = state.weights
+    rng = np.random.default_rng(cfg.seed)
+    circuit = mask_nodes(rng.random(w.n_nodes) < NODE_KEEP, w.n_layers, w.n_heads)
+
+    def op() -> dict[str, Any]:
+        rows0 = state.forward_rows
+        draws = sample_random_circuits(
+            circuit, n_layers=w.n_layers, n_heads=w.n_heads, n_circuits=cfg.n_random,
+            seed=cfg.seed,
+        )  # fmt: skip
+        values = faithfulness_of_masks(state, draws.masks)
+        return {
+            "n_circuits": int(values.size),
+            "circuit_size": len(circuit),
+            "forward_rows": state.forward_rows - rows0,
+            "forward_passes": (state.forward_rows - rows0) / state.n_prompts,
+            "batch_rows": state.batch_rows,
+            "mean_performance_ratio": float(values.mean()),
+        }
+
+    return op
+
+
+def _discovery_op(bridge: Any, task: Any, cfg: Config) -> Callable[[], dict[str, Any]]:
+    from seqcirc.discover import discover
+
+    def op() -> dict[str, Any]:
+        found = discover(bridge, task)
+        out = found.outcome
+        n = found.n_prompts
+        # what the sequential algorithm needs: the clean and corrupted sweeps, each
+        # distinct circuit it scores, and the per-component table (M - v, C - v per v)
+        needed = 2 + out.masks_needed + 2 * len(found.nodes)
+        return {
+            "n_prompts": n,
+            "nodes_found": len(found.nodes),
+            "score": found.score,
+            "n_sweeps": out.n_sweeps,
+            "steps": len(out.steps),
+            "masks_needed": out.masks_needed,
+            "masks_run": out.masks_run,
+            "forward_rows": found.forward_rows,
+            "forward_passes": found.forward_rows / n,
+            "forward_passes_needed": needed,
+            "extra_rows_bridge_check": found.prepare_rows - 2 * n,
+            "timings": found.timings,
+        }
+
+    return op
+
+
+OPS: dict[str, Callable[[Any, Any, Config], Callable[[], dict[str, Any]]]] = {
+    "node": _node_op,
+    "edge": _edge_op,
+    "baseline": _baseline_op,
+    "discovery": _discovery_op,
+}
+
+
+def measure(item: str, cfg: Config, hf_model: Any, bridge: Any, task: Any) -> dict[str, Any]:
+    """Time one item against bare forwards of the same batch, in this process."""
+    torch.set_num_threads(cfg.threads)
+    if item == "discovery" and cfg.discovery_prompts < task.n_prompts:
+        task = task.subset(np.arange(cfg.discovery_prompts))
+    tokens = torch.as_tensor(task.clean)
+    bare_forward(hf_model, tokens[:1, :1])  # load kernels / thread pool; tiny
+    rss0 = maxrss_mb()
+    t_setup0 = time.perf_counter()
+    if item == "bare":
+        op: Callable[[], Any] = lambda: bare_forward(hf_model, tokens)  # noqa: E731
+    else:
+        try:
+            op = OPS[item](bridge, task, cfg)
+        except ImportError as err:  # discovery not there yet
+            return {"item": item, "error": f"not available: {err}"}
+    setup_s = time.perf_counter() - t_setup0
+    rss_setup = maxrss_mb()
+    runs: list[tuple[float, float]] = []
+    bares: list[tuple[float, float]] = []
+    from seqcirc.errors import SeqcircError
+
+    try:
+        wall, cpu, detail = _timed(op)
+    except SeqcircError as err:
+        return {"item": item, "error": f"[{err.code}] {err.message}"}
+    runs.append((wall, cpu))
+    rss_peak = maxrss_mb()
+    cheap = item in ("bare", "node", "edge")
+    for r in range(cfg.repeats):  # interleaved: bare, item, bare, item, ..., bare
+        bares.append(_timed(lambda: bare_forward(hf_model, tokens))[:2])
+        if cheap and r < cfg.repeats - 1:
+            runs.append(_timed(op)[:2])
+    bare_wall = statistics.median(b[0] for b in bares)
+    bare_cpu = statistics.median(b[1] for b in bares)
+    item_wall = statistics.median(r[0] for r in runs)
+    item_cpu = statistics.median(r[1] for r in runs)
+    return {
+        "item": item,
+        "n_prompts": int(task.n_prompts),
+        "seq_len": int(task.seq_len),
+        "item_wall_s": item_wall,
+        "item_cpu_s": item_cpu,
+        "item_runs_wall_s": [r[0] for r in runs],
+        "bare_wall_s": bare_wall,
+        "bare_cpu_s": bare_cpu,
+        "bare_runs_wall_s": [b[0] for b in bares],
+        "ratio_wall": item_wall / bare_wall,
+        "ratio_cpu": item_cpu / bare_cpu,
+        "setup_s": setup_s,
+        "memory": {
+            "method": "ru_maxrss (getrusage), fresh process per item",
+            "before_mb": rss0,
+            "after_setup_mb": rss_setup,
+            "peak_mb": rss_peak,
+            "delta_mb": rss_peak - rss0,
+        },
+        "detail": detail if isinstance(detail, dict) else {},
+    }
+
+
+# ------------------------------------------------------------------ orchestration
+
+
+def worker(item: str, cfg: Config, task_path: Path) -> dict[str, Any]:
+    torch.set_num_threads(cfg.threads)
+    hf_model, bridge = build_model(cfg.shape, cfg.seed)
+    task, checksum = load_task(task_path)
+    if not np.isclose(weights_checksum(hf_model), checksum, rtol=1e-9):
+        raise SystemExit("worker built different weights than the parent")
+    return measure(item, cfg, hf_model, bridge, task)
+
+
+def machine_info(cfg: Config) -> dict[str, Any]:
+    from seqcirc.results import versions
+
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+            cwd=Path(__file__).resolve().parent, check=False,
+        ).stdout.strip()  # fmt: skip
+    except OSError:
+        commit = ""
+    return {
+        "cpu_model": cpu,
+        "cores": os.cpu_count(),
+        "torch_threads": cfg.threads,
+        "date_utc": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "platform": platform.platform(),
+        "git_commit": commit,
+        "versions": versions(),
+    }
+
+
+def _run_item(item: str, cfg: Config, task_path: Path, in_process: bool, models: Any) -> Any:
+    load_before = os.getloadavg()
+    if in_process:
+        hf_model, bridge, task = models
+        res = measure(item, cfg, hf_model, bridge, task)
+        if "memory" in res:
+            res["memory"]["method"] = "ru_maxrss of the parent (in-process: not per item)"
+    else:
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", item,
+               "--config", json.dumps(cfg.to_dict()), "--task", str(task_path)]  # fmt: skip
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            res = {"item": item, "error": f"worker exit {proc.returncode}: {proc.stderr[-2000:]}"}
+        else:
+            res = json.loads(proc.stdout.strip().splitlines()[-1])
+    res["loadavg_before"] = list(load_before)
+    res["loadavg_after"] = list(os.getloadavg())
+    return res
+
+
+def render_table(results: list[dict[str, Any]], cfg: Config) -> str:
+    tg = targets(cfg)
+    head = (
+        f"{'item':<10} {'item s':>8} {'bare s':>7} {'ratio':>7} {'cpu ratio':>9} "
+        f"{'target':>7} {'met':>4} {'peak MB':>8} {'+MB':>7} {'load':>5}  notes"
+    )
+    lines = [head, "-" * len(head)]
+    for r in results:
+        if "error" in r:
+            lines.append(f"{r['item']:<10} {r['error'][:100]}")
+            continue
+        target = tg.get(r["item"])
+        met = "" if target is None else ("yes" if r["ratio_wall"] <= target else "NO")
+        d = r.get("detail", {})
+        note = ""
+        if r["item"] == "baseline":
+            per = r["ratio_wall"] / d["n_circuits"]
+            note = f"{d['n_circuits']} circuits, {per:.2f} per circuit"
+        elif r["item"] == "discovery":
+            note = (
+                f"{d['forward_passes']:.2f} passes done / {d['forward_passes_needed']} needed, "
+                f"{r['ratio_wall'] / d['forward_passes']:.2f} bare per pass, "
+                f"{d['nodes_found']} nodes, {d['n_sweeps']} sweeps"
+            )
+        elif "forward_passes" in d:
+            note = f"{d['forward_passes']:.2f} passes"
+        mem = r["memory"]
+        lines.append(
+            f"{r['item']:<10} {r['item_wall_s']:>8.2f} {r['bare_wall_s']:>7.3f} "
+            f"{r['ratio_wall']:>7.2f} {r['ratio_cpu']:>9.2f} "
+            f"{'' if target is None else f'{target:g}':>7} {met:>4} "
+            f"{mem['peak_mb']:>8.0f} {mem['delta_mb']:>7.0f} {r['loadavg_before'][0]:>5.2f}  {note}"
+        )
+    return "\n".join(lines)
+
+
+def run(cfg: Config, items: tuple[str, ...], out: Path | None, in_process: bool,
+        command: str) -> dict[str, Any]:  # fmt: skip
+    torch.set_num_threads(cfg.threads)
+    hf_model, bridge = build_model(cfg.shape, cfg.seed)
+    task = random_task(hf_model, cfg.n_prompts, cfg.seq_len, cfg.seed)
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        task_path = Path(tmp) / "task.npz"
+        save_task(task, task_path, weights_checksum(hf_model))
+        for item in items:
+            res = _run_item(item, cfg, task_path, in_process, (hf_model, bridge, task))
+            results.append(res)
+            print(render_table([res], cfg).splitlines()[-1], flush=True)
+    report = {
+        "command": command,
+        "machine": machine_info(cfg),
+        "config": cfg.to_dict(),
+        "targets": targets(cfg),
+        "results": results,
+    }
+    print()
+    print(render_table(results, cfg))
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(report, indent=2) + "\n")
+        print(f"\nwrote {out}")
+    return report
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any] | None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="20-circuit baseline, discovery on 16 prompts, 2 repeats",
+    )
+    p.add_argument("--out", type=Path, default=Path("benchmarks/out/results.json"))
+    p.add_argument("--items", default=",".join(ITEMS), help=f"comma-separated from {ITEMS}")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--tiny", action="store_true", help="a 2x2 model (smoke test)")
+    p.add_argument("--in-process", action="store_true", help="no worker processes")
+    p.add_argument("--worker", help=argparse.SUPPRESS)
+    p.add_argument("--config", help=argparse.SUPPRESS)
+    p.add_argument("--task", type=Path, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)  # fmt: skip
+    if args.worker:
+        res = worker(args.worker, Config.from_dict(json.loads(args.config)), args.task)
+        print(json.dumps(res))
+        return None
+    cfg = Config(threads=args.threads)
+    if args.quick:
+        cfg = replace(cfg, n_random=20, discovery_prompts=16, repeats=2)
+    if args.tiny:
+        cfg = replace(cfg, shape=TINY, n_prompts=8, seq_len=5, n_random=5, discovery_prompts=8)
+    items = tuple(s for s in args.items.split(",") if s)
+    unknown = set(items) - set(ITEMS)
+    if unknown:
+        p.error(f"unknown items {sorted(unknown)}; choose from {ITEMS}")
+    command = " ".join(["benchmarks/run.py", *(argv if argv is not None else sys.argv[1:])])
+    return run(cfg, items, args.out, args.in_process, command)
+
+
+if __name__ == "__main__":
+    main()

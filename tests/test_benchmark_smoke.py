@@ -1,0 +1,65 @@
+"""The benchmark's code path on a tiny model, so benchmarks/run.py cannot rot. Nothing
+here is timed: the figures themselves come from running the benchmark (README)."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def bench() -> ModuleType:
+    if str(ROOT) not in sys.path:  # benchmarks/ is not installed: import it from the checkout
+        sys.path.insert(0, str(ROOT))
+    return importlib.import_module("benchmarks.run")
+
+
+def test_benchmark_tiny_in_process(bench: ModuleType, tmp_path: Path) -> None:
+    out = tmp_path / "results.json"
+    report = bench.main(["--tiny", "--in-process", "--out", str(out)])
+    assert json.loads(out.read_text()) == json.loads(json.dumps(report))
+    machine = report["machine"]
+    assert machine["torch_threads"] == 2 and machine["cores"] >= 1
+    assert {"torch", "transformer-lens", "transformers"} <= set(machine["versions"])
+    by_item = {r["item"]: r for r in report["results"]}
+    assert set(by_item) == set(bench.ITEMS)
+    for r in by_item.values():
+        assert "error" not in r, r
+        assert r["item_wall_s"] > 0 and r["bare_wall_s"] > 0
+        assert r["ratio_wall"] == pytest.approx(r["item_wall_s"] / r["bare_wall_s"])
+        assert r["memory"]["peak_mb"] >= r["memory"]["before_mb"] > 0
+    n = report["config"]["n_prompts"]
+    # node: corrupted sweep + clean sweep + the circuit, plus the bridge check's 2 rows
+    assert by_item["node"]["detail"]["forward_rows"] == 3 * n + 2
+    assert by_item["edge"]["detail"]["n_edges_kept"] == round(
+        0.1 * by_item["edge"]["detail"]["n_edges"]
+    )
+    base = by_item["baseline"]["detail"]
+    assert base["forward_passes"] == report["config"]["n_random"] == base["n_circuits"]
+    disc = by_item["discovery"]["detail"]
+    # on a CPU discovery scores one candidate at a time: no pass beyond what it needs
+    assert disc["masks_run"] == disc["masks_needed"]
+    assert disc["forward_rows"] == disc["forward_passes_needed"] * disc["n_prompts"] + 2
+    table = bench.render_table(report["results"], bench.Config.from_dict(report["config"]))
+    assert all(item in table for item in bench.ITEMS)
+
+
+def test_worker_rebuilds_the_parents_model(bench: ModuleType, tmp_path: Path) -> None:
+    from benchmarks.gpt2_shape import TINY, build_model, random_task, save_task, weights_checksum
+
+    cfg = bench.Config(shape=TINY, n_prompts=4, seq_len=5, repeats=1)
+    hf_model, _ = build_model(TINY, cfg.seed)
+    path = tmp_path / "task.npz"
+    save_task(random_task(hf_model, 4, 5), path, weights_checksum(hf_model))
+    res = bench.worker("node", cfg, path)
+    assert res["detail"]["forward_rows"] == 3 * 4 + 2
+    save_task(random_task(hf_model, 4, 5), path, weights_checksum(hf_model) + 1.0)
+    with pytest.raises(SystemExit, match="different weights"):
+        bench.worker("node", cfg, path)
