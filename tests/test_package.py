@@ -13,8 +13,11 @@ def _run(code: str) -> str:
 
 
 def test_import_does_not_import_torch():
-    out = _run("import sys, seqcirc; print(json.dumps(sorted(sys.modules)))".replace(
-        "import sys", "import sys, json"))
+    out = _run(
+        "import sys, seqcirc; print(json.dumps(sorted(sys.modules)))".replace(
+            "import sys", "import sys, json"
+        )
+    )
     modules = set(json.loads(out))
     assert "seqcirc" in modules
     for heavy in ("torch", "transformer_lens", "transformers", "lark", "matplotlib"):
