@@ -12,9 +12,11 @@ Items, on a GPT-2-small-shaped model with random weights, 64 prompts x 9 tokens:
              done against the passes the sequential algorithm needs
   bare       the bare forward itself (its memory)
 
-Every item runs in a fresh worker process (`--worker ITEM`), so its peak memory is the
-process's ru_maxrss (getrusage) after the item, minus ru_maxrss before it (model built,
-task loaded; nothing else run). Timing: the item first (that run gives the memory), then
+Every item runs in a fresh worker process (`--worker ITEM`). Its peak memory is the
+process's ru_maxrss (getrusage) after the item, minus the resident set before it (model
+built, task loaded), with the kernel's high-water mark reset to the current RSS just
+before the item (/proc/self/clear_refs): the peak of the item alone, transient tensors
+included. Timing: the item first (that run gives the memory), then
 bare forwards and further item runs interleaved, so machine load hits both alike; ratios
 are median(item) / median(bare) of wall time (process CPU time too). `--in-process` runs
 everything in this process (the smoke test), where the memory figures mean little.
@@ -88,6 +90,18 @@ def targets(cfg: Config) -> dict[str, float]:
 def maxrss_mb() -> float:
     """Peak resident memory of this process so far (Linux reports KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def reset_peak() -> bool:
+    """Reset the kernel's high-water mark (ru_maxrss) to the current RSS (Linux >= 4.0).
+
+    Without it ru_maxrss still holds the peak of building the model, higher than most
+    items, and a spawned worker even inherits its parent's peak through exec."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
 
 
 def _timed(fn: Callable[[], Any]) -> tuple[float, float, Any]:
@@ -225,6 +239,7 @@ def measure(item: str, cfg: Config, hf_model: Any, bridge: Any, task: Any) -> di
         task = task.subset(np.arange(cfg.discovery_prompts))
     tokens = torch.as_tensor(task.clean)
     bare_forward(hf_model, tokens[:1, :1])  # load kernels / thread pool; tiny
+    peak_reset = reset_peak()
     rss0 = maxrss_mb()
     t_setup0 = time.perf_counter()
     if item == "bare":
@@ -269,7 +284,9 @@ def measure(item: str, cfg: Config, hf_model: Any, bridge: Any, task: Any) -> di
         "ratio_cpu": item_cpu / bare_cpu,
         "setup_s": setup_s,
         "memory": {
-            "method": "ru_maxrss (getrusage), fresh process per item",
+            "method": "ru_maxrss (getrusage), fresh process per item, peak reset before it"
+            if peak_reset
+            else "ru_maxrss (getrusage), fresh process per item, peak NOT reset",
             "before_mb": rss0,
             "after_setup_mb": rss_setup,
             "peak_mb": rss_peak,
