@@ -13,10 +13,10 @@ Items, on a GPT-2-small-shaped model with random weights, 64 prompts x 9 tokens:
   bare       the bare forward itself (its memory)
 
 Every item runs in a fresh worker process (`--worker ITEM`). Its peak memory is the
-process's ru_maxrss (getrusage) after the item, minus the resident set before it (model
-built, task loaded), with the kernel's high-water mark reset to the current RSS just
-before the item (/proc/self/clear_refs): the peak of the item alone, transient tensors
-included. Timing: the item first (that run gives the memory), then
+kernel's high-water mark of resident memory (VmHWM, the counter ru_maxrss reads) after
+the item, minus the resident set before it (model built, task loaded), with the mark
+reset to the current RSS just before the item (/proc/self/clear_refs): the peak of the
+item alone, transient tensors included. Timing: the item first (that run gives the memory), then
 bare forwards and further item runs interleaved, so machine load hits both alike; ratios
 are median(item) / median(bare) of wall time (process CPU time too). `--in-process` runs
 everything in this process (the smoke test), where the memory figures mean little.
@@ -87,13 +87,29 @@ def targets(cfg: Config) -> dict[str, float]:
     return {"node": 3.5, "edge": 5.0, "baseline": 1.3 * cfg.n_random}
 
 
+def _proc_status_mb(field: str) -> float | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
+    return None
+
+
 def maxrss_mb() -> float:
-    """Peak resident memory of this process so far (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """Peak resident memory of this process so far: the kernel's high-water mark of this
+    address space (VmHWM, resettable); ru_maxrss where /proc is missing. ru_maxrss itself
+    is max(VmHWM, the peak recorded at exec), and at exec a spawned worker records its
+    parent's peak, which no reset clears."""
+    hwm = _proc_status_mb("VmHWM")
+    if hwm is not None:
+        return hwm
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
 def reset_peak() -> bool:
-    """Reset the kernel's high-water mark (ru_maxrss) to the current RSS (Linux >= 4.0).
+    """Reset the kernel's high-water mark (VmHWM) to the current RSS (Linux >= 4.0).
 
     Without it ru_maxrss still holds the peak of building the model, higher than most
     items, and a spawned worker even inherits its parent's peak through exec."""
@@ -284,7 +300,8 @@ def measure(item: str, cfg: Config, hf_model: Any, bridge: Any, task: Any) -> di
         "ratio_cpu": item_cpu / bare_cpu,
         "setup_s": setup_s,
         "memory": {
-            "method": "ru_maxrss (getrusage), fresh process per item, peak reset before it"
+            "method": "VmHWM (the high-water mark ru_maxrss reads), fresh process per item, "
+            "reset to the current RSS before the item"
             if peak_reset
             else "ru_maxrss (getrusage), fresh process per item, peak NOT reset",
             "before_mb": rss0,
