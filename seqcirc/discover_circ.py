@@ -152,9 +152,9 @@ def _role_lines(
         "#   head  " + " ".join(f"{short[c]:>7}" for c in cols) + "   role",
     ]
     for v in heads:
-        cells = " ".join(f"{table.column(c)[v.layer, v.head]:>10.2f}" for c in cols)
+        cells = " ".join(f"{table.column(c)[v.layer, v.head]:>7.2f}" for c in cols)
         role = roles.get(str(v), ("-", 0.0))[0]
-        lines.append(f"#   {v!s:<6} {cells}   {role}")
+        lines.append(f"#   {v!s:<5} {cells}   {role}")
     return lines
 
 
@@ -235,7 +235,11 @@ def render_circ(
         if random_ok:
             lines.append(f"  expect beats random(n={RANDOM_N}) at p < {RANDOM_P!r}")
         else:
-            lines.append(f"  # random circuits of the same size do as well (p >= {RANDOM_P})")
+            lines.append(
+                f"  # beats random(n={RANDOM_N}): p = {random_p:.3g}, not below {RANDOM_P}"
+                if random_p == random_p
+                else f"  # beats random(n={RANDOM_N}): not measurable on this model"
+            )
         lines.append("}")
         if d.edges is not None:
             e = d.edges
@@ -265,12 +269,15 @@ def render_circ(
 
     # 1. measure with thresholds that cannot fail, on the final layout (claims' seeds
     #    derive from their line numbers, so the layout must not change afterwards)
+    random_p = float("nan")
     draft = body(-1.0, 0.0, True, -1.0)
     got = measured(draft)
     node = got[name]
     lower = float(node["faithfulness:lower"]["compared"])
     mini = float(node["minimality:point"]["value"])
     random_ok = node["random_baseline:point"]["verdict"] == "pass"
+    p_value = node["random_baseline:point"]["value"]  # None: the test could not run
+    random_p = float("nan") if p_value is None else float(p_value)
     edge_lower = -1.0
     if d.edges is not None:
         edge_lower = max(
