@@ -167,3 +167,31 @@ def test_python_api_and_attribute_access(tmp_path: Path) -> None:
     result = seqcirc.evaluate(path)
     assert result["most"].performance_ratio.lower >= 0.5
     assert result.passed
+
+
+@needs_bundled
+def test_role_claims_are_measured_in_a_session(tmp_path: Path) -> None:
+    """A role claim's value is the roles module's own score of that head, and its verdict
+    follows the threshold (one claim set to hold, one set to fail)."""
+    from seqcirc.models import load_model
+    from seqcirc.roles import successor_scores
+    from seqcirc.session import Session
+
+    path = tmp_path / "roles.circ"
+    path.write_text(
+        TASK
+        + """
+circuit r on seqcirc-mini {
+  heads 0.0, 1.0
+  role 1.0 successor(top=5) >= 0.0
+  role 1.0 successor(top=5) >= 1.0
+}
+"""
+    )
+    result = Session().evaluate_file(path)
+    holds, fails = result["r"].claims
+    model = load_model("seqcirc-mini")
+    want = successor_scores(model.bridge, model.tokenizer, "months", top_k=5).topk[1, 0]
+    assert holds.value == pytest.approx(float(want), abs=1e-12)
+    assert fails.value == holds.value
+    assert (holds.verdict, fails.verdict) == ("pass", "fail")
