@@ -252,6 +252,11 @@ def _load_folder(
 ) -> LoadedModel:
     weights = _check_folder(name, folder, trust_remote_code)
     from transformer_lens.model_bridge import TransformerBridge
+    from transformers.utils import logging as hf_logging
+
+    # transformers' per-tensor "Loading weights" bar would interleave with seqcirc's own
+    # progress and land in CI logs; seqcirc reports the load itself.
+    hf_logging.disable_progress_bar()
 
     try:
         bridge = TransformerBridge.boot_transformers(
