@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import numpy as np
 import pytest
 
 from seqcirc.evaluation import evaluate_plan
@@ -12,6 +15,11 @@ from tests.planted import bridge_of, expected_logit_diff, planted_hf, planted_ta
 CLEAN_S4 = (1, 2, 3, 4, 5, 6, 7, 8)
 CORRUPTED_S4 = (0, 0, 2, 5, 5, 5, 7, 9)
 HEADS = (Node(0, 0), Node(0, 1), Node(0, 2), Node(0, 3))
+
+
+COMPLEMENT_BASELINE = Claim(
+    "rb", "random_baseline", "<", 0.05, params=(("n", 30), ("complement_only", True))
+)
 
 
 def _f(kept: set[int]) -> float:
@@ -73,3 +81,94 @@ def test_a_useless_circuit_does_not_beat_random() -> None:
     claims = _run(HEADS[2:], [Claim("rb", "random_baseline", "<", 0.05, params=(("n", 30),))])
     rb = claims["random_baseline"]
     assert rb.verdict == "fail" and rb.value > 0.5
+
+
+def test_the_true_circuit_beats_every_random_circuit_from_its_complement() -> None:
+    # complement-only two-head draws from {0.0..0.3} minus {0.0, 0.1} are all {0.2, 0.3},
+    # which keeps less: p = 1 / (R + 1) exactly
+    rb = _run(HEADS[:2], [COMPLEMENT_BASELINE])["random_baseline"]
+    junk_pair = _f({2}) / _f({0, 1, 2})
+    assert rb.detail["random_values"] == pytest.approx([junk_pair] * 30, abs=1e-6)
+    assert rb.detail["observed"] == pytest.approx(_f({0, 1}) / _f({0, 1, 2}), abs=1e-6)
+    assert rb.value == 1 / 31 and rb.verdict == "pass"
+
+
+def test_a_useless_circuit_loses_to_every_random_circuit_from_its_complement() -> None:
+    # the complement of {0.2, 0.3} is the true circuit: all 30 draws beat it, p = 31/31
+    rb = _run(HEADS[2:], [COMPLEMENT_BASELINE])["random_baseline"]
+    assert rb.detail["random_values"] == pytest.approx([_f({0, 1}) / _f({0, 1, 2})] * 30)
+    assert rb.value == 1.0 and rb.verdict == "fail"
+
+
+def _minimality(circuit: tuple[Node, ...], n: int = 40) -> Any:
+    claim = Claim("mt", "minimality_test", ">=", 0.05, params=(("n", n),))
+    return _run(circuit, [claim])["minimality_test"]
+
+
+def test_minimality_test_passes_the_planted_nodes() -> None:
+    mt = _minimality(HEADS[:2])
+    f_m = _f({0, 1, 2})
+    d = mt.detail
+    # each planted node's knock-out effect, by the closed form
+    assert d["node_effects"]["0.0"] == pytest.approx(abs(_f({0, 1}) - _f({1})) / f_m, abs=1e-6)
+    assert d["node_effects"]["0.1"] == pytest.approx(abs(_f({0, 1}) - _f({0})) / f_m, abs=1e-6)
+    # one layer: the path is one node of {0.2, 0.3, mlp0}, and it is the one knocked out;
+    # only the junk head 0.2 changes F (through the layer norm), 0.3 and mlp0 are zero
+    junk = abs(_f({0, 1, 2}) - _f({0, 1})) / f_m
+    assert set(d["knocked_out"]) == {"0.2", "0.3", "mlp0"}
+    for u, ref in zip(d["knocked_out"], d["reference_effects"], strict=True):
+        assert ref == pytest.approx(junk if u == "0.2" else 0.0, abs=1e-6)
+    assert min(d["node_effects"].values()) > 10 * junk
+    # both nodes beat all 40 references: p_v = P(K <= 40) = 1, Holm-adjusted 1
+    assert d["node_counts"] == {"0.0": 40, "0.1": 40}
+    assert mt.value == 1.0 and mt.verdict == "pass"
+
+
+def test_minimality_test_fails_a_useless_node() -> None:
+    mt = _minimality((*HEADS[:2], HEADS[3]))
+    d = mt.detail
+    # the zero head 0.3 changes nothing: effect 0 beats no reference (strictly below), so
+    # p_raw = P_{K~Bin(40, 0.9)}(K <= 0) = 0.1^40; Holm over 3 nodes: 3 * 0.1^40
+    assert d["node_effects"]["0.3"] == 0.0
+    assert d["node_counts"] == {"0.0": 40, "0.1": 40, "0.3": 0}
+    assert set(d["knocked_out"]) == {"0.2", "mlp0"}
+    assert d["node_p_values"]["0.3"] == pytest.approx(0.1**40, rel=1e-9)
+    assert mt.value == pytest.approx(3 * 0.1**40, rel=1e-9)
+    assert d["params"]["weakest_node"] == "0.3" and mt.verdict == "fail"
+
+
+def test_minimality_test_runs_every_circuit_in_one_batched_pass(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import seqcirc.significance as sig
+
+    calls: list[tuple[int, ...]] = []
+    real = sig.run_circuits
+
+    def counting(state: Any, masks: Any) -> Any:
+        calls.append(tuple(masks.shape))
+        return real(state, masks)
+
+    monkeypatch.setattr(sig, "run_circuits", counting)
+    mt = _minimality(HEADS[:2], n=25)
+    # C, C minus each of its 2 nodes, 25 inflated circuits, each minus one added node
+    assert calls == [(1 + 2 + 2 * 25, 5)]
+    assert mt.detail["n"] == 25
+
+
+def test_random_paths_add_one_node_outside_the_circuit_per_layer() -> None:
+    from seqcirc.significance import random_paths
+
+    n_layers, n_heads = 3, 2  # columns: heads 0.0 0.1 1.0 1.1 2.0 2.1, then mlp0 mlp1 mlp2
+    circuit = np.zeros(9, dtype=bool)
+    circuit[[0, 1, 6, 3]] = True  # layer 0 wholly inside C; 1.1 in C
+    inflated, knocked = random_paths(circuit, n_layers, n_heads, 200, seed=3)
+    added = inflated & ~circuit
+    assert (inflated[:, circuit]).all()
+    layer_of = np.array([0, 0, 1, 1, 2, 2, 0, 1, 2])
+    for row, u in zip(added, knocked, strict=True):
+        assert sorted(layer_of[row]) == [1, 2]  # layer 0 has nothing outside C
+        assert row[u]
+    assert set(np.flatnonzero(added.any(axis=0))) == {2, 4, 5, 7, 8}
+    again = random_paths(circuit, n_layers, n_heads, 200, seed=3)
+    assert (again[0] == inflated).all() and (again[1] == knocked).all()
