@@ -4,8 +4,8 @@ run each circuit, check each claim, and return an EvaluationResult.
 Claim kinds measured here: faithfulness (the performance ratio), normalized_faithfulness,
 completeness and minimality. Other kinds are measured by handlers passed in `handlers`
 (kind -> function): seqcirc.significance.HANDLERS gives random_baseline, equivalence,
-independence and sufficiency; roles and Shi et al.'s minimality test come from their
-modules. A claim with no handler is reported as "skipped", never as passed. Each claim's
+independence, sufficiency and Shi et al.'s minimality_test; seqcirc.session adds role
+claims. A claim with no handler is reported as "skipped", never as passed. Each claim's
 random draws use its own seed, derived from the plan's seed, the circuit's name and the
 claim's id.
 """
