@@ -34,7 +34,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -249,8 +250,8 @@ OPS: dict[str, Callable[[Any, Any, Config], Callable[[], dict[str, Any]]]] = {
 
 
 def measure(item: str, cfg: Config, hf_model: Any, bridge: Any, task: Any) -> dict[str, Any]:
-    """Time one item against bare forwards of the same batch, in this process."""
-    torch.set_num_threads(cfg.threads)
+    """Time one item against bare forwards of the same batch, in this process (with the
+    caller's torch threads: worker() and run() set cfg.threads)."""
     if item == "discovery" and cfg.discovery_prompts < task.n_prompts:
         task = task.subset(np.arange(cfg.discovery_prompts))
     tokens = torch.as_tensor(task.clean)
@@ -316,13 +317,24 @@ def measure(item: str, cfg: Config, hf_model: Any, bridge: Any, task: Any) -> di
 # ------------------------------------------------------------------ orchestration
 
 
+@contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """n intra-op threads for the block; the caller's count back after (tests share it)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def worker(item: str, cfg: Config, task_path: Path) -> dict[str, Any]:
-    torch.set_num_threads(cfg.threads)
-    hf_model, bridge = build_model(cfg.shape, cfg.seed)
-    task, checksum = load_task(task_path)
-    if not np.isclose(weights_checksum(hf_model), checksum, rtol=1e-9):
-        raise SystemExit("worker built different weights than the parent")
-    return measure(item, cfg, hf_model, bridge, task)
+    with torch_threads(cfg.threads):
+        hf_model, bridge = build_model(cfg.shape, cfg.seed)
+        task, checksum = load_task(task_path)
+        if not np.isclose(weights_checksum(hf_model), checksum, rtol=1e-9):
+            raise SystemExit("worker built different weights than the parent")
+        return measure(item, cfg, hf_model, bridge, task)
 
 
 def machine_info(cfg: Config) -> dict[str, Any]:
@@ -412,11 +424,11 @@ def render_table(results: list[dict[str, Any]], cfg: Config) -> str:
 
 def run(cfg: Config, items: tuple[str, ...], out: Path | None, in_process: bool,
         command: str) -> dict[str, Any]:  # fmt: skip
-    torch.set_num_threads(cfg.threads)
-    hf_model, bridge = build_model(cfg.shape, cfg.seed)
-    task = random_task(hf_model, cfg.n_prompts, cfg.seq_len, cfg.seed)
+    with torch_threads(cfg.threads):
+        hf_model, bridge = build_model(cfg.shape, cfg.seed)
+        task = random_task(hf_model, cfg.n_prompts, cfg.seq_len, cfg.seed)
     results = []
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, torch_threads(cfg.threads):
         task_path = Path(tmp) / "task.npz"
         save_task(task, task_path, weights_checksum(hf_model))
         for item in items:
