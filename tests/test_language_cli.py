@@ -45,8 +45,9 @@ def test_plan_prints_the_plan_json() -> None:
     result = _run("plan", "hypotheses/months.circ")
     assert result.returncode == 0, result.stderr
     plan = json.loads(result.stdout)
-    (circuit,) = plan["circuits"]
+    circuit, mini = plan["circuits"]
     assert circuit["name"] == "months" and circuit["model"]["name"] == "gpt2-small"
+    assert mini["name"] == "months_mini" and mini["model"]["name"] == "seqcirc-mini"
     assert len([n for n in circuit["nodes"] if not n.startswith("mlp")]) == 13
 
 

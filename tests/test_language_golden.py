@@ -104,8 +104,7 @@ SHARED = _heads("0.1 4.4 6.1 6.6 6.10 7.11 8.8 9.1") + _mlps((0, 4), (6, 10))
 @pytest.mark.parametrize("task", list(PAPER))
 def test_paper_circuit_has_exactly_the_papers_components(task: str) -> None:
     plan = compile_file(Path("hypotheses") / f"{task}.circ")
-    (circuit,) = plan.circuits
-    assert circuit.model.name == "gpt2-small"
+    (circuit,) = [c for c in plan.circuits if c.model.name == "gpt2-small"]
     assert set(circuit.nodes) == set(PAPER[task])
     assert len(circuit.nodes) == len(PAPER[task])
     groups = dict(circuit.groups)
