@@ -404,11 +404,9 @@ def compare(
     text = cmp.table()
     typer.echo(text, nl=False)
     if output is not None:
-        from pathlib import Path
+        from seqcirc.report.files import write_text
 
-        from seqcirc.discover_command import write_file
-
-        typer.echo(f"wrote {write_file(Path(output), text)}", err=True)
+        typer.echo(f"wrote {write_text(output, text, 'comparison')}", err=True)
     if json_path is not None:
         typer.echo(f"wrote {write_json(cmp, json_path)}", err=True)
     if plot is not None:

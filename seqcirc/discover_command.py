@@ -13,6 +13,7 @@ from typing import Any
 from seqcirc.discover import DEFAULT_THRESHOLD, Discovery, PruneStep
 from seqcirc.discover_circ import Written, render_circ, task_spec_of, task_text
 from seqcirc.errors import InputError
+from seqcirc.report.files import write_text
 
 
 @contextmanager
@@ -116,21 +117,8 @@ def run_discover(
     )  # fmt: skip
     path = None
     if output is not None:
-        path = write_file(Path(output), written.text)
+        path = write_text(output, written.text, "circuit file")
     return DiscoverRun(found, written, path, task)
-
-
-def write_file(path: Path, text: str) -> Path:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-    except OSError as err:
-        raise InputError(
-            f"cannot write {path}: {err.strerror or err}",
-            code="E901",
-            hint="choose a path in a folder you can write to",
-        ) from err
-    return path
 
 
 def summary(run: DiscoverRun) -> str:

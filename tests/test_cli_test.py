@@ -7,26 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
+from tests.mini_circuits import TASK, heads_but_last, needs_bundled
 
-from seqcirc.shapes import BUNDLED_DIR, shape_of
-
-BUNDLED = (BUNDLED_DIR / "model.safetensors").is_file()
-needs_bundled = pytest.mark.skipif(not BUNDLED, reason="bundled model not built")
 SEQCIRC = shutil.which("seqcirc", path=str(Path(sys.executable).parent)) or "seqcirc"
-
-TASK = """seed 3
-task months = sequence(months, template=all, members=4, prompts=48)
-  corrupt random_members
-  metric logit_diff(correct=next, incorrect=last)
-"""
-
-
-def _all_but_last_head() -> str:
-    shape = shape_of("seqcirc-mini")
-    assert shape is not None
-    heads = [f"{a}.{b}" for a in range(shape.n_layers) for b in range(shape.n_heads)]
-    return ", ".join(heads[:-1]) + f"\n  mlp 0..{shape.n_layers - 1}"
 
 
 def _run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -39,7 +22,7 @@ def _run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 @needs_bundled
 def test_holding_and_failing_claims_exit_0_and_1_with_reports(tmp_path: Path) -> None:
     (tmp_path / "ok.circ").write_text(
-        TASK + f"circuit most on seqcirc-mini {{\n  heads {_all_but_last_head()}\n"
+        TASK + f"circuit most on seqcirc-mini {{\n  heads {heads_but_last()}\n"
         "  expect faithfulness >= 0.5\n}\n"
     )
     ok = _run("test", "ok.circ", "--json", "ok.json", "--html", "ok.html", cwd=tmp_path)

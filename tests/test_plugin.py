@@ -4,54 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from seqcirc.shapes import BUNDLED_DIR, shape_of
+from tests.mini_circuits import BAD, BUNDLED, GOOD, TASK, needs_bundled
 
 pytest_plugins = ["pytester"]
-
-BUNDLED = (BUNDLED_DIR / "model.safetensors").is_file()
-needs_bundled = pytest.mark.skipif(not BUNDLED, reason="bundled model not built")
-
-TASK = """seed 3
-task months = sequence(months, template=all, members=4, prompts=48)
-  corrupt random_members
-  metric logit_diff(correct=next, incorrect=last)
-"""
-
-
-def _heads_but_last() -> str:
-    """Every head of the bundled model but the last: faithfulness stays high."""
-    shape = shape_of("seqcirc-mini")
-    assert shape is not None
-    heads = [f"{layer}.{head}" for layer in range(shape.n_layers) for head in range(shape.n_heads)]
-    return ", ".join(heads[:-1]) + f"\n  mlp 0..{shape.n_layers - 1}"
-
-
-def _last_head() -> str:
-    shape = shape_of("seqcirc-mini")
-    assert shape is not None
-    return f"{shape.n_layers - 1}.{shape.n_heads - 1}"
-
-
-GOOD = (
-    TASK
-    + f"""
-circuit most on seqcirc-mini {{
-  heads {_heads_but_last() if BUNDLED else "0.0"}
-  expect faithfulness >= 0.5
-}}
-"""
-)
-
-# One head only, and a threshold no such circuit reaches.
-BAD = (
-    TASK
-    + f"""
-circuit tiny on seqcirc-mini {{
-  heads {_last_head() if BUNDLED else "0.0"}
-  expect faithfulness(bound=point) >= 0.99
-}}
-"""
-)
 
 
 @pytest.fixture(autouse=True)

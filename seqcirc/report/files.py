@@ -15,7 +15,7 @@ def write_text(path: str | Path, text: str, what: str) -> Path:
         out.write_text(text, encoding="utf-8")
     except OSError as err:
         raise InputError(
-            f"cannot write the {what} report to {out}: {err.strerror or err}",
+            f"cannot write the {what} to {out}: {err.strerror or err}",
             code="E901",
             hint="choose a path in a folder you can write to",
         ) from err

@@ -101,4 +101,4 @@ def html_report(result: EvaluationResult, *, plots: bool = True) -> str:
 
 
 def write_html(result: EvaluationResult, path: str | Path) -> Path:
-    return write_text(path, html_report(result), "HTML")
+    return write_text(path, html_report(result), "HTML report")

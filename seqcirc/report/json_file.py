@@ -10,4 +10,4 @@ from seqcirc.results import EvaluationResult
 
 
 def write_json(result: EvaluationResult, path: str | Path) -> Path:
-    return write_text(path, result.to_json() + "\n", "JSON")
+    return write_text(path, result.to_json() + "\n", "JSON report")

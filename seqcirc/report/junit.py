@@ -81,4 +81,4 @@ def junit_xml(result: EvaluationResult) -> str:
 
 
 def write_junit(result: EvaluationResult, path: str | Path) -> Path:
-    return write_text(path, junit_xml(result) + "\n", "JUnit")
+    return write_text(path, junit_xml(result) + "\n", "JUnit report")

@@ -70,4 +70,4 @@ def markdown(result: EvaluationResult) -> str:
 
 
 def write_markdown(result: EvaluationResult, path: str | Path) -> Path:
-    return write_text(path, markdown(result), "Markdown")
+    return write_text(path, markdown(result), "Markdown report")
