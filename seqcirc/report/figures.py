@@ -1,8 +1,9 @@
 """Which figures a circuit's result supports, with the data read out of it.
 
 Optional inputs, read defensively (the evaluator may not record them yet):
-- the random baseline: a `random_baseline` claim's `detail["null_distribution"]` (the
-  random circuits' values) and `detail["statistic"]` (the circuit's value);
+- the random baseline: a `random_baseline` claim's `detail["random_values"]` (or
+  `"null_distribution"`: the random circuits' values) and `detail["statistic"]` (the
+  circuit's value);
 - completeness points: a `completeness` claim's `detail["points"]`;
 - the per-component ablation: `CircuitResult.component_ablation` ({"L.H" or "mlpL":
   F(M \\ v) / F(M)}); without it, a minimality claim's per-node `drop_alone`;
@@ -52,7 +53,9 @@ def faithfulness_figure(circuit: CircuitResult, setup: str) -> Figure | None:
     baseline = observed = None
     caption = "Faithfulness variants with their paired bootstrap confidence intervals"
     for claim in _claims(circuit, "random_baseline"):
-        null = (claim.detail or {}).get("null_distribution")
+        detail = claim.detail or {}
+        # seqcirc.significance records the random circuits' values as random_values
+        null = detail.get("null_distribution", detail.get("random_values"))
         if isinstance(null, list) and null:
             baseline, observed = [float(x) for x in null], claim.detail.get("statistic")
             caption += (
