@@ -3,6 +3,7 @@ message, optionally a source span and a hint, and an exit code for the CLI."""
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -13,6 +14,14 @@ EXIT_OK = 0
 EXIT_CLAIM_FAILED = 1
 EXIT_BAD_INPUT = 2
 EXIT_RUNTIME = 3
+
+
+def did_you_mean(word: str, choices: Iterable[str], *, quote: bool = False) -> str:
+    """A hint prefix naming the closest of `choices` ("did you mean months? "), or ""."""
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    if not close:
+        return ""
+    return f"did you mean {close[0]!r}? " if quote else f"did you mean {close[0]}? "
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,6 @@ never looks at a target 0.0.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -27,7 +26,7 @@ from transformer_lens.head_detector import (
     get_previous_token_head_detection_pattern,
 )
 
-from seqcirc.errors import InputError
+from seqcirc.errors import InputError, did_you_mean
 from seqcirc.tasks.types import TokenizedTask
 
 PatternRole = Literal["previous_token", "duplicate", "induction"]
@@ -136,11 +135,10 @@ def position_index(task: TokenizedTask, name: str) -> npt.NDArray[np.int64]:
     """Per-prompt token index of a named position, or a clear error naming the known ones."""
     if name not in task.positions:
         known = sorted(task.positions)
-        close = difflib.get_close_matches(name, known, n=1)
         raise InputError(
             f"task {task.name!r} has no position {name!r}",
             code="E808",
-            hint=(f"did you mean {close[0]}? " if close else "") + f"positions: {', '.join(known)}",
+            hint=did_you_mean(name, known) + f"positions: {', '.join(known)}",
         )
     return np.asarray(task.positions[name], dtype=np.int64)
 

@@ -11,14 +11,13 @@ A role claim is a seqcirc.plan.Claim with kind "role" and params:
 
 from __future__ import annotations
 
-import difflib
 import operator
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from seqcirc.errors import InputError
+from seqcirc.errors import InputError, did_you_mean
 from seqcirc.plan import Claim, Node
 from seqcirc.source import Span
 from seqcirc.tasks.types import TokenizedTask
@@ -227,12 +226,11 @@ def evaluate_role_claim(
     params = dict(claim.params)
     role = str(params.pop("role", ""))
     if role not in ROLES:
-        close = difflib.get_close_matches(role, ROLES, n=1)
         raise _fail(
             claim,
             f"unknown role {role!r}",
             "E809",
-            (f"did you mean {close[0]}? " if close else "") + f"roles: {', '.join(ROLES)}",
+            did_you_mean(role, ROLES) + f"roles: {', '.join(ROLES)}",
         )
     node = _head(claim, params.pop("head", None), bridge, groups)
     unknown = sorted(set(params) - _KNOWN_PARAMS[role])

@@ -9,7 +9,6 @@ use), so each member is the same token wherever it stands.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -17,7 +16,7 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from seqcirc.errors import InputError
+from seqcirc.errors import InputError, did_you_mean
 from seqcirc.tasks.sets import DEFAULT_RANGE, ORDERED_SETS
 
 Context = Literal["prompts", "alone"]
@@ -47,11 +46,10 @@ def _encode(tokenizer: Any, text: str) -> list[int]:
 def resolve_members(set_name: str, members: int | Sequence[str] | None = None) -> tuple[str, ...]:
     """The members in scope: the set's default task range, the first `members`, or a list."""
     if set_name not in ORDERED_SETS:
-        close = difflib.get_close_matches(set_name, ORDERED_SETS, n=1)
         raise InputError(
             f"unknown ordered set {set_name!r}",
             code="E801",
-            hint=(f"did you mean {close[0]!r}? " if close else "")
+            hint=did_you_mean(set_name, ORDERED_SETS, quote=True)
             + f"known sets: {', '.join(ORDERED_SETS)}",
         )
     full = ORDERED_SETS[set_name]

@@ -8,13 +8,12 @@ would still carry the answer signal the corrupted run is meant to remove.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from seqcirc.errors import InputError
+from seqcirc.errors import InputError, did_you_mean
 
 CORRUPTIONS: dict[str, str] = {
     "random_members": (
@@ -42,13 +41,10 @@ class CorruptionSpec:
 def parse_corruption(task: str, kind: str, params: Sequence[tuple[str, object]]) -> CorruptionSpec:
     """Validate a TaskSpec's corruption and corruption_params."""
     if kind not in CORRUPTIONS:
-        close = difflib.get_close_matches(kind, CORRUPTIONS, n=1)
         raise InputError(
             f"task {task}: unknown corruption {kind!r}",
             code="T110",
-            hint=(f"did you mean {close[0]}? " if close else "")
-            + "choose one of: "
-            + ", ".join(CORRUPTIONS),
+            hint=did_you_mean(kind, CORRUPTIONS) + "choose one of: " + ", ".join(CORRUPTIONS),
         )
     no_successor_end = True
     for key, value in params:

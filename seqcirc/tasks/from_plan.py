@@ -7,12 +7,11 @@ that model exactly as an evaluation would, so the export is the prompt set a res
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from seqcirc.errors import InputError
+from seqcirc.errors import InputError, did_you_mean
 from seqcirc.plan import ModelRef, Plan, TaskSpec
 from seqcirc.tasks.types import TokenizedTask
 
@@ -41,13 +40,10 @@ def select_task(plan: Plan, task: str | None, model: str | None) -> tuple[TaskSp
             )
         task = next(iter(pairs))
     if task not in pairs:
-        close = difflib.get_close_matches(task, pairs, n=1)
         raise InputError(
             f"{plan.source}: no circuit is evaluated on a task named {task!r}",
             code="T403",
-            hint=(f"did you mean {close[0]}? " if close else "")
-            + "tasks: "
-            + ", ".join(sorted(pairs)),
+            hint=did_you_mean(task, pairs) + "tasks: " + ", ".join(sorted(pairs)),
         )
     models = pairs[task]
     if model is None:

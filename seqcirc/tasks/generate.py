@@ -19,13 +19,12 @@ Parameters (TaskSpec.params):
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from seqcirc.errors import InputError
+from seqcirc.errors import InputError, did_you_mean
 from seqcirc.plan import TaskSpec
 from seqcirc.tasks.corrupt import CorruptionSpec, corrupt_members, parse_corruption
 from seqcirc.tasks.records import PromptRecord, WordSpan
@@ -104,11 +103,10 @@ def _parse_template(task: str, value: object) -> tuple[tuple[str, str], ...]:
                 hint="the last unit is cut just before {S}; that part ends the prompt",
             )
         return (("custom", value),)
-    close = difflib.get_close_matches(value, [*TEMPLATES, "all"], n=1)
     raise InputError(
         f"task {task}: unknown template {value!r}",
         code="T103",
-        hint=(f"did you mean {close[0]}? " if close else "")
+        hint=did_you_mean(value, [*TEMPLATES, "all"])
         + "use born_in, done_in, lost_in, all, or a free template with {N} and {S}",
     )
 
@@ -118,24 +116,20 @@ def parse_config(spec: TaskSpec, seed: int | None = None) -> GeneratorConfig:
     task = spec.name
     gen = spec.generator
     if gen is None or gen not in ORDERED_SETS:
-        close = difflib.get_close_matches(str(gen), ORDERED_SETS, n=1)
         raise InputError(
             f"task {task}: unknown sequence {gen!r}",
             code="T101",
-            hint=(f"did you mean {close[0]}? " if close else "")
+            hint=did_you_mean(str(gen), ORDERED_SETS)
             + "built-in sequences: "
             + ", ".join(ORDERED_SETS),
         )
     raw = dict(spec.params)
     for key in raw:
         if key not in _PARAM_KEYS:
-            close = difflib.get_close_matches(key, _PARAM_KEYS, n=1)
             raise InputError(
                 f"task {task}: unknown parameter {key!r} for sequence {gen}",
                 code="T102",
-                hint=(f"did you mean {close[0]}? " if close else "")
-                + "parameters: "
-                + ", ".join(_PARAM_KEYS),
+                hint=did_you_mean(key, _PARAM_KEYS) + "parameters: " + ", ".join(_PARAM_KEYS),
             )
     if spec.correct not in CORRECT_CHOICES or spec.incorrect not in INCORRECT_CHOICES:
         raise InputError(

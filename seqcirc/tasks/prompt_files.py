@@ -14,12 +14,11 @@ Every problem is reported with its line number, all of them at once.
 from __future__ import annotations
 
 import csv
-import difflib
 import io
 import json
 from pathlib import Path
 
-from seqcirc.errors import Diagnostic, DiagnosticsError, InputError
+from seqcirc.errors import Diagnostic, DiagnosticsError, InputError, did_you_mean
 from seqcirc.source import Span
 from seqcirc.tasks.records import PromptRecord
 
@@ -45,10 +44,9 @@ def _check_row(row: object, path: str, line: int, diags: list[Diagnostic]) -> Pr
     ok = True
     for key in row:
         if key not in FIELDS and key not in OPTIONAL_FIELDS:
-            close = difflib.get_close_matches(str(key), FIELDS, n=1)
             bad(
                 f"unknown field {key!r}",
-                (f"did you mean {close[0]!r}? " if close else "")
+                did_you_mean(str(key), FIELDS, quote=True)
                 + "fields: "
                 + ", ".join(FIELDS + OPTIONAL_FIELDS),
             )
