@@ -224,11 +224,43 @@ def _role_handler(loaded: Any) -> Any:
             seed=ctx.seed,
             groups=dict(ctx.circuit.groups),
         )
+        attention = head_attention(loaded.bridge, ctx.state.task, measured.head)
         return ClaimValue(
-            measured.value, detail={"head": measured.head, "role": measured.role, **measured.detail}
+            measured.value,
+            detail={
+                "head": measured.head,
+                "role": measured.role,
+                **measured.detail,
+                "attention": attention,
+            },
         )
 
     return handle
+
+
+ATTENTION_PROMPTS = 64  # prompts whose attention patterns the report shows for a role head
+
+
+def head_attention(bridge: Any, task: Any, head: str) -> dict[str, Any]:
+    """One head's mean attention between the task's named positions (clean prompts), for
+    the report's attention plot of role heads."""
+    import torch
+
+    from seqcirc.plan import Node
+    from seqcirc.report.attention import named_attention
+
+    node = Node.parse(head)
+    n = min(task.n_prompts, ATTENTION_PROMPTS)
+    hook = f"blocks.{node.layer}.attn.hook_pattern"
+    with torch.inference_mode():
+        _, cache = bridge.run_with_cache(
+            torch.as_tensor(task.clean[:n]), names_filter=lambda name: name == hook
+        )
+    patterns = cache[hook][:, node.head].double().cpu().numpy()
+    positions = {k: v[:n] for k, v in task.positions.items()}
+    return named_attention(
+        patterns, positions, f"head {head}: mean attention between named positions, {n} prompts"
+    )
 
 
 def holm_across_file(result: Any) -> Any:

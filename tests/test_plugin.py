@@ -150,3 +150,10 @@ circuit r on seqcirc-mini {
     assert holds.value == pytest.approx(float(want), abs=1e-12)
     assert fails.value == holds.value
     assert (holds.verdict, fails.verdict) == ("pass", "fail")
+    # the report's attention plot of the role head: named positions, causal, rows <= 1
+    att = holds.detail["attention"]
+    assert {"END", "S4", "N1"} <= set(att["labels"])
+    grid = att["pattern"]
+    end, n1 = att["labels"].index("END"), att["labels"].index("N1")
+    assert grid[n1][end] == 0.0  # N1 comes before END: no attention forward in time
+    assert all(sum(row) <= 1.0 + 1e-9 for row in grid)
