@@ -9,6 +9,11 @@ Intervention points match TransformerLens hook names: a head is ablated at
 `blocks.L.attn.hook_z` (its z, per head; the layer bias b_O stays), an MLP at
 `blocks.L.hook_mlp_out` (its whole output, bias included).
 
+`extract_weights` is the one place that picks an architecture's weights class (GPT-2
+here, Llama in interventions_llama.py); the runner then sees only the ModelWeights
+protocol (interventions_common.py), and `forward_nodes`, `all_replaced_resid` and
+`unembed` below call the weights' own methods. Edge circuits are GPT-2 only.
+
 Node order (masks over nodes, as seqcirc.stats.baseline): every head layer by layer,
 then every MLP.
 Sender order (edges): embed, then per layer heads 0..H-1 and the MLP.
@@ -26,9 +31,27 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from seqcirc.errors import EvaluationError
-from seqcirc.plan import EMBED, LOGITS, Edge, Node, ReceiverInput
+from seqcirc.interventions_common import (
+    Layers,
+    ModelWeights,
+    NodeRun,
+    Replacement,
+    all_nodes,
+    attend,
+    gather_pos,
+    node_index,
+    replace_heads,
+    replace_mlp,
+    require_edges,
+)
+from seqcirc.interventions_llama import extract_llama_weights
+from seqcirc.plan import EMBED, LOGITS, Edge, ReceiverInput
 
-Layers = tuple[Tensor, ...]
+__all__ = [
+    "EdgeGraph", "EdgeValues", "Gpt2Weights", "ModelWeights", "NodeRun", "Replacement",
+    "all_nodes", "all_replaced_resid", "edge_graph", "extract_weights", "forward_edges",
+    "forward_nodes", "node_index", "receiver_row", "removed_matrix", "sender_names", "unembed",
+]  # fmt: skip
 
 
 @dataclass(frozen=True, eq=False)
@@ -81,23 +104,42 @@ class Gpt2Weights:
     def device(self) -> torch.device:
         return self.W_E.device
 
+    @property
+    def architecture(self) -> str:
+        return "GPT2LMHeadModel"
 
-def extract_weights(bridge: torch.nn.Module) -> Gpt2Weights:
-    """GPT-2 weights from a TransformerBridge (raw Hugging Face numerics only)."""
-    if getattr(bridge, "compatibility_mode", False):
-        raise EvaluationError(
-            "the evaluator needs the bridge without compatibility mode (raw weights)",
-            code="E301",
-            hint="load the model without enable_compatibility_mode()",
-        )
-    hf: Any = getattr(bridge, "original_model", None)
-    arch = type(hf).__name__
-    if arch != "GPT2LMHeadModel":
-        raise EvaluationError(
-            f"the evaluator's forward supports GPT-2-architecture models, not {arch}",
-            code="E302",
-            hint="evaluate a GPT-2-family model (gpt2-small, the bundled seqcirc-mini)",
-        )
+    @property
+    def n_ctx(self) -> int:
+        return int(self.W_pos.shape[0])
+
+    @property
+    def supports_edges(self) -> bool:
+        return True
+
+    def forward_nodes(
+        self,
+        tokens: Tensor,
+        answer_pos: Tensor,
+        *,
+        replace: Tensor | None = None,
+        values: Replacement | None = None,
+        capture: bool = False,
+        logits: bool = True,
+    ) -> NodeRun:
+        return _forward_nodes(
+            self, tokens, answer_pos, replace=replace, values=values, capture=capture,
+            logits=logits,
+        )  # fmt: skip
+
+    def all_replaced_resid(self, embed: Tensor, values: Replacement) -> Tensor:
+        return _all_replaced_resid(self, embed, values)
+
+    def unembed(self, resid: Tensor) -> Tensor:
+        x = F.layer_norm(resid, (self.d_model,), self.lnf_w, self.lnf_b, self.eps)
+        return x @ self.W_U + self.b_U
+
+
+def _extract_gpt2(hf: Any) -> Gpt2Weights:
     cfg = hf.config
     unsupported = {
         "activation_function": (cfg.activation_function, "gelu_new"),
@@ -150,65 +192,39 @@ def extract_weights(bridge: torch.nn.Module) -> Gpt2Weights:
     )
 
 
-# ---------------------------------------------------------------- nodes
+# The architectures the evaluator's forward implements: Hugging Face class -> weights.
+EXTRACTORS: dict[str, Callable[[Any], ModelWeights]] = {
+    "GPT2LMHeadModel": _extract_gpt2,
+    "LlamaForCausalLM": extract_llama_weights,
+}
 
 
-def all_nodes(w: Gpt2Weights) -> tuple[Node, ...]:
-    """Every node in mask order: all heads layer by layer, then all MLPs."""
-    heads = [Node(layer, h) for layer in range(w.n_layers) for h in range(w.n_heads)]
-    return (*heads, *(Node(layer) for layer in range(w.n_layers)))
-
-
-def node_index(w: Gpt2Weights, node: Node) -> int:
-    if not 0 <= node.layer < w.n_layers or (
-        node.head is not None and not 0 <= node.head < w.n_heads
-    ):
+def extract_weights(bridge: torch.nn.Module) -> ModelWeights:
+    """The weights of a TransformerBridge's model (raw Hugging Face numerics only), as
+    the weights class of its architecture."""
+    if getattr(bridge, "compatibility_mode", False):
         raise EvaluationError(
-            f"node {node} does not exist in a model of {w.n_layers} layers x {w.n_heads} heads",
-            code="E303",
+            "the evaluator needs the bridge without compatibility mode (raw weights)",
+            code="E301",
+            hint="load the model without enable_compatibility_mode()",
         )
-    if node.head is None:
-        return w.n_layers * w.n_heads + node.layer
-    return node.layer * w.n_heads + node.head
+    hf: Any = getattr(bridge, "original_model", None)
+    arch = type(hf).__name__
+    if arch not in EXTRACTORS:
+        raise EvaluationError(
+            f"the evaluator's forward supports {' and '.join(EXTRACTORS)} models, not {arch}",
+            code="E302",
+            hint="evaluate a GPT-2-family model (gpt2-small, the bundled seqcirc-mini) or a "
+            "Llama-architecture one (llama-2-7b)",
+        )
+    return EXTRACTORS[arch](hf)
 
 
-@dataclass(frozen=True, eq=False)
-class Replacement:
-    """What replaces node activations: z [L][(B,)S,H,dh] and mlp_out [L][(B,)S,d].
-
-    Without a leading batch dimension the values are per position and shared by all
-    rows (mean and zero ablation); with one, they are per prompt (resample, patching).
-    """
-
-    z: tuple[Tensor, ...]
-    mlp: tuple[Tensor, ...]
-
-    def rows(self, index: Tensor | None) -> Replacement:
-        """Per-prompt values for the given rows (no-op for shared values)."""
-        if index is None or self.z[0].dim() == 3:
-            return self
-        return Replacement(tuple(t[index] for t in self.z), tuple(t[index] for t in self.mlp))
-
-
-@dataclass(frozen=True, eq=False)
-class NodeRun:
-    logits: Tensor | None  # [B, vocab] at the answer position
-    resid_final: Tensor  # [B, d] residual before ln_final at the answer position
-    z: tuple[Tensor, ...] = ()  # captured hook_z per layer [B, S, H, dh]
-    mlp: tuple[Tensor, ...] = ()  # captured hook_mlp_out per layer [B, S, d]
-    embed: Tensor | None = None  # captured hook_embed + hook_pos_embed [B, S, d]
+# ---------------------------------------------------------------- nodes
 
 
 def _embed(w: Gpt2Weights, tokens: Tensor) -> Tensor:
     return w.W_E[tokens] + w.W_pos[: tokens.shape[1]]
-
-
-def _attend(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
-    """q, k, v [B, S, H, dh] -> z [B, S, H, dh], causal."""
-    z = F.scaled_dot_product_attention(
-        q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), is_causal=True
-    )
-    return z.transpose(1, 2)
 
 
 def _mlp(w: Gpt2Weights, layer: int, x: Tensor) -> Tensor:
@@ -216,15 +232,37 @@ def _mlp(w: Gpt2Weights, layer: int, x: Tensor) -> Tensor:
     return h @ w.W_out[layer] + w.b_out[layer]
 
 
-def _gather_pos(x: Tensor, answer_pos: Tensor) -> Tensor:
-    return x[torch.arange(x.shape[0], device=x.device), answer_pos]
-
-
-def unembed(w: Gpt2Weights, resid: Tensor) -> Tensor:
-    return F.layer_norm(resid, (w.d_model,), w.lnf_w, w.lnf_b, w.eps) @ w.W_U + w.b_U
-
-
 def forward_nodes(
+    w: ModelWeights,
+    tokens: Tensor,
+    answer_pos: Tensor,
+    *,
+    replace: Tensor | None = None,
+    values: Replacement | None = None,
+    capture: bool = False,
+    logits: bool = True,
+) -> NodeRun:
+    """One forward of any architecture; where replace[b, s, node] is True the node's
+    activation is replaced. tokens [B, S]; answer_pos [B]; replace [B, S, n_nodes]."""
+    return w.forward_nodes(
+        tokens, answer_pos, replace=replace, values=values, capture=capture, logits=logits
+    )
+
+
+def unembed(w: ModelWeights, resid: Tensor) -> Tensor:
+    """Final norm and unembedding (logits) of residuals [..., d]."""
+    return w.unembed(resid)
+
+
+def all_replaced_resid(w: ModelWeights, embed: Tensor, values: Replacement) -> Tensor:
+    """Final residual [B, S, d] when every node is replaced: no forward pass needed.
+
+    embed [B, S, d] or [S, d]: what the embeddings contribute (clean, or ablated for edges).
+    """
+    return w.all_replaced_resid(embed, values)
+
+
+def _forward_nodes(
     w: Gpt2Weights,
     tokens: Tensor,
     answer_pos: Tensor,
@@ -246,24 +284,19 @@ def forward_nodes(
     for layer in range(w.n_layers):
         x = F.layer_norm(resid, (w.d_model,), w.ln1_w[layer], w.ln1_b[layer], w.eps)
         qkv = (x @ w.W_qkv[layer] + w.b_qkv[layer]).unflatten(-1, (3, n_h, w.d_head))
-        z = _attend(qkv[..., 0, :, :], qkv[..., 1, :, :], qkv[..., 2, :, :])
-        if replace is not None and values is not None:
-            head_cols = replace[..., layer * n_h : (layer + 1) * n_h, None]
-            z = torch.where(head_cols, values.z[layer], z)
+        z = attend(qkv[..., 0, :, :], qkv[..., 1, :, :], qkv[..., 2, :, :])
+        z = replace_heads(z, layer, n_h, replace, values)
         if capture:
             zs.append(z)
         resid = resid + torch.einsum("bshe,hed->bsd", z, w.W_O[layer]) + w.b_O[layer]
         x = F.layer_norm(resid, (w.d_model,), w.ln2_w[layer], w.ln2_b[layer], w.eps)
-        out = _mlp(w, layer, x)
-        if replace is not None and values is not None:
-            mlp_col = replace[..., w.n_layers * n_h + layer, None]
-            out = torch.where(mlp_col, values.mlp[layer], out)
+        out = replace_mlp(_mlp(w, layer, x), layer, w.n_layers, n_h, replace, values)
         if capture:
             mlps.append(out)
         resid = resid + out
-    final = _gather_pos(resid, answer_pos)
+    final = gather_pos(resid, answer_pos)
     return NodeRun(
-        logits=unembed(w, final) if logits else None,
+        logits=w.unembed(final) if logits else None,
         resid_final=final,
         z=tuple(zs),
         mlp=tuple(mlps),
@@ -271,11 +304,7 @@ def forward_nodes(
     )
 
 
-def all_replaced_resid(w: Gpt2Weights, embed: Tensor, values: Replacement) -> Tensor:
-    """Final residual [B, S, d] when every node is replaced: no forward pass needed.
-
-    embed [B, S, d] or [S, d]: what the embeddings contribute (clean, or ablated for edges).
-    """
+def _all_replaced_resid(w: Gpt2Weights, embed: Tensor, values: Replacement) -> Tensor:
     resid = embed
     for layer in range(w.n_layers):
         head_out = torch.einsum("...she,hed->...sd", values.z[layer], w.W_O[layer])
@@ -318,7 +347,9 @@ def receiver_row(w: Gpt2Weights, layer: int, inp: str, head: int | None) -> int:
     return layer * per + "qkv".index(inp) * w.n_heads + (head or 0)
 
 
-def edge_graph(w: Gpt2Weights) -> EdgeGraph:
+def edge_graph(w: ModelWeights) -> EdgeGraph:
+    require_edges(w)
+    assert isinstance(w, Gpt2Weights)
     senders = sender_names(w)
     edges: list[Edge] = []
     rows: list[int] = []
@@ -368,7 +399,9 @@ class EdgeValues:
     mlp: tuple[Tensor, ...]
 
     @classmethod
-    def from_nodes(cls, w: Gpt2Weights, embed: Tensor, values: Replacement) -> EdgeValues:
+    def from_nodes(cls, w: ModelWeights, embed: Tensor, values: Replacement) -> EdgeValues:
+        require_edges(w)
+        assert isinstance(w, Gpt2Weights)
         heads = tuple(
             torch.einsum("...she,hed->...shd", values.z[layer], w.W_O[layer])
             for layer in range(w.n_layers)
@@ -377,7 +410,7 @@ class EdgeValues:
 
 
 def forward_edges(
-    w: Gpt2Weights,
+    w: ModelWeights,
     tokens: Tensor,
     answer_pos: Tensor,
     removed: Tensor,
@@ -389,6 +422,8 @@ def forward_edges(
     (ablated - actual) of its sender, both taken in this same pass.
     removed: [n_receivers, n_senders] (removed_matrix), already on the weights' device.
     """
+    require_edges(w)
+    assert isinstance(w, Gpt2Weights)
     n_h, d = w.n_heads, w.d_model
     batch, seq = tokens.shape
     resid = _embed(w, tokens)
@@ -407,7 +442,7 @@ def forward_edges(
         proj = torch.bmm(x.transpose(0, 1), W_h.reshape(3 * n_h, d, w.d_head))
         proj = proj.reshape(3, n_h, batch, seq, w.d_head) + b_h[:, :, None, None]
         qkv = proj.permute(0, 2, 3, 1, 4)  # [3, B, S, H, dh]
-        z = _attend(qkv[0], qkv[1], qkv[2])
+        z = attend(qkv[0], qkv[1], qkv[2])
         head_out = torch.einsum("bshe,hed->bshd", z, w.W_O[layer])
         diffs[:, n_before : n_before + n_h] = (values.head_out[layer] - head_out).reshape(
             -1, n_h, d
@@ -421,7 +456,7 @@ def forward_edges(
         out = _mlp(w, layer, x)
         diffs[:, n_mlp] = (values.mlp[layer] - out).reshape(-1, d)
         resid = resid + out
-    final = _gather_pos(resid, answer_pos)
+    final = gather_pos(resid, answer_pos)
     ans_rows = torch.arange(batch, device=tokens.device) * seq + answer_pos
     final = final + torch.matmul(removed[-1:], diffs[ans_rows]).squeeze(1)
-    return unembed(w, final)
+    return w.unembed(final)

@@ -28,7 +28,7 @@ from seqcirc.errors import EvaluationError, InputError
 from seqcirc.interventions import (
     EdgeGraph,
     EdgeValues,
-    Gpt2Weights,
+    ModelWeights,
     NodeRun,
     Replacement,
     all_nodes,
@@ -39,6 +39,7 @@ from seqcirc.interventions import (
     node_index,
     unembed,
 )
+from seqcirc.interventions_common import require_edges
 from seqcirc.metrics import check_metric, per_prompt
 from seqcirc.plan import AblationSpec, Node
 from seqcirc.tasks.types import TokenizedTask
@@ -55,7 +56,7 @@ class EvalState:
     them (resample values, patching the circuit in); means are running sums.
     """
 
-    weights: Gpt2Weights
+    weights: ModelWeights
     task: TokenizedTask
     ablation: AblationSpec
     metric: str
@@ -91,6 +92,7 @@ class EvalState:
 
     @property
     def graph(self) -> EdgeGraph:
+        """Every edge of the model (E302 where the architecture has no edge forward)."""
         if self._graph is None:
             self._graph = edge_graph(self.weights)
         return self._graph
@@ -106,7 +108,7 @@ def _tensor(a: object, device: torch.device) -> Tensor:
     return torch.as_tensor(np.asarray(a), dtype=torch.long, device=device)
 
 
-def _check_setup(task: TokenizedTask, ablation: AblationSpec, w: Gpt2Weights) -> None:
+def _check_setup(task: TokenizedTask, ablation: AblationSpec, w: ModelWeights) -> None:
     if ablation.value not in ("mean", "resample", "zero"):
         raise InputError(f"unknown ablation value {ablation.value!r}", code="E320")
     if ablation.direction == "patch_circuit" and ablation.value != "resample":
@@ -116,6 +118,8 @@ def _check_setup(task: TokenizedTask, ablation: AblationSpec, w: Gpt2Weights) ->
             code="E320",
             hint="write `ablate resample` with `patch circuit`, or ablate the complement",
         )
+    if ablation.granularity == "edge":
+        require_edges(w)
     if ablation.granularity == "edge" and (
         ablation.positions is not None or ablation.direction != "ablate_complement"
     ):
@@ -130,7 +134,7 @@ def _check_setup(task: TokenizedTask, ablation: AblationSpec, w: Gpt2Weights) ->
             "shape; per-position means need aligned prompts",
             code="E321",
         )
-    if task.seq_len > w.W_pos.shape[0]:
+    if task.seq_len > w.n_ctx:
         raise InputError(
             f"prompts of {task.seq_len} tokens exceed the model's context", code="E321"
         )
@@ -186,7 +190,7 @@ class _Acts:
 
 
 def _sweep(
-    w: Gpt2Weights,
+    w: ModelWeights,
     tokens: Tensor,
     answer_pos: Tensor,
     rows: int,
@@ -204,7 +208,7 @@ def _sweep(
     return torch.cat(parts) if parts else None
 
 
-def _check_against_bridge(bridge: torch.nn.Module, w: Gpt2Weights, state_clean: Tensor,
+def _check_against_bridge(bridge: torch.nn.Module, w: ModelWeights, state_clean: Tensor,
                           answer_pos: Tensor, ours: Tensor) -> float:  # fmt: skip
     """Our forward must reproduce the bridge's logits: the weights were read right."""
     k = min(BRIDGE_CHECK_ROWS, state_clean.shape[0])
@@ -222,7 +226,7 @@ def _check_against_bridge(bridge: torch.nn.Module, w: Gpt2Weights, state_clean: 
 
 
 def _output_change(
-    w: Gpt2Weights, run: NodeRun, values: Replacement, embed_values: Tensor, answer_pos: Tensor
+    w: ModelWeights, run: NodeRun, values: Replacement, embed_values: Tensor, answer_pos: Tensor
 ) -> tuple[Tensor, Tensor]:
     """Per node, the largest change its replacement makes to the activation it targets
     (hook_z of a head, hook_mlp_out of an MLP) at positions up to the answer (0: the
@@ -272,8 +276,8 @@ def prepare(
         corr = _Acts(keep=ablation.value == "resample" or patch)
         empty_logits = None
         if ablation.value == "zero":
-            z0 = w.W_E.new_zeros(seq, w.n_heads, w.d_head)
-            m0 = w.W_E.new_zeros(seq, w.d_model)
+            z0 = torch.zeros(seq, w.n_heads, w.d_head, dtype=w.dtype, device=dev)
+            m0 = torch.zeros(seq, w.d_model, dtype=w.dtype, device=dev)
             values = Replacement(tuple(z0 for _ in range(w.n_layers)), (m0,) * w.n_layers)
             embed_values = m0
         else:
