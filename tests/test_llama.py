@@ -199,3 +199,22 @@ def test_seqcirc_test_runs_a_circuit_on_a_llama_folder(tmp_path: Path) -> None:
     tok = llama_tokenizer()
     assert tok.tokenize(" January") == ["▁January"]
     assert tok.tokenize(" 5") == ["▁", "5"]
+
+
+def test_ov_logits_read_each_query_heads_kv_head(hf, bridge) -> None:  # type: ignore[no-untyped-def]
+    """Role OV scores on a GQA Llama without biases: head h's value comes from kv head
+    h // 2, computed here from the Hugging Face modules by hand."""
+    from seqcirc.roles.ov import head_ov_logits, resid_after_block0
+
+    tokens = np.array([[1, 5, 9, 13, 17, 21]])
+    resid = resid_after_block0(bridge, tokens)[0]  # [6, d]
+    heads = [0, 1, 3]
+    with torch.no_grad():
+        ours = head_ov_logits(bridge, 1, heads, resid)
+        block = hf.model.layers[1]
+        v = block.self_attn.v_proj(block.input_layernorm(resid)).unflatten(-1, (2, 16))
+        W_O = block.self_attn.o_proj.weight.T.unflatten(0, (4, 16))  # [H, dh, d]
+        outs = [v[:, h // 2] @ W_O[h] for h in heads]
+        ref = torch.stack([hf.lm_head(hf.model.norm(o)) for o in outs], dim=1)
+    torch.testing.assert_close(ours, ref, atol=1e-5 * float(ref.abs().max()), rtol=0)
+    assert not torch.allclose(ours[:, 0], ours[:, 1])  # heads 0 and 1 share v but not W_O

@@ -22,6 +22,7 @@ paper's code. The mode is recorded with every result (models.ModelIdentity).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -109,7 +110,11 @@ def head_ov_logits(
     """Logits each head's OV map writes: resid [rows, d_model] -> [rows, heads, vocab]."""
     idx = torch.as_tensor(list(heads), device=resid.device)
     x = bridge.blocks[layer].ln1(resid)  # the head's own input norm
-    v = torch.einsum("nd,hde->nhe", x, bridge.W_V[layer][idx]) + bridge.b_V[layer][idx]
+    W_V = bridge.W_V[layer]  # [kv heads, d, dh]: fewer than the query heads under GQA
+    kv = idx // (bridge.W_O.shape[1] // W_V.shape[0])  # query head h reads kv head h // group
+    v = torch.einsum("nd,hde->nhe", x, W_V[kv])
+    with contextlib.suppress(AttributeError):  # bias-free (Llama) models have no b_V
+        v = v + bridge.b_V[layer][kv]
     out = torch.einsum("nhe,hed->nhd", v, bridge.W_O[layer][idx])
     return bridge.unembed(bridge.ln_final(out))
 
