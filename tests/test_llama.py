@@ -218,3 +218,16 @@ def test_ov_logits_read_each_query_heads_kv_head(hf, bridge) -> None:  # type: i
         ref = torch.stack([hf.lm_head(hf.model.norm(o)) for o in outs], dim=1)
     torch.testing.assert_close(ours, ref, atol=1e-5 * float(ref.abs().max()), rtol=0)
     assert not torch.allclose(ours[:, 0], ours[:, 1])  # heads 0 and 1 share v but not W_O
+
+
+def test_other_architectures_are_refused_with_e302_naming_the_supported_ones() -> None:
+    from types import SimpleNamespace
+
+    class GPTNeoXForCausalLM(torch.nn.Module):
+        pass
+
+    bridge = SimpleNamespace(original_model=GPTNeoXForCausalLM(), compatibility_mode=False)
+    with pytest.raises(EvaluationError) as info:
+        extract_weights(bridge)  # type: ignore[arg-type]
+    assert info.value.code == "E302"
+    assert "GPT2LMHeadModel and LlamaForCausalLM models, not GPTNeoXForCausalLM" in str(info.value)
