@@ -70,12 +70,13 @@ VARIANTS = {
 @pytest.mark.parametrize("variant", list(VARIANTS))
 def test_clean_forward_equals_hugging_face_logits(variant: str) -> None:
     model = tiny_llama(VOCAB, seed=1, **VARIANTS[variant])
-    w = extract_weights(bridge_of_llama(model))
-    assert isinstance(w, LlamaWeights) and not w.supports_edges
     tokens = torch.tensor(np.random.default_rng(3).integers(0, VOCAB, (4, 11)))
     answer_pos = torch.tensor([10, 3, 7, 0])
-    with torch.no_grad():
+    with torch.no_grad():  # Hugging Face's own forward, before any bridge wraps the model
         ref = model(tokens).logits[torch.arange(4), answer_pos]
+    w = extract_weights(bridge_of_llama(model))
+    assert isinstance(w, LlamaWeights) and not w.supports_edges
+    with torch.no_grad():
         ours = forward_nodes(w, tokens, answer_pos).logits
     assert ours is not None
     # 1e-5 of the logits' scale: float32 attention through SDPA vs transformers' kernel
@@ -85,9 +86,9 @@ def test_clean_forward_equals_hugging_face_logits(variant: str) -> None:
     assert float(ref.std()) > 0.5  # the logits are far from uniform: equality means something
 
 
-def test_rope_theta_is_read_from_the_config(hf) -> None:  # type: ignore[no-untyped-def]
+def test_rope_theta_is_read_from_the_config(bridge) -> None:  # type: ignore[no-untyped-def]
     # a forward with the default theta (10000) would give other logits at later positions
-    w = extract_weights(bridge_of_llama(hf))
+    w = extract_weights(bridge)
     assert isinstance(w, LlamaWeights)
     torch.testing.assert_close(w.inv_freq, 500.0 ** -(torch.arange(0, 16, 2) / 16.0))
 
@@ -201,10 +202,13 @@ def test_seqcirc_test_runs_a_circuit_on_a_llama_folder(tmp_path: Path) -> None:
     assert tok.tokenize(" 5") == ["▁", "5"]
 
 
-def test_ov_logits_read_each_query_heads_kv_head(hf, bridge) -> None:  # type: ignore[no-untyped-def]
+def test_ov_logits_read_each_query_heads_kv_head(bridge) -> None:  # type: ignore[no-untyped-def]
     """Role OV scores on a GQA Llama without biases: head h's value comes from kv head
-    h // 2, computed here from the Hugging Face modules by hand."""
+    h // 2, computed here by hand from the modules of a fresh, unwrapped copy of the model
+    (the bridge wraps the modules of the model it is built on)."""
     from seqcirc.roles.ov import head_ov_logits, resid_after_block0
+
+    hf = tiny_llama(VOCAB)  # the same seed: the fixture's weights
 
     tokens = np.array([[1, 5, 9, 13, 17, 21]])
     resid = resid_after_block0(bridge, tokens)[0]  # [6, d]
