@@ -224,7 +224,7 @@ def final_files(steps: list[Step], workdir: Path) -> dict[str, str]:
 def prose_numbers(doc: str) -> list[str]:
     """Decimal numbers in the prose (outside fenced blocks and inline code)."""
     prose = re.sub(r"^```.*?^```\n", "", doc, flags=re.S | re.M)
-    prose = re.sub(r"`[^`\n]*`", "", prose)
+    prose = re.sub(r"`[^`]*`", "", prose)
     prose = re.sub(r"<!--.*?-->", "", prose, flags=re.S)
     return re.findall(r"(?<![\w.])\d+\.\d+(?![\w.])|\d+%", prose)
 
