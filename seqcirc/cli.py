@@ -44,7 +44,9 @@ def roles(
     attends: list[str] = typer.Option(  # noqa: B008
         [], "--attends", help="FROM:TO named positions (repeatable), e.g. S3:S2"
     ),
-    prompts: int = typer.Option(64, "--prompts", help="task prompts for --attends"),
+    prompts: int = typer.Option(
+        66, "--prompts", help="task prompts for --attends (a multiple of 3: one third per template)"
+    ),
     context: str = typer.Option("prompts", "--context", help="prompts | alone"),
     seed: int = typer.Option(0, "--seed"),
     repeat_len: int = typer.Option(

@@ -54,6 +54,16 @@ def test_roles_scan_table_attends_and_heatmap(folder, tmp_path):
     assert "and 0.08 on *_first" in out
 
 
+def test_attends_with_the_default_prompts_runs(folder):
+    # The default --prompts must split into the three templates of template=all (it
+    # was 64, and the --help example failed with T106).
+    proc = _seqcirc(
+        "roles", str(folder), "--task", "months", "--repeat-len", "10", "--attends", "S2:S1"
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "attends(S2->S1)" in proc.stdout
+
+
 def test_roles_json(folder):
     proc = _seqcirc("roles", str(folder), "--task", "months", "--repeat-len", "10", "--json")
     assert proc.returncode == 0, proc.stderr

@@ -45,7 +45,7 @@ def scan_model(
     top_k: int = 5,
     context: Context = "prompts",
     members: int | None = None,
-    prompts: int = 64,
+    prompts: int = 66,
     seed: int = 0,
     half_len: int = 20,
     loaded: Any = None,
