@@ -6,8 +6,8 @@ completeness and minimality. Other kinds are measured by handlers passed in `han
 (kind -> function): seqcirc.significance.HANDLERS gives random_baseline, equivalence,
 independence, sufficiency and Shi et al.'s minimality_test; seqcirc.session adds role
 claims. A claim with no handler is reported as "skipped", never as passed. Each claim's
-random draws use its own seed, derived from the plan's seed, the circuit's name and the
-claim's id.
+random draws use its own seed, derived from the plan's seed, the circuit's name and what
+the claim measures (its kind and arguments; not its line or threshold).
 """
 
 from __future__ import annotations
@@ -175,8 +175,10 @@ def _check_claim(claim: Claim, ctx: ClaimContext, handler: ClaimHandler | None) 
             **base, verdict="skipped",
             message=f"no evaluator for claim kind {claim.kind!r} was given to this run",
         )  # fmt: skip
-    # each claim draws from its own stream: adding a claim never changes another's numbers
-    base["seed"] = derive_seed(ctx.seed, ctx.circuit.name, claim.id)
+    # Each claim draws from its own stream: adding a claim never changes another's numbers.
+    # The stream follows what the claim measures, not where it stands (its id holds the
+    # line), so editing a comment above a claim or its threshold never changes its p-value.
+    base["seed"] = derive_seed(ctx.seed, ctx.circuit.name, claim_key(claim))
     try:
         got = handler(claim, replace(ctx, seed=base["seed"]))
     except SeqcircError as err:
@@ -283,6 +285,11 @@ def evaluate_circuit(
         forward_rows=state.forward_rows - rows0,
         warnings=tuple(warnings),
     )  # fmt: skip
+
+
+def claim_key(claim: Claim) -> str:
+    """What a claim measures, as a stable label: its kind and its arguments."""
+    return f"{claim.kind}{sorted(claim.params)!r}"
 
 
 def evaluate_plan(

@@ -28,14 +28,14 @@ circuit mini on seqcirc-mini {
 """
 
 
-def _evaluate():  # type: ignore[no-untyped-def]
+def _evaluate(text: str = CIRC):  # type: ignore[no-untyped-def]
     from seqcirc.compile import compile_text
     from seqcirc.evaluation import evaluate_plan
     from seqcirc.models import load_model
     from seqcirc.significance import HANDLERS
     from seqcirc.tasks.build import build_task
 
-    plan = compile_text(CIRC, "mini.circ")
+    plan = compile_text(text, "mini.circ")
     model = load_model("seqcirc-mini")
 
     def task_for(cp):  # type: ignore[no-untyped-def]
@@ -83,3 +83,19 @@ def test_same_file_same_numbers() -> None:
         return d
 
     assert strip(_evaluate()) == strip(_evaluate())
+
+
+def test_a_claims_draws_do_not_follow_its_line_or_threshold() -> None:
+    """Seeds come from what a claim measures: a comment above it or another threshold
+    must not move its p-value (the claim id, which holds the line, changes)."""
+    moved = CIRC.replace(
+        "  expect beats random(n=20) at p < 0.05",
+        "  # a comment that shifts the claim down a line\n  expect beats random(n=20) at p < 0.1",
+    )
+    a, b = (
+        {cl.kind: cl for cl in _evaluate(t).circuits[0].claims}["random_baseline"]
+        for t in (CIRC, moved)
+    )
+    assert a.id != b.id and a.threshold != b.threshold
+    assert a.seed == b.seed and a.value == b.value
+    assert a.detail["random_values"] == b.detail["random_values"]
