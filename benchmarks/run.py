@@ -15,6 +15,8 @@ Items, on a GPT-2-small-shaped model with random weights, 64 prompts x 9 tokens:
              nothing (prepare, node circuit, empty circuit, a 200-circuit random baseline,
              chunks sized by seqcirc.memory): the process's whole peak resident memory
              (VmHWM, the model included) against 4096 MB                  target <= 4096 MB
+             (on a GPU its peak GPU memory is reported too, not judged: chunks there fill
+             half the free GPU memory, so that peak follows the card)
 
 Every item runs in a fresh worker process (`--worker ITEM`). Its peak memory is the
 kernel's high-water mark of resident memory (VmHWM, the counter ru_maxrss reads) after
@@ -423,9 +425,9 @@ def memory_check(cfg: Config, bridge: Any, task: Any, *, in_process: bool) -> di
         "detail": detail,
     }
     if _is_cuda(dev):
-        gpu_peak = torch.cuda.max_memory_allocated(dev) / 2**20
-        out["memory"]["gpu_peak_mb"] = gpu_peak  # the model's weights included
-        out["passed"] = out["passed"] and gpu_peak <= MEMORY_LIMIT_MB
+        # reported, not judged: on a GPU the chunks fill half its free memory by design,
+        # so the peak follows the card (a 4 GB card gets ~1.5 GB chunks)
+        out["memory"]["gpu_peak_mb"] = torch.cuda.max_memory_allocated(dev) / 2**20
     return out
 
 
