@@ -38,11 +38,14 @@ GPT2_SMALL = Shape()
 TINY = Shape(n_layers=2, n_heads=2, d_model=16, vocab=64, n_positions=16, init_range=0.5)
 
 
-def build_model(shape: Shape = GPT2_SMALL, seed: int = 0) -> tuple[Any, Any]:
-    """(plain Hugging Face model, TransformerBridge) with the same random weights.
+def build_model(
+    shape: Shape = GPT2_SMALL, seed: int = 0, *, device: str = "cpu", plain: bool = True
+) -> tuple[Any, Any]:
+    """(plain Hugging Face model, TransformerBridge) with the same random weights, on
+    `device` (initialised on the CPU, so every device gets the same weights).
 
     The bridge replaces the modules of the model it wraps, so the bare forward gets its
-    own untouched copy."""
+    own untouched copy; `plain=False` skips that copy (None in its place)."""
     from transformer_lens.model_bridge.sources._bridge_builder import build_bridge_from_module
     from transformers import GPT2Config, GPT2LMHeadModel
 
@@ -53,9 +56,11 @@ def build_model(shape: Shape = GPT2_SMALL, seed: int = 0) -> tuple[Any, Any]:
         initializer_range=shape.init_range,
     )  # fmt: skip
     wrapped = GPT2LMHeadModel(config).eval()
-    plain = copy.deepcopy(wrapped)
-    bridge = build_bridge_from_module(wrapped, "GPT2LMHeadModel", hf_config=wrapped.config)
-    return plain, bridge
+    plain_model = copy.deepcopy(wrapped).to(device) if plain else None
+    bridge = build_bridge_from_module(
+        wrapped.to(device), "GPT2LMHeadModel", hf_config=wrapped.config
+    )
+    return plain_model, bridge
 
 
 def weights_checksum(hf_model: Any) -> float:
@@ -74,8 +79,9 @@ def random_task(hf_model: Any, n_prompts: int, seq_len: int, seed: int = 0) -> T
     rng = np.random.default_rng(seed)
     clean = rng.integers(0, vocab, (n_prompts, seq_len))
     corrupted = rng.integers(0, vocab, (n_prompts, seq_len))
+    device = next(hf_model.parameters()).device
     with torch.no_grad():
-        logits = hf_model(torch.as_tensor(clean)).logits[:, -1].clone()
+        logits = hf_model(torch.as_tensor(clean, device=device)).logits[:, -1].cpu()
     logits[np.arange(n_prompts)[:, None], clean] = -torch.inf
     correct = logits.argmax(-1).numpy().astype(np.int64)
     incorrect = (correct + rng.integers(1, vocab, n_prompts)) % vocab
@@ -107,9 +113,12 @@ def load_task(path: Path) -> tuple[TokenizedTask, float]:
 
 
 def bare_forward(hf_model: Any, tokens: torch.Tensor) -> None:
-    """One bare Hugging Face forward of the batch (all positions' logits, no hooks)."""
+    """One bare Hugging Face forward of the batch (all positions' logits, no hooks),
+    finished: on a GPU it waits for the queued kernels."""
     with torch.inference_mode():
         hf_model(tokens)
+    if tokens.is_cuda:
+        torch.cuda.synchronize(tokens.device)
 
 
 def time_bare_forward(hf_model: Any, tokens: torch.Tensor, repeats: int = 3) -> float:

@@ -11,6 +11,12 @@ Items, on a GPT-2-small-shaped model with random weights, 64 prompts x 9 tokens:
   discovery  the paper's iterative pruning (seqcirc.discover): time, and forward passes
              done against the passes the sequential algorithm needs
   bare       the bare forward itself (its memory)
+  memory     the 4 GB check: in a fresh process, the model built and one evaluation from
+             nothing (prepare, node circuit, empty circuit, a 200-circuit random baseline,
+             chunks sized by seqcirc.memory): the process's whole peak resident memory
+             (VmHWM, the model included) against 4096 MB                  target <= 4096 MB
+             (on a GPU its peak GPU memory is reported too, not judged: chunks there fill
+             half the free GPU memory, so that peak follows the card)
 
 Every item runs in a fresh worker process (`--worker ITEM`). Its peak memory is the
 kernel's high-water mark of resident memory (VmHWM, the counter ru_maxrss reads) after
@@ -20,6 +26,10 @@ item alone, transient tensors included. Timing: the item first (that run gives t
 bare forwards and further item runs interleaved, so machine load hits both alike; ratios
 are median(item) / median(bare) of wall time (process CPU time too). `--in-process` runs
 everything in this process (the smoke test), where the memory figures mean little.
+
+`--device cuda` (or auto) puts both models and every item on the GPU: timers read after
+torch.cuda.synchronize(), and each item also reports its peak GPU memory
+(torch.cuda.max_memory_allocated, reset before the item; the memory item: the whole run's).
 """
 
 from __future__ import annotations
@@ -58,7 +68,8 @@ from benchmarks.gpt2_shape import (
     weights_checksum,
 )
 
-ITEMS = ("bare", "node", "edge", "baseline", "discovery")
+ITEMS = ("bare", "node", "edge", "baseline", "discovery", "memory")
+MEMORY_LIMIT_MB = 4096.0  # issue 12: a GPT-2-small evaluation must fit in 4 GB
 EDGE_KEEP = 0.10  # share of edges an edge circuit keeps
 NODE_KEEP = 0.30  # share of nodes the node circuit keeps (cost does not depend on it)
 
@@ -73,6 +84,7 @@ class Config:
     discovery_prompts: int = 64
     repeats: int = 3  # item runs of the cheap items; bare forwards per item
     seed: int = 0
+    device: str = "cpu"
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -86,6 +98,16 @@ class Config:
 
 def targets(cfg: Config) -> dict[str, float]:
     return {"node": 3.5, "edge": 5.0, "baseline": 1.3 * cfg.n_random}
+
+
+def _is_cuda(device: str) -> bool:
+    return torch.device(device).type == "cuda"
+
+
+def _sync(device: str) -> None:
+    from seqcirc.device import synchronize
+
+    synchronize(device)
 
 
 def _proc_status_mb(field: str) -> float | None:
@@ -121,9 +143,12 @@ def reset_peak() -> bool:
     return True
 
 
-def _timed(fn: Callable[[], Any]) -> tuple[float, float, Any]:
+def _timed(fn: Callable[[], Any], device: str = "cpu") -> tuple[float, float, Any]:
+    """Wall and CPU seconds of fn(); on a GPU the queued kernels finish inside the timing."""
+    _sync(device)
     w0, c0 = time.perf_counter(), time.process_time()
     result = fn()
+    _sync(device)
     return time.perf_counter() - w0, time.process_time() - c0, result
 
 
@@ -241,6 +266,38 @@ def _discovery_op(bridge: Any, task: Any, cfg: Config) -> Callable[[], dict[str,
     return op
 
 
+def evaluation_from_nothing(bridge: Any, task: Any, cfg: Config) -> dict[str, Any]:
+    """One node circuit's evaluation with its random baseline: prepare (chunks sized by
+    seqcirc.memory), liveness, the circuit, the empty circuit, cfg.n_random circuits."""
+    from seqcirc.measures import faithfulness_of_masks
+    from seqcirc.plan import AblationSpec
+    from seqcirc.runner import check_live, empty_metric, prepare, run_circuits
+    from seqcirc.stats.baseline import mask_nodes, sample_random_circuits
+
+    state = prepare(bridge, task, AblationSpec())
+    w = state.weights
+    mask = np.random.default_rng(cfg.seed).random(w.n_nodes) < NODE_KEEP
+    check_live(state, mask)
+    m_circuit = run_circuits(state, mask[None])[0]
+    m_empty = empty_metric(state)
+    draws = sample_random_circuits(
+        mask_nodes(mask, w.n_layers, w.n_heads), n_layers=w.n_layers, n_heads=w.n_heads,
+        n_circuits=cfg.n_random, seed=cfg.seed,
+    )  # fmt: skip
+    values = faithfulness_of_masks(state, draws.masks)
+    f_circuit = float(m_circuit.mean()) / float(state.m_model.mean())
+    return {
+        "performance_ratio": f_circuit,
+        "f_empty": float(m_empty.mean()),
+        "n_random": int(values.size),
+        "baseline_p": float((1 + np.sum(values >= f_circuit)) / (1 + values.size)),
+        "batch_rows": state.batch_rows,
+        "capture_rows": state.capture_rows,
+        "chunks": -(-values.size * state.n_prompts // state.batch_rows),
+        "forward_rows": state.forward_rows,
+    }
+
+
 OPS: dict[str, Callable[[Any, Any, Config], Callable[[], dict[str, Any]]]] = {
     "node": _node_op,
     "edge": _edge_op,
@@ -252,10 +309,17 @@ OPS: dict[str, Callable[[Any, Any, Config], Callable[[], dict[str, Any]]]] = {
 def measure(item: str, cfg: Config, hf_model: Any, bridge: Any, task: Any) -> dict[str, Any]:
     """Time one item against bare forwards of the same batch, in this process (with the
     caller's torch threads: worker() and run() set cfg.threads)."""
+    if item == "memory":
+        return memory_check(cfg, bridge, task, in_process=True)
     if item == "discovery" and cfg.discovery_prompts < task.n_prompts:
         task = task.subset(np.arange(cfg.discovery_prompts))
-    tokens = torch.as_tensor(task.clean)
+    dev = cfg.device
+    tokens = torch.as_tensor(task.clean, device=dev)
     bare_forward(hf_model, tokens[:1, :1])  # load kernels / thread pool; tiny
+    if _is_cuda(dev):
+        bare_forward(hf_model, tokens)  # cuBLAS handles and kernel choice for this size
+        gpu0 = torch.cuda.memory_allocated(dev)
+        torch.cuda.reset_peak_memory_stats(dev)
     peak_reset = reset_peak()
     rss0 = maxrss_mb()
     t_setup0 = time.perf_counter()
@@ -273,16 +337,23 @@ def measure(item: str, cfg: Config, hf_model: Any, bridge: Any, task: Any) -> di
     from seqcirc.errors import SeqcircError
 
     try:
-        wall, cpu, detail = _timed(op)
+        wall, cpu, detail = _timed(op, dev)
     except SeqcircError as err:
         return {"item": item, "error": f"[{err.code}] {err.message}"}
     runs.append((wall, cpu))
     rss_peak = maxrss_mb()
+    gpu: dict[str, float] = {}
+    if _is_cuda(dev):
+        gpu = {
+            "gpu_before_mb": gpu0 / 2**20,
+            "gpu_peak_mb": torch.cuda.max_memory_allocated(dev) / 2**20,
+            "gpu_delta_mb": (torch.cuda.max_memory_allocated(dev) - gpu0) / 2**20,
+        }
     cheap = item in ("bare", "node", "edge")
     for r in range(cfg.repeats):  # interleaved: bare, item, bare, item, ..., bare
-        bares.append(_timed(lambda: bare_forward(hf_model, tokens))[:2])
+        bares.append(_timed(lambda: bare_forward(hf_model, tokens), dev)[:2])
         if cheap and r < cfg.repeats - 1:
-            runs.append(_timed(op)[:2])
+            runs.append(_timed(op, dev)[:2])
     bare_wall = statistics.median(b[0] for b in bares)
     bare_cpu = statistics.median(b[1] for b in bares)
     item_wall = statistics.median(r[0] for r in runs)
@@ -309,6 +380,7 @@ def measure(item: str, cfg: Config, hf_model: Any, bridge: Any, task: Any) -> di
             "after_setup_mb": rss_setup,
             "peak_mb": rss_peak,
             "delta_mb": rss_peak - rss0,
+            **gpu,
         },
         "detail": detail if isinstance(detail, dict) else {},
     }
@@ -328,9 +400,51 @@ def torch_threads(n: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def worker(item: str, cfg: Config, task_path: Path) -> dict[str, Any]:
+def memory_check(cfg: Config, bridge: Any, task: Any, *, in_process: bool) -> dict[str, Any]:
+    """The 4 GB check: the process's whole peak resident memory (VmHWM: interpreter,
+    libraries, the model, the evaluation) after one evaluation from nothing."""
+    dev = cfg.device
+    if _is_cuda(dev):
+        torch.cuda.reset_peak_memory_stats(dev)
+    model_mb = maxrss_mb()
+    wall, cpu, detail = _timed(lambda: evaluation_from_nothing(bridge, task, cfg), dev)
+    peak = maxrss_mb()
+    out: dict[str, Any] = {
+        "item": "memory",
+        "item_wall_s": wall,
+        "item_cpu_s": cpu,
+        "limit_mb": MEMORY_LIMIT_MB,
+        "memory": {
+            "method": "VmHWM of the whole process (ru_maxrss where /proc is missing), never "
+            "reset: interpreter, libraries, the model and the evaluation"
+            + (" (in-process: the parent's peak, meaningless)" if in_process else ""),
+            "after_model_mb": model_mb,
+            "peak_mb": peak,
+        },
+        "passed": peak <= MEMORY_LIMIT_MB,
+        "detail": detail,
+    }
+    if _is_cuda(dev):
+        # reported, not judged: on a GPU the chunks fill half its free memory by design,
+        # so the peak follows the card (a 4 GB card gets ~1.5 GB chunks)
+        out["memory"]["gpu_peak_mb"] = torch.cuda.max_memory_allocated(dev) / 2**20
+    return out
+
+
+def memory_worker(cfg: Config, task_path: Path) -> dict[str, Any]:
+    """A fresh process: the model (no plain copy: an evaluation needs none), the task,
+    one evaluation; nothing measured before it, so the peak is the whole run's."""
     with torch_threads(cfg.threads):
-        hf_model, bridge = build_model(cfg.shape, cfg.seed)
+        _, bridge = build_model(cfg.shape, cfg.seed, device=cfg.device, plain=False)
+        task, _ = load_task(task_path)
+        return memory_check(cfg, bridge, task, in_process=False)
+
+
+def worker(item: str, cfg: Config, task_path: Path) -> dict[str, Any]:
+    if item == "memory":
+        return memory_worker(cfg, task_path)
+    with torch_threads(cfg.threads):
+        hf_model, bridge = build_model(cfg.shape, cfg.seed, device=cfg.device)
         task, checksum = load_task(task_path)
         if not np.isclose(weights_checksum(hf_model), checksum, rtol=1e-9):
             raise SystemExit("worker built different weights than the parent")
@@ -355,9 +469,15 @@ def machine_info(cfg: Config) -> dict[str, Any]:
         ).stdout.strip()  # fmt: skip
     except OSError:
         commit = ""
+    gpu = None
+    if _is_cuda(cfg.device):
+        props = torch.cuda.get_device_properties(torch.device(cfg.device))
+        gpu = f"{props.name}, {props.total_memory / 2**30:.0f} GiB"
     return {
         "cpu_model": cpu,
         "cores": os.cpu_count(),
+        "device": cfg.device,
+        "gpu": gpu,
         "torch_threads": cfg.threads,
         "date_utc": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "platform": platform.platform(),
@@ -397,6 +517,20 @@ def render_table(results: list[dict[str, Any]], cfg: Config) -> str:
         if "error" in r:
             lines.append(f"{r['item']:<10} {r['error'][:100]}")
             continue
+        mem = r["memory"]
+        gpu_note = f", GPU peak {mem['gpu_peak_mb']:.0f} MB" if "gpu_peak_mb" in mem else ""
+        if r["item"] == "memory":
+            d = r["detail"]
+            limit = f"{r['limit_mb']:g}MB"
+            lines.append(
+                f"{'memory':<10} {r['item_wall_s']:>8.2f} {'':>7} {'':>7} {'':>9} "
+                f"{limit:>7} {'yes' if r['passed'] else 'NO':>4} "
+                f"{mem['peak_mb']:>8.0f} {'':>7} {r.get('loadavg_before', [0.0])[0]:>5.2f}  "
+                f"whole process (model {mem['after_model_mb']:.0f} MB before), "
+                f"{d['n_random']}-circuit baseline in {d['chunks']} chunks of "
+                f"{d['batch_rows']} rows{gpu_note}"
+            )
+            continue
         target = tg.get(r["item"])
         met = "" if target is None else ("yes" if r["ratio_wall"] <= target else "NO")
         d = r.get("detail", {})
@@ -412,7 +546,7 @@ def render_table(results: list[dict[str, Any]], cfg: Config) -> str:
             )
         elif "forward_passes" in d:
             note = f"{d['forward_passes']:.2f} passes"
-        mem = r["memory"]
+        note += gpu_note
         lines.append(
             f"{r['item']:<10} {r['item_wall_s']:>8.2f} {r['bare_wall_s']:>7.3f} "
             f"{r['ratio_wall']:>7.2f} {r['ratio_cpu']:>9.2f} "
@@ -425,7 +559,7 @@ def render_table(results: list[dict[str, Any]], cfg: Config) -> str:
 def run(cfg: Config, items: tuple[str, ...], out: Path | None, in_process: bool,
         command: str) -> dict[str, Any]:  # fmt: skip
     with torch_threads(cfg.threads):
-        hf_model, bridge = build_model(cfg.shape, cfg.seed)
+        hf_model, bridge = build_model(cfg.shape, cfg.seed, device=cfg.device)
         task = random_task(hf_model, cfg.n_prompts, cfg.seq_len, cfg.seed)
     results = []
     with tempfile.TemporaryDirectory() as tmp, torch_threads(cfg.threads):
@@ -461,6 +595,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     p.add_argument("--out", type=Path, default=Path("benchmarks/out/results.json"))
     p.add_argument("--items", default=",".join(ITEMS), help=f"comma-separated from {ITEMS}")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument(
+        "--device", default="cpu", help="torch device: cpu (the README's figures), cuda, auto"
+    )
     p.add_argument("--tiny", action="store_true", help="a 2x2 model (smoke test)")
     p.add_argument("--in-process", action="store_true", help="no worker processes")
     p.add_argument("--worker", help=argparse.SUPPRESS)
@@ -471,7 +608,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
         res = worker(args.worker, Config.from_dict(json.loads(args.config)), args.task)
         print(json.dumps(res))
         return None
-    cfg = Config(threads=args.threads)
+    from seqcirc.device import resolve_device
+    from seqcirc.errors import SeqcircError
+
+    try:
+        device = resolve_device(args.device)
+    except SeqcircError as err:
+        p.error(f"--device: {err.message} ({err.hint})")
+    cfg = Config(threads=args.threads, device=device)
     if args.quick:
         cfg = replace(cfg, n_random=20, discovery_prompts=16, repeats=2)
     if args.tiny:

@@ -248,9 +248,19 @@ def test_cmd(
     ),
     seed: int | None = typer.Option(None, "--seed", help="seed for every random draw"),
     prompts: int | None = typer.Option(None, "--prompts", help="prompts per generated task"),
-    device: str = typer.Option("cpu", "--device", help="torch device: cpu, cuda, cuda:1, mps"),
+    device: str = typer.Option(
+        "auto",
+        "--device",
+        help="torch device: auto (a GPU if present, else cpu), cpu, cuda, cuda:1",
+    ),
     batch_size: int | None = typer.Option(
-        None, "--batch-size", help="prompts per forward chunk (default: automatic)"
+        None, "--batch-size", help="rows per forward chunk (default: from a memory budget)"
+    ),
+    cache_dir: str | None = typer.Option(
+        None,
+        "--cache-dir",
+        help="keep mean-ablation values on disk here across runs (default: $SEQCIRC_CACHE_DIR, "
+        "else off)",
     ),
     json_path: str | None = typer.Option(None, "--json", help="write the results JSON here"),
     junit_path: str | None = typer.Option(None, "--junit", help="write JUnit XML here"),
@@ -292,6 +302,7 @@ def test_cmd(
             prompts=prompts,
             device=device,
             batch_rows=batch_size,
+            cache_dir=cache_dir,
             only_model=on,
         ),
         progress=progress,
@@ -351,7 +362,11 @@ def discover(
     no_filter: bool = typer.Option(
         False, "--no-filter", help="keep prompts the model gets wrong (no `filter correct`)"
     ),
-    device: str = typer.Option("cpu", "--device", help="torch device: cpu, cuda, cuda:1, mps"),
+    device: str = typer.Option(
+        "auto",
+        "--device",
+        help="torch device: auto (a GPU if present, else cpu), cpu, cuda, cuda:1",
+    ),
     name: str | None = typer.Option(None, "--name", help="circuit name (default: the task's)"),
     output: str | None = typer.Option(None, "--output", "-o", help="write the .circ file here"),
 ) -> None:
@@ -388,7 +403,11 @@ def compare(
     model: str | None = typer.Option(None, "--model", help="evaluate every circuit on this model"),
     seed: int | None = typer.Option(None, "--seed", help="task seed (default: each file's)"),
     prompts: int | None = typer.Option(None, "--prompts", help="prompts per generated task"),
-    device: str = typer.Option("cpu", "--device", help="torch device: cpu, cuda, cuda:1, mps"),
+    device: str = typer.Option(
+        "auto",
+        "--device",
+        help="torch device: auto (a GPU if present, else cpu), cpu, cuda, cuda:1",
+    ),
     plot: str | None = typer.Option(None, "--plot", help="save the heatmaps as PNG here"),
     json_path: str | None = typer.Option(None, "--json", help="write the numbers as JSON here"),
     output: str | None = typer.Option(None, "--output", "-o", help="write the Markdown here"),

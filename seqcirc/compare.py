@@ -143,7 +143,7 @@ def compare(
     model: str | None = None,
     seed: int | None = None,
     prompts: int | None = None,
-    device: str = "cpu",
+    device: str = "auto",
     progress: Any = None,
 ) -> Comparison:
     """Overlap and the cross-task matrix of the node circuits in `files`."""

@@ -30,6 +30,7 @@ from seqcirc.plan import AblationSpec, Edge, Node
 from seqcirc.tasks.types import TokenizedTask
 
 DEFAULT_THRESHOLD = 0.8
+LOOKAHEAD_ROWS = 256  # a GPU scores this many rows of speculative candidates per call
 Direction = Literal["backward", "forward"]
 ScoreFn = Callable[[NDArray[np.bool_]], NDArray[np.float64]]  # masks [R, n] -> F(C)/F(M) [R]
 StepFn = Callable[["PruneStep"], None]
@@ -224,7 +225,7 @@ def discover(
 ) -> Discovery:
     """Iterative node pruning on `task` (and edge pruning over the found nodes if asked)."""
     from seqcirc.measures import f_model
-    from seqcirc.runner import DEFAULT_BATCH_ROWS, prepare, run_circuits
+    from seqcirc.runner import prepare, run_circuits
 
     _check_threshold(threshold)
     ablation = ablation or AblationSpec()
@@ -252,7 +253,7 @@ def discover(
 
     if lookahead is None:
         lookahead = default_lookahead(
-            str(w.device), state.n_prompts, batch_rows or DEFAULT_BATCH_ROWS
+            str(w.device), state.n_prompts, min(state.batch_rows, LOOKAHEAD_ROWS)
         )
     outcome = prune(
         w.n_nodes, (back, fwd), score, threshold=threshold, lookahead=lookahead, on_step=on_step

@@ -73,7 +73,7 @@ def run_discover(
     threshold: float = DEFAULT_THRESHOLD,
     prompts: int = 1536,
     seed: int = 0,
-    device: str = "cpu",
+    device: str = "auto",
     edges: bool = False,
     filter_correct: bool = True,
     output: str | None = None,

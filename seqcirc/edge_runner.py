@@ -15,8 +15,6 @@ from seqcirc.metrics import per_prompt
 from seqcirc.plan import Edge
 from seqcirc.runner import EvalState, clean_logits_at, row_chunks
 
-EDGE_BUFFER_BYTES = 512 * 2**20  # bound on an edge pass's per-sender difference buffer
-
 
 def edge_mask(state: EvalState, edges: Iterable[Edge]) -> NDArray[np.bool_]:
     """Keep-mask [n_edges] of an edge circuit; an edge the model lacks is an error."""
@@ -65,11 +63,8 @@ def run_edges(state: EvalState, keep: NDArray[np.bool_] | Sequence[Edge]) -> NDA
     n = state.n_prompts
     out = np.empty(n)
     per_prompt_values = state.ablation.value == "resample"
-    # the pass keeps (ablated - actual) of every sender: bound that buffer's size
-    per_prompt_bytes = state.clean.shape[1] * state.graph.n_senders * w.d_model * 4
-    rows = max(1, min(state.batch_rows, EDGE_BUFFER_BYTES // per_prompt_bytes))
     with torch.inference_mode():
-        for sl in row_chunks(n, rows):
+        for sl in row_chunks(n, state.edge_rows):  # rows bounded by seqcirc.memory
             idx = torch.arange(sl.start, sl.stop, device=w.device)
             vals = values
             if per_prompt_values:

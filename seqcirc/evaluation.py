@@ -279,7 +279,8 @@ def evaluate_circuit(
         per_prompt={"model": state.m_model.tolist(), "circuit": m_circuit.tolist(),
                     "empty": m_empty.tolist()},
         faithfulness=faith, claims=claims,
-        checks={"bridge_max_abs_diff": state.bridge_max_abs_diff, "dead_nodes": dead},
+        checks={"bridge_max_abs_diff": state.bridge_max_abs_diff, "dead_nodes": dead,
+                **({"means_cache": state.means_cache} if state.means_cache else {})},
         timings={**state.timings, "circuit_s": t_run,
                  "claims_s": time.perf_counter() - t0 - t_run},
         forward_rows=state.forward_rows - rows0,
@@ -302,11 +303,14 @@ def evaluate_plan(
     batch_rows: int | None = None,
     handlers: Mapping[str, ClaimHandler] | None = None,
     states: dict[tuple[int, int, Any, str], EvalState] | None = None,
+    means_cache: Any = None,
 ) -> EvaluationResult:
     """Every circuit of a plan. `model` is a seqcirc.models.LoadedModel (or a bare
     TransformerBridge); `task_for` gives each circuit's tokenized task (or maps names).
     `states`: a cache of prepared states to share across calls (a session keeps one, so
-    corrupted means are computed once per model, task and ablation set-up)."""
+    corrupted means are computed once per model, task and ablation set-up).
+    `means_cache`: a seqcirc.means_cache.MeansCache, to keep mean-ablation values on disk
+    across processes."""
     t0 = time.perf_counter()
     bridge = getattr(model, "bridge", model)
     identity = getattr(model, "identity", None)
@@ -325,8 +329,9 @@ def evaluate_plan(
         key = (id(bridge), id(task), circuit.ablation, circuit.task.metric)
         if key not in states:
             states[key] = prepare(
-                bridge, task, circuit.ablation, circuit.task.metric, batch_rows=batch_rows
-            )
+                bridge, task, circuit.ablation, circuit.task.metric, batch_rows=batch_rows,
+                means_cache=means_cache,
+            )  # fmt: skip
         out.append(
             evaluate_circuit(
                 states[key],

@@ -97,6 +97,14 @@ class Gpt2Weights:
         return self.n_layers * (self.n_heads + 1)
 
     @property
+    def d_mlp(self) -> int:
+        return int(self.W_in[0].shape[-1])
+
+    @property
+    def d_vocab(self) -> int:
+        return int(self.W_U.shape[-1])
+
+    @property
     def dtype(self) -> torch.dtype:
         return self.W_E.dtype
 

@@ -69,6 +69,10 @@ class ModelWeights(Protocol):
     @property
     def n_nodes(self) -> int: ...
     @property
+    def d_mlp(self) -> int: ...  # the MLP's hidden width (SwiGLU: of gate and of up)
+    @property
+    def d_vocab(self) -> int: ...
+    @property
     def n_ctx(self) -> int: ...  # the longest prompt the model takes
     @property
     def dtype(self) -> torch.dtype: ...

@@ -82,6 +82,14 @@ class LlamaWeights:
         return self.n_layers * (self.n_heads + 1)
 
     @property
+    def d_mlp(self) -> int:
+        return int(self.W_up[0].shape[-1])
+
+    @property
+    def d_vocab(self) -> int:
+        return int(self.W_U.shape[-1])
+
+    @property
     def n_ctx(self) -> int:
         return self.max_positions
 

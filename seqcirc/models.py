@@ -27,6 +27,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any, Literal
 
+from seqcirc.device import DEFAULT_DEVICE, resolve_device
 from seqcirc.errors import ModelUnavailableError
 from seqcirc.shapes import (
     ALIASES,
@@ -86,7 +87,7 @@ _CACHE: dict[tuple[object, ...], LoadedModel] = {}
 def load_model(
     name_or_path: str,
     *,
-    device: str = "cpu",
+    device: str = DEFAULT_DEVICE,
     trust_remote_code: bool = False,
     compatibility_mode: bool = DEFAULT_COMPATIBILITY_MODE,
     base_dir: Path | str | None = None,
@@ -95,8 +96,11 @@ def load_model(
 
     `name_or_path`: "seqcirc-mini", a hub name or alias ("gpt2-small", "EleutherAI/pythia-70m"),
     or a folder in Hugging Face format (relative paths are taken from `base_dir`, e.g. the
-    directory of the .circ file that names it). Raises ModelUnavailableError.
+    directory of the .circ file that names it). `device`: "auto" (a GPU if present) or a
+    torch device (seqcirc.device.resolve_device; E405 if not here). Raises
+    ModelUnavailableError.
     """
+    device = resolve_device(device)
     source, folder, resolved = _locate(name_or_path, base_dir)
     key = (source, resolved, device, trust_remote_code, compatibility_mode)
     if key in _CACHE:

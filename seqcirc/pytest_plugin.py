@@ -22,7 +22,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--seqcirc-model", default=None, help="evaluate every circuit on this model")
     group.addoption("--seqcirc-seed", type=int, default=None, help="seed for every random draw")
     group.addoption("--seqcirc-prompts", type=int, default=None, help="prompts per task")
-    group.addoption("--seqcirc-device", default="cpu", help="torch device (cpu, cuda, ...)")
+    group.addoption(
+        "--seqcirc-device", default="auto", help="torch device: auto (a GPU if present), cpu, cuda"
+    )
+    group.addoption(
+        "--seqcirc-cache-dir",
+        default=None,
+        help="keep mean-ablation values on disk here (default: $SEQCIRC_CACHE_DIR, else off)",
+    )
     group.addoption(
         "--seqcirc-strict",
         action="store_true",
@@ -52,6 +59,7 @@ def _session(config: pytest.Config) -> Any:
                 seed=config.getoption("--seqcirc-seed"),
                 prompts=config.getoption("--seqcirc-prompts"),
                 device=config.getoption("--seqcirc-device"),
+                cache_dir=config.getoption("--seqcirc-cache-dir"),
             )
         )
         config._seqcirc_session = session  # type: ignore[attr-defined]

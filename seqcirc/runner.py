@@ -40,11 +40,12 @@ from seqcirc.interventions import (
     unembed,
 )
 from seqcirc.interventions_common import require_edges
+from seqcirc.means_cache import Means, MeansCache, cache_key
+from seqcirc.memory import ForwardShape, budget_bytes, edge_row_bytes, node_row_bytes, rows_for
 from seqcirc.metrics import check_metric, per_prompt
 from seqcirc.plan import AblationSpec, Node
 from seqcirc.tasks.types import TokenizedTask
 
-DEFAULT_BATCH_ROWS = 256  # rows (prompt x circuit) per forward chunk; bounds memory
 BRIDGE_CHECK_ROWS = 2  # prompts on which our forward is checked against the bridge's
 
 
@@ -72,12 +73,15 @@ class EvalState:
     clean_logits: Tensor | None  # [n, vocab] at the answer position; kept for kl only
     empty_logits: Tensor | None  # patching: the corrupted run is the empty circuit
     m_model: NDArray[np.float64]  # per-prompt metric of the full model M
-    batch_rows: int
+    batch_rows: int  # rows (prompt x circuit) per chunk of a circuit pass (seqcirc.memory)
+    capture_rows: int  # rows per chunk of the clean and corrupted sweeps
+    edge_rows: int  # prompts per chunk of an edge pass
     bridge_max_abs_diff: float
     output_change: NDArray[np.float64]  # [n_nodes] max |replacement - actual| of each output
     embed_change: float  # the same for the embedding sender
     timings: dict[str, float] = field(default_factory=dict)
     forward_rows: int = 0  # prompt-rows pushed through forward passes (cost accounting)
+    means_cache: str = ""  # the on-disk means cache: "hit", "stored", "recomputed: why"
     _graph: EdgeGraph | None = None
     _edge_values: EdgeValues | None = None
     _m_empty: dict[str, NDArray[np.float64]] = field(default_factory=dict)
@@ -253,23 +257,44 @@ def prepare(
     metric: str = "logit_diff",
     *,
     batch_rows: int | None = None,
+    memory_budget: int | None = None,
+    means_cache: MeansCache | None = None,
 ) -> EvalState:
     """Run the corrupted and clean prompts once and keep what every circuit needs.
 
-    Zero ablation needs no corrupted run; mean ablation keeps per-position sums only.
+    Zero ablation needs no corrupted run; mean ablation keeps per-position sums only, and
+    with a `means_cache` (seqcirc.means_cache) takes them from disk when they are there.
+    Rows per chunk: `batch_rows` if given, else as many as `memory_budget` bytes hold
+    (default seqcirc.memory.budget_bytes of the model's device).
     """
     t0 = time.perf_counter()
     ablation = ablation or AblationSpec()
     check_metric(metric)
     w = extract_weights(bridge)
     _check_setup(task, ablation, w)
-    rows = batch_rows or DEFAULT_BATCH_ROWS
+    if batch_rows is not None and batch_rows < 1:
+        raise InputError(f"--batch-size must be at least 1, got {batch_rows}", code="E406")
     dev = w.device
     clean, corrupted = _tensor(task.clean, dev), _tensor(task.corrupted, dev)
     answer_pos = _tensor(task.answer_pos, dev)
     correct, incorrect = _tensor(task.correct, dev), _tensor(task.incorrect, dev)
     n, seq = clean.shape
     patch = ablation.direction == "patch_circuit"
+    per_prompt_values = ablation.value == "resample" or patch
+    budget = memory_budget if memory_budget is not None else budget_bytes(dev)
+    shape = ForwardShape.of(w, seq)
+    rows = batch_rows or rows_for(
+        budget, node_row_bytes(shape, per_prompt_values=per_prompt_values)
+    )
+    sweep_rows = batch_rows or rows_for(budget, node_row_bytes(shape, capture=True))
+    edge_rows = batch_rows or rows_for(
+        budget, edge_row_bytes(shape, per_prompt_values=per_prompt_values)
+    )
+    cache = means_cache if ablation.value == "mean" and not patch else None
+    key = None
+    if cache is not None:
+        key = cache_key(bridge, task.corrupted, task.answer_pos, ablation, dtype=w.dtype,
+                        device=dev, rows=min(sweep_rows, n))  # fmt: skip
     n_forward = 0
     with torch.inference_mode():
         # 1. The corrupted run gives the ablation values (patching: the runs' roles swap).
@@ -281,12 +306,21 @@ def prepare(
             values = Replacement(tuple(z0 for _ in range(w.n_layers)), (m0,) * w.n_layers)
             embed_values = m0
         else:
-            # its logits are only needed where the corrupted run is the empty circuit
-            empty_logits = _sweep(
-                w, corrupted, answer_pos, rows, lambda sl, run: corr.add(run), logits=patch
-            )
-            n_forward += n
-            values, embed_values = corr.whole() if corr.keep else corr.mean()
+            cached = None
+            if cache is not None and key is not None:
+                cached = cache.load(key, _means_like(w, seq), dev)
+            if cached is not None:
+                values, embed_values = Replacement(cached.z, cached.mlp), cached.embed
+            else:
+                # its logits are only needed where the corrupted run is the empty circuit
+                empty_logits = _sweep(
+                    w, corrupted, answer_pos, sweep_rows, lambda sl, run: corr.add(run),
+                    logits=patch,
+                )  # fmt: skip
+                n_forward += n
+                values, embed_values = corr.whole() if corr.keep else corr.mean()
+                if cache is not None and key is not None:
+                    cache.store(key, Means(values.z, values.mlp, embed_values))
         # 2. The clean run: the reference metric, and how much each replacement changes.
         clean_acts = _Acts(keep=patch)
         embeds: list[Tensor] = []
@@ -307,7 +341,7 @@ def prepare(
             c, e = _output_change(w, run, values.rows(idx), emb_vals, answer_pos[sl])
             change, embed_change = torch.maximum(change, c), torch.maximum(embed_change, e)
 
-        clean_logits = _sweep(w, clean, answer_pos, rows, visit)
+        clean_logits = _sweep(w, clean, answer_pos, sweep_rows, visit)
         assert clean_logits is not None
         n_forward += n
         bridge_diff = _check_against_bridge(bridge, w, clean, answer_pos, clean_logits)
@@ -329,12 +363,21 @@ def prepare(
         clean_embed_answer=torch.cat(embeds),
         clean_logits=clean_logits if metric == "kl" else None,
         empty_logits=empty_logits if patch else None,
-        m_model=np.concatenate(m_model), batch_rows=rows, bridge_max_abs_diff=bridge_diff,
+        m_model=np.concatenate(m_model), batch_rows=rows, capture_rows=sweep_rows,
+        edge_rows=edge_rows, bridge_max_abs_diff=bridge_diff,
         output_change=change.double().cpu().numpy(), embed_change=float(embed_change),
         forward_rows=n_forward + min(BRIDGE_CHECK_ROWS, n),
+        means_cache=cache.last_status if cache is not None else "",
     )  # fmt: skip
     state.timings["prepare_s"] = time.perf_counter() - t0
     return state
+
+
+def _means_like(w: ModelWeights, seq: int) -> Means:
+    """Empty tensors of the names, shapes and dtype a model's mean values have."""
+    z = torch.empty(seq, w.n_heads, w.d_head, dtype=w.dtype)
+    m = torch.empty(seq, w.d_model, dtype=w.dtype)
+    return Means((z,) * w.n_layers, (m,) * w.n_layers, m)
 
 
 def clean_logits_at(state: EvalState, index: Tensor | None) -> Tensor | None:

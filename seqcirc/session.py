@@ -34,8 +34,9 @@ class Options:
     model: str | None = None
     seed: int | None = None
     prompts: int | None = None
-    device: str = "cpu"
-    batch_rows: int | None = None
+    device: str = "auto"
+    batch_rows: int | None = None  # rows per forward chunk (None: from a memory budget)
+    cache_dir: str | None = None  # on-disk means cache (None: SEQCIRC_CACHE_DIR, else off)
     n_boot: int = 10_000
     only_model: str | None = None  # evaluate only the circuits stated on this model
 
@@ -105,6 +106,7 @@ class Session:
         self._tasks: dict[tuple[Any, ...], Any] = {}
         self._states: dict[tuple[Any, ...], Any] = {}
         self._failed_models: dict[str, ModelUnavailableError] = {}
+        self._means_cache: Any = None
 
     # ---- models and tasks ---------------------------------------------------------
     def model(self, circuit: CircuitPlan, base_dir: Path) -> Any:
@@ -192,9 +194,12 @@ class Session:
 
     def _evaluate_model(self, plan: Plan, base_dir: Path) -> Any:
         from seqcirc.evaluation import evaluate_plan
+        from seqcirc.means_cache import MeansCache
         from seqcirc.significance import HANDLERS
 
         loaded = self.model(plan.circuits[0], base_dir)
+        if self._means_cache is None:
+            self._means_cache = MeansCache.from_option(self.options.cache_dir) or False
         handlers = {**HANDLERS, "role": _role_handler(loaded)}
         self.progress(f"evaluating {len(plan.circuits)} circuit(s) on {loaded.identity.name}")
         result = evaluate_plan(
@@ -205,6 +210,7 @@ class Session:
             batch_rows=self.options.batch_rows,
             handlers=handlers,
             states=self._states,
+            means_cache=self._means_cache or None,
         )
         return replace(result, model=loaded.to_dict())
 
@@ -253,9 +259,8 @@ def head_attention(bridge: Any, task: Any, head: str) -> dict[str, Any]:
     n = min(task.n_prompts, ATTENTION_PROMPTS)
     hook = f"blocks.{node.layer}.attn.hook_pattern"
     with torch.inference_mode():
-        _, cache = bridge.run_with_cache(
-            torch.as_tensor(task.clean[:n]), names_filter=lambda name: name == hook
-        )
+        tokens = torch.as_tensor(task.clean[:n], device=bridge.cfg.device)
+        _, cache = bridge.run_with_cache(tokens, names_filter=lambda name: name == hook)
     patterns = cache[hook][:, node.head].double().cpu().numpy()
     positions = {k: v[:n] for k, v in task.positions.items()}
     return named_attention(
@@ -330,7 +335,8 @@ def evaluate(path: str | Path, **options: Any) -> Any:
     """Evaluate a .circ file in this process's default session (models, tasks and means
     cached across calls): `seqcirc.evaluate("hypotheses/months.circ")`.
 
-    options: the fields of Options (model, seed, prompts, device, batch_rows, n_boot);
+    options: the fields of Options (model, seed, prompts, device, batch_rows, cache_dir,
+    n_boot);
     calls with different options get a session of their own.
     """
     global _DEFAULT_SESSION

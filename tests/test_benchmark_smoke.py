@@ -34,6 +34,13 @@ def test_benchmark_tiny_in_process(bench: ModuleType, tmp_path: Path) -> None:
     assert {"torch", "transformer-lens", "transformers"} <= set(machine["versions"])
     by_item = {r["item"]: r for r in report["results"]}
     assert set(by_item) == set(bench.ITEMS)
+    memory = by_item.pop("memory")
+    assert "error" not in memory, memory
+    assert memory["passed"] and memory["limit_mb"] == 4096
+    assert memory["memory"]["peak_mb"] >= memory["memory"]["after_model_mb"] > 0
+    # the tiny model's whole baseline fits one chunk; the evaluation is the node item's
+    assert memory["detail"]["chunks"] == 1
+    assert memory["detail"]["n_random"] == report["config"]["n_random"]
     for r in by_item.values():
         assert "error" not in r, r
         assert r["item_wall_s"] > 0 and r["bare_wall_s"] > 0
@@ -53,6 +60,7 @@ def test_benchmark_tiny_in_process(bench: ModuleType, tmp_path: Path) -> None:
     assert disc["forward_rows"] == disc["forward_passes_needed"] * disc["n_prompts"] + 2
     table = bench.render_table(report["results"], bench.Config.from_dict(report["config"]))
     assert all(item in table for item in bench.ITEMS)
+    assert "4096MB  yes" in table
 
 
 def test_worker_rebuilds_the_parents_model(bench: ModuleType, tmp_path: Path) -> None:
@@ -67,3 +75,18 @@ def test_worker_rebuilds_the_parents_model(bench: ModuleType, tmp_path: Path) ->
     save_task(random_task(hf_model, 4, 5), path, weights_checksum(hf_model) + 1.0)
     with pytest.raises(SystemExit, match="different weights"):
         bench.worker("node", cfg, path)
+
+
+def test_memory_worker_reports_the_whole_process_peak(bench: ModuleType, tmp_path: Path) -> None:
+    from benchmarks.gpt2_shape import TINY, build_model, random_task, save_task, weights_checksum
+
+    cfg = bench.Config(shape=TINY, n_prompts=4, seq_len=5, n_random=7, threads=1)
+    hf_model, _ = build_model(TINY, cfg.seed)
+    path = tmp_path / "task.npz"
+    save_task(random_task(hf_model, 4, 5), path, weights_checksum(hf_model))
+    res = bench.worker("memory", cfg, path)
+    assert res["item"] == "memory" and res["passed"]
+    assert res["detail"]["n_random"] == 7
+    # prepare (2 sweeps + 2 check rows), the circuit, the 7 baseline circuits
+    assert res["detail"]["forward_rows"] == 2 * 4 + 2 + 4 + 7 * 4
+    assert res["memory"]["peak_mb"] >= res["memory"]["after_model_mb"]

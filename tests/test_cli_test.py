@@ -71,3 +71,38 @@ def test_on_selects_circuits_and_names_the_models_when_none_match(tmp_path: Path
     assert proc.returncode == 2
     assert "no circuit on seqcirc-mini" in proc.stderr
     assert "gpt2-small" in proc.stderr
+
+
+@needs_bundled
+def test_cache_dir_reuses_the_means_across_runs_and_a_new_seed_misses(tmp_path: Path) -> None:
+    (tmp_path / "ok.circ").write_text(
+        TASK + f"circuit most on seqcirc-mini {{\n  heads {heads_but_last()}\n"
+        "  expect faithfulness >= 0.5\n}\n"
+    )
+
+    def run(name: str, *extra: str) -> dict:  # type: ignore[type-arg]
+        proc = _run("test", "ok.circ", "--cache-dir", "cache", "--json", name, *extra, cwd=tmp_path)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        circuit = json.loads((tmp_path / name).read_text())["circuits"][0]
+        return {"cache": circuit["checks"]["means_cache"], "claim": circuit["claims"][0]}
+
+    first, second = run("a.json"), run("b.json")
+    assert (first["cache"], second["cache"]) == ("stored", "hit")
+    assert first["claim"]["value"] == second["claim"]["value"]
+    assert first["claim"]["per_prompt"] == second["claim"]["per_prompt"]
+    assert run("c.json", "--seed", "4")["cache"] == "stored"  # other prompts: a miss
+    assert len(list((tmp_path / "cache").glob("*.safetensors"))) == 2
+
+
+def test_unknown_or_missing_device_is_error_e405_without_traceback(tmp_path: Path) -> None:
+    import torch
+
+    (tmp_path / "ok.circ").write_text(
+        TASK + "circuit c on seqcirc-mini {\n  heads 0.0\n  expect faithfulness >= 0.5\n}\n"
+    )
+    devices = ["tpu9"] + ([] if torch.cuda.is_available() else ["cuda"])
+    for device in devices:
+        proc = _run("test", "ok.circ", "--device", device, cwd=tmp_path)
+        assert proc.returncode == 2, proc.stdout + proc.stderr
+        assert "error[E405]" in proc.stderr and "help: " in proc.stderr
+        assert "Traceback" not in proc.stderr + proc.stdout

@@ -157,3 +157,21 @@ circuit r on seqcirc-mini {
     end, n1 = att["labels"].index("END"), att["labels"].index("N1")
     assert grid[n1][end] == 0.0  # N1 comes before END: no attention forward in time
     assert all(sum(row) <= 1.0 + 1e-9 for row in grid)
+
+
+@needs_bundled
+def test_cache_dir_option_keeps_the_means_on_disk(pytester: pytest.Pytester) -> None:
+    _ini(pytester)
+    pytester.makefile(".circ", good=GOOD)
+    cache = pytester.path / "means"
+    result = pytester.runpytest("--seqcirc-cache-dir", str(cache), "--seqcirc-device", "cpu")
+    result.assert_outcomes(passed=1)
+    assert len(list(cache.glob("means-*.safetensors"))) == 1
+
+
+def test_unavailable_device_fails_the_items_with_e405(pytester: pytest.Pytester) -> None:
+    _ini(pytester)
+    pytester.makefile(".circ", good=GOOD)
+    result = pytester.runpytest("--seqcirc-device", "tpu7")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*error[[]E405[]]*unknown device*tpu7*"])

@@ -147,11 +147,13 @@ def attends_from_patterns(
     patterns: Sequence[torch.Tensor], src: npt.NDArray[np.int64], dst: npt.NDArray[np.int64]
 ) -> FloatArray:
     """Mean over prompts of pattern[p, head, src[p], dst[p]] per layer: [layers, heads]."""
-    p = torch.arange(len(src))
-    q, k = torch.as_tensor(src), torch.as_tensor(dst)
-    return np.stack([pat[p, :, q, k].float().mean(0).cpu().numpy() for pat in patterns]).astype(
-        np.float64
-    )
+    out = []
+    for pat in patterns:  # indices on the pattern's device (a GPU run's too)
+        p = torch.arange(len(src), device=pat.device)
+        q = torch.as_tensor(src, device=pat.device)
+        k = torch.as_tensor(dst, device=pat.device)
+        out.append(pat[p, :, q, k].float().mean(0).cpu().numpy())
+    return np.stack(out).astype(np.float64)
 
 
 def attends_scores(
