@@ -2,7 +2,8 @@
 runs feed the tests of seqcirc.stats. A claim's value is its test's p-value.
 
 - random_baseline: R random circuits with as many heads and MLPs (optionally per layer,
-  optionally from the complement only), their performance ratios in batched passes;
+  optionally from the complement only), their performance ratios in batched passes; where
+  there are no more than R such circuits, all of them, which makes p exact;
 - equivalence: per-prompt metric of C against M (Shi et al.);
 - independence: per-prompt metric of the complement (C ablated, the rest kept) against M;
 - sufficiency: loss |F(X) / F(M) - 1| of C against N random circuits of C's size;
@@ -23,7 +24,13 @@ from seqcirc.evaluation import ClaimContext, ClaimValue
 from seqcirc.measures import f_model, faithfulness_of_masks
 from seqcirc.plan import Claim
 from seqcirc.runner import node_mask, run_circuits
-from seqcirc.stats.baseline import RandomCircuits, random_baseline_test, sample_random_circuits
+from seqcirc.stats.baseline import (
+    RandomCircuits,
+    count_other_circuits,
+    enumerate_other_circuits,
+    random_baseline_test,
+    sample_random_circuits,
+)
 from seqcirc.stats.hsic import DEFAULT_PERMUTATIONS, independence_test
 from seqcirc.stats.shi import (
     DEFAULT_EPSILON,
@@ -56,9 +63,20 @@ def _value(test: Any, **detail: Any) -> ClaimValue:
 
 
 def _random_masks(
-    ctx: ClaimContext, n: int, *, layer_matched: bool, complement_only: bool
+    ctx: ClaimContext,
+    n: int,
+    *,
+    layer_matched: bool,
+    complement_only: bool,
+    exact_if_fewer: bool = False,
 ) -> RandomCircuits:
+    """n random circuits of the circuit's size; with exact_if_fewer, every other circuit
+    of that size instead when there are at most n (a small model: the exact p-value)."""
     w = ctx.state.weights
+    size = {"n_layers": w.n_layers, "n_heads": w.n_heads, "layer_matched": layer_matched,
+            "complement_only": complement_only}  # fmt: skip
+    if exact_if_fewer and count_other_circuits(ctx.circuit.nodes, **size) <= n:
+        return enumerate_other_circuits(ctx.circuit.nodes, seed=ctx.seed, **size)
     return sample_random_circuits(
         ctx.circuit.nodes, n_layers=w.n_layers, n_heads=w.n_heads, n_circuits=n,
         seed=ctx.seed, layer_matched=layer_matched, complement_only=complement_only,
@@ -71,14 +89,21 @@ def random_baseline(claim: Claim, ctx: ClaimContext) -> ClaimValue:
     draws = _random_masks(
         ctx, int(p.get("n", DEFAULT_RANDOM)),
         layer_matched=bool(p.get("layer_matched", False)),
-        complement_only=bool(p.get("complement_only", False)),
+        complement_only=bool(p.get("complement_only", False)), exact_if_fewer=True,
     )  # fmt: skip
+    if draws.n_circuits == 0:
+        raise EvaluationError(
+            "no other circuit has this circuit's size: there is nothing to compare it with",
+            code="E332",
+            hint="drop the layer-matched option, or compare a circuit that leaves more out",
+        )
     observed = float(np.mean(ctx.m_circuit)) / f_model(ctx.state)
     values = faithfulness_of_masks(ctx.state, draws.masks)
     test = random_baseline_test(observed, values, seed=ctx.seed)
     return _value(
-        test, observed=observed, random_values=values.tolist(), statistic_name="performance_ratio"
-    )
+        test, observed=observed, random_values=values.tolist(), statistic_name="performance_ratio",
+        exact=draws.exact,
+    )  # fmt: skip
 
 
 def equivalence(claim: Claim, ctx: ClaimContext) -> ClaimValue:

@@ -48,14 +48,16 @@ def test_significance_claims_on_the_true_circuit() -> None:
     claims = _run(
         HEADS[:2],
         [
-            Claim("rb", "random_baseline", "<", 0.2, params=(("n", 30),)),
+            Claim("rb", "random_baseline", "<", 0.3, params=(("n", 4),)),
             Claim("eq", "equivalence", "<", 0.05),
             Claim("suf", "sufficiency", "<", 0.2, params=(("n", 20),)),
         ],
     )
-    # random baseline: two-head circuits drawn from four heads; a draw ties the true circuit
-    # only when it is the true circuit; every other pair keeps less
+    # random baseline: 4 two-head circuits drawn from four heads (fewer draws than the 5
+    # other pairs, so drawn, not listed); a draw ties the true circuit only when it is the
+    # true circuit; every other pair keeps less
     rb = claims["random_baseline"]
+    assert rb.detail["exact"] is False and len(rb.detail["random_values"]) == 4
     f_m = _f({0, 1, 2})
     pairs = {(a, b): _f({a, b} & {0, 1, 2}) / f_m for a in range(4) for b in range(a + 1, 4)}
     observed = pairs[(0, 1)]
@@ -65,7 +67,7 @@ def test_significance_claims_on_the_true_circuit() -> None:
         assert min(abs(v - p) for p in pairs.values()) < 1e-5
     ties = sum(abs(v - observed) < 1e-5 for v in values)
     assert all(v < observed - 1e-3 for v in values if abs(v - observed) >= 1e-5)
-    assert rb.value == pytest.approx((1 + ties) / 31)
+    assert rb.value == pytest.approx((1 + ties) / 5)
     # equivalence: the circuit beats the model on all 8 prompts (LN scale), p-hat = 1:
     # p = P_{K~Bin(8, 0.6)}(|K/8 - 1/2| >= 1/2) = 0.4^8 + 0.6^8
     assert claims["equivalence"].value == pytest.approx(0.4**8 + 0.6**8, rel=1e-9)
@@ -83,20 +85,33 @@ def test_a_useless_circuit_does_not_beat_random() -> None:
     assert rb.verdict == "fail" and rb.value > 0.5
 
 
-def test_the_true_circuit_beats_every_random_circuit_from_its_complement() -> None:
-    # complement-only two-head draws from {0.0..0.3} minus {0.0, 0.1} are all {0.2, 0.3},
-    # which keeps less: p = 1 / (R + 1) exactly
+def test_with_fewer_circuits_of_its_size_than_draws_every_one_is_scored() -> None:
+    # 30 draws asked for, but there are only 6 two-head circuits: the other 5 are each
+    # scored once and p is the true circuit's exact rank among the 6, 1/6 (the best)
+    rb = _run(HEADS[:2], [Claim("rb", "random_baseline", "<", 0.2, params=(("n", 30),))])[
+        "random_baseline"
+    ]
+    f_m = _f({0, 1, 2})
+    others = [_f({a, b} & {0, 1, 2}) / f_m for a in range(4) for b in range(a + 1, 4)][1:]
+    assert rb.detail["exact"] is True
+    assert sorted(rb.detail["random_values"]) == pytest.approx(sorted(others), abs=1e-6)
+    assert rb.value == pytest.approx(1 / 6) and rb.verdict == "pass"
+
+
+def test_the_complement_holds_one_circuit_of_its_size_so_p_is_one_half() -> None:
+    # complement-only two-head circuits from {0.0..0.3} minus {0.0, 0.1}: only {0.2, 0.3},
+    # which keeps less. Drawing it 30 times would claim p = 1/31; the exact p is 1/2.
     rb = _run(HEADS[:2], [COMPLEMENT_BASELINE])["random_baseline"]
     junk_pair = _f({2}) / _f({0, 1, 2})
-    assert rb.detail["random_values"] == pytest.approx([junk_pair] * 30, abs=1e-6)
+    assert rb.detail["random_values"] == pytest.approx([junk_pair], abs=1e-6)
     assert rb.detail["observed"] == pytest.approx(_f({0, 1}) / _f({0, 1, 2}), abs=1e-6)
-    assert rb.value == 1 / 31 and rb.verdict == "pass"
+    assert rb.value == 1 / 2 and rb.verdict == "fail"
 
 
-def test_a_useless_circuit_loses_to_every_random_circuit_from_its_complement() -> None:
-    # the complement of {0.2, 0.3} is the true circuit: all 30 draws beat it, p = 31/31
+def test_a_useless_circuit_loses_to_the_random_circuit_from_its_complement() -> None:
+    # the complement of {0.2, 0.3} is the true circuit, which beats it: p = 2/2
     rb = _run(HEADS[2:], [COMPLEMENT_BASELINE])["random_baseline"]
-    assert rb.detail["random_values"] == pytest.approx([_f({0, 1}) / _f({0, 1, 2})] * 30)
+    assert rb.detail["random_values"] == pytest.approx([_f({0, 1}) / _f({0, 1, 2})])
     assert rb.value == 1.0 and rb.verdict == "fail"
 
 

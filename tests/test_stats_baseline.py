@@ -136,3 +136,85 @@ def test_baseline_p_value_formula():
     assert result.p_value == pytest.approx((1 + 2) / 5)  # losses <= 0.2: 0.1 and 0.0
     assert result.seed == 4
     assert result.null_distribution is not None and result.null_distribution.size == 4
+
+
+# ---- exact baselines: every other circuit of the size, on a small model ------------------
+
+
+def _brute_force_class(circuit_mask_row: np.ndarray, n_layers: int, n_heads: int) -> list:
+    """Every mask with as many heads and MLPs as the circuit, by listing all 2^n masks."""
+    hc = n_layers * n_heads
+    want = (circuit_mask_row[:hc].sum(), circuit_mask_row[hc:].sum())
+    n = circuit_mask_row.size
+    out = []
+    for bits in range(2**n):
+        row = np.array([(bits >> i) & 1 for i in range(n)], dtype=bool)
+        if (row[:hc].sum(), row[hc:].sum()) == want:
+            out.append(row)
+    return out
+
+
+def test_enumeration_is_every_other_circuit_of_the_size() -> None:
+    from seqcirc.stats.baseline import count_other_circuits, enumerate_other_circuits
+
+    circuit = [Node(0, 0), Node(1, 1), Node(0)]  # 2 of 4 heads, 1 of 2 MLPs: 6 * 2 = 12
+    mask = circuit_mask(circuit, 2, 2)
+    got = enumerate_other_circuits(circuit, n_layers=2, n_heads=2)
+    want = [r for r in _brute_force_class(mask, 2, 2) if not np.array_equal(r, mask)]
+    assert got.exact and got.n_circuits == 11 == len(want)
+    assert count_other_circuits(circuit, n_layers=2, n_heads=2) == 11
+    assert {r.tobytes() for r in got.masks} == {r.tobytes() for r in want}
+
+
+def test_enumeration_layer_matched_and_complement_only() -> None:
+    from seqcirc.stats.baseline import count_other_circuits, enumerate_other_circuits
+
+    circuit = [Node(0, 0), Node(1, 1), Node(0)]
+    # one head in each layer (2 x 2 ways), MLP 0 only: 4 circuits, 3 besides this one
+    lm = enumerate_other_circuits(circuit, n_layers=2, n_heads=2, layer_matched=True)
+    assert (
+        lm.n_circuits
+        == 3
+        == count_other_circuits(circuit, n_layers=2, n_heads=2, layer_matched=True)
+    )
+    assert all(
+        r[[0, 1]].sum() == 1 and r[[2, 3]].sum() == 1 and r[4] and not r[5] for r in lm.masks
+    )
+    # outside the circuit: heads 0.1 and 1.0, MLP 1: exactly one circuit, not the circuit
+    co = enumerate_other_circuits(circuit, n_layers=2, n_heads=2, complement_only=True)
+    assert (
+        co.n_circuits
+        == 1
+        == count_other_circuits(circuit, n_layers=2, n_heads=2, complement_only=True)
+    )
+    assert co.masks[0].tolist() == [False, True, True, False, False, True]
+
+
+def test_exact_p_is_the_circuits_rank_among_all_of_its_size() -> None:
+    """Score = a fixed weight per component; the best circuit of its size has p = 1/|class|,
+    the k-th best k/|class| (hand-checked against a brute-force ranking)."""
+    from seqcirc.stats.baseline import enumerate_other_circuits
+
+    weight = np.array([5.0, 1.0, 4.0, 2.0, 3.0, 0.5])  # 0.0 0.1 1.0 1.1 mlp0 mlp1
+
+    def score(row: np.ndarray) -> float:
+        return float(weight[row].sum())
+
+    for circuit in ([Node(0, 0), Node(1, 0), Node(0)], [Node(0, 1), Node(1, 1), Node(1)]):
+        mask = circuit_mask(circuit, 2, 2)
+        everyone = _brute_force_class(mask, 2, 2)
+        rank = sum(score(r) >= score(mask) for r in everyone)  # 1 = the best
+        others = enumerate_other_circuits(circuit, n_layers=2, n_heads=2)
+        p = random_baseline_p(score(mask), [score(r) for r in others.masks])
+        assert p == pytest.approx(rank / len(everyone), abs=1e-15)
+    # 0.0 1.0 mlp0 is the best of the 12; 0.1 1.1 mlp1 the worst
+    best = circuit_mask([Node(0, 0), Node(1, 0), Node(0)], 2, 2)
+    assert random_baseline_p(
+        score(best),
+        [
+            score(r)
+            for r in enumerate_other_circuits(
+                [Node(0, 0), Node(1, 0), Node(0)], n_layers=2, n_heads=2
+            ).masks
+        ],
+    ) == pytest.approx(1 / 12)

@@ -8,6 +8,8 @@ batch [R, n_components] into R circuits evaluated together.
 
 from __future__ import annotations
 
+import itertools
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -77,6 +79,7 @@ class RandomCircuits:
     complement_only: bool
     n_circuit_heads: int
     n_circuit_mlps: int
+    exact: bool = False  # every other circuit of the size, not a random draw
 
     @property
     def n_circuits(self) -> int:
@@ -102,25 +105,18 @@ def _draw_subsets(
     masks[np.arange(rows)[:, None], pool[chosen]] = True
 
 
-def sample_random_circuits(
+Group = tuple[NDArray[np.intp], int, str]  # (pool of columns, how many to draw, what)
+
+
+def _size_class(
     circuit: Iterable[Node],
-    *,
     n_layers: int,
     n_heads: int,
-    n_circuits: int,
-    seed: int,
-    layer_matched: bool = False,
-    complement_only: bool = False,
-) -> RandomCircuits:
-    """Draw `n_circuits` circuits with as many heads and MLPs as `circuit`.
-
-    layer_matched: match the count of heads and of MLPs in every layer.
-    complement_only: draw only components outside `circuit`.
-    Circuits are drawn independently (the same circuit may come up twice, and may equal
-    `circuit` unless complement_only): that is what makes the baseline p-value valid.
-    """
-    seed = check_seed(seed)
-    n_circuits = check_count(n_circuits, "n_circuits")
+    layer_matched: bool,
+    complement_only: bool,
+) -> tuple[list[Group], NDArray[np.bool_]]:
+    """The circuits "of the same size" as draws from pools: heads and MLPs (or per layer),
+    from the whole model or the complement only; and the circuit's own mask."""
     n_layers = check_count(n_layers, "n_layers")
     n_heads = check_count(n_heads, "n_heads")
     in_circuit = circuit_mask(circuit, n_layers, n_heads)
@@ -129,7 +125,7 @@ def sample_random_circuits(
     mlp_in = in_circuit[n_head_cols:]
 
     # (pool of columns, how many to draw) in a fixed order, so the draw is reproducible.
-    groups: list[tuple[NDArray[np.intp], int, str]] = []
+    groups: list[Group] = []
     all_heads = np.arange(n_head_cols).reshape(n_layers, n_heads)
     all_mlps = np.arange(n_head_cols, n_head_cols + n_layers)
     if layer_matched:
@@ -158,6 +154,84 @@ def sample_random_circuits(
                 code="E706",
                 hint="drop the complement-only or layer-matched option for this circuit",
             )
+    return groups, in_circuit
+
+
+def count_other_circuits(
+    circuit: Iterable[Node],
+    *,
+    n_layers: int,
+    n_heads: int,
+    layer_matched: bool = False,
+    complement_only: bool = False,
+) -> int:
+    """How many circuits of the same size there are besides `circuit` itself."""
+    groups, _ = _size_class(circuit, n_layers, n_heads, layer_matched, complement_only)
+    total = math.prod(math.comb(int(pool.size), k) for pool, k, _ in groups)
+    return total if complement_only else total - 1
+
+
+def enumerate_other_circuits(
+    circuit: Iterable[Node],
+    *,
+    n_layers: int,
+    n_heads: int,
+    layer_matched: bool = False,
+    complement_only: bool = False,
+    seed: int = 0,
+) -> RandomCircuits:
+    """Every circuit of the same size except `circuit` itself, in a fixed order.
+
+    Scored in place of random draws when there are no more of them than draws asked for:
+    then (1 + #{other >= observed}) / (N + 1) is the exact p-value of the circuit's rank
+    among all circuits of its size (the circuit itself is the 1), with no sampling error.
+    """
+    groups, in_circuit = _size_class(circuit, n_layers, n_heads, layer_matched, complement_only)
+    per_group = [list(itertools.combinations(pool.tolist(), k)) for pool, k, _ in groups]
+    rows = []
+    for choice in itertools.product(*per_group):
+        mask = np.zeros(in_circuit.size, dtype=bool)
+        for cols in choice:
+            mask[list(cols)] = True
+        if complement_only or not np.array_equal(mask, in_circuit):
+            rows.append(mask)
+    masks = np.array(rows, dtype=bool).reshape(len(rows), in_circuit.size)
+    n_head_cols = n_layers * n_heads
+    return RandomCircuits(
+        masks=masks,
+        n_layers=n_layers,
+        n_heads=n_heads,
+        seed=check_seed(seed),
+        layer_matched=layer_matched,
+        complement_only=complement_only,
+        n_circuit_heads=int(in_circuit[:n_head_cols].sum()),
+        n_circuit_mlps=int(in_circuit[n_head_cols:].sum()),
+        exact=True,
+    )
+
+
+def sample_random_circuits(
+    circuit: Iterable[Node],
+    *,
+    n_layers: int,
+    n_heads: int,
+    n_circuits: int,
+    seed: int,
+    layer_matched: bool = False,
+    complement_only: bool = False,
+) -> RandomCircuits:
+    """Draw `n_circuits` circuits with as many heads and MLPs as `circuit`.
+
+    layer_matched: match the count of heads and of MLPs in every layer.
+    complement_only: draw only components outside `circuit`.
+    Circuits are drawn independently (the same circuit may come up twice, and may equal
+    `circuit` unless complement_only): that is what makes the baseline p-value valid.
+    """
+    seed = check_seed(seed)
+    n_circuits = check_count(n_circuits, "n_circuits")
+    groups, in_circuit = _size_class(circuit, n_layers, n_heads, layer_matched, complement_only)
+    head_in = in_circuit[: n_layers * n_heads]
+    mlp_in = in_circuit[n_layers * n_heads :]
     rng = np.random.default_rng(seed)
     masks = np.zeros((n_circuits, n_components(n_layers, n_heads)), dtype=bool)
     for pool, k, _ in groups:
