@@ -73,8 +73,10 @@ def _random_masks(
     """n random circuits of the circuit's size; with exact_if_fewer, every other circuit
     of that size instead when there are at most n (a small model: the exact p-value)."""
     w = ctx.state.weights
-    size = {"n_layers": w.n_layers, "n_heads": w.n_heads, "layer_matched": layer_matched,
-            "complement_only": complement_only}  # fmt: skip
+    size: dict[str, Any] = {
+        "n_layers": w.n_layers, "n_heads": w.n_heads, "layer_matched": layer_matched,
+        "complement_only": complement_only,
+    }  # fmt: skip
     if exact_if_fewer and count_other_circuits(ctx.circuit.nodes, **size) <= n:
         return enumerate_other_circuits(ctx.circuit.nodes, seed=ctx.seed, **size)
     return sample_random_circuits(
