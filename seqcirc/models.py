@@ -65,6 +65,7 @@ class ModelIdentity:
     transformer_lens_version: str
     compatibility_mode: bool
     prepend_bos: bool
+    device: str = "cpu"  # where it ran: results on a GPU may differ in the last digits
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -286,5 +287,6 @@ def _load_folder(
         transformer_lens_version=version("transformer-lens"),
         compatibility_mode=compatibility_mode,
         prepend_bos=bool(bridge.cfg.default_prepend_bos),
+        device=str(device),
     )
     return LoadedModel(bridge=bridge, tokenizer=bridge.tokenizer, shape=shape, identity=identity)

@@ -74,6 +74,8 @@ def test_bundled_model_by_name():
     assert loaded.shape == shape_of(BUNDLED_NAME)
     digest = hashlib.sha256((BUNDLED_DIR / "model.safetensors").read_bytes()).hexdigest()
     assert loaded.identity.weights_sha256 == digest
+    # results say where the model ran ("auto" resolved: this machine has no GPU)
+    assert loaded.identity.device == str(next(loaded.bridge.parameters()).device) == "cpu"
     assert (BUNDLED_DIR / "model.safetensors").stat().st_size < 8_000_000
     # Every member of every ordered set is one token, with or without a leading space.
     for members in ORDERED_SETS.values():
