@@ -45,9 +45,12 @@ def test_plan_prints_the_plan_json() -> None:
     result = _run("plan", "hypotheses/months.circ")
     assert result.returncode == 0, result.stderr
     plan = json.loads(result.stdout)
-    circuit, mini = plan["circuits"]
+    circuit, mini, spanish = plan["circuits"]
     assert circuit["name"] == "months" and circuit["model"]["name"] == "gpt2-small"
     assert mini["name"] == "months_mini" and mini["model"]["name"] == "seqcirc-mini"
+    # the cross-task claim plans the mini circuit once more, on Spanish months
+    assert spanish["name"] == "months_mini on spanish_months_mini"
+    assert spanish["nodes"] == mini["nodes"] and spanish["task"]["name"] == "spanish_months_mini"
     assert len([n for n in circuit["nodes"] if not n.startswith("mlp")]) == 13
 
 
