@@ -36,6 +36,7 @@ from seqcirc.interventions_common import (
     ModelWeights,
     NodeRun,
     Replacement,
+    WeightsBase,
     all_nodes,
     attend,
     gather_pos,
@@ -43,6 +44,7 @@ from seqcirc.interventions_common import (
     replace_heads,
     replace_mlp,
     require_edges,
+    unembed_bias,
 )
 from seqcirc.interventions_llama import extract_llama_weights
 from seqcirc.plan import EMBED, LOGITS, Edge, ReceiverInput
@@ -55,7 +57,7 @@ __all__ = [
 
 
 @dataclass(frozen=True, eq=False)
-class Gpt2Weights:
+class Gpt2Weights(WeightsBase):
     """The weights of a GPT-2-architecture model in TransformerLens layout."""
 
     n_layers: int
@@ -93,24 +95,8 @@ class Gpt2Weights:
         return self._per_head[layer]
 
     @property
-    def n_nodes(self) -> int:
-        return self.n_layers * (self.n_heads + 1)
-
-    @property
     def d_mlp(self) -> int:
         return int(self.W_in[0].shape[-1])
-
-    @property
-    def d_vocab(self) -> int:
-        return int(self.W_U.shape[-1])
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return self.W_E.dtype
-
-    @property
-    def device(self) -> torch.device:
-        return self.W_E.device
 
     @property
     def architecture(self) -> str:
@@ -169,10 +155,6 @@ def _extract_gpt2(hf: Any) -> Gpt2Weights:
     def per_layer(get: Callable[[Any], Tensor]) -> Layers:
         return tuple(get(b).detach() for b in blocks)
 
-    # The bridge's unembedding carries a (zero) bias even where GPT-2 has none.
-    lm_bias = getattr(hf.lm_head, "bias", None)
-    vocab = hf.lm_head.weight.shape[0]
-    b_U = lm_bias.detach() if lm_bias is not None else hf.lm_head.weight.new_zeros(vocab)
     return Gpt2Weights(
         n_layers=n_layers,
         n_heads=n_heads,
@@ -196,7 +178,7 @@ def _extract_gpt2(hf: Any) -> Gpt2Weights:
         lnf_w=tr.ln_f.weight.detach(),
         lnf_b=tr.ln_f.bias.detach(),
         W_U=hf.lm_head.weight.detach().T,
-        b_U=b_U,
+        b_U=unembed_bias(hf),  # the bridge's unembedding may carry a (zero) bias
     )
 
 

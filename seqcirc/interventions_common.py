@@ -14,7 +14,7 @@ then every MLP.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -51,6 +51,39 @@ class NodeRun:
     z: tuple[Tensor, ...] = ()  # captured hook_z per layer [B, S, H, dh]
     mlp: tuple[Tensor, ...] = ()  # captured hook_mlp_out per layer [B, S, d]
     embed: Tensor | None = None  # what the residual stream starts as [B, S, d]
+
+
+class WeightsBase:
+    """What every architecture's weights derive alike from W_E, W_U and their sizes."""
+
+    n_layers: int
+    n_heads: int
+    W_E: Tensor  # [vocab, d]
+    W_U: Tensor  # [d, vocab]
+
+    @property
+    def n_nodes(self) -> int:
+        return self.n_layers * (self.n_heads + 1)
+
+    @property
+    def d_vocab(self) -> int:
+        return int(self.W_U.shape[-1])
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.W_E.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.W_E.device
+
+
+def unembed_bias(hf: Any) -> Tensor:
+    """The lm_head bias, or zeros where the model has none (GPT-2, Llama)."""
+    bias = getattr(hf.lm_head, "bias", None)
+    if bias is not None:
+        return bias.detach()
+    return hf.lm_head.weight.new_zeros(hf.lm_head.weight.shape[0])
 
 
 class ModelWeights(Protocol):

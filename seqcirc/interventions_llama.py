@@ -28,10 +28,12 @@ from seqcirc.interventions_common import (
     Layers,
     NodeRun,
     Replacement,
+    WeightsBase,
     attend,
     gather_pos,
     replace_heads,
     replace_mlp,
+    unembed_bias,
 )
 
 ARCHITECTURE = "LlamaForCausalLM"
@@ -40,7 +42,7 @@ ROPE_TYPES = ("default", "linear")
 
 
 @dataclass(frozen=True, eq=False)
-class LlamaWeights:
+class LlamaWeights(WeightsBase):
     """The weights of a Llama-architecture model; per-layer tuples are views of the
     model's own parameters (no copies), matrices laid out for `x @ W`."""
 
@@ -78,28 +80,12 @@ class LlamaWeights:
         return ARCHITECTURE
 
     @property
-    def n_nodes(self) -> int:
-        return self.n_layers * (self.n_heads + 1)
-
-    @property
     def d_mlp(self) -> int:
         return int(self.W_up[0].shape[-1])
 
     @property
-    def d_vocab(self) -> int:
-        return int(self.W_U.shape[-1])
-
-    @property
     def n_ctx(self) -> int:
         return self.max_positions
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return self.W_E.dtype
-
-    @property
-    def device(self) -> torch.device:
-        return self.W_E.device
 
     @property
     def supports_edges(self) -> bool:
@@ -254,8 +240,6 @@ def extract_llama_weights(hf: Any) -> LlamaWeights:
 
     o_bias = bias(lambda b: b.self_attn.o_proj)
     zeros = layers[0].self_attn.o_proj.weight.new_zeros(d)
-    lm_bias = getattr(hf.lm_head, "bias", None)
-    vocab = hf.lm_head.weight.shape[0]
     return LlamaWeights(
         n_layers=n_layers,
         n_heads=n_heads,
@@ -284,5 +268,5 @@ def extract_llama_weights(hf: Any) -> LlamaWeights:
         b_down=bias(lambda b: b.mlp.down_proj),
         lnf_w=hf.model.norm.weight.detach(),
         W_U=hf.lm_head.weight.detach().T,
-        b_U=lm_bias.detach() if lm_bias is not None else hf.lm_head.weight.new_zeros(vocab),
+        b_U=unembed_bias(hf),
     )
