@@ -15,6 +15,7 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM, LlamaTokenizer
 
 from seqcirc.tasks.sets import NAMES, ORDERED_SETS, TEMPLATES
+from tests.tasks_fixtures import prefix_merges
 
 WORDS = (
     *NAMES, *ORDERED_SETS["months"], *ORDERED_SETS["number_words"],
@@ -26,15 +27,7 @@ def llama_tokenizer() -> LlamaTokenizer:
     vocab: dict[str, int] = {"<unk>": 0, "<s>": 1, "</s>": 2}
     for ch in sorted(set("▁.,0123456789" + "".join(WORDS))):
         vocab.setdefault(ch, len(vocab))
-    merges: list[tuple[str, str]] = []
-    # Every merge extends a "▁..." prefix by one character, so merges never compete.
-    for word in ("▁" + w for w in WORDS):
-        left = word[0]
-        for ch in word[1:]:
-            if left + ch not in vocab:
-                merges.append((left, ch))
-                vocab[left + ch] = len(vocab)
-            left += ch
+    merges = prefix_merges(["▁" + w for w in WORDS], vocab)
     return LlamaTokenizer(vocab=vocab, merges=merges)
 
 

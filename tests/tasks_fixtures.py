@@ -47,6 +47,21 @@ def word_level_tokenizer(
     return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=BOS, unk_token=UNK)
 
 
+def prefix_merges(words: Iterable[str], vocab: dict[str, int]) -> list[tuple[str, str]]:
+    """BPE merges that build each word (its first character already in `vocab`) one
+    character at a time; the new tokens are added to `vocab`. Every merge extends a
+    prefix by one character, so merges never compete."""
+    merges: list[tuple[str, str]] = []
+    for word in words:
+        left = word[0]
+        for ch in word[1:]:
+            if left + ch not in vocab:
+                merges.append((left, ch))
+                vocab[left + ch] = len(vocab)
+            left += ch
+    return merges
+
+
 def bpe_tokenizer(spaced: Iterable[str], *, trim_offsets: bool = False) -> PreTrainedTokenizerFast:
     """Byte-level BPE: each word in `spaced` is one token " word" (as "Ġword"); everything
     else falls apart into smaller pieces. Like GPT-2 with add_prefix_space=True, the
@@ -55,15 +70,7 @@ def bpe_tokenizer(spaced: Iterable[str], *, trim_offsets: bool = False) -> PreTr
     vocab: dict[str, int] = {"<|endoftext|>": 0}
     for ch in alphabet:
         vocab.setdefault(ch, len(vocab))
-    merges: list[tuple[str, str]] = []
-    # Every merge extends a "Ġ..." prefix by one character, so merges never compete.
-    for word in ("Ġ" + w for w in spaced):
-        left = word[0]
-        for ch in word[1:]:
-            if left + ch not in vocab:
-                merges.append((left, ch))
-                vocab[left + ch] = len(vocab)
-            left += ch
+    merges = prefix_merges(["Ġ" + w for w in spaced], vocab)
     tok = Tokenizer(models.BPE(vocab=vocab, merges=merges))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
     tok.decoder = decoders.ByteLevel()

@@ -8,6 +8,7 @@ import json
 import sys
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 import torch
@@ -63,27 +64,35 @@ def test_benchmark_tiny_in_process(bench: ModuleType, tmp_path: Path) -> None:
     assert "4096MB  yes" in table
 
 
-def test_worker_rebuilds_the_parents_model(bench: ModuleType, tmp_path: Path) -> None:
+def _save_tiny_task(cfg: Any, path: Path, checksum_offset: float = 0.0) -> None:
+    """The parent's side of a worker run: the tiny model's task, saved with its checksum
+    (shifted by `checksum_offset` to pose as another model's)."""
     from benchmarks.gpt2_shape import TINY, build_model, random_task, save_task, weights_checksum
 
-    cfg = bench.Config(shape=TINY, n_prompts=4, seq_len=5, repeats=1, threads=1)
     hf_model, _ = build_model(TINY, cfg.seed)
+    task = random_task(hf_model, cfg.n_prompts, cfg.seq_len)
+    save_task(task, path, weights_checksum(hf_model) + checksum_offset)
+
+
+def test_worker_rebuilds_the_parents_model(bench: ModuleType, tmp_path: Path) -> None:
+    from benchmarks.gpt2_shape import TINY
+
+    cfg = bench.Config(shape=TINY, n_prompts=4, seq_len=5, repeats=1, threads=1)
     path = tmp_path / "task.npz"
-    save_task(random_task(hf_model, 4, 5), path, weights_checksum(hf_model))
+    _save_tiny_task(cfg, path)
     res = bench.worker("node", cfg, path)
     assert res["detail"]["forward_rows"] == 3 * 4 + 2
-    save_task(random_task(hf_model, 4, 5), path, weights_checksum(hf_model) + 1.0)
+    _save_tiny_task(cfg, path, checksum_offset=1.0)
     with pytest.raises(SystemExit, match="different weights"):
         bench.worker("node", cfg, path)
 
 
 def test_memory_worker_reports_the_whole_process_peak(bench: ModuleType, tmp_path: Path) -> None:
-    from benchmarks.gpt2_shape import TINY, build_model, random_task, save_task, weights_checksum
+    from benchmarks.gpt2_shape import TINY
 
     cfg = bench.Config(shape=TINY, n_prompts=4, seq_len=5, n_random=7, threads=1)
-    hf_model, _ = build_model(TINY, cfg.seed)
     path = tmp_path / "task.npz"
-    save_task(random_task(hf_model, 4, 5), path, weights_checksum(hf_model))
+    _save_tiny_task(cfg, path)
     res = bench.worker("memory", cfg, path)
     assert res["item"] == "memory" and res["passed"]
     assert res["detail"]["n_random"] == 7
