@@ -8,12 +8,12 @@ Items, on a GPT-2-small-shaped model with random weights, 64 prompts x 9 tokens:
              (prepare + liveness + the circuit + the empty circuit)       target <= 3.5
   edge       the same for an edge circuit keeping ~10% of the edges       target <= 5
   baseline   a 200-circuit random baseline on a prepared state            target <= 1.3 x 200
-  discovery  the paper's iterative pruning (seqcirc.discover): time, and forward passes
+  discovery  the paper's iterative pruning (seqcirc.discovery.prune): time, and forward passes
              done against the passes the sequential algorithm needs
   bare       the bare forward itself (its memory)
   memory     the 4 GB check: in a fresh process, the model built and one evaluation from
              nothing (prepare, node circuit, empty circuit, a 200-circuit random baseline,
-             chunks sized by seqcirc.memory): the process's whole peak resident memory
+             chunks sized by seqcirc.engine.memory): the process's whole peak resident memory
              (VmHWM, the model included) against 4096 MB                  target <= 4096 MB
              (on a GPU its peak GPU memory is reported too, not judged: chunks there fill
              half the free GPU memory, so that peak follows the card)
@@ -105,7 +105,7 @@ def _is_cuda(device: str) -> bool:
 
 
 def _sync(device: str) -> None:
-    from seqcirc.device import synchronize
+    from seqcirc.models.device import synchronize
 
     synchronize(device)
 
@@ -156,8 +156,8 @@ def _timed(fn: Callable[[], Any], device: str = "cpu") -> tuple[float, float, An
 
 
 def _node_op(bridge: Any, task: Any, cfg: Config) -> Callable[[], dict[str, Any]]:
+    from seqcirc.engine.runner import check_live, empty_metric, prepare, run_circuits
     from seqcirc.plan import AblationSpec
-    from seqcirc.runner import check_live, empty_metric, prepare, run_circuits
 
     def op() -> dict[str, Any]:
         state = prepare(bridge, task, AblationSpec())
@@ -181,9 +181,9 @@ def _node_op(bridge: Any, task: Any, cfg: Config) -> Callable[[], dict[str, Any]
 
 
 def _edge_op(bridge: Any, task: Any, cfg: Config) -> Callable[[], dict[str, Any]]:
-    from seqcirc.edge_runner import check_live_edges, run_edges
+    from seqcirc.engine.edges import check_live_edges, run_edges
+    from seqcirc.engine.runner import empty_metric, prepare
     from seqcirc.plan import AblationSpec
-    from seqcirc.runner import empty_metric, prepare
 
     def op() -> dict[str, Any]:
         state = prepare(bridge, task, AblationSpec(granularity="edge"))
@@ -209,9 +209,9 @@ def _edge_op(bridge: Any, task: Any, cfg: Config) -> Callable[[], dict[str, Any]
 def _baseline_op(bridge: Any, task: Any, cfg: Config) -> Callable[[], dict[str, Any]]:
     """The baseline of one circuit on its already prepared state (the evaluation that
     states the claim prepared it): drawing the circuits and their batched passes."""
-    from seqcirc.measures import faithfulness_of_masks
+    from seqcirc.claims.measures import faithfulness_of_masks
+    from seqcirc.engine.runner import prepare
     from seqcirc.plan import AblationSpec
-    from seqcirc.runner import prepare
     from seqcirc.stats.baseline import mask_nodes, sample_random_circuits
 
     state = prepare(bridge, task, AblationSpec())
@@ -239,7 +239,7 @@ def _baseline_op(bridge: Any, task: Any, cfg: Config) -> Callable[[], dict[str, 
 
 
 def _discovery_op(bridge: Any, task: Any, cfg: Config) -> Callable[[], dict[str, Any]]:
-    from seqcirc.discover import discover
+    from seqcirc.discovery.prune import discover
 
     def op() -> dict[str, Any]:
         found = discover(bridge, task)
@@ -268,10 +268,10 @@ def _discovery_op(bridge: Any, task: Any, cfg: Config) -> Callable[[], dict[str,
 
 def evaluation_from_nothing(bridge: Any, task: Any, cfg: Config) -> dict[str, Any]:
     """One node circuit's evaluation with its random baseline: prepare (chunks sized by
-    seqcirc.memory), liveness, the circuit, the empty circuit, cfg.n_random circuits."""
-    from seqcirc.measures import faithfulness_of_masks
+    seqcirc.engine.memory), liveness, the circuit, the empty circuit, cfg.n_random circuits."""
+    from seqcirc.claims.measures import faithfulness_of_masks
+    from seqcirc.engine.runner import check_live, empty_metric, prepare, run_circuits
     from seqcirc.plan import AblationSpec
-    from seqcirc.runner import check_live, empty_metric, prepare, run_circuits
     from seqcirc.stats.baseline import mask_nodes, sample_random_circuits
 
     state = prepare(bridge, task, AblationSpec())
@@ -608,8 +608,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
         res = worker(args.worker, Config.from_dict(json.loads(args.config)), args.task)
         print(json.dumps(res))
         return None
-    from seqcirc.device import resolve_device
     from seqcirc.errors import SeqcircError
+    from seqcirc.models.device import resolve_device
 
     try:
         device = resolve_device(args.device)

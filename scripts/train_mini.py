@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from seqcirc.shapes import BUNDLED_DIR
+from seqcirc.models.shapes import BUNDLED_DIR
 from seqcirc.tasks.sets import DEFAULT_RANGE, NAMES, ORDERED_SETS, TEMPLATES
 
 BOS = "<|endoftext|>"

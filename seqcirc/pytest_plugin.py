@@ -1,6 +1,6 @@
 """pytest plugin (entry point `pytest11`): circuit claims in .circ files as tests.
 
-Hooks and fixtures only; the work lives in seqcirc.session and seqcirc.report. Loaded
+Hooks and fixtures only; the work lives in seqcirc.usecases.session and seqcirc.report. Loaded
 by every pytest run where seqcirc is installed, so it imports nothing heavy at import
 time, and it collects only the .circ files a project asks for (the `seqcirc_files` ini
 patterns, or files named on the command line).
@@ -51,7 +51,7 @@ def _session(config: pytest.Config) -> Any:
     """The process-wide seqcirc Session (models, tasks and means cached across items)."""
     session = getattr(config, "_seqcirc_session", None)
     if session is None:
-        from seqcirc.session import Options, Session
+        from seqcirc.usecases.session import Options, Session
 
         session = Session(
             Options(
@@ -87,7 +87,7 @@ class CircFile(pytest.File):
     """A .circ file: one item per claim, grouped by circuit."""
 
     def collect(self) -> Any:
-        from seqcirc.compile import compile_file
+        from seqcirc.plan.compile import compile_file
 
         try:
             plan = compile_file(self.path)

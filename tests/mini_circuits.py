@@ -3,7 +3,7 @@ derived from the model's shape, so the texts follow a retrained seqcirc-mini."""
 
 import pytest
 
-from seqcirc.shapes import BUNDLED_DIR, shape_of
+from seqcirc.models.shapes import BUNDLED_DIR, shape_of
 
 BUNDLED = (BUNDLED_DIR / "model.safetensors").is_file()
 needs_bundled = pytest.mark.skipif(not BUNDLED, reason="bundled model not built")

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from seqcirc.compare import iou, overlap
 from seqcirc.plan import Node
+from seqcirc.usecases.compare import iou, overlap
 
 SEQCIRC = str(Path(sys.executable).parent / "seqcirc")
 BUNDLED = Path(__file__).parents[1] / "seqcirc" / "bundled" / "seqcirc-mini" / "model.safetensors"
@@ -62,8 +62,8 @@ expect shared on months: faithfulness(bound=point) >= -1
 
 @needs_mini
 def test_cross_task_matrix_matches_the_evaluator(tmp_path: Path) -> None:
-    from seqcirc.compare import compare, plot_comparison
-    from seqcirc.session import Session
+    from seqcirc.usecases.compare import compare, plot_comparison
+    from seqcirc.usecases.session import Session
 
     for name, text in CIRCS.items():
         (tmp_path / name).write_text(text)

@@ -1,4 +1,4 @@
-"""seqcirc.device: `auto` picks the GPU when there is one; a device that is not here is
+"""seqcirc.models.device: `auto` picks the GPU when there is one; a device that is not here is
 an InputError E405 with a hint, raised where models are loaded."""
 
 from __future__ import annotations
@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from seqcirc.device import resolve_device
 from seqcirc.errors import EXIT_BAD_INPUT, InputError
+from seqcirc.models.device import resolve_device
 
 
 def test_auto_is_cuda_exactly_when_torch_sees_a_gpu() -> None:
@@ -43,7 +43,7 @@ def test_a_gpu_index_past_the_last_is_refused(monkeypatch: pytest.MonkeyPatch) -
 
 
 def test_load_model_resolves_the_device() -> None:
-    from seqcirc.models import load_model
+    from seqcirc.models.load import load_model
 
     with pytest.raises(InputError) as err:
         load_model("seqcirc-mini", device="tpu")

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from planted import bridge_of, expected_logit_diff, planted_hf, planted_task
 
-from seqcirc.discover import PruneStep, discover, node_sweeps, prune
+from seqcirc.discovery.prune import PruneStep, discover, node_sweeps, prune
 from seqcirc.plan import Edge, Node
 
 SEQCIRC = str(Path(sys.executable).parent / "seqcirc")
@@ -146,10 +146,10 @@ def test_bad_threshold_and_everything_pruned_are_errors() -> None:
 
 
 def test_written_file_compiles_groups_roles_and_its_claims_hold(tmp_path: Path) -> None:
-    from seqcirc.compile import compile_text
-    from seqcirc.discover_circ import render_circ
-    from seqcirc.evaluation import evaluate_plan
-    from seqcirc.fmt import format_text
+    from seqcirc.claims.evaluate import evaluate_plan
+    from seqcirc.discovery.circ_file import render_circ
+    from seqcirc.language.fmt import format_text
+    from seqcirc.plan.compile import compile_text
     from seqcirc.roles.scan import RoleTable
 
     hf = planted_hf()

@@ -9,15 +9,15 @@ import math
 import numpy as np
 import pytest
 
-from seqcirc.edge_runner import run_edges
+from seqcirc.claims.evaluate import evaluate_plan
+from seqcirc.claims.measures import completeness, minimality, single_component_ablation
+from seqcirc.engine.edges import run_edges
+from seqcirc.engine.metric import normalized_faithfulness, per_prompt, performance_ratio
+from seqcirc.engine.runner import empty_metric, prepare, run_circuits, run_nodes
 from seqcirc.errors import EvaluationError, InputError
-from seqcirc.evaluation import evaluate_plan
-from seqcirc.interventions import forward_nodes
-from seqcirc.measures import completeness, minimality, single_component_ablation
-from seqcirc.metrics import normalized_faithfulness, per_prompt, performance_ratio
+from seqcirc.forward.gpt2 import forward_nodes
 from seqcirc.plan import AblationSpec, CircuitPlan, Claim, ModelRef, Node, Plan, TaskSpec
 from seqcirc.results import EvaluationResult
-from seqcirc.runner import empty_metric, prepare, run_circuits, run_nodes
 from tests.planted import (
     bridge_of,
     expected_logit_diff,
@@ -318,7 +318,7 @@ def test_edge_plan_claims(bridge, task):  # type: ignore[no-untyped-def]
 
 
 def test_faithfulness_of_random_masks(state):  # type: ignore[no-untyped-def]
-    from seqcirc.measures import faithfulness_of_masks
+    from seqcirc.claims.measures import faithfulness_of_masks
 
     masks = np.zeros((3, state.weights.n_nodes), dtype=bool)
     masks[0, [0, 1]] = True  # {0.0, 0.1}

@@ -29,10 +29,10 @@ circuit mini on seqcirc-mini {
 
 
 def _evaluate(text: str = CIRC):  # type: ignore[no-untyped-def]
-    from seqcirc.compile import compile_text
-    from seqcirc.evaluation import evaluate_plan
-    from seqcirc.models import load_model
-    from seqcirc.significance import HANDLERS
+    from seqcirc.claims.evaluate import evaluate_plan
+    from seqcirc.claims.significance import HANDLERS
+    from seqcirc.models.load import load_model
+    from seqcirc.plan.compile import compile_text
     from seqcirc.tasks.build import build_task
 
     plan = compile_text(text, "mini.circ")

@@ -16,10 +16,10 @@ import torch
 import torch.nn.functional as F
 from transformers import GPT2Config, GPT2LMHeadModel
 
-from seqcirc.edge_runner import edge_mask, run_edges
-from seqcirc.interventions import Gpt2Weights, sender_names
+from seqcirc.engine.edges import edge_mask, run_edges
+from seqcirc.engine.runner import prepare, run_nodes
+from seqcirc.forward.gpt2 import Gpt2Weights, sender_names
 from seqcirc.plan import LOGITS, AblationSpec, Edge, Node
-from seqcirc.runner import prepare, run_nodes
 from seqcirc.tasks.types import TokenizedTask
 from tests.planted import bridge_of
 
@@ -273,7 +273,7 @@ BUNDLED = Path(__file__).parents[1] / "seqcirc" / "bundled" / "seqcirc-mini" / "
 @pytest.mark.skipif(not BUNDLED.exists(), reason="the bundled model's weights are not built")
 @pytest.mark.parametrize("value", ["mean", "resample"])
 def test_node_ablation_on_the_bundled_model_matches_hooks(value):  # type: ignore[no-untyped-def]
-    from seqcirc.models import load_model
+    from seqcirc.models.load import load_model
     from seqcirc.plan import TaskSpec, params
     from seqcirc.tasks.build import build_task
 

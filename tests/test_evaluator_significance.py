@@ -7,9 +7,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from seqcirc.evaluation import evaluate_plan
+from seqcirc.claims.evaluate import evaluate_plan
+from seqcirc.claims.significance import HANDLERS
 from seqcirc.plan import AblationSpec, CircuitPlan, Claim, ModelRef, Node, Plan, TaskSpec
-from seqcirc.significance import HANDLERS
 from tests.planted import bridge_of, expected_logit_diff, planted_hf, planted_task
 
 CLEAN_S4 = (1, 2, 3, 4, 5, 6, 7, 8)
@@ -155,7 +155,7 @@ def test_minimality_test_fails_a_useless_node() -> None:
 def test_minimality_test_runs_every_circuit_in_one_batched_pass(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import seqcirc.significance as sig
+    import seqcirc.claims.significance as sig
 
     calls: list[tuple[int, ...]] = []
     real = sig.run_circuits
@@ -172,7 +172,7 @@ def test_minimality_test_runs_every_circuit_in_one_batched_pass(
 
 
 def test_random_paths_add_one_node_outside_the_circuit_per_layer() -> None:
-    from seqcirc.significance import random_paths
+    from seqcirc.claims.significance import random_paths
 
     n_layers, n_heads = 3, 2  # columns: heads 0.0 0.1 1.0 1.1 2.0 2.1, then mlp0 mlp1 mlp2
     circuit = np.zeros(9, dtype=bool)

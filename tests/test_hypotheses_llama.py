@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from seqcirc.check import check_text
-from seqcirc.compile import compile_file
+from seqcirc.checks.checker import check_text
 from seqcirc.errors import SeqcircError
 from seqcirc.plan import CircuitPlan, Node
+from seqcirc.plan.compile import compile_file
 from seqcirc.tasks.build import build_task
 from tests.llama_tiny import llama_tokenizer
 

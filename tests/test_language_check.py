@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from seqcirc.check import check_text, depth
-from seqcirc.compile import compile_text
+from seqcirc.checks.checker import check_text, depth
 from seqcirc.errors import DiagnosticsError
 from seqcirc.plan import Edge, Node, plan_to_json
+from seqcirc.plan.compile import compile_text
 
 TASK = "task months = sequence(months)\n"
 

@@ -13,10 +13,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from seqcirc.compile import compile_text
 from seqcirc.errors import SeqcircError
-from seqcirc.fmt import format_text
+from seqcirc.language.fmt import format_text
 from seqcirc.plan import Plan
+from seqcirc.plan.compile import compile_text
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = [

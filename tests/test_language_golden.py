@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from seqcirc.check import check_file, render_diagnostics
-from seqcirc.compile import compile_file
+from seqcirc.checks.checker import check_file, render_diagnostics
 from seqcirc.errors import SeqcircError
 from seqcirc.plan import Node, plan_to_json
+from seqcirc.plan.compile import compile_file
 
 ROOT = Path(__file__).resolve().parents[1]
 GOLDEN = Path("tests/golden")

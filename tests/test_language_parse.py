@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from seqcirc.errors import InputError
-from seqcirc.syntax import ast, get_parser, parse
-from seqcirc.syntax.parser import _grammar_text
+from seqcirc.language import ast, get_parser, parse
+from seqcirc.language.parser import _grammar_text
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -20,21 +20,12 @@ def _body(text: str) -> tuple:
     return circuit.body
 
 
-def test_parser_is_built_once_in_strict_mode_from_the_repository_grammar() -> None:
+def test_parser_is_built_once_in_strict_mode_from_the_one_grammar_beside_it() -> None:
     assert get_parser() is get_parser()
     assert get_parser().options.strict is True
-    assert _grammar_text() == (ROOT / "grammar" / "circ.lark").read_text(encoding="utf-8")
-
-
-def test_grammar_from_the_wheel_is_preferred(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from seqcirc.syntax import parser
-
-    (tmp_path / "grammar").mkdir()
-    (tmp_path / "grammar" / "circ.lark").write_text("// packaged\n")
-    monkeypatch.setattr(parser.resources, "files", lambda package: tmp_path)
-    assert parser._grammar_text() == "// packaged\n"
+    grammar = ROOT / "seqcirc" / "language" / "circ.lark"
+    assert _grammar_text() == grammar.read_text(encoding="utf-8")
+    assert not (ROOT / "grammar" / "circ.lark").exists()  # one lookup, not two
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""The evaluator on Llama-architecture models (seqcirc/interventions_llama.py), against
+"""The evaluator on Llama-architecture models (seqcirc/forward/llama.py), against
 independent references on a tiny random LlamaForCausalLM (tests/llama_tiny.py):
 
 - the clean forward against Hugging Face's own logits (GQA, biases, rope scaling, ties);
@@ -22,11 +22,11 @@ import numpy as np
 import pytest
 import torch
 
+from seqcirc.engine.runner import empty_metric, prepare, run_circuits, run_nodes
 from seqcirc.errors import EvaluationError
-from seqcirc.interventions import extract_weights, forward_nodes
-from seqcirc.interventions_llama import LlamaWeights
+from seqcirc.forward.gpt2 import extract_weights, forward_nodes
+from seqcirc.forward.llama import LlamaWeights
 from seqcirc.plan import AblationSpec, Node
-from seqcirc.runner import empty_metric, prepare, run_circuits, run_nodes
 from seqcirc.tasks.types import TokenizedTask
 from tests.llama_tiny import bridge_of_llama, llama_tokenizer, save_tiny_llama, tiny_llama
 from tests.test_evaluator_reference import _ref_nodes
@@ -168,8 +168,8 @@ circuit most on "./tiny-llama" {
 
 
 def test_seqcirc_test_runs_a_circuit_on_a_llama_folder(tmp_path: Path) -> None:
-    from seqcirc.metrics import performance_ratio
-    from seqcirc.models import load_model
+    from seqcirc.engine.metric import performance_ratio
+    from seqcirc.models.load import load_model
     from seqcirc.plan import TaskSpec, params
     from seqcirc.tasks.build import build_task
 

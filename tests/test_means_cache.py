@@ -1,4 +1,4 @@
-"""The on-disk means cache (seqcirc.means_cache): a hit equals a miss bit for bit and skips
+"""The on-disk means cache (seqcirc.engine.means_cache): a hit equals a miss bit for bit and skips
 the corrupted pass; anything that changes the means changes the key; a damaged file is
 recomputed, never used."""
 
@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 import torch
 
-from seqcirc import runner
+from seqcirc.engine import runner
+from seqcirc.engine.means_cache import ENV_VAR, MeansCache, MeansCacheWarning, weights_digest
+from seqcirc.engine.runner import empty_metric, prepare, run_circuits
 from seqcirc.errors import InputError
-from seqcirc.means_cache import ENV_VAR, MeansCache, MeansCacheWarning, weights_digest
 from seqcirc.plan import AblationSpec
-from seqcirc.runner import empty_metric, prepare, run_circuits
 from tests.planted import bridge_of, planted_hf, planted_task
 
 N = 8  # prompts of the planted task

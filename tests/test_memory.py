@@ -1,4 +1,4 @@
-"""seqcirc.memory: the bytes-per-row estimate against the measured peak of real forwards,
+"""seqcirc.engine.memory: the bytes-per-row estimate against the measured peak of real forwards,
 and the chunking it drives (a run too large for the budget is cut, with the same numbers)."""
 
 from __future__ import annotations
@@ -13,9 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-from seqcirc import runner
-from seqcirc.errors import InputError
-from seqcirc.memory import (
+from seqcirc.engine import runner
+from seqcirc.engine.memory import (
     CPU_BUDGET_BYTES,
     ForwardShape,
     budget_bytes,
@@ -23,8 +22,9 @@ from seqcirc.memory import (
     node_row_bytes,
     rows_for,
 )
+from seqcirc.engine.runner import prepare, run_circuits
+from seqcirc.errors import InputError
 from seqcirc.plan import AblationSpec
-from seqcirc.runner import prepare, run_circuits
 from tests.planted import bridge_of, planted_hf, planted_task
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,9 +39,9 @@ from pathlib import Path
 from types import SimpleNamespace
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
-from seqcirc.interventions import Replacement, extract_weights, forward_nodes
-from seqcirc.memory import ForwardShape, node_row_bytes
-from seqcirc.metrics import per_prompt
+from seqcirc.forward.gpt2 import Replacement, extract_weights, forward_nodes
+from seqcirc.engine.memory import ForwardShape, node_row_bytes
+from seqcirc.engine.metric import per_prompt
 
 torch.set_num_threads(1)
 L, H, D, V, S, B = (int(x) for x in sys.argv[1:7])
@@ -186,7 +186,7 @@ def test_gpu_budget_is_a_share_of_free_memory_and_bounds_the_peak() -> None:
 
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    from seqcirc.interventions import Replacement, extract_weights, forward_nodes
+    from seqcirc.forward.gpt2 import Replacement, extract_weights, forward_nodes
 
     cfg = GPT2Config(n_layer=2, n_head=4, n_embd=64, vocab_size=2000, n_positions=32)
     w = extract_weights(SimpleNamespace(original_model=GPT2LMHeadModel(cfg).eval().cuda()))

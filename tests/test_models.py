@@ -1,4 +1,4 @@
-"""seqcirc.models: loading by folder, bundled name and hub name; safety refusals; and
+"""seqcirc.models.load: loading by folder, bundled name and hub name; safety refusals; and
 the bundled seqcirc-mini's quality (held-out accuracy, heads that matter)."""
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import pytest
 import torch
 
 from seqcirc.errors import EXIT_RUNTIME, ModelUnavailableError
-from seqcirc.models import DEFAULT_COMPATIBILITY_MODE, LoadedModel, load_model
-from seqcirc.shapes import BUNDLED_DIR, BUNDLED_NAME, shape_of
+from seqcirc.models.load import DEFAULT_COMPATIBILITY_MODE, LoadedModel, load_model
+from seqcirc.models.shapes import BUNDLED_DIR, BUNDLED_NAME, shape_of
 from seqcirc.tasks.sets import DEFAULT_RANGE, NAMES, ORDERED_SETS, TEMPLATES
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")

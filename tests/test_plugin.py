@@ -13,16 +13,16 @@ pytest_plugins = ["pytester"]
 def _heavy_modules_imported_outside() -> None:
     """pytester's in-process runs drop modules first imported inside them; torch's C
     extension does not survive a second import, so import the evaluation stack here."""
-    import seqcirc.evaluation
-    import seqcirc.models
+    import seqcirc.claims.evaluate
+    import seqcirc.claims.significance
+    import seqcirc.models.load
     import seqcirc.report
     import seqcirc.roles
-    import seqcirc.session
-    import seqcirc.significance
     import seqcirc.tasks
+    import seqcirc.usecases.session
 
     if BUNDLED:  # loading imports the rest (torch.distributed and friends) once, here
-        seqcirc.models.load_model("seqcirc-mini")
+        seqcirc.models.load.load_model("seqcirc-mini")
 
 
 def _ini(pytester: pytest.Pytester) -> None:
@@ -95,7 +95,7 @@ circuit c on gpt2-small {
 def test_model_loaded_once_across_items_and_files(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import seqcirc.models as models
+    import seqcirc.models.load as models
 
     loads: list[str] = []
     real = models._load_folder
@@ -128,9 +128,9 @@ def test_python_api_and_attribute_access(tmp_path: Path) -> None:
 def test_role_claims_are_measured_in_a_session(tmp_path: Path) -> None:
     """A role claim's value is the roles module's own score of that head, and its verdict
     follows the threshold (one claim set to hold, one set to fail)."""
-    from seqcirc.models import load_model
+    from seqcirc.models.load import load_model
     from seqcirc.roles import successor_scores
-    from seqcirc.session import Session
+    from seqcirc.usecases.session import Session
 
     path = tmp_path / "roles.circ"
     path.write_text(

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from seqcirc.evaluation import evaluate_plan
+from seqcirc.claims.evaluate import evaluate_plan
 from seqcirc.plan import AblationSpec, CircuitPlan, Claim, ModelRef, Node, Plan, TaskSpec
 from seqcirc.report import print_terminal, write_reports
 from seqcirc.results import EvaluationResult

@@ -302,7 +302,7 @@ def _claim(threshold=0.9, op=">=", **kw):
          "previous"],
 )  # fmt: skip
 def test_role_claims_measured_with_verdict(bridge, tokenizer, task, kw, value, passed):
-    from seqcirc.roles import evaluate_role_claim
+    from seqcirc.claims.roles import evaluate_role_claim
 
     res = evaluate_role_claim(_claim(**kw), bridge, tokenizer, set_name="months", task=task)
     assert res.value == pytest.approx(value, abs=1e-3)
@@ -313,7 +313,7 @@ def test_role_claims_measured_with_verdict(bridge, tokenizer, task, kw, value, p
 
 
 def test_role_claim_threshold_direction(bridge, tokenizer):
-    from seqcirc.roles import evaluate_role_claim
+    from seqcirc.claims.roles import evaluate_role_claim
 
     kw = {"head": "1.2", "role": "successor"}
     assert evaluate_role_claim(_claim(0.05, "<", **kw), bridge, tokenizer, set_name="months").passed
@@ -334,7 +334,7 @@ def test_role_claim_threshold_direction(bridge, tokenizer):
     ids=["typo-role", "no-such-head", "unknown-param", "unknown-set", "unknown-position"],
 )
 def test_bad_role_claims_point_at_the_claim(bridge, tokenizer, task, kw, code, text):
-    from seqcirc.roles import evaluate_role_claim
+    from seqcirc.claims.roles import evaluate_role_claim
 
     with pytest.raises(InputError) as err:
         evaluate_role_claim(_claim(**kw), bridge, tokenizer, set_name="months", task=task)
@@ -344,9 +344,9 @@ def test_bad_role_claims_point_at_the_claim(bridge, tokenizer, task, kw, code, t
 
 
 def test_role_claim_head_spellings_and_common_result(bridge, tokenizer):
+    from seqcirc.claims.roles import evaluate_role_claim
     from seqcirc.plan import Node
     from seqcirc.results import ClaimResult
-    from seqcirc.roles import evaluate_role_claim
 
     groups = {"succ": (Node(1, 0),), "pair": (Node(1, 0), Node(1, 1))}
     for head in ("L1H0", "succ"):

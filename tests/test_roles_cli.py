@@ -95,7 +95,7 @@ def test_roles_bad_input_exits_2_before_loading(folder):
 )
 def test_options_checked_before_loading(task, attends, sort, text):
     from seqcirc.errors import InputError
-    from seqcirc.roles.command import check_options, parse_attends
+    from seqcirc.usecases.roles_scan import check_options, parse_attends
 
     with pytest.raises(InputError) as err:
         check_options(task, parse_attends(attends), sort)
@@ -105,7 +105,7 @@ def test_options_checked_before_loading(task, attends, sort, text):
 
 def test_repeat_too_long_for_the_context(folder):
     from seqcirc.errors import InputError
-    from seqcirc.models import load_model
+    from seqcirc.models.load import load_model
     from seqcirc.roles import pattern_scores
 
     lm = load_model(str(folder))
@@ -116,7 +116,7 @@ def test_repeat_too_long_for_the_context(folder):
 
 def test_scores_survive_compatibility_mode(folder):
     """Folded layer norms and centred weights leave the planted heads' ranks intact."""
-    from seqcirc.models import load_model
+    from seqcirc.models.load import load_model
     from seqcirc.roles import copy_scores, successor_scores
 
     lm = load_model(str(folder), compatibility_mode=True)
@@ -129,11 +129,11 @@ def test_scores_survive_compatibility_mode(folder):
 def test_scan_on_the_bundled_model():
     """seqcirc-mini: the scan runs on every head, and its best successor head beats the
     chance level among the set's members (1/12 for months)."""
-    from seqcirc.shapes import BUNDLED_DIR
+    from seqcirc.models.shapes import BUNDLED_DIR
 
     if not (BUNDLED_DIR / "model.safetensors").is_file():
         pytest.skip(f"the bundled model is not built yet ({BUNDLED_DIR})")
-    from seqcirc.models import load_model
+    from seqcirc.models.load import load_model
     from seqcirc.roles import scan_roles
 
     lm = load_model("seqcirc-mini")

@@ -17,8 +17,8 @@ from seqcirc.errors import InputError
 from seqcirc.plan import AblationSpec, CircuitPlan, ModelRef, Node, Plan, TaskSpec, params
 from seqcirc.tasks import build_task, export_lines
 from seqcirc.tasks.filtering import filter_from_logits, model_filter
-from seqcirc.tasks.from_plan import select_task
 from seqcirc.tasks.sets import ORDERED_SETS
+from seqcirc.usecases.data_export import select_task
 
 
 def test_filter_from_logits_hand_worked():
@@ -155,7 +155,7 @@ HYPOTHESES = sorted((Path(__file__).parent.parent / "hypotheses").glob("*.circ")
 @pytest.mark.parametrize("circ", HYPOTHESES, ids=lambda p: p.name)
 def test_every_shipped_hypothesis_task_generates(circ):
     """The language's task parameters are ones the generators accept (paper defaults)."""
-    from seqcirc.compile import compile_file
+    from seqcirc.plan.compile import compile_file
     from seqcirc.tasks import prompt_records
 
     plan = compile_file(circ)
@@ -167,7 +167,7 @@ def test_every_shipped_hypothesis_task_generates(circ):
 
 
 def test_bundled_tokenizer_accepts_every_built_in_task():
-    from seqcirc.shapes import BUNDLED_DIR
+    from seqcirc.models.shapes import BUNDLED_DIR
 
     if not (BUNDLED_DIR / "tokenizer.json").exists():
         pytest.skip("the bundled model is not built yet")

@@ -19,7 +19,7 @@ def test_wheel_ships_grammar_and_bundled_model_and_checks_files(tmp_path: Path) 
     )
     (wheel,) = tmp_path.glob("seqcirc-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    assert "seqcirc/grammar/circ.lark" in names
+    assert "seqcirc/language/circ.lark" in names
     for part in ("config.json", "model.safetensors", "tokenizer.json", "MODEL_CARD.md"):
         assert f"seqcirc/bundled/seqcirc-mini/{part}" in names
     assert any(n.endswith("entry_points.txt") for n in names)

@@ -54,7 +54,7 @@ def faithfulness_figure(circuit: CircuitResult, setup: str) -> Figure | None:
     caption = "Faithfulness variants with their paired bootstrap confidence intervals"
     for claim in _claims(circuit, "random_baseline"):
         detail = claim.detail or {}
-        # seqcirc.significance records the random circuits' values as random_values
+        # seqcirc.claims.significance records the random circuits' values as random_values
         null = detail.get("null_distribution", detail.get("random_values"))
         if isinstance(null, list) and null:
             baseline, observed = [float(x) for x in null], claim.detail.get("statistic")

@@ -9,23 +9,18 @@ from seqcirc.roles.attention import (
     pattern_scores,
     repeated_random_tokens,
 )
-from seqcirc.roles.claims import ROLES, RoleClaimResult, evaluate_role_claim, measure_role
 from seqcirc.roles.members import MemberTokens, member_contexts, member_tokens, resolve_members
 from seqcirc.roles.ov import OVScores, copy_scores, ov_scores, successor_scores
 from seqcirc.roles.scan import RoleTable, plot_role_heatmaps, scan_roles
 
 __all__ = [
     "PATTERN_ROLES",
-    "ROLES",
     "MemberTokens",
     "OVScores",
-    "RoleClaimResult",
     "RoleTable",
     "attends_scores",
     "copy_scores",
     "detection_patterns",
-    "evaluate_role_claim",
-    "measure_role",
     "member_contexts",
     "member_tokens",
     "ov_scores",

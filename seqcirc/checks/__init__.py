@@ -1,0 +1,1 @@
+"""The checks: a parsed program against its models' shapes -> a checked Module."""

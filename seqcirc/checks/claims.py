@@ -1,0 +1,320 @@
+"""Arguments, task clauses, expectations and role claims: their checks and meaning.
+
+`ClaimChecker` reports problems through an `error(code, message, span, hint)` callback;
+`claim_meaning` / `role_meaning` turn a checked claim into (kind, params, bound) for the
+compiler, so the checks and the plan read the same table (seqcirc.language.vocab).
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable
+from typing import Any
+
+from seqcirc.language import ast
+from seqcirc.language import vocab as V
+from seqcirc.source import Span
+
+ErrorFn = Callable[[str, str, Span | None, str | None], None]
+
+# Allowed threshold ranges: a claim outside them cannot be meant (80 for 80%, p = 5).
+RANGES: dict[str, tuple[float, float, str]] = {
+    "faithfulness": (-1.0, 2.0, "a fraction of the full model's score: 0.8 means 80%"),
+    "completeness": (0.0, 2.0, "a fraction of the full model's score"),
+    "minimality": (0.0, 1.0, "a fraction of the full model's score"),
+    "role": (0.0, 1.0, "a score between 0 and 1 (role scores are shares)"),
+    "p": (0.0, 1.0, "a significance level between 0 and 1, e.g. 0.01"),
+}
+
+
+def _hint(name: str, choices: Any, what: str) -> str:
+    close = difflib.get_close_matches(name, list(choices), n=3, cutoff=0.6)
+    if close:
+        return "did you mean " + " or ".join(f"`{c}`" for c in close) + "?"
+    return f"{what}: " + ", ".join(choices)
+
+
+def value_kind(expr: ast.ClaimExpr) -> str | None:
+    """The plan claim kind an expectation names, or None if unknown."""
+    name = expr.name.name
+    if expr.form == "value":
+        return name if name in V.VALUE_CLAIMS else None
+    if expr.form == "beats":
+        return "random_baseline" if name == "random" else None
+    name = V.TEST_ALIASES.get(name, name)
+    return name if name in V.TEST_CLAIMS and name != "random_baseline" else None
+
+
+def claim_meaning(expr: ast.ClaimExpr) -> tuple[str, dict[str, Any], str]:
+    """(kind, params, bound) of a checked expectation.
+
+    Bound: faithfulness compares a bootstrap confidence bound by default, the lower one
+    for `>=`/`>` and the upper one for `<=`/`<` (the side that makes the claim hard to
+    pass); `bound=point` compares the point estimate. Completeness and minimality are
+    worst cases over subsets with no interval (metrics.md): point unless `bound=` says
+    otherwise. p-value claims compare the p-value.
+    """
+    kind = value_kind(expr) or expr.name.name
+    values = {a.name: a.value for a in expr.args}
+    if expr.form != "value":
+        return kind, values, "point"
+    side = "lower" if expr.op in (">=", ">") else "upper"
+    bound = str(values.pop("bound", side if kind == "faithfulness" else "point"))
+    if kind == "faithfulness":
+        values.setdefault("variant", "ratio")
+        if values["variant"] == "normalized":  # the plan's own kind for it (plan.Claim)
+            kind = "normalized_faithfulness"
+    return kind, values, bound
+
+
+def role_meaning(role: ast.RoleStmt) -> dict[str, Any]:
+    head = role.head
+    head_text = f"{head.layer}.{head.head}" if isinstance(head, ast.HeadRef) else head.name
+    values: dict[str, Any] = dict(V.ROLE_DEFAULTS.get(role.role.name, {}))
+    values.update({a.name: a.value for a in role.args})
+    values.update(head=head_text, role=role.role.name)
+    return values
+
+
+class ClaimChecker:
+    def __init__(self, error: ErrorFn) -> None:
+        self.error = error
+
+    def args(self, args: tuple[ast.Arg, ...], spec: dict[str, type], what: str) -> dict:
+        values: dict[str, Any] = {}
+        for arg in args:
+            if arg.name in values:
+                self.error("E210", f"`{arg.name}` is given twice", arg.span, None)
+            if arg.name not in spec:
+                accepted = ", ".join(spec) if spec else "no parameters"
+                self.error(
+                    "E207",
+                    f"unknown parameter `{arg.name}` of {what}",
+                    arg.span,
+                    _hint(arg.name, spec, f"{what} accepts")
+                    if spec
+                    else f"{what} takes " + accepted,
+                )
+                continue
+            want = spec[arg.name]
+            value = arg.value
+            ok = (
+                isinstance(value, bool)
+                if want is bool
+                else isinstance(value, int) and not isinstance(value, bool)
+                if want is int
+                else isinstance(value, int | float) and not isinstance(value, bool)
+                if want is float
+                else isinstance(value, str)
+            )
+            if not ok:
+                shown = "a flag" if value is True else f"`{value}`"
+                kinds = {
+                    bool: "a flag (written alone)",
+                    int: "a whole number",
+                    float: "a number",
+                    str: "a name",
+                }
+                self.error(
+                    "E251",
+                    f"`{arg.name}` of {what} must be {kinds[want]}, not {shown}",
+                    arg.span,
+                    None,
+                )
+                continue
+            values[arg.name] = value
+        return values
+
+    def _at_least(self, values: dict, key: str, low: int, span: Span, why: str) -> None:
+        if key in values and values[key] < low:
+            self.error("E251", f"`{key}` must be at least {low}", span, why)
+
+    def task_params(self, values: dict, src: ast.SeqSource, size: int, default_range: int) -> None:
+        span = src.span
+        spans = {a.name: a.span for a in src.args}
+        template = values.get("template")
+        quoted = any(a.name == "template" and a.quoted for a in src.args)
+        if template is not None and not quoted and template not in V.TEMPLATE_CHOICES:
+            self.error(
+                "E251",
+                f"unknown template `{template}`",
+                spans["template"],
+                _hint(template, V.TEMPLATE_CHOICES, "templates")
+                + '; or a quoted template with {N} and {S}, e.g. "{N} born in {S}."',
+            )
+        if quoted and not ("{N}" in str(template) and "{S}" in str(template)):
+            self.error(
+                "E251",
+                "a template needs both {N} and {S}",
+                spans["template"],
+                'e.g. template="{N} born in {S}."',
+            )
+        for key, low in (
+            ("members", 2),
+            ("prompts", 1),
+            ("interval", 1),
+            ("start", 1),
+            ("range", 2),
+        ):
+            self._at_least(values, key, low, spans.get(key, span), "")
+        rng = values.get("range", default_range)
+        if size and rng > size:
+            self.error(
+                "E251",
+                f"`range` {rng} exceeds the {size} members of the sequence",
+                spans.get("range", span),
+                f"use range={size} or less",
+            )
+        if "start" in values and size:
+            members = values.get("members", 4)
+            interval = values.get("interval", 1)
+            last = values["start"] - 1 + members * interval  # 0-based index of the answer
+            if last > rng - 1:
+                self.error(
+                    "E251",
+                    f"with start={values['start']}, {members} members and interval "
+                    f"{interval}, the answer would pass member {rng}",
+                    spans["start"],
+                    f"use start={max(1, rng - members * interval)} or less",
+                )
+
+    def task_clause(self, clause: ast.TaskClause) -> None:
+        name = clause.name
+        if clause.kind == "corrupt":
+            if name.name not in V.CORRUPTIONS:
+                self.error(
+                    "E206",
+                    f"unknown corruption `{name.name}`",
+                    name.span,
+                    _hint(name.name, V.CORRUPTIONS, "corruptions"),
+                )
+            self.args(clause.args, {}, f"corrupt {name.name}")
+        elif clause.kind == "metric":
+            if name.name not in V.METRICS:
+                self.error(
+                    "E203",
+                    f"unknown metric `{name.name}`",
+                    name.span,
+                    _hint(name.name, V.METRICS, "metrics"),
+                )
+            values = self.args(clause.args, dict.fromkeys(V.METRIC_ARGS, str), "metric")
+            for key, value in values.items():
+                if value not in V.METRIC_ARGS[key]:
+                    span = next(a.span for a in clause.args if a.name == key)
+                    self.error(
+                        "E251",
+                        f"`{key}={value}` is not supported",
+                        span,
+                        f"{key} may be: " + ", ".join(V.METRIC_ARGS[key]),
+                    )
+        elif name.name not in V.FILTERS:
+            self.error(
+                "E207",
+                f"unknown filter `{name.name}`",
+                name.span,
+                "the filter is `filter correct` (the paper's: top-1 right and "
+                "p(correct) > 2 p(incorrect))",
+            )
+
+    def threshold(self, kind: str, t: ast.Threshold) -> None:
+        low, high, meaning = RANGES[kind]
+        value = t.fraction
+        bad = not (low < value < high) if kind == "p" else not (low <= value <= high)
+        if bad:
+            shown = f"{t.value:g}%" if t.percent else f"{t.value:g}"
+            interval = f"({low:g}, {high:g})" if kind == "p" else f"[{low:g}, {high:g}]"
+            self.error(
+                "E250",
+                f"threshold {shown} is out of range {interval}",
+                t.span,
+                f"the threshold is {meaning}",
+            )
+
+    def claim(self, expr: ast.ClaimExpr) -> None:
+        kind = value_kind(expr)
+        if kind is None and expr.form == "test" and expr.name.name in V.VALUE_CLAIMS:
+            self.error(
+                "E203",
+                f"`{expr.name.name}` is compared with a threshold, not tested at p",
+                expr.name.span,
+                f"e.g. `expect {expr.name.name} >= 0.8`",
+            )
+            return
+        if kind is None:
+            if expr.form == "beats":
+                choices: tuple[str, ...] = ("random",)
+                self.error(
+                    "E203",
+                    f"unknown baseline `{expr.name.name}`",
+                    expr.name.span,
+                    "the baseline is `beats random(n=200) at p < 0.01`",
+                )
+                return
+            choices = (
+                tuple(V.VALUE_CLAIMS)
+                if expr.form == "value"
+                else (*(k for k in V.TEST_CLAIMS if k != "random_baseline"), "minimality")
+            )
+            self.error(
+                "E203",
+                f"unknown metric `{expr.name.name}`",
+                expr.name.span,
+                _hint(expr.name.name, choices, "claims"),
+            )
+            return
+        if expr.form == "value":
+            values = self.args(expr.args, V.VALUE_CLAIMS[kind], kind)
+            self.threshold(kind, expr.threshold)
+            if values.get("bound", "lower") not in V.BOUNDS:
+                self.error(
+                    "E251",
+                    f"unknown bound `{values['bound']}`",
+                    expr.span,
+                    "bound may be: " + ", ".join(V.BOUNDS),
+                )
+            if values.get("variant", "ratio") not in V.FAITHFULNESS_VARIANTS:
+                self.error(
+                    "E251",
+                    f"unknown variant `{values['variant']}`",
+                    expr.span,
+                    "variant may be: " + ", ".join(V.FAITHFULNESS_VARIANTS),
+                )
+            self._at_least(values, "random", 1, expr.span, "")
+            return
+        values = self.args(expr.args, V.TEST_CLAIMS[kind], kind)
+        assert expr.stat is not None
+        if expr.stat.name != "p":
+            self.error(
+                "E207",
+                f"unknown statistic `{expr.stat.name}`",
+                expr.stat.span,
+                "tests are decided by their p-value: `at p < 0.01`",
+            )
+        self.threshold("p", expr.threshold)
+        for key in ("n", "permutations"):
+            self._at_least(values, key, 1, expr.span, "")
+        for key in ("epsilon", "q"):
+            if key in values and not 0 < values[key] < 1:
+                self.error("E251", f"`{key}` must lie between 0 and 1", expr.span, None)
+
+    def role(self, role: ast.RoleStmt, position: Callable[[ast.NameRef], None]) -> None:
+        name = role.role.name
+        if name not in V.ROLES:
+            self.error(
+                "E204", f"unknown role `{name}`", role.role.span, _hint(name, V.ROLES, "roles")
+            )
+            return
+        values = self.args(role.args, V.ROLES[name], f"role {name}")
+        self._at_least(values, "top", 1, role.span, "")
+        for key in ("from", "to"):
+            if name == "attends" and key not in values:
+                self.error(
+                    "E251",
+                    f"`attends` needs `{key}=POSITION`",
+                    role.span,
+                    "e.g. role 4.4 attends(from=S3, to=S2) >= 0.2",
+                )
+            if key in values:
+                arg = next(a for a in role.args if a.name == key)
+                position(ast.NameRef(str(values[key]), arg.span))
+        self.threshold("role", role.threshold)

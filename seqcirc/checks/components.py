@@ -1,0 +1,147 @@
+"""Models and components of a circuit section: the model a section names (hub name,
+bundled model, local folder) resolved to its shape without weights, and heads and MLP
+ranges checked against that shape."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from seqcirc.errors import Diagnostic
+from seqcirc.language import ast
+from seqcirc.models import shapes
+from seqcirc.plan import ModelRef, Node
+from seqcirc.source import Span
+
+if TYPE_CHECKING:
+    from seqcirc.checks.checker import Checker
+
+MAX_LAYERS_UNKNOWN = 1000  # a sanity cap when a model's shape cannot be known offline
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    ref: ModelRef
+    shape: shapes.ModelShape | None
+
+
+def resolve_model(ck: Checker, model: ast.ModelName) -> ResolvedModel | None:
+    name = model.name
+    folder = ck.base / name
+    if model.quoted or (folder / "config.json").is_file():
+        cfg = folder / "config.json"
+        try:
+            shape = shapes.shape_from_config(json.loads(cfg.read_text(encoding="utf-8")))
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            ck.error(
+                "E202",
+                f"cannot read the model folder `{name}`: {err}",
+                model.span,
+                "a local model is a folder with a Hugging Face config.json, relative to this file",
+            )
+            return None
+        return ResolvedModel(ModelRef(name, "local"), shape)
+    if name == shapes.BUNDLED_NAME:
+        try:
+            return ResolvedModel(ModelRef(name, "bundled"), shapes.shape_of(name))
+        except (OSError, ValueError, KeyError) as err:
+            ck.mod.warnings.append(
+                Diagnostic(
+                    "W300",
+                    f"bundled model unavailable: {err}",
+                    model.span,
+                    "layer and head checks were skipped",
+                    "warning",
+                )
+            )
+            return ResolvedModel(ModelRef(name, "bundled"), None)
+    hub = shapes.resolve_name(name)
+    if hub in shapes.KNOWN_SHAPES:
+        return ResolvedModel(ModelRef(name, "hub"), shapes.KNOWN_SHAPES[hub])
+    if "/" in name:  # an organisation/name hub id seqcirc has no table entry for
+        ck.mod.warnings.append(
+            Diagnostic(
+                "W300",
+                f"the shape of `{name}` is not known offline; layer and head checks skipped",
+                model.span,
+                "quote a local folder with a config.json to check it fully",
+                "warning",
+            )
+        )
+        return ResolvedModel(ModelRef(name, "hub"), None)
+    names = [*shapes.ALIASES, shapes.BUNDLED_NAME]
+    ck.error(
+        "E202",
+        f"unknown model `{name}`",
+        model.span,
+        _suggest(name, names)
+        or "known models: "
+        + ", ".join(names)
+        + '; a local checkpoint folder is written in quotes: on "./my-model"',
+    )
+    return None
+
+
+# ---- components ---------------------------------------------------------------
+def check_head(ck: Checker, head: ast.HeadRef, shape: shapes.ModelShape | None) -> bool:
+    if shape is None:
+        return _sane(ck, head.layer, head.span)
+    if head.layer >= shape.n_layers:
+        ck.error(
+            "E221",
+            f"layer {head.layer} is out of range in head {head.text}",
+            head.span,
+            f"the model has {shape.n_layers} layers (0-{shape.n_layers - 1})",
+        )
+        return False
+    if head.head >= shape.n_heads:
+        ck.error(
+            "E220",
+            f"head {head.text} is out of range",
+            head.span,
+            f"the model has {shape.n_heads} heads per layer (0-{shape.n_heads - 1})",
+        )
+        return False
+    return True
+
+
+def _sane(ck: Checker, layer: int, span: Span) -> bool:
+    if layer >= MAX_LAYERS_UNKNOWN:
+        ck.error(
+            "E221",
+            f"layer {layer} is out of range",
+            span,
+            f"seqcirc accepts at most {MAX_LAYERS_UNKNOWN} layers",
+        )
+        return False
+    return True
+
+
+def mlp_nodes(ck: Checker, rng: ast.MlpRange, shape: shapes.ModelShape | None) -> list[Node]:
+    hi = rng.lo if rng.hi is None else rng.hi
+    if hi < rng.lo:
+        ck.error(
+            "E221",
+            f"empty layer range {rng.lo}..{hi}",
+            rng.span,
+            f"write the smaller layer first: {hi}..{rng.lo}",
+        )
+        return []
+    if shape is not None and hi >= shape.n_layers:
+        ck.error(
+            "E221",
+            f"MLP layer {hi} is out of range",
+            rng.span,
+            f"the model has {shape.n_layers} layers (0-{shape.n_layers - 1})",
+        )
+        return []
+    if shape is None and not _sane(ck, hi, rng.span):
+        return []
+    return [Node(layer) for layer in range(rng.lo, hi + 1)]
+
+
+def _suggest(name: str, candidates: object) -> str | None:
+    from seqcirc.checks.checker import suggest
+
+    return suggest(name, candidates)

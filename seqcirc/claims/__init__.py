@@ -1,0 +1,1 @@
+"""Claims: every claim kind measured on the engine's runs, and judged."""

@@ -1,0 +1,1 @@
+"""Discovery: the paper's iterative pruning and the .circ file it writes."""

@@ -1,0 +1,1 @@
+"""The engine: batched node and edge interventions, means, memory, the means cache."""

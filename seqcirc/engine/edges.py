@@ -1,0 +1,82 @@
+"""Edge circuits against a prepared state (runner.EvalState): which edges a circuit keeps,
+the liveness check, and the one-pass patched forward (interventions.forward_edges)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+
+from seqcirc.engine.metric import per_prompt
+from seqcirc.engine.runner import EvalState, clean_logits_at, row_chunks
+from seqcirc.errors import EvaluationError
+from seqcirc.forward.gpt2 import EdgeValues, forward_edges, removed_matrix
+from seqcirc.plan import Edge
+
+
+def edge_mask(state: EvalState, edges: Iterable[Edge]) -> NDArray[np.bool_]:
+    """Keep-mask [n_edges] of an edge circuit; an edge the model lacks is an error."""
+    graph = state.graph
+    mask = np.zeros(graph.n_edges, dtype=bool)
+    for e in edges:
+        i = graph.index.get(e)
+        if i is None:
+            raise EvaluationError(
+                f"edge {e} does not exist in this model",
+                code="E303",
+                hint="a sender must come before its receiver (embed, L.H, mlpL -> "
+                "L.H[q|k|v], mlpL[mlp], logits[resid]); an MLP receives from heads of its layer",
+            )
+        mask[i] = True
+    return mask
+
+
+def check_live_edges(state: EvalState, keep: NDArray[np.bool_]) -> None:
+    graph = state.graph
+    removed_senders = np.unique(graph.cols.numpy()[~keep])
+    if removed_senders.size == 0:
+        raise EvaluationError("the edge circuit keeps every edge: nothing to measure", code="E305")
+    # sender 0 is the embedding; sender 1 + L*(H+1) + h a head, + H the MLP
+    changes = [state.embed_change]
+    n_h, n_heads_total = state.weights.n_heads, state.weights.n_layers * state.weights.n_heads
+    for layer in range(state.weights.n_layers):
+        changes.extend(state.output_change[layer * n_h : (layer + 1) * n_h])
+        changes.append(state.output_change[n_heads_total + layer])
+    if not (np.asarray(changes)[removed_senders] > 0).any():
+        raise EvaluationError(
+            "every removed edge carries a sender whose ablated output equals its actual one",
+            code="E305",
+            hint="check the corrupted prompts: they must differ from the clean ones",
+        )
+
+
+def run_edges(state: EvalState, keep: NDArray[np.bool_] | Sequence[Edge]) -> NDArray[np.float64]:
+    """Per-prompt metric [n] of one edge circuit (keep-mask [n_edges] or a list of edges):
+    one patched forward pass per chunk of prompts."""
+    if not isinstance(keep, np.ndarray):
+        keep = edge_mask(state, keep)
+    w = state.weights
+    removed = removed_matrix(state.graph, torch.as_tensor(keep), w.dtype).to(w.device)
+    values = state.edge_values
+    n = state.n_prompts
+    out = np.empty(n)
+    per_prompt_values = state.ablation.value == "resample"
+    with torch.inference_mode():
+        for sl in row_chunks(n, state.edge_rows):  # rows bounded by seqcirc.engine.memory
+            idx = torch.arange(sl.start, sl.stop, device=w.device)
+            vals = values
+            if per_prompt_values:
+                vals = EdgeValues(
+                    values.embed[idx],
+                    tuple(h[idx] for h in values.head_out),
+                    tuple(m[idx] for m in values.mlp),
+                )
+            logits = forward_edges(w, state.clean[idx], state.answer_pos[idx], removed, vals)
+            out[sl] = per_prompt(
+                state.metric, logits, state.correct[idx], state.incorrect[idx],
+                clean_logits_at(state, idx),
+            )  # fmt: skip
+    state.forward_rows += n
+    return out

@@ -1,0 +1,1 @@
+"""Forward passes with interventions, one module per architecture."""

@@ -1,0 +1,199 @@
+"""What every architecture's functional forward shares: the weights protocol the runner
+reads, replacement values, captured runs, node order and causal attention.
+
+The runner (seqcirc/engine/runner.py) sees a model only through `ModelWeights`: its sizes,
+device and dtype, and four methods (forward_nodes, all_replaced_resid, unembed, and
+whether edge circuits are implemented). Each architecture implements them in its own
+module (interventions.py: GPT-2; interventions_llama.py: Llama); which one a bridge
+gets is decided in one place, interventions.extract_weights.
+
+Node order (masks over nodes, as seqcirc.stats.baseline): every head layer by layer,
+then every MLP.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from seqcirc.errors import EvaluationError
+from seqcirc.plan import Node
+
+Layers = tuple[Tensor, ...]
+
+
+@dataclass(frozen=True, eq=False)
+class Replacement:
+    """What replaces node activations: z [L][(B,)S,H,dh] and mlp_out [L][(B,)S,d].
+
+    Without a leading batch dimension the values are per position and shared by all
+    rows (mean and zero ablation); with one, they are per prompt (resample, patching).
+    """
+
+    z: tuple[Tensor, ...]
+    mlp: tuple[Tensor, ...]
+
+    def rows(self, index: Tensor | None) -> Replacement:
+        """Per-prompt values for the given rows (no-op for shared values)."""
+        if index is None or self.z[0].dim() == 3:
+            return self
+        return Replacement(tuple(t[index] for t in self.z), tuple(t[index] for t in self.mlp))
+
+
+@dataclass(frozen=True, eq=False)
+class NodeRun:
+    logits: Tensor | None  # [B, vocab] at the answer position
+    resid_final: Tensor  # [B, d] residual before the final norm at the answer position
+    z: tuple[Tensor, ...] = ()  # captured hook_z per layer [B, S, H, dh]
+    mlp: tuple[Tensor, ...] = ()  # captured hook_mlp_out per layer [B, S, d]
+    embed: Tensor | None = None  # what the residual stream starts as [B, S, d]
+
+
+class WeightsBase:
+    """What every architecture's weights derive alike from W_E, W_U and their sizes."""
+
+    n_layers: int
+    n_heads: int
+    W_E: Tensor  # [vocab, d]
+    W_U: Tensor  # [d, vocab]
+
+    @property
+    def n_nodes(self) -> int:
+        return self.n_layers * (self.n_heads + 1)
+
+    @property
+    def d_vocab(self) -> int:
+        return int(self.W_U.shape[-1])
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.W_E.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.W_E.device
+
+
+def unembed_bias(hf: Any) -> Tensor:
+    """The lm_head bias, or zeros where the model has none (GPT-2, Llama)."""
+    bias = getattr(hf.lm_head, "bias", None)
+    if bias is not None:
+        return bias.detach()
+    return hf.lm_head.weight.new_zeros(hf.lm_head.weight.shape[0])
+
+
+class ModelWeights(Protocol):
+    """A model's weights as the evaluator uses them, whatever its architecture."""
+
+    @property
+    def architecture(self) -> str: ...  # the Hugging Face class name
+    @property
+    def n_layers(self) -> int: ...
+    @property
+    def n_heads(self) -> int: ...  # query heads (hook_z's head axis)
+    @property
+    def d_model(self) -> int: ...
+    @property
+    def d_head(self) -> int: ...
+    @property
+    def n_nodes(self) -> int: ...
+    @property
+    def d_mlp(self) -> int: ...  # the MLP's hidden width (SwiGLU: of gate and of up)
+    @property
+    def d_vocab(self) -> int: ...
+    @property
+    def n_ctx(self) -> int: ...  # the longest prompt the model takes
+    @property
+    def dtype(self) -> torch.dtype: ...
+    @property
+    def device(self) -> torch.device: ...
+    @property
+    def supports_edges(self) -> bool: ...
+
+    def forward_nodes(
+        self,
+        tokens: Tensor,
+        answer_pos: Tensor,
+        *,
+        replace: Tensor | None = None,
+        values: Replacement | None = None,
+        capture: bool = False,
+        logits: bool = True,
+    ) -> NodeRun:
+        """One forward; where replace[b, s, node] is True the node's activation is replaced."""
+        ...
+
+    def all_replaced_resid(self, embed: Tensor, values: Replacement) -> Tensor:
+        """Final residual when every node is replaced: no forward pass needed."""
+        ...
+
+    def unembed(self, resid: Tensor) -> Tensor:
+        """Final norm and unembedding of residuals [..., d] -> logits [..., vocab]."""
+        ...
+
+
+def require_edges(w: ModelWeights) -> None:
+    """Edge circuits need the per-receiver forward, implemented for GPT-2 only."""
+    if not w.supports_edges:
+        raise EvaluationError(
+            f"edge circuits are not implemented for {w.architecture} models",
+            code="E302",
+            hint="evaluate node circuits (`ablate nodes`, the default) on this model; edge "
+            "circuits run on GPT-2-architecture models",
+        )
+
+
+def all_nodes(w: ModelWeights) -> tuple[Node, ...]:
+    """Every node in mask order: all heads layer by layer, then all MLPs."""
+    heads = [Node(layer, h) for layer in range(w.n_layers) for h in range(w.n_heads)]
+    return (*heads, *(Node(layer) for layer in range(w.n_layers)))
+
+
+def node_index(w: ModelWeights, node: Node) -> int:
+    if not 0 <= node.layer < w.n_layers or (
+        node.head is not None and not 0 <= node.head < w.n_heads
+    ):
+        raise EvaluationError(
+            f"node {node} does not exist in a model of {w.n_layers} layers x {w.n_heads} heads",
+            code="E303",
+        )
+    if node.head is None:
+        return w.n_layers * w.n_heads + node.layer
+    return node.layer * w.n_heads + node.head
+
+
+def attend(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+    """q, k, v [B, S, H, dh] -> z [B, S, H, dh], causal, scaled by 1/sqrt(dh)."""
+    z = F.scaled_dot_product_attention(
+        q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), is_causal=True
+    )
+    return z.transpose(1, 2)
+
+
+def gather_pos(x: Tensor, answer_pos: Tensor) -> Tensor:
+    return x[torch.arange(x.shape[0], device=x.device), answer_pos]
+
+
+def replace_heads(
+    z: Tensor, layer: int, n_heads: int, replace: Tensor | None, values: Replacement | None
+) -> Tensor:
+    """z [B, S, H, dh] with the heads of `layer` that `replace` marks replaced."""
+    if replace is None or values is None:
+        return z
+    head_cols = replace[..., layer * n_heads : (layer + 1) * n_heads, None]
+    return torch.where(head_cols, values.z[layer], z)
+
+
+def replace_mlp(
+    out: Tensor, layer: int, n_layers: int, n_heads: int,
+    replace: Tensor | None, values: Replacement | None,
+) -> Tensor:  # fmt: skip
+    """mlp_out [B, S, d] with the MLP of `layer` replaced where `replace` marks it."""
+    if replace is None or values is None:
+        return out
+    mlp_col = replace[..., n_layers * n_heads + layer, None]
+    return torch.where(mlp_col, values.mlp[layer], out)

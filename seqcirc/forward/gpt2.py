@@ -1,0 +1,452 @@
+"""Node and edge ablations as one functional forward pass of a GPT-2-architecture model.
+
+The weights are read from the TransformerBridge's Hugging Face module and the forward is
+written out here, because the bridge's hooks neither split q/k/v inputs per head (edge
+ablation needs that) nor let us skip the unembedding at positions nobody scores. The
+evaluator checks this forward against the bridge's own on every task (evaluate.prepare).
+
+Intervention points match TransformerLens hook names: a head is ablated at
+`blocks.L.attn.hook_z` (its z, per head; the layer bias b_O stays), an MLP at
+`blocks.L.hook_mlp_out` (its whole output, bias included).
+
+`extract_weights` is the one place that picks an architecture's weights class (GPT-2
+here, Llama in interventions_llama.py); the runner then sees only the ModelWeights
+protocol (interventions_common.py), and `forward_nodes`, `all_replaced_resid` and
+`unembed` below call the weights' own methods. Edge circuits are GPT-2 only.
+
+Node order (masks over nodes, as seqcirc.stats.baseline): every head layer by layer,
+then every MLP.
+Sender order (edges): embed, then per layer heads 0..H-1 and the MLP.
+Receiver rows: per layer q of heads, k of heads, v of heads, the MLP; then the logits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from seqcirc.errors import EvaluationError
+from seqcirc.forward.common import (
+    Layers,
+    ModelWeights,
+    NodeRun,
+    Replacement,
+    WeightsBase,
+    all_nodes,
+    attend,
+    gather_pos,
+    node_index,
+    replace_heads,
+    replace_mlp,
+    require_edges,
+    unembed_bias,
+)
+from seqcirc.forward.llama import extract_llama_weights
+from seqcirc.plan import EMBED, LOGITS, Edge, ReceiverInput
+
+__all__ = [
+    "EdgeGraph", "EdgeValues", "Gpt2Weights", "ModelWeights", "NodeRun", "Replacement",
+    "all_nodes", "all_replaced_resid", "edge_graph", "extract_weights", "forward_edges",
+    "forward_nodes", "node_index", "receiver_row", "removed_matrix", "sender_names", "unembed",
+]  # fmt: skip
+
+
+@dataclass(frozen=True, eq=False)
+class Gpt2Weights(WeightsBase):
+    """The weights of a GPT-2-architecture model in TransformerLens layout."""
+
+    n_layers: int
+    n_heads: int
+    d_model: int
+    d_head: int
+    eps: float
+    W_E: Tensor  # [vocab, d]
+    W_pos: Tensor  # [ctx, d]
+    # Per-layer tuples of views of the model's own parameters (no copies).
+    ln1_w: Layers  # [d]
+    ln1_b: Layers
+    W_qkv: Layers  # [d, 3d] fused, Hugging Face Conv1D layout (q | k | v)
+    b_qkv: Layers  # [3d]
+    W_O: Layers  # [H, dh, d]
+    b_O: Layers  # [d]
+    ln2_w: Layers
+    ln2_b: Layers
+    W_in: Layers  # [d, d_mlp]
+    b_in: Layers
+    W_out: Layers  # [d_mlp, d]
+    b_out: Layers  # [d]
+    lnf_w: Tensor
+    lnf_b: Tensor
+    W_U: Tensor  # [d, vocab]
+    b_U: Tensor  # [vocab]
+    _per_head: dict[int, tuple[Tensor, Tensor]] = field(default_factory=dict, repr=False)
+
+    def qkv_per_head(self, layer: int) -> tuple[Tensor, Tensor]:
+        """W [3, H, d, dh] and b [3, H, dh] of one layer, for per-head inputs (edges)."""
+        if layer not in self._per_head:
+            d, n_h, dh = self.d_model, self.n_heads, self.d_head
+            W = self.W_qkv[layer].reshape(d, 3, n_h, dh).permute(1, 2, 0, 3).contiguous()
+            self._per_head[layer] = (W, self.b_qkv[layer].reshape(3, n_h, dh))
+        return self._per_head[layer]
+
+    @property
+    def d_mlp(self) -> int:
+        return int(self.W_in[0].shape[-1])
+
+    @property
+    def architecture(self) -> str:
+        return "GPT2LMHeadModel"
+
+    @property
+    def n_ctx(self) -> int:
+        return int(self.W_pos.shape[0])
+
+    @property
+    def supports_edges(self) -> bool:
+        return True
+
+    def forward_nodes(
+        self,
+        tokens: Tensor,
+        answer_pos: Tensor,
+        *,
+        replace: Tensor | None = None,
+        values: Replacement | None = None,
+        capture: bool = False,
+        logits: bool = True,
+    ) -> NodeRun:
+        return _forward_nodes(
+            self, tokens, answer_pos, replace=replace, values=values, capture=capture,
+            logits=logits,
+        )  # fmt: skip
+
+    def all_replaced_resid(self, embed: Tensor, values: Replacement) -> Tensor:
+        return _all_replaced_resid(self, embed, values)
+
+    def unembed(self, resid: Tensor) -> Tensor:
+        x = F.layer_norm(resid, (self.d_model,), self.lnf_w, self.lnf_b, self.eps)
+        return x @ self.W_U + self.b_U
+
+
+def _extract_gpt2(hf: Any) -> Gpt2Weights:
+    cfg = hf.config
+    unsupported = {
+        "activation_function": (cfg.activation_function, "gelu_new"),
+        "scale_attn_weights": (cfg.scale_attn_weights, True),
+        "scale_attn_by_inverse_layer_idx": (cfg.scale_attn_by_inverse_layer_idx, False),
+        "reorder_and_upcast_attn": (cfg.reorder_and_upcast_attn, False),
+    }
+    for key, (got, want) in unsupported.items():
+        if got != want:
+            raise EvaluationError(
+                f"GPT-2 config {key}={got!r} is not supported (needs {want!r})", code="E302"
+            )
+    tr = hf.transformer
+    blocks = list(tr.h)
+    n_layers, d = len(blocks), cfg.n_embd
+    n_heads = cfg.n_head
+    d_head = d // n_heads
+
+    def per_layer(get: Callable[[Any], Tensor]) -> Layers:
+        return tuple(get(b).detach() for b in blocks)
+
+    return Gpt2Weights(
+        n_layers=n_layers,
+        n_heads=n_heads,
+        d_model=d,
+        d_head=d_head,
+        eps=float(cfg.layer_norm_epsilon),
+        W_E=tr.wte.weight.detach(),
+        W_pos=tr.wpe.weight.detach(),
+        ln1_w=per_layer(lambda b: b.ln_1.weight),
+        ln1_b=per_layer(lambda b: b.ln_1.bias),
+        W_qkv=per_layer(lambda b: b.attn.c_attn.weight),
+        b_qkv=per_layer(lambda b: b.attn.c_attn.bias),
+        W_O=per_layer(lambda b: b.attn.c_proj.weight.reshape(n_heads, d_head, d)),
+        b_O=per_layer(lambda b: b.attn.c_proj.bias),
+        ln2_w=per_layer(lambda b: b.ln_2.weight),
+        ln2_b=per_layer(lambda b: b.ln_2.bias),
+        W_in=per_layer(lambda b: b.mlp.c_fc.weight),
+        b_in=per_layer(lambda b: b.mlp.c_fc.bias),
+        W_out=per_layer(lambda b: b.mlp.c_proj.weight),
+        b_out=per_layer(lambda b: b.mlp.c_proj.bias),
+        lnf_w=tr.ln_f.weight.detach(),
+        lnf_b=tr.ln_f.bias.detach(),
+        W_U=hf.lm_head.weight.detach().T,
+        b_U=unembed_bias(hf),  # the bridge's unembedding may carry a (zero) bias
+    )
+
+
+# The architectures the evaluator's forward implements: Hugging Face class -> weights.
+EXTRACTORS: dict[str, Callable[[Any], ModelWeights]] = {
+    "GPT2LMHeadModel": _extract_gpt2,
+    "LlamaForCausalLM": extract_llama_weights,
+}
+
+
+def extract_weights(bridge: torch.nn.Module) -> ModelWeights:
+    """The weights of a TransformerBridge's model (raw Hugging Face numerics only), as
+    the weights class of its architecture."""
+    if getattr(bridge, "compatibility_mode", False):
+        raise EvaluationError(
+            "the evaluator needs the bridge without compatibility mode (raw weights)",
+            code="E301",
+            hint="load the model without enable_compatibility_mode()",
+        )
+    hf: Any = getattr(bridge, "original_model", None)
+    arch = type(hf).__name__
+    if arch not in EXTRACTORS:
+        raise EvaluationError(
+            f"the evaluator's forward supports {' and '.join(EXTRACTORS)} models, not {arch}",
+            code="E302",
+            hint="evaluate a GPT-2-family model (gpt2-small, the bundled seqcirc-mini) or a "
+            "Llama-architecture one (llama-2-7b)",
+        )
+    return EXTRACTORS[arch](hf)
+
+
+# ---------------------------------------------------------------- nodes
+
+
+def _embed(w: Gpt2Weights, tokens: Tensor) -> Tensor:
+    return w.W_E[tokens] + w.W_pos[: tokens.shape[1]]
+
+
+def _mlp(w: Gpt2Weights, layer: int, x: Tensor) -> Tensor:
+    h = F.gelu(x @ w.W_in[layer] + w.b_in[layer], approximate="tanh")
+    return h @ w.W_out[layer] + w.b_out[layer]
+
+
+def forward_nodes(
+    w: ModelWeights,
+    tokens: Tensor,
+    answer_pos: Tensor,
+    *,
+    replace: Tensor | None = None,
+    values: Replacement | None = None,
+    capture: bool = False,
+    logits: bool = True,
+) -> NodeRun:
+    """One forward of any architecture; where replace[b, s, node] is True the node's
+    activation is replaced. tokens [B, S]; answer_pos [B]; replace [B, S, n_nodes]."""
+    return w.forward_nodes(
+        tokens, answer_pos, replace=replace, values=values, capture=capture, logits=logits
+    )
+
+
+def unembed(w: ModelWeights, resid: Tensor) -> Tensor:
+    """Final norm and unembedding (logits) of residuals [..., d]."""
+    return w.unembed(resid)
+
+
+def all_replaced_resid(w: ModelWeights, embed: Tensor, values: Replacement) -> Tensor:
+    """Final residual [B, S, d] when every node is replaced: no forward pass needed.
+
+    embed [B, S, d] or [S, d]: what the embeddings contribute (clean, or ablated for edges).
+    """
+    return w.all_replaced_resid(embed, values)
+
+
+def _forward_nodes(
+    w: Gpt2Weights,
+    tokens: Tensor,
+    answer_pos: Tensor,
+    *,
+    replace: Tensor | None = None,
+    values: Replacement | None = None,
+    capture: bool = False,
+    logits: bool = True,
+) -> NodeRun:
+    """One forward; where replace[b, s, node] is True the node's activation is replaced.
+
+    tokens [B, S]; answer_pos [B]; replace [B, S, n_nodes] bool (node mask order).
+    """
+    n_h = w.n_heads
+    resid = _embed(w, tokens)
+    embed = resid if capture else None
+    zs: list[Tensor] = []
+    mlps: list[Tensor] = []
+    for layer in range(w.n_layers):
+        x = F.layer_norm(resid, (w.d_model,), w.ln1_w[layer], w.ln1_b[layer], w.eps)
+        qkv = (x @ w.W_qkv[layer] + w.b_qkv[layer]).unflatten(-1, (3, n_h, w.d_head))
+        z = attend(qkv[..., 0, :, :], qkv[..., 1, :, :], qkv[..., 2, :, :])
+        z = replace_heads(z, layer, n_h, replace, values)
+        if capture:
+            zs.append(z)
+        resid = resid + torch.einsum("bshe,hed->bsd", z, w.W_O[layer]) + w.b_O[layer]
+        x = F.layer_norm(resid, (w.d_model,), w.ln2_w[layer], w.ln2_b[layer], w.eps)
+        out = replace_mlp(_mlp(w, layer, x), layer, w.n_layers, n_h, replace, values)
+        if capture:
+            mlps.append(out)
+        resid = resid + out
+    final = gather_pos(resid, answer_pos)
+    return NodeRun(
+        logits=w.unembed(final) if logits else None,
+        resid_final=final,
+        z=tuple(zs),
+        mlp=tuple(mlps),
+        embed=embed,
+    )
+
+
+def _all_replaced_resid(w: Gpt2Weights, embed: Tensor, values: Replacement) -> Tensor:
+    resid = embed
+    for layer in range(w.n_layers):
+        head_out = torch.einsum("...she,hed->...sd", values.z[layer], w.W_O[layer])
+        resid = resid + head_out + w.b_O[layer] + values.mlp[layer]
+    return resid
+
+
+# ---------------------------------------------------------------- edges
+
+
+def sender_names(w: Gpt2Weights) -> tuple[str, ...]:
+    """embed, then per layer heads 0..H-1 and the MLP (the order of the residual stream)."""
+    out = [EMBED]
+    for layer in range(w.n_layers):
+        out.extend(f"{layer}.{h}" for h in range(w.n_heads))
+        out.append(f"mlp{layer}")
+    return tuple(out)
+
+
+@dataclass(frozen=True, eq=False)
+class EdgeGraph:
+    """Every edge of the model (auto-circuit's convention: 32,491 for GPT-2 small)."""
+
+    edges: tuple[Edge, ...]
+    index: dict[Edge, int]
+    rows: Tensor  # [n_edges] receiver row of each edge
+    cols: Tensor  # [n_edges] sender column of each edge
+    n_receivers: int
+    n_senders: int
+
+    @property
+    def n_edges(self) -> int:
+        return len(self.edges)
+
+
+def receiver_row(w: Gpt2Weights, layer: int, inp: str, head: int | None) -> int:
+    per = 3 * w.n_heads + 1
+    if inp == "mlp":
+        return layer * per + 3 * w.n_heads
+    return layer * per + "qkv".index(inp) * w.n_heads + (head or 0)
+
+
+def edge_graph(w: ModelWeights) -> EdgeGraph:
+    require_edges(w)
+    assert isinstance(w, Gpt2Weights)
+    senders = sender_names(w)
+    edges: list[Edge] = []
+    rows: list[int] = []
+    cols: list[int] = []
+    n_h = w.n_heads
+    for layer in range(w.n_layers):
+        n_before = 1 + layer * (n_h + 1)
+        qkv: tuple[ReceiverInput, ...] = ("q", "k", "v")
+        for inp in qkv:
+            for h in range(n_h):
+                for s in range(n_before):
+                    edges.append(Edge(senders[s], f"{layer}.{h}", inp))
+                    rows.append(receiver_row(w, layer, inp, h))
+                    cols.append(s)
+        for s in range(n_before + n_h):
+            edges.append(Edge(senders[s], f"mlp{layer}", "mlp"))
+            rows.append(receiver_row(w, layer, "mlp", None))
+            cols.append(s)
+    n_recv = w.n_layers * (3 * n_h + 1) + 1
+    for s in range(len(senders)):
+        edges.append(Edge(senders[s], LOGITS, "resid"))
+        rows.append(n_recv - 1)
+        cols.append(s)
+    return EdgeGraph(
+        edges=tuple(edges),
+        index={e: i for i, e in enumerate(edges)},
+        rows=torch.tensor(rows),
+        cols=torch.tensor(cols),
+        n_receivers=n_recv,
+        n_senders=len(senders),
+    )
+
+
+def removed_matrix(graph: EdgeGraph, keep: Tensor, dtype: torch.dtype) -> Tensor:
+    """[n_receivers, n_senders]: 1 where an edge exists and is removed (not kept)."""
+    out = torch.zeros(graph.n_receivers, graph.n_senders, dtype=dtype)
+    out[graph.rows, graph.cols] = (~keep).to(dtype)
+    return out
+
+
+@dataclass(frozen=True, eq=False)
+class EdgeValues:
+    """Ablated sender outputs: embed [(B,)S,d], heads [L][(B,)S,H,d], mlp [L][(B,)S,d]."""
+
+    embed: Tensor
+    head_out: tuple[Tensor, ...]
+    mlp: tuple[Tensor, ...]
+
+    @classmethod
+    def from_nodes(cls, w: ModelWeights, embed: Tensor, values: Replacement) -> EdgeValues:
+        require_edges(w)
+        assert isinstance(w, Gpt2Weights)
+        heads = tuple(
+            torch.einsum("...she,hed->...shd", values.z[layer], w.W_O[layer])
+            for layer in range(w.n_layers)
+        )
+        return cls(embed, heads, values.mlp)
+
+
+def forward_edges(
+    w: ModelWeights,
+    tokens: Tensor,
+    answer_pos: Tensor,
+    removed: Tensor,
+    values: EdgeValues,
+) -> Tensor:
+    """Logits [B, vocab] at the answer position with the removed edges ablated.
+
+    One pass: each receiver's input is the actual residual plus, for each removed edge,
+    (ablated - actual) of its sender, both taken in this same pass.
+    removed: [n_receivers, n_senders] (removed_matrix), already on the weights' device.
+    """
+    require_edges(w)
+    assert isinstance(w, Gpt2Weights)
+    n_h, d = w.n_heads, w.d_model
+    batch, seq = tokens.shape
+    resid = _embed(w, tokens)
+    n_senders = removed.shape[1]
+    diffs = resid.new_zeros(batch * seq, n_senders, d)  # ablated - actual, per sender
+    diffs[:, 0] = (values.embed - resid).reshape(-1, d)
+    per = 3 * n_h + 1
+    for layer in range(w.n_layers):
+        n_before = 1 + layer * (n_h + 1)
+        rows = removed[layer * per : (layer + 1) * per]
+        delta = torch.matmul(rows[: 3 * n_h, :n_before], diffs[:, :n_before])  # [BS, 3H, d]
+        x_in = resid.reshape(-1, 1, d) + delta
+        x = F.layer_norm(x_in, (d,), w.ln1_w[layer], w.ln1_b[layer], w.eps)
+        # [3H, BS, d] @ [3H, d, dh] -> q, k, v per head from its own input
+        W_h, b_h = w.qkv_per_head(layer)
+        proj = torch.bmm(x.transpose(0, 1), W_h.reshape(3 * n_h, d, w.d_head))
+        proj = proj.reshape(3, n_h, batch, seq, w.d_head) + b_h[:, :, None, None]
+        qkv = proj.permute(0, 2, 3, 1, 4)  # [3, B, S, H, dh]
+        z = attend(qkv[0], qkv[1], qkv[2])
+        head_out = torch.einsum("bshe,hed->bshd", z, w.W_O[layer])
+        diffs[:, n_before : n_before + n_h] = (values.head_out[layer] - head_out).reshape(
+            -1, n_h, d
+        )
+        resid = resid + head_out.sum(2) + w.b_O[layer]
+        n_mlp = n_before + n_h
+        delta_mlp = torch.matmul(rows[3 * n_h : per, :n_mlp], diffs[:, :n_mlp])  # [BS, 1, d]
+        x = F.layer_norm(
+            resid + delta_mlp.reshape(batch, seq, d), (d,), w.ln2_w[layer], w.ln2_b[layer], w.eps
+        )
+        out = _mlp(w, layer, x)
+        diffs[:, n_mlp] = (values.mlp[layer] - out).reshape(-1, d)
+        resid = resid + out
+    final = gather_pos(resid, answer_pos)
+    ans_rows = torch.arange(batch, device=tokens.device) * seq + answer_pos
+    final = final + torch.matmul(removed[-1:], diffs[ans_rows]).squeeze(1)
+    return w.unembed(final)

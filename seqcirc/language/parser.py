@@ -1,0 +1,173 @@
+"""parse(text, path) -> Program. The Lark parser is built once, lazily, in strict mode.
+
+Syntax errors become InputError with a span and words a researcher knows ("a head such
+as 9.1"), never Lark's internal terminal names.
+"""
+
+from __future__ import annotations
+
+import functools
+from importlib import resources
+
+from lark import Lark, Token, UnexpectedCharacters, UnexpectedInput, UnexpectedToken
+from lark.exceptions import LarkError, VisitError
+
+from seqcirc.errors import InputError, SeqcircError
+from seqcirc.language.ast import Program
+from seqcirc.language.transform import ToAst
+from seqcirc.source import Span
+
+# What each named terminal means, in the user's words.
+_TERMINAL_WORDS: dict[str, str] = {
+    "NAME": "a name",
+    "DECIMAL": "a head such as 9.1",
+    "INT": "a whole number",
+    "SIGNED_NUMBER": "a number",
+    "STRING": 'a quoted string such as "file.circ"',
+    "MODEL_NAME": "a model name such as gpt2-small",
+    "COMPARE": "a comparison (>=, <=, >, <)",
+    "GRANULARITY": "`nodes` or `edges`",
+    "ABLATION_VALUE": "`mean`, `resample` or `zero`",
+    "$END": "the end of the file",
+}
+
+# Common mistakes, recognised by the parser state they leave (Lark's match_examples).
+_EXAMPLES: dict[str, list[str]] = {
+    "a claim needs a comparison and a threshold, e.g. `expect faithfulness >= 0.8`": [
+        "circuit c on m { expect faithfulness 0.8 }",
+        "circuit c on m { expect faithfulness }",
+        "circuit c on m { role 9.1 successor 0.8 }",
+    ],
+    "a circuit is written `circuit months on gpt2-small { ... }`": [
+        "circuit c gpt2 {",
+        "circuit c {",
+    ],
+    "heads are written layer.head, e.g. 9.1 (or L9H1); MLPs as `mlp 9`": [
+        "group g = 9",
+        "circuit c on m { heads 9 }",
+    ],
+    "MLP layers are whole numbers or ranges such as `mlp 0..4, 6..10`": [
+        "circuit c on m { mlp 1.5 }",
+        "circuit c on m { mlp a }",
+    ],
+}
+
+
+def _grammar_text() -> str:
+    """The grammar, which lives beside this module (in a checkout and in the wheel)."""
+    return resources.files("seqcirc.language").joinpath("circ.lark").read_text(encoding="utf-8")
+
+
+@functools.cache
+def get_parser() -> Lark:
+    return Lark(
+        _grammar_text(),
+        parser="lalr",
+        strict=True,
+        propagate_positions=True,
+        maybe_placeholders=True,
+    )
+
+
+def _describe_terminal(parser: Lark, name: str) -> str:
+    if name in _TERMINAL_WORDS:
+        return _TERMINAL_WORDS[name]
+    try:
+        pattern = parser.get_terminal(name).pattern
+    except KeyError:
+        return "something else"
+    return f"`{pattern.value}`" if pattern.type == "str" else "something else"
+
+
+def _expected(parser: Lark, names: set[str] | frozenset[str]) -> str:
+    words = sorted({_describe_terminal(parser, n) for n in names})
+    if len(words) > 8:
+        words = [*words[:8], "..."]
+    return ", ".join(words)
+
+
+@functools.cache
+def _example_states() -> tuple[tuple[int, str, str], ...]:
+    """(parser state, offending token type, label) of each example mistake."""
+    out = []
+    for label, examples in _EXAMPLES.items():
+        for example in examples:
+            try:
+                get_parser().parse(example)
+            except UnexpectedToken as err:
+                out.append((err.state.position, err.token.type, label))
+    return tuple(out)
+
+
+def _match_example(err: UnexpectedInput) -> str | None:
+    """The label of an example that fails in the same parser state on the same kind of
+    token. (Lark's match_examples also compares stack depth, which grows with every
+    statement before the mistake, so it misses most real files.)"""
+    if not isinstance(err, UnexpectedToken) or err.state is None:
+        return None
+    for position, token_type, label in _example_states():
+        if position == err.state.position and token_type == err.token.type:
+            return label
+    return None
+
+
+def _syntax_error(err: UnexpectedInput, parser: Lark, text: str, path: str) -> InputError:
+    line, col = max(err.line, 1), max(err.column, 1)
+    if isinstance(err, UnexpectedToken):
+        tok: Token = err.token
+        expected = _expected(parser, err.accepts or err.expected)
+        if tok.type == "$END":
+            code, message = "E102", "unexpected end of file"
+            lines = text.splitlines() or [""]
+            line, col = len(lines), len(lines[-1]) + 1
+        else:
+            code, message = "E100", f"unexpected `{tok}`"
+        width = len(str(tok)) if tok.type != "$END" else 1
+        span = Span(path, line, col, line, col + max(width, 1) - 1)
+        hint = f"expected {expected}"
+    elif isinstance(err, UnexpectedCharacters):
+        pos = err.pos_in_stream or 0
+        char = text[pos] if pos < len(text) else ""
+        code, message = "E101", f"unexpected character {char!r}"
+        span = Span(path, line, col, line, col)
+        hint = f"expected {_expected(parser, err.allowed)}" if err.allowed else ""
+    else:  # pragma: no cover - the LALR parser raises only the two above
+        code, message, span, hint = "E100", "syntax error", Span(path, line, col), ""
+    label = _match_example(err)
+    if label is not None:
+        hint = f"{label}; {hint}" if hint else label
+    return InputError(message, code=code, span=span, hint=hint or None, source_text=text)
+
+
+def parse(text: str, path: str = "<string>") -> Program:
+    """Parse .circ source into a Program; raise InputError (E100-E102) on bad syntax."""
+    parser = get_parser()
+    try:
+        tree = parser.parse(text)
+    except UnexpectedInput as err:
+        raise _syntax_error(err, parser, text, path) from None
+    except LarkError as err:  # pragma: no cover - defensive: never leak Lark errors
+        raise InputError(f"cannot parse: {err}", code="E100", source_text=text) from None
+    try:
+        items = ToAst(path).transform(tree)
+    except VisitError as err:
+        if isinstance(err.orig_exc, SeqcircError):
+            raise err.orig_exc from None
+        raise InputError(f"cannot read: {err.orig_exc}", code="E100", source_text=text) from None
+    comments = tuple(
+        (i + 1, line[col:].rstrip())
+        for i, line in enumerate(text.splitlines())
+        if (col := _comment_start(line)) is not None
+    )
+    return Program(path, text, items, comments)
+
+
+def _comment_start(line: str) -> int | None:
+    """Column of a `#` comment outside a string literal, or None."""
+    in_string = False
+    for i, ch in enumerate(line):
+        if ch == '"':
+            in_string = not in_string
+        elif ch == "#" and not in_string:
+            return i
+    return None

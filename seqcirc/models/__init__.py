@@ -1,0 +1,1 @@
+"""Models: loading (hub, folder, bundled), shapes without weights, devices."""

@@ -1,7 +1,0 @@
-"""The .circ front end: parse(text, path) -> Program (AST dataclasses with spans)."""
-
-from __future__ import annotations
-
-from seqcirc.syntax.parser import get_parser, parse
-
-__all__ = ["get_parser", "parse"]

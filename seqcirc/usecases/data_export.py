@@ -1,0 +1,106 @@
+"""`seqcirc data export`: a .circ file's task, tokenized for one of its models, as JSONL.
+
+The task's prompts are tokenized with the tokenizer of the model a circuit pairs them
+with (positions depend on it), and, when the task says `filter correct`, filtered by
+that model exactly as an evaluation would, so the export is the prompt set a result used.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+from seqcirc.errors import InputError, did_you_mean
+from seqcirc.plan import ModelRef, Plan, TaskSpec
+from seqcirc.tasks.types import TokenizedTask
+
+
+@dataclass(frozen=True)
+class ExportSummary:
+    task: str
+    model: str
+    n_prompts: int
+    filter: str | None  # the filter's summary line, None when not applied
+
+
+def select_task(plan: Plan, task: str | None, model: str | None) -> tuple[TaskSpec, ModelRef]:
+    """The named task and the model it is evaluated on in `plan`."""
+    pairs: dict[str, dict[str, tuple[TaskSpec, ModelRef]]] = {}
+    for c in plan.circuits:
+        pairs.setdefault(c.task.name, {}).setdefault(c.model.name, (c.task, c.model))
+    if not pairs:
+        raise InputError(f"{plan.source}: no circuit uses a task", code="T401")
+    if task is None:
+        if len(pairs) > 1:
+            raise InputError(
+                f"{plan.source} has several tasks: {', '.join(sorted(pairs))}",
+                code="T402",
+                hint="choose one with --task NAME",
+            )
+        task = next(iter(pairs))
+    if task not in pairs:
+        raise InputError(
+            f"{plan.source}: no circuit is evaluated on a task named {task!r}",
+            code="T403",
+            hint=did_you_mean(task, pairs) + "tasks: " + ", ".join(sorted(pairs)),
+        )
+    models = pairs[task]
+    if model is None:
+        if len(models) > 1:
+            raise InputError(
+                f"task {task} is evaluated on several models: {', '.join(sorted(models))}; "
+                "their tokenizers give different token ids",
+                code="T404",
+                hint="choose one with --model NAME",
+            )
+        model = next(iter(models))
+    if model not in models:
+        raise InputError(
+            f"task {task} is not evaluated on model {model!r}",
+            code="T405",
+            hint="models for this task: " + ", ".join(sorted(models)),
+        )
+    return models[model]
+
+
+def export_circ_task(
+    circ_file: str | Path,
+    out: str | Path | TextIO,
+    *,
+    task: str | None = None,
+    model: str | None = None,
+    apply_filter: bool = True,
+) -> ExportSummary:
+    """Compile `circ_file`, build the task for its model, filter if asked, write JSONL."""
+    from seqcirc.models.load import load_model
+    from seqcirc.plan.compile import compile_file
+    from seqcirc.tasks.build import build_task
+    from seqcirc.tasks.export import write_export
+    from seqcirc.tasks.filtering import model_filter
+
+    plan = compile_file(circ_file)
+    spec, ref = select_task(plan, task, model)
+    base = Path(circ_file).parent
+    loaded = load_model(ref.name, base_dir=base)
+    data: TokenizedTask = build_task(
+        spec,
+        loaded.tokenizer,
+        prepend_bos=loaded.identity.prepend_bos,
+        base_dir=base,
+        seed=plan.seed,
+    )
+    data.meta["model"] = loaded.identity.to_dict()
+    summary = None
+    if spec.filter_correct and apply_filter:
+        data, report = model_filter(data, loaded.bridge)
+        summary = report.summary()
+        if report.n_kept == 0:
+            raise InputError(
+                f"task {spec.name}: the filter kept no prompts on {ref.name}",
+                code="T406",
+                hint="the model gets none right with p(correct) > 2 p(incorrect); "
+                "use --unfiltered to export the generated prompts",
+            )
+    write_export(data, out, loaded.tokenizer)
+    return ExportSummary(spec.name, ref.name, data.n_prompts, summary)

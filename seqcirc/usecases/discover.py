@@ -1,0 +1,143 @@
+"""What `seqcirc discover` runs: load the model, build the task exactly as the written
+file will state it, prune, scan roles, write the `.circ` file (the CLI only parses
+options and prints)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from seqcirc.discovery.circ_file import Written, render_circ, task_spec_of, task_text
+from seqcirc.discovery.prune import DEFAULT_THRESHOLD, Discovery, PruneStep
+from seqcirc.errors import InputError
+from seqcirc.report.files import write_text
+
+
+@contextmanager
+def sweep_progress(label: str) -> Iterator[Any]:
+    """A rich progress line on stderr (silent when stderr is not a terminal); yields the
+    on_step callback for discover.prune."""
+    from rich.console import Console
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    console = Console(stderr=True)
+    with Progress(
+        SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+        console=console, disable=not console.is_terminal, transient=True,
+    ) as progress:  # fmt: skip
+        bar = progress.add_task(f"{label}: preparing", total=None)
+
+        def on_step(step: PruneStep) -> None:
+            verb = "dropped" if step.removed else "kept"
+            progress.update(
+                bar, advance=1,
+                description=f"{label}: sweep {step.sweep + 1} ({step.direction}), "
+                f"last {verb} at {step.score:.3f}",
+            )  # fmt: skip
+
+        yield on_step
+
+
+@dataclass(frozen=True)
+class DiscoverRun:
+    discovery: Discovery
+    written: Written
+    path: Path | None
+    task: Any
+
+
+def load_task(loaded: Any, spec: Any, seed: int) -> Any:
+    """The task's prompts for this model, with the paper's filter when the spec asks."""
+    from seqcirc.tasks.build import build_task
+    from seqcirc.tasks.filtering import model_filter
+
+    task = build_task(spec, loaded.tokenizer, prepend_bos=loaded.identity.prepend_bos, seed=seed)
+    if spec.filter_correct:
+        task, report = model_filter(task, loaded.bridge)
+        if report.n_kept == 0:
+            raise InputError(
+                f"task {spec.name}: the filter kept no prompts",
+                code="T406",
+                hint="the model gets none right with p(correct) > 2 p(incorrect)",
+            )
+    return task
+
+
+def run_discover(
+    *,
+    model: str,
+    set_name: str,
+    threshold: float = DEFAULT_THRESHOLD,
+    prompts: int = 1536,
+    seed: int = 0,
+    device: str = "auto",
+    edges: bool = False,
+    filter_correct: bool = True,
+    output: str | None = None,
+    name: str | None = None,
+    command: str | None = None,
+    n_boot: int = 10_000,
+) -> DiscoverRun:
+    from seqcirc.discovery.prune import discover
+    from seqcirc.models.load import load_model
+    from seqcirc.plan.compile import compile_text
+    from seqcirc.roles.scan import scan_roles
+    from seqcirc.usecases.session import Options, Session
+
+    if prompts < 1:
+        raise InputError(f"--prompts must be >= 1, got {prompts}", code="E340")
+    name = name or set_name
+    task_def = task_text(name, set_name, prompts=prompts, seed=seed, filter_correct=filter_correct)
+    spec = task_spec_of(task_def, model)  # also checks the set name and the model's shape
+    loaded = load_model(model, device=device)
+    task = load_task(loaded, spec, seed)
+    with sweep_progress(f"pruning {name}") as on_step:
+        found = discover(loaded.bridge, task, threshold=threshold, edges=edges,
+                         on_step=on_step, on_edge_step=on_step)  # fmt: skip
+    table = scan_roles(loaded.bridge, loaded.tokenizer, set_name=set_name, seed=seed)
+    table.meta["model"] = model
+
+    # the written file is measured the way `seqcirc test` measures it
+    session = Session(Options(device=device, n_boot=n_boot))
+    base = Path(output).resolve().parent if output else Path.cwd()
+
+    def evaluate(text: str) -> Any:
+        return session.evaluate_plan(compile_text(text, output or "<discover>"), base)
+
+    cmd = command or (
+        f"seqcirc discover --model {model} --task {set_name} --threshold {threshold:g} "
+        f"--prompts {prompts} --seed {seed}" + (" --edges" if edges else "")
+    )
+    written = render_circ(
+        found, name=name, model=model, task_def=task_def, task=task, seed=seed,
+        command=cmd, role_table=table, evaluate=evaluate,
+    )  # fmt: skip
+    path = None
+    if output is not None:
+        path = write_text(output, written.text, "circuit file")
+    return DiscoverRun(found, written, path, task)
+
+
+def summary(run: DiscoverRun) -> str:
+    d = run.discovery
+    o = d.outcome
+    lines = [
+        f"found {len(d.heads)} heads and {len(d.mlps)} MLPs: {' '.join(str(v) for v in d.nodes)}",
+        f"F(C)/F(M) = {d.score:.4f} on {d.n_prompts} prompts (threshold {d.threshold:g} of the "
+        f"full model's {d.metric}); {o.n_sweeps} sweeps, {o.masks_needed} circuits scored, "
+        f"{d.forward_rows} prompt rows through forward passes",
+    ]
+    if d.edges is not None:
+        lines.append(
+            f"edges: kept {len(d.edges.edges)} of {d.edges.n_candidates}, "
+            f"F/F(M) = {d.edges.score:.4f}"
+        )
+    for circuit, claims in run.written.claims.items():
+        for v in claims.values():
+            lines.append(f"  {circuit}: {v['text']}: {v['verdict']} ({v['value']:.4g})")
+    if run.path is not None:
+        lines.append(f"wrote {run.path}")
+    return "\n".join(lines)

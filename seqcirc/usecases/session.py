@@ -1,0 +1,357 @@
+"""An evaluation session: .circ file -> plan -> models and tasks -> results.
+
+A Session is what the CLI and the pytest plugin hold for one process: each model is
+loaded once, each task is built (and filtered) once per model, and each prepared state
+(clean reference, corrupted means) is computed once per model, task and ablation set-up,
+however many files and claims use it. Claims of every kind are measured here: the
+evaluator's measures, the significance handlers, role claims; then Holm-Bonferroni runs
+across the p-value claims of a file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from seqcirc.errors import InputError, ModelUnavailableError
+from seqcirc.models.shapes import shape_of
+from seqcirc.plan import CircuitPlan, Claim, Plan
+
+# Claim kinds whose value is a p-value: one Holm family per file.
+P_VALUE_KINDS = frozenset(
+    {"random_baseline", "equivalence", "independence", "sufficiency", "minimality_test"}
+)
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Options:
+    """Overrides a user gives on the command line or to pytest (None = the file's own)."""
+
+    model: str | None = None
+    seed: int | None = None
+    prompts: int | None = None
+    device: str = "auto"
+    batch_rows: int | None = None  # rows per forward chunk (None: from a memory budget)
+    cache_dir: str | None = None  # on-disk means cache (None: SEQCIRC_CACHE_DIR, else off)
+    n_boot: int = 10_000
+    only_model: str | None = None  # evaluate only the circuits stated on this model
+
+
+def apply_options(plan: Plan, options: Options) -> Plan:
+    """The plan with the user's overrides: model, seed, number of prompts.
+
+    A model override is checked against that model's shape (config only): a head or
+    layer the new model lacks is an InputError, not a silent skip.
+    """
+    circuits = plan.circuits
+    if options.only_model is not None:
+        circuits = tuple(c for c in circuits if c.model.name == options.only_model)
+        if not circuits:
+            stated = sorted({c.model.name for c in plan.circuits})
+            raise InputError(
+                f"{plan.source} has no circuit on {options.only_model}",
+                code="E404",
+                hint=f"its circuits are on: {', '.join(stated)}",
+            )
+    if options.model is not None:
+        shape = shape_of(options.model)
+        bad = []
+        if shape is not None:
+            bad = [
+                f"{c.name}: {n}"
+                for c in circuits
+                for n in c.nodes
+                if n.layer >= shape.n_layers or (n.head is not None and n.head >= shape.n_heads)
+            ]
+        if bad:
+            raise InputError(
+                f"--model {options.model} lacks components the file names: {', '.join(bad[:5])}",
+                code="E401",
+                hint=f"{options.model} has {shape.n_layers} layers x {shape.n_heads} heads"
+                if shape
+                else None,
+            )
+        source = "bundled" if options.model == "seqcirc-mini" else "hub"
+        if Path(options.model).is_dir():
+            source = "local"
+        circuits = tuple(
+            replace(c, model=replace(c.model, name=options.model, source=source))  # type: ignore[arg-type]
+            for c in circuits
+        )
+    if options.prompts is not None:
+        if options.prompts < 1:
+            raise InputError("--prompts must be at least 1", code="E402")
+        circuits = tuple(_with_prompts(c, options.prompts) for c in circuits)
+    seed = plan.seed if options.seed is None else options.seed
+    return replace(plan, circuits=circuits, seed=seed)
+
+
+def _with_prompts(circuit: CircuitPlan, n: int) -> CircuitPlan:
+    if circuit.task.generator is None:  # a prompt file: its size is the file's
+        return circuit
+    params = {**dict(circuit.task.params), "prompts": n}
+    return replace(circuit, task=replace(circuit.task, params=tuple(sorted(params.items()))))
+
+
+class Session:
+    """Caches for one process. `progress` receives one line per slow step."""
+
+    def __init__(self, options: Options | None = None, progress: Progress | None = None) -> None:
+        self.options = options or Options()
+        self.progress = progress or (lambda _msg: None)
+        self._tasks: dict[tuple[Any, ...], Any] = {}
+        self._states: dict[tuple[Any, ...], Any] = {}
+        self._failed_models: dict[str, ModelUnavailableError] = {}
+        self._means_cache: Any = None
+
+    # ---- models and tasks ---------------------------------------------------------
+    def model(self, circuit: CircuitPlan, base_dir: Path) -> Any:
+        """The loaded model of a circuit (seqcirc.models.load.LoadedModel), loaded once."""
+        from seqcirc.models.load import load_model
+
+        name = circuit.model.name
+        key = f"{base_dir}::{name}"
+        if key in self._failed_models:
+            raise self._failed_models[key]
+        self.progress(f"loading model {name}")
+        try:
+            return load_model(name, device=self.options.device, base_dir=base_dir)
+        except ModelUnavailableError as err:
+            self._failed_models[key] = err
+            raise
+
+    def task(self, loaded: Any, circuit: CircuitPlan, base_dir: Path, seed: int) -> Any:
+        """The circuit's TokenizedTask for this model, built and filtered once."""
+        from seqcirc.tasks import build_task
+        from seqcirc.tasks.filtering import model_filter
+
+        key = (id(loaded), circuit.task, str(base_dir), seed)
+        if key not in self._tasks:
+            self.progress(f"building task {circuit.task.name}")
+            task = build_task(
+                circuit.task,
+                loaded.tokenizer,
+                prepend_bos=loaded.identity.prepend_bos,
+                base_dir=base_dir,
+                seed=seed,
+            )
+            if circuit.task.filter_correct:
+                task, _report = model_filter(task, loaded.bridge)
+                if task.n_prompts == 0:
+                    raise InputError(
+                        f"task {circuit.task.name!r}: the model gets no prompt right "
+                        "(the paper's filter p(correct) > 2 p(incorrect) kept none)",
+                        code="E403",
+                        hint="drop `filter correct` to measure on all prompts",
+                    )
+            self._tasks[key] = task
+        return self._tasks[key]
+
+    # ---- evaluation ---------------------------------------------------------------
+    def evaluate_file(self, path: str | Path) -> Any:
+        from seqcirc.plan.compile import compile_file
+
+        plan = compile_file(path)
+        return self.evaluate_plan(plan, base_dir=Path(path).resolve().parent)
+
+    def evaluate_plan(self, plan: Plan, base_dir: Path | None = None) -> Any:
+        """Every circuit of the plan; circuits on several models are grouped by model.
+
+        Raises ModelUnavailableError when a model cannot be had (the CLI exits 3;
+        the pytest plugin skips that model's items instead, per circuit).
+        """
+        from seqcirc.results import EvaluationResult
+
+        plan = apply_options(plan, self.options)
+        base = base_dir or Path(plan.source).resolve().parent
+        by_model: dict[str, list[CircuitPlan]] = {}
+        for circuit in plan.circuits:
+            by_model.setdefault(circuit.model.name, []).append(circuit)
+        results = [
+            self._evaluate_model(replace(plan, circuits=tuple(group)), base)
+            for group in by_model.values()
+        ]
+        merged = results[0]
+        if len(results) > 1:
+            merged = replace(
+                merged,
+                model={"models": [r.model for r in results]},
+                circuits=tuple(c for r in results for c in r.circuits),
+                timings={k: sum(r.timings.get(k, 0.0) for r in results) for k in merged.timings},
+            )
+        assert isinstance(merged, EvaluationResult)
+        return holm_across_file(merged)
+
+    def evaluate_circuits(self, plan: Plan, names: Iterable[str], base_dir: Path) -> Any:
+        """Only the named circuits (the pytest plugin evaluates one model at a time)."""
+        wanted = set(names)
+        sub = replace(plan, circuits=tuple(c for c in plan.circuits if c.name in wanted))
+        return self.evaluate_plan(sub, base_dir)
+
+    def _evaluate_model(self, plan: Plan, base_dir: Path) -> Any:
+        from seqcirc.claims.evaluate import evaluate_plan
+        from seqcirc.claims.significance import HANDLERS
+        from seqcirc.engine.means_cache import MeansCache
+
+        loaded = self.model(plan.circuits[0], base_dir)
+        if self._means_cache is None:
+            self._means_cache = MeansCache.from_option(self.options.cache_dir) or False
+        handlers = {**HANDLERS, "role": _role_handler(loaded)}
+        self.progress(f"evaluating {len(plan.circuits)} circuit(s) on {loaded.identity.name}")
+        result = evaluate_plan(
+            loaded,
+            plan,
+            lambda c: self.task(loaded, c, base_dir, plan.seed),
+            n_boot=self.options.n_boot,
+            batch_rows=self.options.batch_rows,
+            handlers=handlers,
+            states=self._states,
+            means_cache=self._means_cache or None,
+        )
+        return replace(result, model=loaded.to_dict())
+
+
+def _role_handler(loaded: Any) -> Any:
+    """A claim handler measuring role claims on the loaded model."""
+    from seqcirc.claims.evaluate import ClaimContext, ClaimValue
+    from seqcirc.claims.roles import evaluate_role_claim
+
+    def handle(claim: Claim, ctx: ClaimContext) -> ClaimValue:
+        measured = evaluate_role_claim(
+            claim,
+            loaded.bridge,
+            loaded.tokenizer,
+            set_name=ctx.circuit.task.generator,
+            task=ctx.state.task,
+            seed=ctx.seed,
+            groups=dict(ctx.circuit.groups),
+        )
+        attention = head_attention(loaded.bridge, ctx.state.task, measured.head)
+        return ClaimValue(
+            measured.value,
+            detail={
+                "head": measured.head,
+                "role": measured.role,
+                **measured.detail,
+                "attention": attention,
+            },
+        )
+
+    return handle
+
+
+ATTENTION_PROMPTS = 64  # prompts whose attention patterns the report shows for a role head
+
+
+def head_attention(bridge: Any, task: Any, head: str) -> dict[str, Any]:
+    """One head's mean attention between the task's named positions (clean prompts), for
+    the report's attention plot of role heads."""
+    import torch
+
+    from seqcirc.plan import Node
+    from seqcirc.report.attention import named_attention
+
+    node = Node.parse(head)
+    n = min(task.n_prompts, ATTENTION_PROMPTS)
+    hook = f"blocks.{node.layer}.attn.hook_pattern"
+    with torch.inference_mode():
+        tokens = torch.as_tensor(task.clean[:n], device=bridge.cfg.device)
+        _, cache = bridge.run_with_cache(tokens, names_filter=lambda name: name == hook)
+    patterns = cache[hook][:, node.head].double().cpu().numpy()
+    positions = {k: v[:n] for k, v in task.positions.items()}
+    return named_attention(
+        patterns, positions, f"head {head}: mean attention between named positions, {n} prompts"
+    )
+
+
+def holm_across_file(result: Any) -> Any:
+    """Holm-Bonferroni across the file's p-value claims; raw and adjusted p both kept.
+
+    A claim `p < t` is decided on its adjusted p (seqcirc.stats.adjust_claims), so the
+    verdict of a p-value claim may turn from pass to fail here, never the other way.
+    """
+    from seqcirc.stats import PValueClaim, adjust_claims
+
+    family = [
+        (ci, i, cl)
+        for ci, circuit in enumerate(result.circuits)
+        for i, cl in enumerate(circuit.claims)
+        if cl.kind in P_VALUE_KINDS and cl.verdict in ("pass", "fail") and cl.value is not None
+    ]
+    if not family:
+        return result
+    adjusted = adjust_claims(
+        [
+            PValueClaim(
+                f"{result.circuits[ci].name}::{cl.id}",
+                cl.kind,
+                float(cl.value),
+                cl.op,
+                cl.threshold,
+                _p_floor(cl.kind, cl.detail),
+                cl.detail.get("seed"),
+            )
+            for ci, _i, cl in family
+        ]
+    )
+    circuits = [list(c.claims) for c in result.circuits]
+    for (ci, i, cl), adj in zip(family, adjusted, strict=True):
+        circuits[ci][i] = replace(
+            cl,
+            verdict="pass" if adj.holds else "fail",
+            compared=adj.p_decisive,
+            detail={**cl.detail, "holm": adj.to_json()},
+        )
+    return replace(
+        result,
+        circuits=tuple(
+            replace(c, claims=tuple(cls)) for c, cls in zip(result.circuits, circuits, strict=True)
+        ),
+    )
+
+
+def _p_floor(kind: str, detail: Mapping[str, Any]) -> float | None:
+    """The smallest p a test can give (seqcirc.stats.p_floor), from the recorded detail."""
+    if kind == "random_baseline" and detail.get("n"):
+        return 1.0 / (int(detail["n"]) + 1)
+    if kind == "independence" and detail.get("params", {}).get("n_permutations"):
+        return 1.0 / (int(detail["params"]["n_permutations"]) + 1)
+    return None
+
+
+def claims_by_id(result: Any) -> Mapping[tuple[str, str], Any]:
+    """(circuit name, claim id) -> ClaimResult."""
+    return {(c.name, cl.id): cl for c in result.circuits for cl in c.claims}
+
+
+_DEFAULT_SESSION: Session | None = None
+
+
+def evaluate(path: str | Path, **options: Any) -> Any:
+    """Evaluate a .circ file in this process's default session (models, tasks and means
+    cached across calls): `seqcirc.evaluate("hypotheses/months.circ")`.
+
+    options: the fields of Options (model, seed, prompts, device, batch_rows, cache_dir,
+    n_boot);
+    calls with different options get a session of their own.
+    """
+    global _DEFAULT_SESSION
+    wanted = Options(**options)
+    if _DEFAULT_SESSION is None or _DEFAULT_SESSION.options != wanted:
+        _DEFAULT_SESSION = Session(wanted)
+    return _DEFAULT_SESSION.evaluate_file(path)
+
+
+__all__ = [
+    "P_VALUE_KINDS",
+    "Options",
+    "Session",
+    "apply_options",
+    "claims_by_id",
+    "evaluate",
+    "holm_across_file",
+]
