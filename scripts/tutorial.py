@@ -170,9 +170,11 @@ def shown_paths(text: str, workdir: Path) -> str:
 # What legitimately differs between two runs or machines, and nothing else: durations,
 # library versions and interpreter paths, pytest's environment header lines, the
 # truncated message of pytest's short summary (its length depends on the folder's path),
-# and line wrapping (rich rewraps when a version string's length changes).
+# pytest's `=====` padding around its summary line (its length follows the duration's
+# digits) and line wrapping (rich rewraps when a version string's length changes).
 _NORMALISE = [
-    (re.compile(r"\b(in|took) \d+(\.\d+)?s\b"), r"\1 <t>s"),
+    (re.compile(r"\b(in|took) \d+(\.\d+)?s( \(\d+:\d\d:\d\d\))?"), r"\1 <t>s"),
+    (re.compile(r"={2,}"), "=="),
     (re.compile(r"^(platform|plugins:|cachedir:|hypothesis profile).*$", re.M), r"\1 <env>"),
     (re.compile(r"^((?:FAILED|ERROR) \S+) - .*$", re.M), r"\1 - <message>"),
     (
