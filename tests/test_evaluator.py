@@ -13,7 +13,8 @@ from seqcirc.claims.evaluate import evaluate_plan
 from seqcirc.claims.measures import completeness, minimality, single_component_ablation
 from seqcirc.engine.edges import run_edges
 from seqcirc.engine.metric import normalized_faithfulness, per_prompt, performance_ratio
-from seqcirc.engine.runner import empty_metric, prepare, run_circuits, run_nodes
+from seqcirc.engine.prepare import prepare
+from seqcirc.engine.runner import empty_metric, run_circuits
 from seqcirc.errors import EvaluationError, InputError
 from seqcirc.forward.gpt2 import forward_nodes
 from seqcirc.plan import AblationSpec, CircuitPlan, Claim, ModelRef, Node, Plan, TaskSpec
@@ -25,6 +26,7 @@ from tests.planted import (
     planted_hf,
     planted_task,
 )
+from tests.test_evaluator_reference import run_nodes
 
 CLEAN_S4 = (1, 2, 3, 4, 5, 6, 7, 8)
 CORRUPTED_S4 = (0, 0, 2, 5, 5, 5, 7, 9)

@@ -8,6 +8,7 @@ Each comparison also asserts the intervention moved the metric, so equality mean
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -17,11 +18,18 @@ import torch.nn.functional as F
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from seqcirc.engine.edges import edge_mask, run_edges
-from seqcirc.engine.runner import prepare, run_nodes
+from seqcirc.engine.prepare import prepare
+from seqcirc.engine.runner import EvalState, node_mask, run_circuits
 from seqcirc.forward.gpt2 import Gpt2Weights, sender_names
 from seqcirc.plan import LOGITS, AblationSpec, Edge, Node
 from seqcirc.tasks.types import TokenizedTask
 from tests.planted import bridge_of
+
+
+def run_nodes(state: EvalState, nodes: Iterable[Node]) -> np.ndarray:
+    """Per-prompt metric [n] of one node circuit (its complement ablated)."""
+    return run_circuits(state, node_mask(state, nodes)[None])[0]
+
 
 N_LAYERS, N_HEADS, D_MODEL, VOCAB, SEQ, N = 2, 3, 12, 20, 6, 5
 

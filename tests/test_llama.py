@@ -22,14 +22,15 @@ import numpy as np
 import pytest
 import torch
 
-from seqcirc.engine.runner import empty_metric, prepare, run_circuits, run_nodes
+from seqcirc.engine.prepare import prepare
+from seqcirc.engine.runner import empty_metric, run_circuits
 from seqcirc.errors import EvaluationError
 from seqcirc.forward.gpt2 import extract_weights, forward_nodes
 from seqcirc.forward.llama import LlamaWeights
 from seqcirc.plan import AblationSpec, Node
 from seqcirc.tasks.types import TokenizedTask
 from tests.llama_tiny import bridge_of_llama, llama_tokenizer, save_tiny_llama, tiny_llama
-from tests.test_evaluator_reference import _ref_nodes
+from tests.test_evaluator_reference import _ref_nodes, run_nodes
 
 VOCAB, SEQ, N = 40, 7, 5
 

@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 import torch
 
-from seqcirc.engine import runner
+from seqcirc.engine import prepare as preparing
 from seqcirc.engine.means_cache import ENV_VAR, MeansCache, MeansCacheWarning, weights_digest
-from seqcirc.engine.runner import empty_metric, prepare, run_circuits
+from seqcirc.engine.prepare import prepare
+from seqcirc.engine.runner import empty_metric, run_circuits
 from seqcirc.errors import InputError
 from seqcirc.plan import AblationSpec
 from tests.planted import bridge_of, planted_hf, planted_task
@@ -41,14 +42,14 @@ def task():  # type: ignore[no-untyped-def]
 def _captured_sweeps(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Count captured forwards (the clean and corrupted sweeps) by rows."""
     calls: list[int] = []
-    real = runner.forward_nodes
+    real = preparing.forward_nodes
 
     def counting(w, tokens, answer_pos, **kw):  # type: ignore[no-untyped-def]
         if kw.get("capture"):
             calls.append(int(tokens.shape[0]))
         return real(w, tokens, answer_pos, **kw)
 
-    monkeypatch.setattr(runner, "forward_nodes", counting)
+    monkeypatch.setattr(preparing, "forward_nodes", counting)
     return calls
 
 

@@ -22,7 +22,8 @@ from seqcirc.engine.memory import (
     node_row_bytes,
     rows_for,
 )
-from seqcirc.engine.runner import prepare, run_circuits
+from seqcirc.engine.prepare import prepare
+from seqcirc.engine.runner import run_circuits
 from seqcirc.errors import InputError
 from seqcirc.plan import AblationSpec
 from tests.planted import bridge_of, planted_hf, planted_task

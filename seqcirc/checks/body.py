@@ -177,13 +177,22 @@ def _ablation(ck: Checker, stmt: ast.AblateStmt, task: ast.TaskDef | None) -> No
         elif opt.kind == "positions":
             for ref in opt.positions:
                 ck.check_position(ref, task)
-    if "per_position" in seen and value != "mean":
-        span = next(o.span for o in stmt.options if o.kind == "per_position")
+    for kind, words in (("per_position", "per position"), ("pooled", "pooled")):
+        if kind in seen and value != "mean":
+            span = next(o.span for o in stmt.options if o.kind == kind)
+            ck.error(
+                "E251",
+                f"`{words}` applies only to `mean`",
+                span,
+                "resample and zero ablations need no per-position statistics",
+            )
+    if {"per_position", "pooled"} <= seen:
+        span = next(o.span for o in stmt.options if o.kind == "pooled")
         ck.error(
             "E251",
-            "`per position` applies only to `mean`",
+            "`pooled` and `per position` contradict each other",
             span,
-            "resample and zero ablations need no per-position statistics",
+            "a mean is per position (the default) or pooled over all positions, not both",
         )
 
 

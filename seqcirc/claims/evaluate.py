@@ -24,14 +24,8 @@ from numpy.typing import NDArray
 from seqcirc.claims.measures import completeness, edge_minimality, minimality
 from seqcirc.engine.edges import check_live_edges, edge_mask, run_edges
 from seqcirc.engine.metric import faithfulness
-from seqcirc.engine.runner import (
-    EvalState,
-    check_live,
-    empty_metric,
-    node_mask,
-    prepare,
-    run_circuits,
-)
+from seqcirc.engine.prepare import prepare
+from seqcirc.engine.runner import EvalState, check_live, empty_metric, node_mask, run_circuits
 from seqcirc.errors import SeqcircError
 from seqcirc.plan import CircuitPlan, Claim, Plan, to_jsonable
 from seqcirc.results import CircuitResult, ClaimResult, EvaluationResult, Verdict, versions
@@ -108,7 +102,7 @@ def _faithfulness_claim(variant: str) -> ClaimHandler:
 
 
 def _completeness_claim(claim: Claim, ctx: ClaimContext) -> ClaimValue:
-    if ctx.circuit.ablation.granularity == "edge":
+    if ctx.circuit.ablation.is_edge:
         raise SeqcircError("completeness is defined for node circuits", code="E330")
     # `completeness(random=N, greedy, groups)` (docs/language.md): the K-sources named are
     # used; with none named, all three (20 random subsets, greedy, role groups).
@@ -140,7 +134,7 @@ def _completeness_claim(claim: Claim, ctx: ClaimContext) -> ClaimValue:
 
 def _minimality_claim(claim: Claim, ctx: ClaimContext) -> ClaimValue:
     """The weakest component's score: every component must matter at least this much."""
-    if ctx.circuit.ablation.granularity == "edge":
+    if ctx.circuit.ablation.is_edge:
         per_edge = edge_minimality(ctx.state, ctx.circuit.edges)
         scores = {name: abs(v) for name, v in per_edge}
         return ClaimValue(min(scores.values()), detail={"per_edge": dict(per_edge)})
@@ -196,25 +190,6 @@ def _check_claim(claim: Claim, ctx: ClaimContext, handler: ClaimHandler | None) 
     )  # fmt: skip
 
 
-def _means_from(circuit: CircuitPlan, task: TokenizedTask) -> str:
-    ab = circuit.ablation
-    if ab.value == "mean" and ab.direction == "ablate_complement":
-        return f"{task.n_prompts} corrupted prompts of task {task.name!r}"
-    return f"none ({ab.value} ablation, {ab.direction})"
-
-
-def _values_from(circuit: CircuitPlan, task: TokenizedTask) -> str:
-    """Where replacement values come from (the sixth choice of the ablation set-up)."""
-    ab = circuit.ablation
-    if ab.direction == "patch_circuit":
-        return "circuit nodes from the clean prompts; input: the paired corrupted prompt"
-    if ab.value == "mean":
-        return f"per-position mean over the {task.n_prompts} corrupted prompts of {task.name!r}"
-    if ab.value == "resample":
-        return f"each prompt's paired corrupted prompt (task {task.name!r})"
-    return "zeros (no corrupted run)"
-
-
 def evaluate_circuit(
     state: EvalState,
     circuit: CircuitPlan,
@@ -227,8 +202,7 @@ def evaluate_circuit(
     """Run one circuit on a prepared state and check its claims."""
     t0 = time.perf_counter()
     rows0 = state.forward_rows
-    gran = circuit.ablation.granularity
-    if gran == "edge":
+    if circuit.ablation.is_edge:
         keep = edge_mask(state, circuit.edges)
         check_live_edges(state, keep)
         m_circuit = run_edges(state, keep)
@@ -258,18 +232,19 @@ def evaluate_circuit(
         for v in dead
         if v not in map(str, circuit.nodes)
     ]
-    if circuit.ablation.value == "mean" and len(set(task.answer_pos.tolist())) > 1:
+    if circuit.ablation.per_position_means and len(set(task.answer_pos.tolist())) > 1:
         warnings.append(
             "prompts put the answer at different positions: per-position means mix "
             "tokens of different roles"
         )
+    words = circuit.ablation.describe(task.name, task.n_prompts)
     return CircuitResult(
-        name=circuit.name, circuit_hash=circuit.circuit_hash(), granularity=gran,
+        name=circuit.name, circuit_hash=circuit.circuit_hash(),
+        granularity=circuit.ablation.granularity,
         nodes=tuple(str(v) for v in circuit.nodes), edges=tuple(str(e) for e in circuit.edges),
         groups={k: [str(v) for v in vs] for k, vs in circuit.groups},
         ablation={**to_jsonable(circuit.ablation),
-                  "means_from": _means_from(circuit, task),
-                  "values_from": _values_from(circuit, task),
+                  "means_from": words.means_from, "values_from": words.values_from,
                   "head_unit": "blocks.L.attn.hook_z (per head; b_O kept)",
                   "mlp_unit": "blocks.L.hook_mlp_out"},
         task={"name": task.name, "n_prompts": task.n_prompts, "seq_len": task.seq_len,

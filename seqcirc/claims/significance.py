@@ -50,7 +50,7 @@ def _params(claim: Claim) -> dict[str, Any]:
 
 
 def _node_circuit(ctx: ClaimContext, what: str) -> None:
-    if ctx.circuit.ablation.granularity != "node":
+    if ctx.circuit.ablation.is_edge:
         raise EvaluationError(
             f"the {what} is measured for node circuits only in this version",
             code="E331",

@@ -110,7 +110,7 @@ def _header(d: Discovery, command: str, task: Any) -> list[str]:
         f"{d.n_prompts} prompts.",
         f"# Found {len(d.heads)} heads and {len(d.mlps)} MLPs: F(C)/F(M) = {d.score:.4f} "
         f"(F(M) = {d.f_model:.4g}), ablation: {d.ablation.value} over corrupted prompts, "
-        "per position.",
+        + ("per position." if d.ablation.per_position else "pooled over all positions."),
     ]
     filt = task.meta.get("filter") if hasattr(task, "meta") else None
     if isinstance(filt, Mapping):
@@ -218,7 +218,7 @@ def render_circ(
         if role_table is not None:
             lines += _role_lines(role_table, d.heads, roles)
         lines += [f"circuit {name} on {model_text(model)} {{", f"  task {task.name}",
-                  f"  ablate nodes {d.ablation.value}"]  # fmt: skip
+                  f"  ablate nodes {d.ablation.circ_value()}"]  # fmt: skip
         for role, heads in groups.items():
             lines.append(f"  group {role} = {', '.join(heads)}")
         if loose:
@@ -250,7 +250,7 @@ def render_circ(
                 f"{e.start_score:.4f}).",
                 f"circuit {name}_edges on {model_text(model)} {{",
                 f"  task {task.name}",
-                f"  ablate edges {d.ablation.value}",
+                f"  ablate edges {d.ablation.circ_value()}",
                 *_edge_stmts(e.edges),
             ]
             if e.score > d.threshold:

@@ -225,11 +225,12 @@ def discover(
 ) -> Discovery:
     """Iterative node pruning on `task` (and edge pruning over the found nodes if asked)."""
     from seqcirc.claims.measures import f_model
-    from seqcirc.engine.runner import prepare, run_circuits
+    from seqcirc.engine.prepare import prepare
+    from seqcirc.engine.runner import run_circuits
 
     _check_threshold(threshold)
     ablation = ablation or AblationSpec()
-    if ablation.granularity != "node":
+    if ablation.is_edge:
         raise InputError("discovery prunes nodes; give a node ablation set-up", code="E340")
     t0 = time.perf_counter()
     state = prepare(bridge, task, ablation, metric, batch_rows=batch_rows)  # type: ignore[arg-type]

@@ -1,9 +1,9 @@
 """Edge circuits against a prepared state (runner.EvalState): which edges a circuit keeps,
-the liveness check, and the one-pass patched forward (interventions.forward_edges)."""
+the liveness check, and the one-pass patched forward (seqcirc.forward.gpt2.forward_edges)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 
 import numpy as np
 import torch
@@ -52,17 +52,15 @@ def check_live_edges(state: EvalState, keep: NDArray[np.bool_]) -> None:
         )
 
 
-def run_edges(state: EvalState, keep: NDArray[np.bool_] | Sequence[Edge]) -> NDArray[np.float64]:
-    """Per-prompt metric [n] of one edge circuit (keep-mask [n_edges] or a list of edges):
-    one patched forward pass per chunk of prompts."""
-    if not isinstance(keep, np.ndarray):
-        keep = edge_mask(state, keep)
+def run_edges(state: EvalState, keep: NDArray[np.bool_]) -> NDArray[np.float64]:
+    """Per-prompt metric [n] of one edge circuit (keep-mask [n_edges], edge_mask): one
+    patched forward pass per chunk of prompts."""
     w = state.weights
     removed = removed_matrix(state.graph, torch.as_tensor(keep), w.dtype).to(w.device)
     values = state.edge_values
     n = state.n_prompts
     out = np.empty(n)
-    per_prompt_values = state.ablation.value == "resample"
+    per_prompt_values = state.ablation.per_prompt_values
     with torch.inference_mode():
         for sl in row_chunks(n, state.edge_rows):  # rows bounded by seqcirc.engine.memory
             idx = torch.arange(sl.start, sl.stop, device=w.device)

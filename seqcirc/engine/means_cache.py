@@ -1,9 +1,9 @@
 """An optional on-disk cache of mean-ablation values, so a new process skips the corrupted
 forward pass a task's means need (in one process seqcirc.usecases.session already keeps them).
 
-Only mean ablation is cached: its values are per position, [S, ...], small. Resample
-ablation and patching keep every prompt's own activations, which are as large as the run
-itself and cheap to recompute next to storing them; they are never written here.
+Only mean ablation is cached: its values are per position (or pooled), [S, ...], small.
+Resample ablation and patching keep every prompt's own activations, which are as large as
+the run itself and cheap to recompute next to storing them; they are never written here.
 
 One safetensors file per key (never pickle), under the cache folder (`seqcirc test
 --cache-dir DIR`, `--seqcirc-cache-dir`, or SEQCIRC_CACHE_DIR; off by default). The key
@@ -32,6 +32,7 @@ import torch
 from torch import Tensor
 
 from seqcirc.errors import InputError
+from seqcirc.plan import to_jsonable
 
 ENV_VAR = "SEQCIRC_CACHE_DIR"
 FORMAT = 1
@@ -86,9 +87,9 @@ def cache_key(
     model: Any, corrupted: Any, answer_pos: Any, ablation: Any, *, dtype: torch.dtype,
     device: torch.device, rows: int,
 ) -> dict[str, Any]:  # fmt: skip
-    """Everything that changes the mean-ablation values of one task on one model."""
-    from dataclasses import asdict
-
+    """Everything that changes the mean-ablation values of one task on one model. The
+    ablation set-up as the plan writes it: a field at its default (per position) is left
+    out, so keys of earlier set-ups are unchanged."""
     from seqcirc import __version__
 
     return {
@@ -96,7 +97,7 @@ def cache_key(
         "weights": weights_digest(model),
         "corrupted": array_digest(corrupted),
         "answer_pos": array_digest(answer_pos),
-        "ablation": asdict(ablation),
+        "ablation": to_jsonable(ablation),
         "dtype": str(dtype),
         "device": torch.device(device).type,
         "rows": int(rows),

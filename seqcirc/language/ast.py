@@ -147,7 +147,7 @@ class TaskRef:
 
 @dataclass(frozen=True)
 class AblateOpt:
-    """One option of `ablate`: kind granularity|value|per_position|positions|direction."""
+    """One option of `ablate`: kind granularity|value|per_position|pooled|positions|direction."""
 
     kind: str
     value: str

@@ -158,6 +158,9 @@ class ToAst(Transformer):
     def per_position(self, meta: Meta, c: list) -> ast.AblateOpt:
         return ast.AblateOpt("per_position", "per position", self._span(meta))
 
+    def pooled(self, meta: Meta, c: list) -> ast.AblateOpt:
+        return ast.AblateOpt("pooled", "pooled", self._span(meta))
+
     def at_positions(self, meta: Meta, c: list) -> ast.AblateOpt:
         names = tuple(self._name(t) for t in c)
         return ast.AblateOpt("positions", "at", self._span(meta), positions=names)

@@ -1,14 +1,15 @@
-"""The plan: what compile produces and the engine consumes (types in spec.py; no torch).
+"""The plan: what compile produces and the engine consumes (types in spec.py, the ablation
+set-up in ablation.py; no torch).
 
 `compile.py` (the checked module -> Plan) is imported from its own module, so that
 reading a plan never builds the parser.
 """
 
+from seqcirc.plan.ablation import AblationSpec, AblationWords
 from seqcirc.plan.spec import (
     EMBED,
     LOGITS,
     PLAN_VERSION,
-    AblationSpec,
     CircuitPlan,
     Claim,
     Edge,
@@ -28,6 +29,7 @@ __all__ = [
     "LOGITS",
     "PLAN_VERSION",
     "AblationSpec",
+    "AblationWords",
     "CircuitPlan",
     "Claim",
     "Edge",

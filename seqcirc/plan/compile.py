@@ -60,6 +60,8 @@ def ablation_spec(stmt: ast.AblateStmt | None) -> AblationSpec:
             fields["positions"] = tuple(p.name for p in opt.positions)
         elif opt.kind == "direction":
             fields["direction"] = V.DIRECTIONS[opt.value]
+        elif opt.kind == "pooled":
+            fields["per_position"] = False
     return AblationSpec(**fields)  # type: ignore[arg-type]
 
 
@@ -96,7 +98,7 @@ def _circuit_plan(
     c: Circuit, name: str, task: TaskSpec, claims: tuple[Claim, ...], from_: tuple[str, ...]
 ) -> CircuitPlan:
     ablation = ablation_spec(c.ablation)
-    edge_circuit = ablation.granularity == "edge"
+    edge_circuit = ablation.is_edge
     return CircuitPlan(
         name=name,
         model=c.model.ref,

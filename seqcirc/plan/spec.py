@@ -12,6 +12,8 @@ import json
 from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any, Literal
 
+from seqcirc.plan.ablation import OMIT_DEFAULT, AblationSpec
+
 PLAN_VERSION = 1
 
 Params = tuple[tuple[str, Any], ...]
@@ -101,16 +103,6 @@ class TaskSpec:
 
 
 @dataclass(frozen=True)
-class AblationSpec:
-    """The ablation set-up; recorded with every number (metrics.md, 'The ablation set-up')."""
-
-    granularity: Literal["node", "edge"] = "node"
-    value: Literal["mean", "resample", "zero"] = "mean"
-    positions: tuple[str, ...] | None = None  # None = all positions
-    direction: Literal["ablate_complement", "patch_circuit"] = "ablate_complement"
-
-
-@dataclass(frozen=True)
 class Claim:
     """One expectation or role claim, with its threshold and where it was written.
 
@@ -176,13 +168,16 @@ class Plan:
 
 
 def to_jsonable(obj: Any) -> Any:
-    """Plain JSON structure for a plan (nodes as "9.1"/"mlp9", params as objects)."""
+    """Plain JSON structure for a plan (nodes as "9.1"/"mlp9", params as objects); a field
+    marked OMIT_DEFAULT is left out while it holds its default."""
     if isinstance(obj, Node):
         return str(obj)
     if is_dataclass(obj) and not isinstance(obj, type):
         out = {}
         for f in fields(obj):
             value = getattr(obj, f.name)
+            if f.metadata.get(OMIT_DEFAULT) and value == f.default:
+                continue
             if f.name in ("params", "corruption_params", "extra"):
                 out[f.name] = {k: to_jsonable(v) for k, v in value}
             elif f.name == "groups":

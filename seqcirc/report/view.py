@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from seqcirc.plan import AblationSpec
 from seqcirc.results import CircuitResult, ClaimResult, EvaluationResult
 
 # Claims whose measured value is a p-value (plan.Claim's kinds).
@@ -23,16 +24,6 @@ P_VALUE_KINDS = frozenset(
 )
 VERDICT_WORDS = {"pass": "PASS", "fail": "FAIL", "error": "ERROR", "skipped": "SKIP"}
 MISSING = "—"
-
-_VALUE_WORDS = {
-    "mean": "value: mean over the corrupted prompts per position",
-    "resample": "value: resample (the paired corrupted prompt)",
-    "zero": "value: zero",
-}
-_DIRECTION_WORDS = {
-    "ablate_complement": "clean input, complement ablated",
-    "patch_circuit": "corrupted input, circuit patched in",
-}
 
 
 def number(x: float | None) -> str:
@@ -81,13 +72,15 @@ def short_source(source: str) -> str:
 def ablation_setup(circuit: CircuitResult) -> str:
     """The six choices of metrics.md ("The ablation set-up") in one line."""
     a: Mapping[str, Any] = circuit.ablation or {}
-    positions = a.get("positions")
-    parts = [
-        f"{a.get('granularity', circuit.granularity)} ablation",
-        _VALUE_WORDS.get(str(a.get("value")), f"value {a.get('value', MISSING)}"),
-        "all positions" if not positions else "positions " + ", ".join(map(str, positions)),
-        _DIRECTION_WORDS.get(str(a.get("direction")), f"direction {a.get('direction', MISSING)}"),
-    ]
+    # as recorded; a field the result lacks reads as MISSING ("value —")
+    spec = AblationSpec(
+        granularity=a.get("granularity", circuit.granularity),
+        value=a.get("value", MISSING),
+        positions=a.get("positions"),
+        direction=a.get("direction", MISSING),
+        per_position=a.get("per_position", True),
+    )
+    parts = [spec.describe().setup]
     if a.get("means_from"):
         parts.append(f"means from {a['means_from']}")
     parts.append(f"metric {circuit.metric}")

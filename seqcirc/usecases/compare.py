@@ -117,7 +117,7 @@ def load_circuits(files: Sequence[str]) -> list[Entry]:
     for path in files:
         plan = compile_file(path)
         for c in plan.circuits:
-            if c.derived_from or c.ablation.granularity != "node":
+            if c.derived_from or c.ablation.is_edge:
                 continue
             out.append((c.name, c, Path(path).resolve().parent, plan.seed))
     if len(out) < 1:
@@ -148,7 +148,8 @@ def compare(
 ) -> Comparison:
     """Overlap and the cross-task matrix of the node circuits in `files`."""
     from seqcirc.claims.measures import f_model
-    from seqcirc.engine.runner import node_mask, prepare, run_circuits
+    from seqcirc.engine.prepare import prepare
+    from seqcirc.engine.runner import node_mask, run_circuits
     from seqcirc.usecases.session import Options, Session, apply_options
 
     entries = load_circuits(files)

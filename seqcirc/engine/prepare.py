@@ -1,0 +1,375 @@
+"""prepare(): the forward passes every circuit on one (model, task, ablation set-up, metric)
+shares, run once: the corrupted run gives the ablation values, the clean run the reference
+logits at the answer position and how much each replacement changes its target.
+
+Patching the circuit into corrupted input (direction patch_circuit) swaps the runs' roles:
+circuit nodes get their clean activations, the rest runs on the corrupted prompt.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+from torch import Tensor
+
+from seqcirc.engine.means_cache import Means, MeansCache, cache_key
+from seqcirc.engine.memory import (
+    ForwardShape,
+    budget_bytes,
+    edge_row_bytes,
+    node_row_bytes,
+    rows_for,
+)
+from seqcirc.engine.metric import check_metric, per_prompt
+from seqcirc.engine.runner import EvalState, at_answer, row_chunks
+from seqcirc.errors import EvaluationError, InputError
+from seqcirc.forward.common import require_edges
+from seqcirc.forward.gpt2 import ModelWeights, NodeRun, Replacement, extract_weights, forward_nodes
+from seqcirc.plan import AblationSpec
+from seqcirc.tasks.types import TokenizedTask
+
+BRIDGE_CHECK_ROWS = 2  # prompts on which our forward is checked against the bridge's
+
+
+def _tensor(a: object, device: torch.device) -> Tensor:
+    return torch.as_tensor(np.asarray(a), dtype=torch.long, device=device)
+
+
+@dataclass(frozen=True, eq=False)
+class _Prompts:
+    """A task's token ids and answer positions on the model's device."""
+
+    clean: Tensor  # [n, S]
+    corrupted: Tensor  # [n, S]
+    answer_pos: Tensor  # [n]
+    correct: Tensor  # [n]
+    incorrect: Tensor  # [n]
+
+    @classmethod
+    def of(cls, task: TokenizedTask, dev: torch.device) -> _Prompts:
+        return cls(
+            _tensor(task.clean, dev), _tensor(task.corrupted, dev), _tensor(task.answer_pos, dev),
+            _tensor(task.correct, dev), _tensor(task.incorrect, dev),
+        )  # fmt: skip
+
+
+def _check_setup(task: TokenizedTask, ablation: AblationSpec, w: ModelWeights) -> None:
+    ablation.check()
+    if ablation.is_edge:
+        require_edges(w)
+    ablation.check_edges()
+    if task.clean.shape != task.corrupted.shape:
+        raise InputError(
+            f"clean {task.clean.shape} and corrupted {task.corrupted.shape} prompts differ in "
+            "shape; per-position means need aligned prompts",
+            code="E321",
+        )
+    if task.seq_len > w.n_ctx:
+        raise InputError(
+            f"prompts of {task.seq_len} tokens exceed the model's context", code="E321"
+        )
+    for name in ablation.positions or ():
+        if name not in task.positions:
+            raise InputError(
+                f"position {name!r} is not defined by task {task.name!r}",
+                code="E322",
+                hint=f"known positions: {', '.join(sorted(task.positions))}",
+            )
+
+
+@dataclass(frozen=True)
+class _Rows:
+    """Rows per chunk of a circuit pass, of a captured sweep, of an edge pass."""
+
+    circuit: int
+    sweep: int
+    edge: int
+
+    @classmethod
+    def of(cls, w: ModelWeights, seq: int, ablation: AblationSpec, batch_rows: int | None,
+           memory_budget: int | None) -> _Rows:  # fmt: skip
+        """`batch_rows` if given, else as many as `memory_budget` bytes hold (default
+        seqcirc.engine.memory.budget_bytes of the model's device)."""
+        budget = memory_budget if memory_budget is not None else budget_bytes(w.device)
+        shape = ForwardShape.of(w, seq)
+        own = ablation.per_prompt_values
+        return cls(
+            batch_rows or rows_for(budget, node_row_bytes(shape, per_prompt_values=own)),
+            batch_rows or rows_for(budget, node_row_bytes(shape, capture=True)),
+            batch_rows or rows_for(budget, edge_row_bytes(shape, per_prompt_values=own)),
+        )
+
+
+class _Acts:
+    """Activations of a sweep over all prompts: kept whole, or as per-position sums."""
+
+    def __init__(self, keep: bool) -> None:
+        self.keep = keep
+        self.parts: list[NodeRun] = []
+        self.sums: NodeRun | None = None
+        self.n = 0
+
+    def add(self, run: NodeRun) -> None:
+        assert run.embed is not None
+        self.n += run.embed.shape[0]
+        if self.keep:
+            self.parts.append(run)
+            return
+        z, mlp = tuple(t.sum(0) for t in run.z), tuple(t.sum(0) for t in run.mlp)
+        emb = run.embed.sum(0)
+        if self.sums is not None:
+            assert self.sums.embed is not None
+            z = tuple(a + b for a, b in zip(self.sums.z, z, strict=True))
+            mlp = tuple(a + b for a, b in zip(self.sums.mlp, mlp, strict=True))
+            emb = self.sums.embed + emb
+        self.sums = NodeRun(None, emb, z, mlp, emb)
+
+    def whole(self) -> tuple[Replacement, Tensor]:
+        cat = torch.cat
+        n_layers = len(self.parts[0].z)
+        z = tuple(cat([p.z[i] for p in self.parts]) for i in range(n_layers))
+        mlp = tuple(cat([p.mlp[i] for p in self.parts]) for i in range(n_layers))
+        return Replacement(z, mlp), cat([p.embed for p in self.parts if p.embed is not None])
+
+    def mean(self, per_position: bool = True) -> tuple[Replacement, Tensor]:
+        """Means over the prompts [S, ...]; not per position: one mean over every prompt
+        and position, repeated at each position (the same shape, so nothing else changes)."""
+        assert self.sums is not None and self.sums.embed is not None
+
+        def of(t: Tensor) -> Tensor:
+            if per_position:
+                return t / self.n
+            return (t.sum(0, keepdim=True) / (self.n * t.shape[0])).expand_as(t).contiguous()
+
+        z, mlp = tuple(of(t) for t in self.sums.z), tuple(of(t) for t in self.sums.mlp)
+        return Replacement(z, mlp), of(self.sums.embed)
+
+
+def _sweep(
+    w: ModelWeights,
+    tokens: Tensor,
+    answer_pos: Tensor,
+    rows: int,
+    visit: Callable[[slice, NodeRun], None],
+    *,
+    logits: bool = True,
+) -> Tensor | None:
+    """A captured forward of every prompt in chunks; the answer logits [n, vocab] if asked."""
+    parts = []
+    for sl in row_chunks(tokens.shape[0], rows):
+        run = forward_nodes(w, tokens[sl], answer_pos[sl], capture=True, logits=logits)
+        if run.logits is not None:
+            parts.append(run.logits)
+        visit(sl, run)
+    return torch.cat(parts) if parts else None
+
+
+def _check_against_bridge(bridge: torch.nn.Module, w: ModelWeights, state_clean: Tensor,
+                          answer_pos: Tensor, ours: Tensor) -> float:  # fmt: skip
+    """Our forward must reproduce the bridge's logits: the weights were read right."""
+    k = min(BRIDGE_CHECK_ROWS, state_clean.shape[0])
+    ref = bridge(state_clean[:k])
+    ref = ref[torch.arange(k, device=ref.device), answer_pos[:k]].to(ours.dtype)
+    diff = float((ref - ours[:k]).abs().max())
+    scale = float(ref.abs().max()) + 1.0
+    if not diff <= 1e-4 * scale:
+        raise EvaluationError(
+            f"the evaluator's forward disagrees with the model's own by {diff:.3g} in the logits",
+            code="E304",
+            hint="the model's weights or config are not what the evaluator assumes; report this",
+        )
+    return diff
+
+
+def _output_change(
+    w: ModelWeights, run: NodeRun, values: Replacement, embed_values: Tensor, answer_pos: Tensor
+) -> tuple[Tensor, Tensor]:
+    """Per node, the largest change its replacement makes to the activation it targets
+    (hook_z of a head, hook_mlp_out of an MLP) at positions up to the answer (0: the
+    intervention can change nothing); and the same for the embeddings."""
+    assert run.embed is not None
+    seq = run.embed.shape[1]
+    upto = (torch.arange(seq, device=answer_pos.device)[None, :] <= answer_pos[:, None]).to(
+        run.embed.dtype
+    )  # [n, S]
+    heads, mlps = [], []
+    for layer in range(w.n_layers):
+        dz = (values.z[layer] - run.z[layer]).abs().amax(-1)  # [n, S, H]
+        heads.append((dz * upto[..., None]).amax((0, 1)))
+        dm = (values.mlp[layer] - run.mlp[layer]).abs().amax(-1)  # [n, S]
+        mlps.append((dm * upto).amax())
+    embed = ((embed_values - run.embed).abs().amax(-1) * upto).amax()
+    return torch.cat([torch.cat(heads), torch.stack(mlps)]), embed
+
+
+def _means_like(w: ModelWeights, seq: int) -> Means:
+    """Empty tensors of the names, shapes and dtype a model's mean values have."""
+    z = torch.empty(seq, w.n_heads, w.d_head, dtype=w.dtype)
+    m = torch.empty(seq, w.d_model, dtype=w.dtype)
+    return Means((z,) * w.n_layers, (m,) * w.n_layers, m)
+
+
+@dataclass(eq=False)
+class _Values:
+    """What replaced nodes and embedding senders get; the corrupted run's answer logits
+    where it is the empty circuit (patching); prompts pushed through forward passes."""
+
+    nodes: Replacement
+    embed: Tensor
+    empty_logits: Tensor | None = None
+    forward_rows: int = 0
+
+
+def _zeros(w: ModelWeights, seq: int) -> _Values:
+    z0 = torch.zeros(seq, w.n_heads, w.d_head, dtype=w.dtype, device=w.device)
+    m0 = torch.zeros(seq, w.d_model, dtype=w.dtype, device=w.device)
+    return _Values(Replacement(tuple(z0 for _ in range(w.n_layers)), (m0,) * w.n_layers), m0)
+
+
+def _corrupted_values(bridge: torch.nn.Module, w: ModelWeights, task: TokenizedTask,
+                      ablation: AblationSpec, p: _Prompts, rows: int,
+                      cache: MeansCache | None) -> _Values:  # fmt: skip
+    """The ablation values from the corrupted run: zeros without one; means from the
+    cache (seqcirc.engine.means_cache) when they are there, stored there when computed."""
+    seq = p.clean.shape[1]
+    if not ablation.needs_corrupted_run:
+        return _zeros(w, seq)
+    key = None
+    if cache is not None:
+        key = cache_key(bridge, task.corrupted, task.answer_pos, ablation, dtype=w.dtype,
+                        device=w.device, rows=min(rows, p.clean.shape[0]))  # fmt: skip
+        cached = cache.load(key, _means_like(w, seq), w.device)
+        if cached is not None:
+            return _Values(Replacement(cached.z, cached.mlp), cached.embed)
+    corr = _Acts(keep=ablation.per_prompt_values)
+    # its logits are only needed where the corrupted run is the empty circuit
+    empty_logits = _sweep(
+        w, p.corrupted, p.answer_pos, rows, lambda sl, run: corr.add(run),
+        logits=ablation.patches_circuit,
+    )  # fmt: skip
+    values, embed = corr.whole() if corr.keep else corr.mean(ablation.per_position)
+    if cache is not None and key is not None:
+        cache.store(key, Means(values.z, values.mlp, embed))
+    return _Values(values, embed, empty_logits, p.clean.shape[0])
+
+
+@dataclass(eq=False)
+class _Clean:
+    """What the clean run gives: the full model's answer logits and per-prompt metric, the
+    clean embeddings at the answer, the largest change each replacement makes, and (when
+    patching) every clean activation."""
+
+    logits: Tensor
+    m_model: NDArray[np.float64]
+    embed_answer: Tensor
+    change: Tensor
+    embed_change: Tensor
+    acts: _Acts
+
+
+def _clean_run(w: ModelWeights, metric: str, p: _Prompts, values: _Values, rows: int,
+               patch: bool) -> _Clean:  # fmt: skip
+    acts = _Acts(keep=patch)
+    embeds: list[Tensor] = []
+    m_model: list[NDArray[np.float64]] = []
+    change = torch.zeros(w.n_nodes, dtype=w.dtype, device=w.device)
+    embed_change = torch.zeros((), dtype=w.dtype, device=w.device)
+
+    def visit(sl: slice, run: NodeRun) -> None:
+        nonlocal change, embed_change
+        assert run.logits is not None and run.embed is not None
+        m_model.append(per_prompt(metric, run.logits, p.correct[sl], p.incorrect[sl], run.logits))
+        embeds.append(at_answer(run.embed, p.answer_pos[sl], 3))
+        if patch:
+            acts.add(run)
+            return
+        idx = torch.arange(sl.start, sl.stop, device=w.device)
+        emb_vals = values.embed[idx] if values.embed.dim() == 3 else values.embed
+        c, e = _output_change(w, run, values.nodes.rows(idx), emb_vals, p.answer_pos[sl])
+        change, embed_change = torch.maximum(change, c), torch.maximum(embed_change, e)
+
+    logits = _sweep(w, p.clean, p.answer_pos, rows, visit)
+    assert logits is not None
+    return _Clean(logits, np.concatenate(m_model), torch.cat(embeds), change, embed_change, acts)
+
+
+def _patch_in(w: ModelWeights, clean: _Clean, corrupted: _Values, answer_pos: Tensor) -> _Values:
+    """Patching: the replacement values are the clean activations (circuit nodes get them;
+    the rest runs on the corrupted prompt), and `clean`'s change of each is measured
+    against the corrupted run's activations."""
+    values, embed = clean.acts.whole()
+    actual = NodeRun(None, corrupted.embed, corrupted.nodes.z, corrupted.nodes.mlp, corrupted.embed)
+    clean.change, clean.embed_change = _output_change(w, actual, values, embed, answer_pos)
+    return _Values(values, embed, corrupted.empty_logits, corrupted.forward_rows)
+
+
+def _keep_positions(task: TokenizedTask, ablation: AblationSpec, p: _Prompts) -> Tensor | None:
+    """[n, S]: where circuit nodes stay clean (named positions); None: everywhere."""
+    if ablation.positions is None:
+        return None
+    n, dev = p.clean.shape[0], p.clean.device
+    keep_pos = torch.zeros(p.clean.shape, dtype=torch.bool, device=dev)
+    for name in ablation.positions:
+        keep_pos[torch.arange(n, device=dev), _tensor(task.positions[name], dev)] = True
+    return keep_pos
+
+
+def prepare(
+    bridge: torch.nn.Module,
+    task: TokenizedTask,
+    ablation: AblationSpec | None = None,
+    metric: str = "logit_diff",
+    *,
+    batch_rows: int | None = None,
+    memory_budget: int | None = None,
+    means_cache: MeansCache | None = None,
+) -> EvalState:
+    """Run the corrupted and clean prompts once and keep what every circuit needs.
+
+    Zero ablation needs no corrupted run; mean ablation keeps per-position sums only, and
+    with a `means_cache` (seqcirc.engine.means_cache) takes them from disk when they are there.
+    Rows per chunk: `batch_rows` if given, else as many as `memory_budget` bytes hold
+    (default seqcirc.engine.memory.budget_bytes of the model's device).
+    """
+    t0 = time.perf_counter()
+    ablation = ablation or AblationSpec()
+    check_metric(metric)
+    w = extract_weights(bridge)
+    _check_setup(task, ablation, w)
+    if batch_rows is not None and batch_rows < 1:
+        raise InputError(f"--batch-size must be at least 1, got {batch_rows}", code="E406")
+    p = _Prompts.of(task, w.device)
+    n = p.clean.shape[0]
+    rows = _Rows.of(w, p.clean.shape[1], ablation, batch_rows, memory_budget)
+    cache = means_cache if ablation.uses_means else None
+    patch = ablation.patches_circuit
+    with torch.inference_mode():
+        values = _corrupted_values(bridge, w, task, ablation, p, rows.sweep, cache)
+        clean = _clean_run(w, metric, p, values, rows.sweep, patch)
+        bridge_diff = _check_against_bridge(bridge, w, p.clean, p.answer_pos, clean.logits)
+        if patch:
+            values = _patch_in(w, clean, values, p.answer_pos)
+    state = EvalState(
+        weights=w, task=task, ablation=ablation, metric=metric, clean=p.clean,
+        corrupted=p.corrupted, correct=p.correct, incorrect=p.incorrect,
+        answer_pos=p.answer_pos, keep_pos=_keep_positions(task, ablation, p),
+        values=values.nodes, embed_values=values.embed, clean_embed_answer=clean.embed_answer,
+        clean_logits=clean.logits if metric == "kl" else None,
+        empty_logits=values.empty_logits if patch else None,
+        m_model=clean.m_model, batch_rows=rows.circuit, capture_rows=rows.sweep,
+        edge_rows=rows.edge, bridge_max_abs_diff=bridge_diff,
+        output_change=clean.change.double().cpu().numpy(),
+        embed_change=float(clean.embed_change),
+        forward_rows=values.forward_rows + n + min(BRIDGE_CHECK_ROWS, n),
+        means_cache=cache.last_status if cache is not None else "",
+    )  # fmt: skip
+    state.timings["prepare_s"] = time.perf_counter() - t0
+    return state
+
+
+__all__ = ["BRIDGE_CHECK_ROWS", "prepare"]
