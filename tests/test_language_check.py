@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from seqcirc.checks.checker import check_text, depth
+from seqcirc.checks import check_text
+from seqcirc.checks.edges import depth
 from seqcirc.errors import DiagnosticsError
 from seqcirc.plan import Edge, Node, plan_to_json
 from seqcirc.plan.compile import compile_text
