@@ -201,7 +201,7 @@ class ClaimChecker:
                 f"use range={size} or less",
             )
         if "start" in values and size:
-            members = values.get("members", 4)
+            members = values.get("members", V.DEFAULT_MEMBERS)
             interval = values.get("interval", 1)
             last = values["start"] - 1 + members * interval  # 0-based index of the answer
             if last > rng - 1:
@@ -338,7 +338,11 @@ class ClaimChecker:
             )
             return
         values = self.args(role.args, V.ROLES[name], f"role {name}")
-        self._at_least(values, "top", 1, role.span, "")
+        for key, low in (("top", 1), ("members", 2), ("n_seqs", 1), ("half_len", 2)):
+            self._at_least(values, key, low, role.span, "")
+        self._choices(role.args, values, V.ROLE_CHOICES)
+        if "set" in values:
+            self._sequence_name(values["set"], next(a.span for a in role.args if a.name == "set"))
         for key in ("from", "to"):
             if name == "attends" and key not in values:
                 self.error(
