@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from seqcirc.checks.checker import check_text
+from seqcirc.checks import check_text
 from seqcirc.errors import SeqcircError
 from seqcirc.plan import CircuitPlan, Node
 from seqcirc.plan.compile import compile_file

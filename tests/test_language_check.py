@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from seqcirc.checks.checker import check_text, depth
+from seqcirc.checks import check_text
+from seqcirc.checks.edges import depth
 from seqcirc.errors import DiagnosticsError
 from seqcirc.plan import Edge, Node, plan_to_json
 from seqcirc.plan.compile import compile_text
@@ -138,6 +139,32 @@ def test_positions_follow_the_number_of_members() -> None:
     check_text(text)
     assert _codes(text.replace("S6", "S7")) == ["E208"]
     assert _codes(_circuit("heads 4.4\n  ablate at S4, END, Q1")) == ["E208"]
+
+
+def test_role_parameters_are_those_the_role_code_reads() -> None:
+    body = (
+        "heads 9.1\n  role 9.1 successor(top=3, among=set, set=numerals, context=alone, "
+        "members=12) >= 0.5\n  role 9.1 attends(from=S2, to=S1, which=corrupted) >= 0.1\n"
+        "  role 9.1 induction(n_seqs=4, half_len=10) >= 0.2"
+    )
+    claims = compile_text(_circuit(body)).circuits[0].claims
+    assert claims[0].params_dict() == {
+        "head": "9.1", "role": "successor", "top": 3, "among": "set", "set": "numerals",
+        "context": "alone", "members": 12,
+    }  # fmt: skip
+    assert claims[2].params_dict() == {"head": "9.1", "role": "induction", "n_seqs": 4,
+                                       "half_len": 10}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("args", "code"),
+    [("copy(among=all)", "E251"), ("copy(context=nope)", "E251"), ("copy(set=monts)", "E205"),
+     ("copy(members=1)", "E251"), ("attends(from=S2, to=S1, which=dirty)", "E251"),
+     ("duplicate(half_len=1)", "E251"), ("previous_token(n_seqs=x)", "E251"),
+     ("induction(top=5)", "E207")],
+)  # fmt: skip
+def test_role_parameter_values_are_checked(args: str, code: str) -> None:
+    assert _codes(_circuit(f"heads 9.1\n  role 9.1 {args} >= 0.5")) == [code]
 
 
 def test_task_spec_defaults_and_values() -> None:

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from seqcirc.checks.checker import check_file, render_diagnostics
+from seqcirc.checks import check_file
+from seqcirc.checks.diagnostics import render_diagnostics
 from seqcirc.errors import SeqcircError
 from seqcirc.plan import Node, plan_to_json
 from seqcirc.plan.compile import compile_file

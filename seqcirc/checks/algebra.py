@@ -7,20 +7,17 @@ nodes it still has. The result keeps the first operand's task and ablation set-u
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import TYPE_CHECKING
 
+from seqcirc.checks.context import CheckContext
+from seqcirc.checks.diagnostics import suggest
+from seqcirc.checks.resolved import Circuit
 from seqcirc.language import ast
 from seqcirc.plan import Node
 
-if TYPE_CHECKING:
-    from seqcirc.checks.checker import Checker, Circuit
 
-
-def lookup_circuit(ck: Checker, ref: ast.NameRef, model: str | None) -> Circuit | None:
+def lookup_circuit(ck: CheckContext, ref: ast.NameRef, model: str | None) -> Circuit | None:
     """The circuit a name refers to; with several model sections, `model` picks one."""
-    from seqcirc.checks.checker import suggest
-
-    sections = ck.mod.circuits.get(ref.name)
+    sections = ck.circuits.get(ref.name)
     if not sections and ref.name in ck.failed:
         return None  # its own errors are reported already
     if not sections:
@@ -28,8 +25,7 @@ def lookup_circuit(ck: Checker, ref: ast.NameRef, model: str | None) -> Circuit 
             "E200",
             f"unknown circuit `{ref.name}`",
             ref.span,
-            suggest(ref.name, ck.mod.circuits)
-            or "define it above, or import the file that defines it",
+            suggest(ref.name, ck.circuits) or "define it above, or import the file that defines it",
         )
         return None
     if model is not None:
@@ -54,7 +50,7 @@ def lookup_circuit(ck: Checker, ref: ast.NameRef, model: str | None) -> Circuit 
     return sections[0]
 
 
-def evaluate_derived(ck: Checker, d: ast.DerivedDef) -> Circuit | None:
+def evaluate_derived(ck: CheckContext, d: ast.DerivedDef) -> Circuit | None:
     model = d.model.name if d.model else None
     result = _eval(ck, d.expr, model)
     if result is None:
@@ -66,7 +62,7 @@ def evaluate_derived(ck: Checker, d: ast.DerivedDef) -> Circuit | None:
     return replace(
         result,
         name=d.name.name,
-        path=ck.program.path,
+        path=ck.path,
         span=d.span,
         derived=True,
         claims=(),
@@ -74,7 +70,7 @@ def evaluate_derived(ck: Checker, d: ast.DerivedDef) -> Circuit | None:
     )
 
 
-def _eval(ck: Checker, expr: ast.SetExpr, model: str | None) -> Circuit | None:
+def _eval(ck: CheckContext, expr: ast.SetExpr, model: str | None) -> Circuit | None:
     if isinstance(expr, ast.SetRef):
         return lookup_circuit(ck, expr.name, model)
     left = _eval(ck, expr.left, model)

@@ -3,94 +3,54 @@ groups, components, edges and claims, resolved to nodes and edges of the model."
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
 
 from seqcirc.checks.claims import ClaimChecker
 from seqcirc.checks.components import check_head, mlp_nodes
+from seqcirc.checks.context import CheckContext
+from seqcirc.checks.edges import check_edges, edge_order
+from seqcirc.checks.resolved import Circuit, ResolvedModel
+from seqcirc.checks.scope import check_position, expand, file_group, unknown_name, unknown_task
 from seqcirc.language import ast
 from seqcirc.language import vocab as V
+from seqcirc.models import shapes
 from seqcirc.plan import EMBED, LOGITS, Edge, Node
 
-if TYPE_CHECKING:
-    from seqcirc.checks.checker import Checker, Circuit
-    from seqcirc.checks.components import ResolvedModel
+_COMPONENTS = (ast.GroupDef, ast.UseStmt, ast.MlpStmt, ast.HeadsStmt, ast.EdgeStmt)
 
 
-def check_body(ck: Checker, c: ast.CircuitDef, model: ResolvedModel | None) -> Circuit | None:
-    from seqcirc.checks.checker import Circuit
+@dataclass
+class _Section:
+    """What one section's statements add up to, in the order they come."""
 
-    shape = model.shape if model else None
-    task = _task(ck, c)
-    claims = ClaimChecker(ck.error)
-    local: dict[str, tuple[Node, ...]] = {}
-    nodes: list[Node] = []
-    groups: list[tuple[str, tuple[Node, ...]]] = []
-    edge_stmts: list[ast.EdgeStmt] = []
+    c: ast.CircuitDef
+    shape: shapes.ModelShape | None
+    task: ast.TaskDef | None
+    claims: ClaimChecker
+    local: dict[str, tuple[Node, ...]] = field(default_factory=dict)
+    nodes: list[Node] = field(default_factory=list)
+    groups: list[tuple[str, tuple[Node, ...]]] = field(default_factory=list)
+    edge_stmts: list[ast.EdgeStmt] = field(default_factory=list)
     ablation: ast.AblateStmt | None = None
-    kept: list[ast.RoleStmt | ast.ExpectStmt] = []
+    kept: list[ast.RoleStmt | ast.ExpectStmt] = field(default_factory=list)
+
+
+def check_body(ck: CheckContext, c: ast.CircuitDef, model: ResolvedModel | None) -> Circuit | None:
+    sec = _Section(c, model.shape if model else None, _task(ck, c), ClaimChecker(ck.error))
     ck.local_names = ()
-
-    def add_group(name: ast.NameRef, members: tuple[Node, ...]) -> None:
-        if name.name in local:
-            ck.error(
-                "E210",
-                f"group `{name.name}` is defined twice in circuit `{c.name.name}`",
-                name.span,
-                "merge the two groups or rename one",
-            )
-        local[name.name] = members
-        ck.local_names = tuple(local)
-        groups.append((name.name, members))
-        nodes.extend(members)
-
     for stmt in c.body:
-        if isinstance(stmt, ast.TaskRef):
-            continue
-        if isinstance(stmt, ast.AblateStmt):
-            if ablation is not None:
-                ck.error("E210", "`ablate` is given twice", stmt.span, "keep one `ablate` line")
-            ablation = stmt
-            _ablation(ck, stmt, task)
-        elif isinstance(stmt, ast.GroupDef):
-            add_group(stmt.name, ck.expand(stmt.members, shape, local, stmt.span))
-        elif isinstance(stmt, ast.UseStmt):
-            for ref in stmt.names:
-                if ref.name in ck.mod.groups:
-                    add_group(ref, ck.file_group(ref.name, shape))
-                else:
-                    ck.unknown_name(ref)
-        elif isinstance(stmt, ast.MlpStmt):
-            for rng in stmt.ranges:
-                nodes.extend(mlp_nodes(ck, rng, shape))
-        elif isinstance(stmt, ast.HeadsStmt):
-            nodes.extend(ck.expand(stmt.members, shape, local, stmt.span))
-        elif isinstance(stmt, ast.EdgeStmt):
-            edge_stmts.append(stmt)
-        elif isinstance(stmt, ast.RoleStmt):
-            if isinstance(stmt.head, ast.NameRef):
-                ck.error(
-                    "E200",
-                    f"`{stmt.head.name}` is not a head",
-                    stmt.head.span,
-                    "role claims are about one head, written 9.1 or L9H1",
-                )
-            else:
-                check_head(ck, stmt.head, shape)
-            claims.role(stmt, lambda ref: ck.check_position(ref, task))
-            kept.append(stmt)
-        elif isinstance(stmt, ast.ExpectStmt):
-            claims.claim(stmt.claim)
-            kept.append(stmt)
-    edges = _edges(ck, edge_stmts, shape, local)
-    granularity = _granularity(ablation)
-    all_nodes = set(nodes)
-    if granularity == "edge":
+        if isinstance(stmt, ast.RoleStmt | ast.ExpectStmt):
+            _claim(ck, sec, stmt)
+        else:
+            _component(ck, sec, stmt)
+    edges = check_edges(ck, sec.edge_stmts, sec.shape, sec.local)
+    all_nodes = set(sec.nodes)
+    if _granularity(sec.ablation) == "edge":
         for e in edges:
             for end in (e.sender, e.receiver):
                 if end not in (EMBED, LOGITS):
                     all_nodes.add(Node.parse(end))
-    components = (ast.GroupDef, ast.UseStmt, ast.MlpStmt, ast.HeadsStmt, ast.EdgeStmt)
-    if not any(isinstance(s, components) for s in c.body):
+    if not any(isinstance(s, _COMPONENTS) for s in c.body):
         ck.error(
             "E240",
             f"circuit `{c.name.name}` is empty",
@@ -100,33 +60,102 @@ def check_body(ck: Checker, c: ast.CircuitDef, model: ResolvedModel | None) -> C
     ck.local_names = ()
     if model is None:
         return None
+    return _circuit(ck, sec, model, frozenset(all_nodes), edges)
+
+
+def _circuit(
+    ck: CheckContext,
+    sec: _Section,
+    model: ResolvedModel,
+    nodes: frozenset[Node],
+    edges: list[Edge],
+) -> Circuit:
     return Circuit(
-        name=c.name.name,
+        name=sec.c.name.name,
         model=model,
-        nodes=frozenset(all_nodes),
-        groups=tuple(groups),
-        edges=tuple(sorted(set(edges), key=_edge_order)),
-        task=task,
-        ablation=ablation,
-        claims=tuple(kept),
-        path=ck.program.path,
-        span=c.span,
+        nodes=nodes,
+        groups=tuple(sec.groups),
+        edges=tuple(sorted(set(edges), key=edge_order)),
+        task=sec.task,
+        ablation=sec.ablation,
+        claims=tuple(sec.kept),
+        path=ck.path,
+        span=sec.c.span,
     )
 
 
-def _task(ck: Checker, c: ast.CircuitDef) -> ast.TaskDef | None:
+def _component(ck: CheckContext, sec: _Section, stmt: ast.Stmt) -> None:
+    """A task, ablation, group, use, mlp, heads or edge statement."""
+    if isinstance(stmt, ast.AblateStmt):
+        if sec.ablation is not None:
+            ck.error("E210", "`ablate` is given twice", stmt.span, "keep one `ablate` line")
+        sec.ablation = stmt
+        _ablation(ck, stmt, sec.task)
+    elif isinstance(stmt, ast.GroupDef):
+        _add_group(ck, sec, stmt.name, expand(ck, stmt.members, sec.shape, sec.local, stmt.span))
+    elif isinstance(stmt, ast.UseStmt):
+        for ref in stmt.names:
+            if ref.name in ck.groups:
+                _add_group(ck, sec, ref, file_group(ck, ref.name, sec.shape))
+            else:
+                unknown_name(ck, ref)
+    elif isinstance(stmt, ast.MlpStmt):
+        for rng in stmt.ranges:
+            sec.nodes.extend(mlp_nodes(ck, rng, sec.shape))
+    elif isinstance(stmt, ast.HeadsStmt):
+        sec.nodes.extend(expand(ck, stmt.members, sec.shape, sec.local, stmt.span))
+    elif isinstance(stmt, ast.EdgeStmt):
+        sec.edge_stmts.append(stmt)
+
+
+def _add_group(
+    ck: CheckContext, sec: _Section, name: ast.NameRef, members: tuple[Node, ...]
+) -> None:
+    if name.name in sec.local:
+        ck.error(
+            "E210",
+            f"group `{name.name}` is defined twice in circuit `{sec.c.name.name}`",
+            name.span,
+            "merge the two groups or rename one",
+        )
+    sec.local[name.name] = members
+    ck.local_names = tuple(sec.local)
+    sec.groups.append((name.name, members))
+    sec.nodes.extend(members)
+
+
+def _claim(ck: CheckContext, sec: _Section, stmt: ast.RoleStmt | ast.ExpectStmt) -> None:
+    if isinstance(stmt, ast.ExpectStmt):
+        sec.claims.claim(stmt.claim)
+        sec.kept.append(stmt)
+        return
+    if isinstance(stmt.head, ast.NameRef):
+        ck.error(
+            "E200",
+            f"`{stmt.head.name}` is not a head",
+            stmt.head.span,
+            "role claims are about one head, written 9.1 or L9H1",
+        )
+    else:
+        check_head(ck, stmt.head, sec.shape)
+    task = sec.task
+    sec.claims.role(stmt, lambda ref: check_position(ck, ref, task))
+    sec.kept.append(stmt)
+
+
+def _task(ck: CheckContext, c: ast.CircuitDef) -> ast.TaskDef | None:
     refs = [s for s in c.body if isinstance(s, ast.TaskRef)]
     for extra in refs[1:]:
         ck.error("E210", "`task` is given twice", extra.span, "a circuit section has one task")
     if refs:
-        task = ck.mod.tasks.get(refs[0].name.name)
+        task = ck.tasks.get(refs[0].name.name)
         if task is None:
-            ck.unknown_task(refs[0].name)
+            unknown_task(ck, refs[0].name)
         return task
-    if c.name.name in ck.mod.tasks:
-        return ck.mod.tasks[c.name.name]
-    if len(ck.mod.tasks) == 1:
-        return next(iter(ck.mod.tasks.values()))
+    if c.name.name in ck.tasks:
+        return ck.tasks[c.name.name]
+    if len(ck.tasks) == 1:
+        return next(iter(ck.tasks.values()))
     ck.error(
         "E201",
         f"circuit `{c.name.name}` names no task",
@@ -145,7 +174,7 @@ def _granularity(ablation: ast.AblateStmt | None) -> str:
     return "node"
 
 
-def _ablation(ck: Checker, stmt: ast.AblateStmt, task: ast.TaskDef | None) -> None:
+def _ablation(ck: CheckContext, stmt: ast.AblateStmt, task: ast.TaskDef | None) -> None:
     seen: set[str] = set()
     value = "mean"
     for opt in stmt.options:
@@ -176,7 +205,7 @@ def _ablation(ck: Checker, stmt: ast.AblateStmt, task: ast.TaskDef | None) -> No
             )
         elif opt.kind == "positions":
             for ref in opt.positions:
-                ck.check_position(ref, task)
+                check_position(ck, ref, task)
     for kind, words in (("per_position", "per position"), ("pooled", "pooled")):
         if kind in seen and value != "mean":
             span = next(o.span for o in stmt.options if o.kind == kind)
@@ -194,89 +223,3 @@ def _ablation(ck: Checker, stmt: ast.AblateStmt, task: ast.TaskDef | None) -> No
             span,
             "a mean is per position (the default) or pooled over all positions, not both",
         )
-
-
-def _endpoints(ck: Checker, m: ast.Member, shape: object, local: dict, role: str) -> list[str]:
-    if isinstance(m, ast.NameRef) and m.name == (EMBED if role == "sender" else LOGITS):
-        return [m.name]
-    if isinstance(m, ast.NameRef) and m.name in (EMBED, LOGITS):
-        ck.error(
-            "E230",
-            f"`{m.name}` cannot be the {role} of an edge",
-            m.span,
-            "edges run from `embed` and towards `logits`",
-        )
-        return []
-    return [str(n) for n in ck.expand((m,), shape, local, m.span)]  # type: ignore[arg-type]
-
-
-def _edges(ck: Checker, stmts: list[ast.EdgeStmt], shape: object, local: dict) -> list[Edge]:
-    from seqcirc.checks.checker import depth
-
-    arch = getattr(shape, "architecture", "")
-    out: list[Edge] = []
-    for stmt in stmts:
-        senders = _endpoints(ck, stmt.sender, shape, local, "sender")
-        receivers = _endpoints(ck, stmt.receiver, shape, local, "receiver")
-        names = [i.name for i in stmt.inputs]
-        for i in stmt.inputs:
-            if i.name not in V.HEAD_INPUTS:
-                ck.error(
-                    "E231",
-                    f"unknown receiving input `{i.name}`",
-                    i.span,
-                    "a head receives through q, k or v",
-                )
-        if names and any(not _is_head(r) for r in receivers):
-            ck.error(
-                "E231",
-                "q, k, v apply only when every receiver is a head",
-                stmt.span,
-                "MLPs and logits have one input; split the edge",
-            )
-            continue
-        backwards = False
-        for s in senders:
-            for r in receivers:
-                if depth(s, arch) >= depth(r, arch):
-                    backwards = True
-                    continue
-                for inp in _inputs(r, names):
-                    out.append(Edge(s, r, inp))  # type: ignore[arg-type]
-        if backwards:
-            ck.error(
-                "E230",
-                "edge goes backwards in depth",
-                stmt.span,
-                "a sender must come before its receiver: heads of layer L feed MLP L "
-                "and later layers",
-            )
-    return out
-
-
-_INPUT_ORDER = ("q", "k", "v", "mlp", "resid")
-
-
-def _endpoint_order(endpoint: str) -> tuple[float, bool, int]:
-    if endpoint == EMBED:
-        return (-1, False, 0)
-    if endpoint == LOGITS:
-        return (float("inf"), False, 0)
-    return Node.parse(endpoint).sort_key
-
-
-def _edge_order(e: Edge) -> tuple:
-    """Edges in computation order: by sender, then receiver, then q, k, v."""
-    return (_endpoint_order(e.sender), _endpoint_order(e.receiver), _INPUT_ORDER.index(e.input))
-
-
-def _is_head(endpoint: str) -> bool:
-    return endpoint not in (EMBED, LOGITS) and Node.parse(endpoint).head is not None
-
-
-def _inputs(receiver: str, names: list[str]) -> list[str]:
-    if receiver == LOGITS:
-        return ["resid"]
-    if not _is_head(receiver):
-        return ["mlp"]
-    return [n for n in V.HEAD_INPUTS if not names or n in names]

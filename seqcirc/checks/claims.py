@@ -7,10 +7,10 @@ compiler, so the checks and the plan read the same table (seqcirc.language.vocab
 
 from __future__ import annotations
 
-import difflib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
+from seqcirc.checks.diagnostics import suggest
 from seqcirc.language import ast
 from seqcirc.language import vocab as V
 from seqcirc.source import Span
@@ -28,10 +28,16 @@ RANGES: dict[str, tuple[float, float, str]] = {
 
 
 def _hint(name: str, choices: Any, what: str) -> str:
-    close = difflib.get_close_matches(name, list(choices), n=3, cutoff=0.6)
-    if close:
-        return "did you mean " + " or ".join(f"`{c}`" for c in close) + "?"
-    return f"{what}: " + ", ".join(choices)
+    return suggest(name, choices) or f"{what}: " + ", ".join(choices)
+
+
+def _sequences() -> tuple[dict[str, tuple[str, ...]], dict[str, int]]:
+    """The built-in ordered sets and their default ranges."""
+    # imported here: the tasks package loads numpy and the generators, which only files
+    # with a sequence task need
+    from seqcirc.tasks.sets import DEFAULT_RANGE, ORDERED_SETS
+
+    return ORDERED_SETS, DEFAULT_RANGE
 
 
 def value_kind(expr: ast.ClaimExpr) -> str | None:
@@ -129,6 +135,35 @@ class ClaimChecker:
         if key in values and values[key] < low:
             self.error("E251", f"`{key}` must be at least {low}", span, why)
 
+    def _choices(
+        self, args: tuple[ast.Arg, ...], values: dict, choices: Mapping[str, tuple[str, ...]]
+    ) -> None:
+        for key, value in values.items():
+            if key in choices and value not in choices[key]:
+                span = next(a.span for a in args if a.name == key)
+                self.error(
+                    "E251",
+                    f"`{key}={value}` is not supported",
+                    span,
+                    f"{key} may be: " + ", ".join(choices[key]),
+                )
+
+    def _sequence_name(self, name: str, span: Span) -> bool:
+        sets, _ = _sequences()
+        if name not in sets:
+            self.error(
+                "E205", f"unknown sequence `{name}`", span, _hint(name, sets, "known sequences")
+            )
+        return name in sets
+
+    def sequence(self, src: ast.SeqSource) -> None:
+        """`sequence(NAME, ...)`: a built-in ordered set and the generator's parameters."""
+        sets, default_ranges = _sequences()
+        self._sequence_name(src.set_name.name, src.set_name.span)
+        values = self.args(src.args, V.TASK_PARAMS, "sequence")
+        size = len(sets.get(src.set_name.name, ()))
+        self.task_params(values, src, size, default_ranges.get(src.set_name.name, size))
+
     def task_params(self, values: dict, src: ast.SeqSource, size: int, default_range: int) -> None:
         span = src.span
         spans = {a.name: a.span for a in src.args}
@@ -166,7 +201,7 @@ class ClaimChecker:
                 f"use range={size} or less",
             )
         if "start" in values and size:
-            members = values.get("members", 4)
+            members = values.get("members", V.DEFAULT_MEMBERS)
             interval = values.get("interval", 1)
             last = values["start"] - 1 + members * interval  # 0-based index of the answer
             if last > rng - 1:
@@ -198,15 +233,7 @@ class ClaimChecker:
                     _hint(name.name, V.METRICS, "metrics"),
                 )
             values = self.args(clause.args, dict.fromkeys(V.METRIC_ARGS, str), "metric")
-            for key, value in values.items():
-                if value not in V.METRIC_ARGS[key]:
-                    span = next(a.span for a in clause.args if a.name == key)
-                    self.error(
-                        "E251",
-                        f"`{key}={value}` is not supported",
-                        span,
-                        f"{key} may be: " + ", ".join(V.METRIC_ARGS[key]),
-                    )
+            self._choices(clause.args, values, V.METRIC_ARGS)
         elif name.name not in V.FILTERS:
             self.error(
                 "E207",
@@ -232,24 +259,29 @@ class ClaimChecker:
 
     def claim(self, expr: ast.ClaimExpr) -> None:
         kind = value_kind(expr)
-        if kind is None and expr.form == "test" and expr.name.name in V.VALUE_CLAIMS:
+        if kind is None:
+            self._unknown_claim(expr)
+        elif expr.form == "value":
+            self._value_claim(expr, kind)
+        else:
+            self._test_claim(expr, kind)
+
+    def _unknown_claim(self, expr: ast.ClaimExpr) -> None:
+        if expr.form == "test" and expr.name.name in V.VALUE_CLAIMS:
             self.error(
                 "E203",
                 f"`{expr.name.name}` is compared with a threshold, not tested at p",
                 expr.name.span,
                 f"e.g. `expect {expr.name.name} >= 0.8`",
             )
-            return
-        if kind is None:
-            if expr.form == "beats":
-                choices: tuple[str, ...] = ("random",)
-                self.error(
-                    "E203",
-                    f"unknown baseline `{expr.name.name}`",
-                    expr.name.span,
-                    "the baseline is `beats random(n=200) at p < 0.01`",
-                )
-                return
+        elif expr.form == "beats":
+            self.error(
+                "E203",
+                f"unknown baseline `{expr.name.name}`",
+                expr.name.span,
+                "the baseline is `beats random(n=200) at p < 0.01`",
+            )
+        else:
             choices = (
                 tuple(V.VALUE_CLAIMS)
                 if expr.form == "value"
@@ -261,26 +293,27 @@ class ClaimChecker:
                 expr.name.span,
                 _hint(expr.name.name, choices, "claims"),
             )
-            return
-        if expr.form == "value":
-            values = self.args(expr.args, V.VALUE_CLAIMS[kind], kind)
-            self.threshold(kind, expr.threshold)
-            if values.get("bound", "lower") not in V.BOUNDS:
-                self.error(
-                    "E251",
-                    f"unknown bound `{values['bound']}`",
-                    expr.span,
-                    "bound may be: " + ", ".join(V.BOUNDS),
-                )
-            if values.get("variant", "ratio") not in V.FAITHFULNESS_VARIANTS:
-                self.error(
-                    "E251",
-                    f"unknown variant `{values['variant']}`",
-                    expr.span,
-                    "variant may be: " + ", ".join(V.FAITHFULNESS_VARIANTS),
-                )
-            self._at_least(values, "random", 1, expr.span, "")
-            return
+
+    def _value_claim(self, expr: ast.ClaimExpr, kind: str) -> None:
+        values = self.args(expr.args, V.VALUE_CLAIMS[kind], kind)
+        self.threshold(kind, expr.threshold)
+        if values.get("bound", "lower") not in V.BOUNDS:
+            self.error(
+                "E251",
+                f"unknown bound `{values['bound']}`",
+                expr.span,
+                "bound may be: " + ", ".join(V.BOUNDS),
+            )
+        if values.get("variant", "ratio") not in V.FAITHFULNESS_VARIANTS:
+            self.error(
+                "E251",
+                f"unknown variant `{values['variant']}`",
+                expr.span,
+                "variant may be: " + ", ".join(V.FAITHFULNESS_VARIANTS),
+            )
+        self._at_least(values, "random", 1, expr.span, "")
+
+    def _test_claim(self, expr: ast.ClaimExpr, kind: str) -> None:
         values = self.args(expr.args, V.TEST_CLAIMS[kind], kind)
         assert expr.stat is not None
         if expr.stat.name != "p":
@@ -305,7 +338,11 @@ class ClaimChecker:
             )
             return
         values = self.args(role.args, V.ROLES[name], f"role {name}")
-        self._at_least(values, "top", 1, role.span, "")
+        for key, low in (("top", 1), ("members", 2), ("n_seqs", 1), ("half_len", 2)):
+            self._at_least(values, key, low, role.span, "")
+        self._choices(role.args, values, V.ROLE_CHOICES)
+        if "set" in values:
+            self._sequence_name(values["set"], next(a.span for a in role.args if a.name == "set"))
         for key in ("from", "to"):
             if name == "attends" and key not in values:
                 self.error(

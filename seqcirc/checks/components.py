@@ -5,28 +5,19 @@ ranges checked against that shape."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-from seqcirc.errors import Diagnostic
+from seqcirc.checks.context import CheckContext
+from seqcirc.checks.diagnostics import suggest
+from seqcirc.checks.resolved import ResolvedModel
 from seqcirc.language import ast
 from seqcirc.models import shapes
 from seqcirc.plan import ModelRef, Node
 from seqcirc.source import Span
 
-if TYPE_CHECKING:
-    from seqcirc.checks.checker import Checker
-
 MAX_LAYERS_UNKNOWN = 1000  # a sanity cap when a model's shape cannot be known offline
 
 
-@dataclass(frozen=True)
-class ResolvedModel:
-    ref: ModelRef
-    shape: shapes.ModelShape | None
-
-
-def resolve_model(ck: Checker, model: ast.ModelName) -> ResolvedModel | None:
+def resolve_model(ck: CheckContext, model: ast.ModelName) -> ResolvedModel | None:
     name = model.name
     folder = ck.base / name
     if model.quoted or (folder / "config.json").is_file():
@@ -46,28 +37,22 @@ def resolve_model(ck: Checker, model: ast.ModelName) -> ResolvedModel | None:
         try:
             return ResolvedModel(ModelRef(name, "bundled"), shapes.shape_of(name))
         except (OSError, ValueError, KeyError) as err:
-            ck.mod.warnings.append(
-                Diagnostic(
-                    "W300",
-                    f"bundled model unavailable: {err}",
-                    model.span,
-                    "layer and head checks were skipped",
-                    "warning",
-                )
+            ck.warn(
+                "W300",
+                f"bundled model unavailable: {err}",
+                model.span,
+                "layer and head checks were skipped",
             )
             return ResolvedModel(ModelRef(name, "bundled"), None)
     hub = shapes.resolve_name(name)
     if hub in shapes.KNOWN_SHAPES:
         return ResolvedModel(ModelRef(name, "hub"), shapes.KNOWN_SHAPES[hub])
     if "/" in name:  # an organisation/name hub id seqcirc has no table entry for
-        ck.mod.warnings.append(
-            Diagnostic(
-                "W300",
-                f"the shape of `{name}` is not known offline; layer and head checks skipped",
-                model.span,
-                "quote a local folder with a config.json to check it fully",
-                "warning",
-            )
+        ck.warn(
+            "W300",
+            f"the shape of `{name}` is not known offline; layer and head checks skipped",
+            model.span,
+            "quote a local folder with a config.json to check it fully",
         )
         return ResolvedModel(ModelRef(name, "hub"), None)
     names = [*shapes.ALIASES, shapes.BUNDLED_NAME]
@@ -75,7 +60,7 @@ def resolve_model(ck: Checker, model: ast.ModelName) -> ResolvedModel | None:
         "E202",
         f"unknown model `{name}`",
         model.span,
-        _suggest(name, names)
+        suggest(name, names)
         or "known models: "
         + ", ".join(names)
         + '; a local checkpoint folder is written in quotes: on "./my-model"',
@@ -84,7 +69,7 @@ def resolve_model(ck: Checker, model: ast.ModelName) -> ResolvedModel | None:
 
 
 # ---- components ---------------------------------------------------------------
-def check_head(ck: Checker, head: ast.HeadRef, shape: shapes.ModelShape | None) -> bool:
+def check_head(ck: CheckContext, head: ast.HeadRef, shape: shapes.ModelShape | None) -> bool:
     if shape is None:
         return _sane(ck, head.layer, head.span)
     if head.layer >= shape.n_layers:
@@ -106,7 +91,7 @@ def check_head(ck: Checker, head: ast.HeadRef, shape: shapes.ModelShape | None) 
     return True
 
 
-def _sane(ck: Checker, layer: int, span: Span) -> bool:
+def _sane(ck: CheckContext, layer: int, span: Span) -> bool:
     if layer >= MAX_LAYERS_UNKNOWN:
         ck.error(
             "E221",
@@ -118,7 +103,7 @@ def _sane(ck: Checker, layer: int, span: Span) -> bool:
     return True
 
 
-def mlp_nodes(ck: Checker, rng: ast.MlpRange, shape: shapes.ModelShape | None) -> list[Node]:
+def mlp_nodes(ck: CheckContext, rng: ast.MlpRange, shape: shapes.ModelShape | None) -> list[Node]:
     hi = rng.lo if rng.hi is None else rng.hi
     if hi < rng.lo:
         ck.error(
@@ -139,9 +124,3 @@ def mlp_nodes(ck: Checker, rng: ast.MlpRange, shape: shapes.ModelShape | None) -
     if shape is None and not _sane(ck, hi, rng.span):
         return []
     return [Node(layer) for layer in range(rng.lo, hi + 1)]
-
-
-def _suggest(name: str, candidates: object) -> str | None:
-    from seqcirc.checks.checker import suggest
-
-    return suggest(name, candidates)

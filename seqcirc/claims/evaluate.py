@@ -12,7 +12,6 @@ the claim measures (its kind and arguments; not its line or threshold).
 
 from __future__ import annotations
 
-import operator
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -27,6 +26,7 @@ from seqcirc.engine.metric import faithfulness
 from seqcirc.engine.prepare import prepare
 from seqcirc.engine.runner import EvalState, check_live, empty_metric, node_mask, run_circuits
 from seqcirc.errors import SeqcircError
+from seqcirc.language.vocab import COMPARISONS
 from seqcirc.plan import CircuitPlan, Claim, Plan, to_jsonable
 from seqcirc.results import CircuitResult, ClaimResult, EvaluationResult, Verdict, versions
 from seqcirc.stats.seeds import derive_seed
@@ -43,13 +43,6 @@ __all__ = [
 ]
 
 GREEDY_STEPS = 3  # the greedy search for the worst K adds up to this many nodes
-
-_OPS: dict[str, Callable[[float, float], bool]] = {
-    ">=": operator.ge,
-    ">": operator.gt,
-    "<=": operator.le,
-    "<": operator.lt,
-}
 
 
 @dataclass(frozen=True)
@@ -183,7 +176,7 @@ def _check_claim(claim: Claim, ctx: ClaimContext, handler: ClaimHandler | None) 
             **base, verdict="error", value=got.value, detail=got.detail,
             message=f"this measure has no {claim.bound} confidence bound",
         )  # fmt: skip
-    verdict: Verdict = "pass" if _OPS[claim.op](compared, claim.threshold) else "fail"
+    verdict: Verdict = "pass" if COMPARISONS[claim.op](compared, claim.threshold) else "fail"
     return ClaimResult(
         **base, verdict=verdict, value=got.value, lower=got.lower, upper=got.upper,
         level=got.level, compared=compared, per_prompt=got.per_prompt, detail=got.detail,

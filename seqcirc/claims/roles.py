@@ -11,34 +11,16 @@ A role claim is a seqcirc.plan.Claim with kind "role" and params:
 
 from __future__ import annotations
 
-import operator
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from seqcirc.errors import InputError, did_you_mean
+from seqcirc.language.vocab import COMPARISONS, OV_AMONG, ROLES
 from seqcirc.plan import Claim, Node
 from seqcirc.source import Span
 from seqcirc.tasks.types import TokenizedTask
-
-ROLES: tuple[str, ...] = (
-    "successor",
-    "copy",
-    "attends",
-    "previous_token",
-    "duplicate",
-    "induction",
-)
-_OPS = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt}
-_KNOWN_PARAMS = {
-    "successor": {"top", "among", "set", "context", "members"},
-    "copy": {"top", "among", "set", "context", "members"},
-    "attends": {"from", "to", "which"},
-    "previous_token": {"n_seqs", "half_len"},
-    "duplicate": {"n_seqs", "half_len"},
-    "induction": {"n_seqs", "half_len"},
-}
 
 
 @dataclass(frozen=True)
@@ -150,7 +132,7 @@ def measure_role(
                 hint="give set=NAME or use a task built from an ordered set",
             )
         among = params.get("among", "vocab")
-        if among not in ("vocab", "set"):
+        if among not in OV_AMONG:
             raise InputError(f"among={among!r}", code="E809", hint="among=vocab or among=set")
         s = ov_scores(
             bridge,
@@ -233,13 +215,13 @@ def evaluate_role_claim(
             did_you_mean(role, ROLES) + f"roles: {', '.join(ROLES)}",
         )
     node = _head(claim, params.pop("head", None), bridge, groups)
-    unknown = sorted(set(params) - _KNOWN_PARAMS[role])
+    unknown = sorted(set(params) - set(ROLES[role]))
     if unknown:
         raise _fail(
             claim,
             f"{role} takes no parameter {unknown[0]!r}",
             "E809",
-            f"{role} takes: {', '.join(sorted(_KNOWN_PARAMS[role]))}",
+            f"{role} takes: {', '.join(sorted(ROLES[role]))}",
         )
     try:
         value, detail = measure_role(
@@ -249,7 +231,7 @@ def evaluate_role_claim(
         if err.span is None and _span(claim) is not None:
             raise InputError(err.message, code=err.code, span=_span(claim), hint=err.hint) from err
         raise
-    passed = bool(_OPS[claim.op](value, claim.threshold))
+    passed = bool(COMPARISONS[claim.op](value, claim.threshold))
     return RoleClaimResult(
         claim.id,
         str(node),

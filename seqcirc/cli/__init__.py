@@ -128,7 +128,8 @@ def check(
 
     Example:  seqcirc check hypotheses/months.circ
     """
-    from seqcirc.checks.checker import check_file, render_diagnostics
+    from seqcirc.checks import check_file
+    from seqcirc.checks.diagnostics import render_diagnostics
 
     failed = False
     for path in files:

@@ -15,8 +15,8 @@ from numpy.typing import NDArray
 from torch import Tensor
 
 from seqcirc.errors import EvaluationError, InputError
+from seqcirc.language.vocab import METRICS
 
-METRICS = ("logit_diff", "prob", "accuracy", "kl")
 # How each metric's faithfulness is read: KL is 0 for the full model, so only the
 # normalized variant, 1 - E kl(C) / E kl(empty), is defined for it.
 KL_NOTE = "kl is KL(P_M || P_X) at the answer position, summed (not averaged) over the vocabulary"

@@ -1,20 +1,50 @@
-"""The words of the .circ language and what each accepts: one table, used by the checks,
-the compiler and the docs. A parameter spec maps a name to (type, default)."""
+"""The words of the .circ language and what each accepts: the one table of them, read by
+the checks, the compiler, the run-time stages (generators, corruptions, metrics, role
+and claim code, reports) and the docs. A parameter spec maps a name to its type.
+
+Torch-free and import-light: everything here is plain data.
+"""
 
 from __future__ import annotations
 
+import operator
 import re
+from collections.abc import Callable
 
-ROLES: dict[str, dict[str, type]] = {
-    "successor": {"top": int},
-    "copy": {"top": int},
-    "attends": {"from": str, "to": str},
-    "duplicate": {},
-    "previous_token": {},
-    "induction": {},
+# ---- roles --------------------------------------------------------------------------
+# The parameters the role code (seqcirc.claims.roles) reads.
+# successor / copy: top k; among vocab|set; set (an ordered set; default: the task's);
+#   context prompts|alone; members (how many of the set's members are scored).
+# attends: from, to (named positions of the task's prompts); which prompts.
+# previous_token / duplicate / induction: random sequences, n_seqs of 2 x half_len tokens.
+_OV_PARAMS: dict[str, type] = {
+    "top": int,
+    "among": str,
+    "set": str,
+    "context": str,
+    "members": int,
 }
+_PATTERN_PARAMS: dict[str, type] = {"n_seqs": int, "half_len": int}
+ROLES: dict[str, dict[str, type]] = {
+    "successor": _OV_PARAMS,
+    "copy": _OV_PARAMS,
+    "attends": {"from": str, "to": str, "which": str},
+    "duplicate": _PATTERN_PARAMS,
+    "previous_token": _PATTERN_PARAMS,
+    "induction": _PATTERN_PARAMS,
+}
+OV_AMONG = ("vocab", "set")
+OV_CONTEXTS = ("prompts", "alone")
+# Role parameters that name one of a few choices (`set` names an ordered set).
+ROLE_CHOICES: dict[str, tuple[str, ...]] = {
+    "among": OV_AMONG,
+    "context": OV_CONTEXTS,
+    "which": ("clean", "corrupted"),
+}
+# What the plan records for parameters a role claim leaves out.
 ROLE_DEFAULTS: dict[str, dict[str, object]] = {"successor": {"top": 5}, "copy": {"top": 5}}
 
+# ---- claims -------------------------------------------------------------------------
 # Claims compared against a value: name -> accepted parameters.
 VALUE_CLAIMS: dict[str, dict[str, type]] = {
     "faithfulness": {"variant": str, "bound": str},
@@ -33,12 +63,41 @@ TEST_CLAIMS: dict[str, dict[str, type]] = {
     "minimality_test": {"n": int, "q": float},
 }
 TEST_ALIASES = {"minimality": "minimality_test"}
+# Plan claim kinds whose value is a p-value: one Holm family per file.
+P_VALUE_KINDS = frozenset(TEST_CLAIMS)
 
+# A claim's comparison (the grammar's COMPARE) -> how its value meets the threshold.
+COMPARISONS: dict[str, Callable[[float, float], bool]] = {
+    ">=": operator.ge,
+    ">": operator.gt,
+    "<=": operator.le,
+    "<": operator.lt,
+}
+
+# ---- tasks --------------------------------------------------------------------------
 METRICS = ("logit_diff", "prob", "accuracy", "kl")
-METRIC_ARGS: dict[str, tuple[str, ...]] = {"correct": ("next",), "incorrect": ("last",)}
-CORRUPTIONS = ("random_members", "shuffled_members", "random_tokens")
+CORRECT_CHOICES = ("next",)
+INCORRECT_CHOICES = ("last",)
+METRIC_ARGS: dict[str, tuple[str, ...]] = {
+    "correct": CORRECT_CHOICES,
+    "incorrect": INCORRECT_CHOICES,
+}
+# Corruption -> what the corrupted prompt is (seqcirc.tasks.corrupt draws it).
+CORRUPTIONS: dict[str, str] = {
+    "random_members": (
+        "the paper's: same template and names, each member replaced by a random member "
+        "of the task's range"
+    ),
+    "shuffled_members": "same template and names, the clean prompt's members in a random order",
+    "random_tokens": (
+        "same template; names redrawn at random and members drawn from the whole set "
+        "(not only the task's range)"
+    ),
+}
 FILTERS = ("correct",)
 
+DEFAULT_MEMBERS = 4
+DEFAULT_PROMPTS = 1536
 TASK_PARAMS: dict[str, type] = {
     "template": str,
     "members": int,
@@ -48,9 +107,20 @@ TASK_PARAMS: dict[str, type] = {
     "start": int,
     "range": int,
 }
-TASK_DEFAULTS: dict[str, object] = {"template": "all", "members": 4, "prompts": 1536}
-TEMPLATE_CHOICES = ("born_in", "done_in", "lost_in", "all")
+TASK_DEFAULTS: dict[str, object] = {
+    "template": "all",
+    "members": DEFAULT_MEMBERS,
+    "prompts": DEFAULT_PROMPTS,
+}
+# The paper's three templates: "{N} born in {S}." repeated, ending "{N5} born in".
+TEMPLATES: dict[str, str] = {
+    "born_in": "born in",
+    "done_in": "done in",
+    "lost_in": "lost in",
+}
+TEMPLATE_CHOICES = (*TEMPLATES, "all")  # all: equal thirds of the three
 
+# ---- circuits -----------------------------------------------------------------------
 GRANULARITIES = {"nodes": "node", "edges": "edge"}
 ABLATION_VALUES = ("mean", "resample", "zero")
 DIRECTIONS = {

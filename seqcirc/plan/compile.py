@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from seqcirc.checks.checker import Circuit, Module, check_file, check_text
+from seqcirc.checks import Module, check_file, check_text
 from seqcirc.checks.claims import claim_meaning, role_meaning
+from seqcirc.checks.resolved import Circuit
 from seqcirc.language import ast
 from seqcirc.language import vocab as V
 from seqcirc.plan import AblationSpec, CircuitPlan, Claim, Plan, TaskSpec, params

@@ -15,13 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from seqcirc.language.vocab import P_VALUE_KINDS
 from seqcirc.plan import AblationSpec
 from seqcirc.results import CircuitResult, ClaimResult, EvaluationResult
 
-# Claims whose measured value is a p-value (plan.Claim's kinds).
-P_VALUE_KINDS = frozenset(
-    {"random_baseline", "equivalence", "independence", "sufficiency", "minimality_test"}
-)
 VERDICT_WORDS = {"pass": "PASS", "fail": "FAIL", "error": "ERROR", "skipped": "SKIP"}
 MISSING = "—"
 

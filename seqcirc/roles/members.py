@@ -17,10 +17,10 @@ import numpy as np
 import numpy.typing as npt
 
 from seqcirc.errors import InputError, did_you_mean
+from seqcirc.language.vocab import OV_CONTEXTS as CONTEXTS
 from seqcirc.tasks.sets import DEFAULT_RANGE, ORDERED_SETS
 
 Context = Literal["prompts", "alone"]
-CONTEXTS: tuple[str, ...] = ("prompts", "alone")
 WINDOW = 4  # members per prompt, as in the paper's OV-score prompts
 
 

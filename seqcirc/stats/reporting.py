@@ -6,27 +6,20 @@ The report layer (report.py, the pytest plugin) calls these; nothing here prints
 
 from __future__ import annotations
 
-import operator
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from seqcirc.errors import InputError
+from seqcirc.language.vocab import COMPARISONS
 from seqcirc.stats.multiple import holm_adjust
 from seqcirc.stats.results import TestResult
-
-_OPS: dict[str, Callable[[float, float], bool]] = {
-    "<": operator.lt,
-    "<=": operator.le,
-    ">": operator.gt,
-    ">=": operator.ge,
-}
 
 
 def compare(value: float, op: str, threshold: float) -> bool:
     """`value op threshold` for a claim's op (<, <=, >, >=)."""
     try:
-        return _OPS[op](value, threshold)
+        return COMPARISONS[op](value, threshold)
     except KeyError:
         raise InputError(
             f"unknown comparison {op!r}", code="E704", hint="use <, <=, > or >="

@@ -14,18 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from seqcirc.errors import InputError, did_you_mean
-
-CORRUPTIONS: dict[str, str] = {
-    "random_members": (
-        "the paper's: same template and names, each member replaced by a random member "
-        "of the task's range"
-    ),
-    "shuffled_members": "same template and names, the clean prompt's members in a random order",
-    "random_tokens": (
-        "same template; names redrawn at random and members drawn from the whole set "
-        "(not only the task's range)"
-    ),
-}
+from seqcirc.language.vocab import CORRUPTIONS
 
 # A consecutive ending is so rare to need more draws that hitting this cap means the
 # constraint cannot be met (e.g. a one-member range), not bad luck.

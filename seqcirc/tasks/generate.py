@@ -25,17 +25,18 @@ from dataclasses import dataclass
 import numpy as np
 
 from seqcirc.errors import InputError, did_you_mean
+from seqcirc.language.vocab import (
+    CORRECT_CHOICES,
+    DEFAULT_MEMBERS,
+    DEFAULT_PROMPTS,
+    INCORRECT_CHOICES,
+    TASK_PARAMS,
+    TEMPLATES,
+)
 from seqcirc.plan import TaskSpec
 from seqcirc.tasks.corrupt import CorruptionSpec, corrupt_members, parse_corruption
 from seqcirc.tasks.records import PromptRecord, WordSpan
-from seqcirc.tasks.sets import DEFAULT_RANGE, NAMES, ORDERED_SETS, TEMPLATES
-
-DEFAULT_MEMBERS = 4
-DEFAULT_PROMPTS = 1536
-PAPER_TEMPLATES = ("born_in", "done_in", "lost_in")
-CORRECT_CHOICES = ("next",)
-INCORRECT_CHOICES = ("last",)
-_PARAM_KEYS = ("template", "members", "prompts", "seed", "interval", "start", "range")
+from seqcirc.tasks.sets import DEFAULT_RANGE, NAMES, ORDERED_SETS
 
 
 @dataclass(frozen=True)
@@ -86,7 +87,7 @@ def _parse_template(task: str, value: object) -> tuple[tuple[str, str], ...]:
     if not isinstance(value, str):
         raise InputError(f"task {task}: template must be a string, got {value!r}", code="T103")
     if value == "all":
-        return tuple((k, _unit(TEMPLATES[k])) for k in PAPER_TEMPLATES)
+        return tuple((k, _unit(words)) for k, words in TEMPLATES.items())
     if value in TEMPLATES:
         return ((value, _unit(TEMPLATES[value])),)
     if "{N}" in value or "{S}" in value:
@@ -125,11 +126,11 @@ def parse_config(spec: TaskSpec, seed: int | None = None) -> GeneratorConfig:
         )
     raw = dict(spec.params)
     for key in raw:
-        if key not in _PARAM_KEYS:
+        if key not in TASK_PARAMS:
             raise InputError(
                 f"task {task}: unknown parameter {key!r} for sequence {gen}",
                 code="T102",
-                hint=did_you_mean(key, _PARAM_KEYS) + "parameters: " + ", ".join(_PARAM_KEYS),
+                hint=did_you_mean(key, TASK_PARAMS) + "parameters: " + ", ".join(TASK_PARAMS),
             )
     if spec.correct not in CORRECT_CHOICES or spec.incorrect not in INCORRECT_CHOICES:
         raise InputError(

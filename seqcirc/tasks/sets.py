@@ -6,6 +6,9 @@ built from it, so the bundled model knows every word a built-in task can produce
 
 from __future__ import annotations
 
+# The templates are words of the language; the generators' vocabulary includes them.
+from seqcirc.language.vocab import TEMPLATES as TEMPLATES
+
 # Ordered sets: a member's successor is the next entry. No wrap-around (the paper keeps
 # S1 among the first 8 of 12 members, so answers never wrap).
 ORDERED_SETS: dict[str, tuple[str, ...]] = {
@@ -49,10 +52,3 @@ NAMES: tuple[str, ...] = (
     "Mark", "Tom", "Jack", "Lisa", "Kate", "Emma", "Adam", "Alex", "Ben", "Sam", "Dan",
     "Joe", "Bob", "Max", "Ryan", "Kevin", "Jason", "Laura", "Susan", "Mike", "Jane",
 )  # fmt: skip
-
-# The paper's three templates: "{N} born in {S}." repeated, ending "{N5} born in".
-TEMPLATES: dict[str, str] = {
-    "born_in": "born in",
-    "done_in": "done in",
-    "lost_in": "lost in",
-}

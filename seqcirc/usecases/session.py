@@ -16,13 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from seqcirc.errors import InputError, ModelUnavailableError
+from seqcirc.language.vocab import P_VALUE_KINDS
 from seqcirc.models.shapes import shape_of
 from seqcirc.plan import CircuitPlan, Claim, Plan
-
-# Claim kinds whose value is a p-value: one Holm family per file.
-P_VALUE_KINDS = frozenset(
-    {"random_baseline", "equivalence", "independence", "sufficiency", "minimality_test"}
-)
 
 Progress = Callable[[str], None]
 

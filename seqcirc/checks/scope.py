@@ -1,0 +1,105 @@
+"""Names inside a file: groups expanded to nodes (this circuit's groups first, then the
+file's), and the task and position names a section or claim refers to."""
+
+from __future__ import annotations
+
+from seqcirc.checks.components import check_head, mlp_nodes
+from seqcirc.checks.context import CheckContext
+from seqcirc.checks.diagnostics import suggest
+from seqcirc.language import ast
+from seqcirc.language import vocab as V
+from seqcirc.models import shapes
+from seqcirc.plan import Node
+from seqcirc.source import Span
+
+
+def expand(
+    ck: CheckContext,
+    members: tuple[ast.Member, ...],
+    shape: shapes.ModelShape | None,
+    local: dict[str, tuple[Node, ...]],
+    span: Span,
+) -> tuple[Node, ...]:
+    """Members -> nodes; names are groups (this circuit's first, then the file's)."""
+    out: list[Node] = []
+    for m in members:
+        if isinstance(m, ast.HeadRef):
+            if check_head(ck, m, shape):
+                out.append(Node(m.layer, m.head))
+        elif isinstance(m, ast.MlpRange):
+            out.extend(mlp_nodes(ck, m, shape))
+        elif m.name in local:
+            out.extend(local[m.name])
+        elif m.name in ck.groups:
+            out.extend(file_group(ck, m.name, shape))
+        else:
+            unknown_name(ck, m)
+    return tuple(dict.fromkeys(out))
+
+
+def file_group(ck: CheckContext, name: str, shape: shapes.ModelShape | None) -> tuple[Node, ...]:
+    """A file-level group's nodes, checked against `shape` (reported at its definition)."""
+    group = ck.groups[name]
+    if name in ck.resolving:
+        ck.error(
+            "E200",
+            f"group `{name}` contains itself",
+            group.name.span,
+            "a group may include other groups, but not in a cycle",
+        )
+        return ()
+    ck.resolving.add(name)
+    try:
+        return expand(ck, group.members, shape, {}, group.span)
+    finally:
+        ck.resolving.discard(name)
+
+
+def unknown_name(ck: CheckContext, ref: ast.NameRef, extra: tuple[str, ...] = ()) -> None:
+    names = [*ck.local_names, *ck.groups, *extra]
+    ck.error(
+        "E200",
+        f"unknown name `{ref.name}`",
+        ref.span,
+        suggest(ref.name, names)
+        or "a name here is a group defined earlier in this circuit, in this file "
+        "or in an imported file; heads are written 9.1 or L9H1",
+    )
+
+
+def unknown_task(ck: CheckContext, ref: ast.NameRef) -> None:
+    ck.error(
+        "E201",
+        f"unknown task `{ref.name}`",
+        ref.span,
+        suggest(ref.name, ck.tasks)
+        or (
+            "tasks here: " + ", ".join(ck.tasks)
+            if ck.tasks
+            else "define one: task months = sequence(months)"
+        ),
+    )
+
+
+def positions_of(task: ast.TaskDef | None) -> tuple[str, ...] | None:
+    """Named positions of a task's prompts; None when only the file knows them."""
+    if task is None or isinstance(task.source, ast.FileSource):
+        return None
+    members = V.TASK_DEFAULTS["members"]
+    for arg in task.source.args:
+        if arg.name == "members" and isinstance(arg.value, int):
+            members = arg.value
+    return V.position_names(min(int(members), 9999))  # type: ignore[call-overload]
+
+
+def check_position(ck: CheckContext, name: ast.NameRef, task: ast.TaskDef | None) -> None:
+    known = positions_of(task)
+    ok = V.POSITION.fullmatch(name.name) is not None if known is None else name.name in known
+    if not ok:
+        listed = ", ".join(known) if known else "S1.., N1.., END"
+        ck.error(
+            "E208",
+            f"unknown position `{name.name}`",
+            name.span,
+            suggest(name.name, known or ("END",)) or f"positions of this task: {listed}",
+        )
