@@ -209,7 +209,7 @@ def _edge_op(bridge: Any, task: Any, cfg: Config) -> Callable[[], dict[str, Any]
 def _baseline_op(bridge: Any, task: Any, cfg: Config) -> Callable[[], dict[str, Any]]:
     """The baseline of one circuit on its already prepared state (the evaluation that
     states the claim prepared it): drawing the circuits and their batched passes."""
-    from seqcirc.claims.measures import faithfulness_of_masks
+    from seqcirc.claims.faithfulness import faithfulness_of_masks
     from seqcirc.engine.runner import prepare
     from seqcirc.plan import AblationSpec
     from seqcirc.stats.baseline import mask_nodes, sample_random_circuits
@@ -269,7 +269,7 @@ def _discovery_op(bridge: Any, task: Any, cfg: Config) -> Callable[[], dict[str,
 def evaluation_from_nothing(bridge: Any, task: Any, cfg: Config) -> dict[str, Any]:
     """One node circuit's evaluation with its random baseline: prepare (chunks sized by
     seqcirc.engine.memory), liveness, the circuit, the empty circuit, cfg.n_random circuits."""
-    from seqcirc.claims.measures import faithfulness_of_masks
+    from seqcirc.claims.faithfulness import faithfulness_of_masks
     from seqcirc.engine.runner import check_live, empty_metric, prepare, run_circuits
     from seqcirc.plan import AblationSpec
     from seqcirc.stats.baseline import mask_nodes, sample_random_circuits
