@@ -156,7 +156,8 @@ def _timed(fn: Callable[[], Any], device: str = "cpu") -> tuple[float, float, An
 
 
 def _node_op(bridge: Any, task: Any, cfg: Config) -> Callable[[], dict[str, Any]]:
-    from seqcirc.engine.runner import check_live, empty_metric, prepare, run_circuits
+    from seqcirc.engine.prepare import prepare
+    from seqcirc.engine.runner import check_live, empty_metric, run_circuits
     from seqcirc.plan import AblationSpec
 
     def op() -> dict[str, Any]:
@@ -182,7 +183,8 @@ def _node_op(bridge: Any, task: Any, cfg: Config) -> Callable[[], dict[str, Any]
 
 def _edge_op(bridge: Any, task: Any, cfg: Config) -> Callable[[], dict[str, Any]]:
     from seqcirc.engine.edges import check_live_edges, run_edges
-    from seqcirc.engine.runner import empty_metric, prepare
+    from seqcirc.engine.prepare import prepare
+    from seqcirc.engine.runner import empty_metric
     from seqcirc.plan import AblationSpec
 
     def op() -> dict[str, Any]:
@@ -209,8 +211,8 @@ def _edge_op(bridge: Any, task: Any, cfg: Config) -> Callable[[], dict[str, Any]
 def _baseline_op(bridge: Any, task: Any, cfg: Config) -> Callable[[], dict[str, Any]]:
     """The baseline of one circuit on its already prepared state (the evaluation that
     states the claim prepared it): drawing the circuits and their batched passes."""
-    from seqcirc.claims.measures import faithfulness_of_masks
-    from seqcirc.engine.runner import prepare
+    from seqcirc.claims.faithfulness import faithfulness_of_masks
+    from seqcirc.engine.prepare import prepare
     from seqcirc.plan import AblationSpec
     from seqcirc.stats.baseline import mask_nodes, sample_random_circuits
 
@@ -269,8 +271,9 @@ def _discovery_op(bridge: Any, task: Any, cfg: Config) -> Callable[[], dict[str,
 def evaluation_from_nothing(bridge: Any, task: Any, cfg: Config) -> dict[str, Any]:
     """One node circuit's evaluation with its random baseline: prepare (chunks sized by
     seqcirc.engine.memory), liveness, the circuit, the empty circuit, cfg.n_random circuits."""
-    from seqcirc.claims.measures import faithfulness_of_masks
-    from seqcirc.engine.runner import check_live, empty_metric, prepare, run_circuits
+    from seqcirc.claims.faithfulness import faithfulness_of_masks
+    from seqcirc.engine.prepare import prepare
+    from seqcirc.engine.runner import check_live, empty_metric, run_circuits
     from seqcirc.plan import AblationSpec
     from seqcirc.stats.baseline import mask_nodes, sample_random_circuits
 

@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 
 from seqcirc.claims.evaluate import evaluate_plan
+from seqcirc.claims.faithfulness import normalized_faithfulness, performance_ratio
 from seqcirc.claims.measures import completeness, minimality, single_component_ablation
 from seqcirc.engine.edges import run_edges
-from seqcirc.engine.metric import normalized_faithfulness, per_prompt, performance_ratio
+from seqcirc.engine.metric import per_prompt
 from seqcirc.engine.prepare import prepare
 from seqcirc.engine.runner import empty_metric, run_circuits
 from seqcirc.errors import EvaluationError, InputError
@@ -135,7 +136,7 @@ def test_minimality_per_planted_node(state):  # type: ignore[no-untyped-def]
 
 
 def test_single_component_ablation_table(state):  # type: ignore[no-untyped-def]
-    table = {e.node: e.relative for e in single_component_ablation(state)}
+    table = {e.node: e.from_model for e in single_component_ablation(state)}
     assert table["0.0"] == pytest.approx(F({SUPP, JUNK}) / F_M, abs=1e-6)
     assert table["0.1"] == pytest.approx(F({SUCC, JUNK}) / F_M, abs=1e-6)
     assert table["0.3"] == pytest.approx(1.0, abs=1e-6)
@@ -320,7 +321,7 @@ def test_edge_plan_claims(bridge, task):  # type: ignore[no-untyped-def]
 
 
 def test_faithfulness_of_random_masks(state):  # type: ignore[no-untyped-def]
-    from seqcirc.claims.measures import faithfulness_of_masks
+    from seqcirc.claims.faithfulness import faithfulness_of_masks
 
     masks = np.zeros((3, state.weights.n_nodes), dtype=bool)
     masks[0, [0, 1]] = True  # {0.0, 0.1}

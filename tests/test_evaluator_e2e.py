@@ -30,7 +30,7 @@ circuit mini on seqcirc-mini {
 
 def _evaluate(text: str = CIRC):  # type: ignore[no-untyped-def]
     from seqcirc.claims.evaluate import evaluate_plan
-    from seqcirc.claims.significance import HANDLERS
+    from seqcirc.claims.registry import HANDLERS
     from seqcirc.models.load import load_model
     from seqcirc.plan.compile import compile_text
     from seqcirc.tasks.build import build_task

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from seqcirc.claims.evaluate import evaluate_plan
-from seqcirc.claims.significance import HANDLERS
+from seqcirc.claims.registry import HANDLERS
 from seqcirc.plan import AblationSpec, CircuitPlan, Claim, ModelRef, Node, Plan, TaskSpec
 from tests.planted import bridge_of, expected_logit_diff, planted_hf, planted_task
 

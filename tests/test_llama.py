@@ -169,7 +169,7 @@ circuit most on "./tiny-llama" {
 
 
 def test_seqcirc_test_runs_a_circuit_on_a_llama_folder(tmp_path: Path) -> None:
-    from seqcirc.engine.metric import performance_ratio
+    from seqcirc.claims.faithfulness import performance_ratio
     from seqcirc.models.load import load_model
     from seqcirc.plan import TaskSpec, params
     from seqcirc.tasks.build import build_task

@@ -302,24 +302,29 @@ def _claim(threshold=0.9, op=">=", **kw):
          "previous"],
 )  # fmt: skip
 def test_role_claims_measured_with_verdict(bridge, tokenizer, task, kw, value, passed):
-    from seqcirc.claims.roles import evaluate_role_claim
+    from seqcirc.claims.evaluate import judge
+    from seqcirc.claims.roles import measure_role_claim
 
-    res = evaluate_role_claim(_claim(**kw), bridge, tokenizer, set_name="months", task=task)
+    claim = _claim(**kw)
+    res = measure_role_claim(claim, bridge, tokenizer, set_name="months", task=task)
     assert res.value == pytest.approx(value, abs=1e-3)
-    assert res.passed is passed
+    common = judge(claim, res.claim_value())  # the one verdict, as evaluate_plan decides it
+    assert (common.verdict == "pass") is passed
     assert res.head == kw["head"] and res.role == kw["role"]
-    d = res.to_dict()
-    assert d["kind"] == "role" and d["line"] == 7 and d["threshold"] == 0.9
+    assert common.kind == "role" and common.line == 7 and common.threshold == 0.9
 
 
 def test_role_claim_threshold_direction(bridge, tokenizer):
-    from seqcirc.claims.roles import evaluate_role_claim
+    from seqcirc.claims.evaluate import judge
+    from seqcirc.claims.roles import measure_role_claim
+
+    def holds(claim):  # type: ignore[no-untyped-def]
+        res = measure_role_claim(claim, bridge, tokenizer, set_name="months")
+        return judge(claim, res.claim_value()).verdict == "pass"
 
     kw = {"head": "1.2", "role": "successor"}
-    assert evaluate_role_claim(_claim(0.05, "<", **kw), bridge, tokenizer, set_name="months").passed
-    assert not evaluate_role_claim(
-        _claim(0.0, ">", **kw), bridge, tokenizer, set_name="months"
-    ).passed
+    assert holds(_claim(0.05, "<", **kw))
+    assert not holds(_claim(0.0, ">", **kw))
 
 
 @pytest.mark.parametrize(
@@ -334,33 +339,32 @@ def test_role_claim_threshold_direction(bridge, tokenizer):
     ids=["typo-role", "no-such-head", "unknown-param", "unknown-set", "unknown-position"],
 )
 def test_bad_role_claims_point_at_the_claim(bridge, tokenizer, task, kw, code, text):
-    from seqcirc.claims.roles import evaluate_role_claim
+    from seqcirc.claims.roles import measure_role_claim
 
     with pytest.raises(InputError) as err:
-        evaluate_role_claim(_claim(**kw), bridge, tokenizer, set_name="months", task=task)
+        measure_role_claim(_claim(**kw), bridge, tokenizer, set_name="months", task=task)
     assert err.value.code == code
     assert text in (err.value.hint or "") + err.value.message
     assert err.value.span is not None and err.value.span.line == 7
 
 
 def test_role_claim_head_spellings_and_common_result(bridge, tokenizer):
-    from seqcirc.claims.roles import evaluate_role_claim
+    from seqcirc.claims.evaluate import judge
+    from seqcirc.claims.roles import measure_role_claim
     from seqcirc.plan import Node
     from seqcirc.results import ClaimResult
 
     groups = {"succ": (Node(1, 0),), "pair": (Node(1, 0), Node(1, 1))}
     for head in ("L1H0", "succ"):
-        res = evaluate_role_claim(
-            _claim(head=head, role="successor"), bridge, tokenizer, set_name="months",
-            groups=groups,
-        )  # fmt: skip
+        claim = _claim(head=head, role="successor")
+        res = measure_role_claim(claim, bridge, tokenizer, set_name="months", groups=groups)
         assert res.head == "1.0" and res.value == 1.0
-    common = res.to_claim_result()
+    common = judge(claim, res.claim_value())
     assert isinstance(common, ClaimResult)
     assert (common.verdict, common.compared, common.bound) == ("pass", 1.0, "point")
     assert common.detail["head"] == "1.0" and common.detail["per_member"]["March"] == 1.0
     with pytest.raises(InputError, match="group pair has 2 members"):
-        evaluate_role_claim(
+        measure_role_claim(
             _claim(head="pair", role="successor"), bridge, tokenizer, set_name="months",
             groups=groups,
         )  # fmt: skip

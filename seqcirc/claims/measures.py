@@ -3,7 +3,8 @@ completeness (IOI, Wang et al. 2022; design/metrics.md). F(X) = E m(X), the mean
 per-prompt metric; every relative figure divides by F(M), the full model's.
 
 Node measures batch all the circuits they need into one run_circuits call (one batched
-forward over R x n rows), so a measure costs about R forward passes' worth of work.
+forward over R x n rows), so a measure costs about R forward passes' worth of work. The
+completeness and minimality claims' handlers are here too.
 """
 
 from __future__ import annotations
@@ -14,15 +15,13 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from seqcirc.claims.context import ClaimContext, ClaimValue, param
 from seqcirc.engine.edges import edge_mask, run_edges
-from seqcirc.engine.runner import (
-    EvalState,
-    empty_metric,
-    node_mask,
-    run_circuits,
-)
-from seqcirc.errors import EvaluationError
-from seqcirc.plan import Edge, Node
+from seqcirc.engine.runner import EvalState, node_mask, run_circuits
+from seqcirc.errors import EvaluationError, SeqcircError
+from seqcirc.plan import Claim, Edge, Node
+
+GREEDY_STEPS = 3  # the greedy search for the worst K adds up to this many nodes
 
 
 def f_model(state: EvalState) -> float:
@@ -44,44 +43,36 @@ def _scores(state: EvalState, masks: list[NDArray[np.bool_]]) -> NDArray[np.floa
     return run_circuits(state, np.stack(masks)).mean(axis=1)
 
 
-def faithfulness_of_masks(
-    state: EvalState, masks: NDArray[np.bool_], variant: str = "performance_ratio"
-) -> NDArray[np.float64]:
-    """Faithfulness [R] of R node circuits given as keep-masks [R, n_nodes] (mask order of
-    seqcirc.stats.baseline), in one batched pass: the random-circuit baseline's values."""
-    f = run_circuits(state, masks).mean(axis=1)
-    if variant == "performance_ratio":
-        return f / f_model(state)
-    if variant == "normalized_faithfulness":
-        f_empty = float(np.mean(empty_metric(state, "node")))
-        den = float(np.mean(state.m_model)) - f_empty
-        if den == 0.0:
-            raise EvaluationError("E m(M) = E m(empty): normalized faithfulness is undefined",
-                                  code="E312")  # fmt: skip
-        return (f - f_empty) / den
-    raise EvaluationError(f"unknown faithfulness variant {variant!r}", code="E311")
-
-
 @dataclass(frozen=True)
 class ComponentEffect:
-    """F(M without v) for one component v (the paper's per-head table)."""
+    """One component v ablated alone: the paper's per-component tables, relative to F(M)."""
 
     node: str
-    f_without: float  # F(M \ {v})
-    relative: float  # F(M \ {v}) / F(M): the paper's "% remaining" / 100
+    from_model: float  # F(M - v) / F(M): ablated alone from the full model
+    from_circuit: float  # F(C - v) / F(M): taken out of the circuit C
 
 
 def single_component_ablation(
-    state: EvalState, nodes: Iterable[Node] | None = None
+    state: EvalState,
+    nodes: Iterable[Node] | None = None,
+    *,
+    circuit: NDArray[np.bool_] | None = None,
 ) -> list[ComponentEffect]:
-    """Ablate each component alone from the full model."""
+    """Take each component alone out of the full model and out of a circuit's keep-mask
+    (default: the full model, where C - v is M - v), every circuit in one batched pass."""
     chosen = tuple(nodes) if nodes is not None else state.nodes
-    full = np.ones(state.weights.n_nodes, dtype=bool)
-    masks = [full & ~node_mask(state, [v]) for v in chosen]
     fm = f_model(state)
+    full = np.ones(state.weights.n_nodes, dtype=bool)
+    masks = []
+    for v in chosen:
+        without_v = ~node_mask(state, [v])
+        masks.append(full & without_v)
+        if circuit is not None:
+            masks.append(circuit & without_v)
+    table = _scores(state, masks).reshape(len(chosen), 1 + (circuit is not None)) / fm
     return [
-        ComponentEffect(str(v), float(f), float(f) / fm)
-        for v, f in zip(chosen, _scores(state, masks), strict=True)
+        ComponentEffect(str(v), float(row[0]), float(row[-1]))
+        for v, row in zip(chosen, table, strict=True)
     ]
 
 
@@ -209,3 +200,55 @@ def completeness(
     worst = max(points, key=lambda p: p.incompleteness)
     mean = float(np.mean([p.incompleteness for p in points]))
     return Completeness(tuple(points), worst, mean, fm, seed)
+
+
+def completeness_claim(claim: Claim, ctx: ClaimContext) -> ClaimValue:
+    """The handler of `expect completeness(...)`: the worst (or mean) incompleteness."""
+    if ctx.circuit.ablation.is_edge:
+        raise SeqcircError("completeness is defined for node circuits", code="E330")
+    # `completeness(random=N, greedy, groups)` (docs/language.md): the K-sources named are
+    # used; with none named, all three (20 random subsets, greedy, role groups).
+    given = dict(claim.params)
+    if not {"random", "greedy", "groups"} & set(given):
+        given = {"random": 20, "greedy": True, "groups": True}
+    comp = completeness(
+        ctx.state, ctx.circuit.nodes,
+        dict(ctx.circuit.groups) if given.get("groups") else {},
+        n_random=int(given.get("random", 0)),
+        greedy_steps=GREEDY_STEPS if given.get("greedy") else 0, seed=ctx.seed,
+    )  # fmt: skip
+    statistic = param(claim, "statistic", "worst")
+    value = comp.worst.incompleteness if statistic == "worst" else comp.mean
+    return ClaimValue(
+        value,
+        detail={
+            "statistic": statistic, "worst": comp.worst.incompleteness, "mean": comp.mean,
+            "worst_knocked_out": list(comp.worst.knocked_out), "seed": comp.seed,
+            "points": [
+                {"knocked_out": list(p.knocked_out), "source": p.source,
+                 "f_model_minus": p.f_model_minus, "f_circuit_minus": p.f_circuit_minus,
+                 "incompleteness": p.incompleteness}
+                for p in comp.points
+            ],
+        },
+    )  # fmt: skip
+
+
+def minimality_claim(claim: Claim, ctx: ClaimContext) -> ClaimValue:
+    """The handler of `expect minimality`: the weakest component's score (every component
+    must matter at least this much)."""
+    if ctx.circuit.ablation.is_edge:
+        per_edge = edge_minimality(ctx.state, ctx.circuit.edges)
+        scores = {name: abs(v) for name, v in per_edge}
+        return ClaimValue(min(scores.values()), detail={"per_edge": dict(per_edge)})
+    entries = minimality(ctx.state, ctx.circuit.nodes, dict(ctx.circuit.groups))
+    return ClaimValue(
+        min(e.score for e in entries),
+        detail={
+            "per_node": {
+                e.node: {"drop_alone": e.drop_alone, "group": e.group,
+                         "drop_in_group": e.drop_in_group, "score": e.score}
+                for e in entries
+            }
+        },
+    )  # fmt: skip

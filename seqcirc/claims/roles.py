@@ -1,4 +1,4 @@
-"""Role claims: `role 9.1 successor(top=5) >= 0.25` measured on a model, with a verdict.
+"""Role claims: `role 9.1 successor(top=5) >= 0.25` measured on a model.
 
 A role claim is a seqcirc.plan.Claim with kind "role" and params:
   head   "L.H" (or a Node);  role  one of ROLES;
@@ -13,52 +13,29 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+from seqcirc.claims.context import ClaimContext, ClaimValue
 from seqcirc.errors import InputError, did_you_mean
-from seqcirc.language.vocab import COMPARISONS, OV_AMONG, ROLES
+from seqcirc.language.vocab import OV_AMONG, ROLES
 from seqcirc.plan import Claim, Node
 from seqcirc.source import Span
 from seqcirc.tasks.types import TokenizedTask
 
 
 @dataclass(frozen=True)
-class RoleClaimResult:
-    """The measured value of one role claim and whether it holds."""
+class RoleMeasure:
+    """One role claim's head, role and score, with details worth reporting next to it.
+    No verdict: seqcirc.claims.evaluate.judge decides every claim's."""
 
-    claim_id: str
     head: str
     role: str
     value: float
-    op: str
-    threshold: float
-    passed: bool
     detail: dict[str, Any] = field(default_factory=dict)
-    text: str = ""
-    path: str = ""
-    line: int = 0
-    col: int = 0
 
-    def to_claim_result(self) -> Any:
-        """The common results object (seqcirc.results.ClaimResult); a role score is a
-        point value, compared as it is."""
-        from seqcirc.results import ClaimResult
-
-        return ClaimResult(
-            id=self.claim_id, kind="role", text=self.text, line=self.line, col=self.col,
-            op=self.op, threshold=self.threshold, bound="point",
-            verdict="pass" if self.passed else "fail", value=self.value, compared=self.value,
-            detail={"head": self.head, "role": self.role, **self.detail},
-        )  # fmt: skip
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.claim_id, "kind": "role", "head": self.head, "role": self.role,
-            "value": self.value, "op": self.op, "threshold": self.threshold,
-            "passed": self.passed, "detail": self.detail, "text": self.text,
-            "path": self.path, "line": self.line, "col": self.col,
-        }  # fmt: skip
+    def claim_value(self) -> ClaimValue:
+        return ClaimValue(self.value, detail={"head": self.head, "role": self.role, **self.detail})
 
 
 def _span(claim: Claim) -> Span | None:
@@ -105,6 +82,77 @@ def _head(
     return node
 
 
+Scored = tuple[float, dict[str, Any]]  # a head's score on a role, and its details
+
+
+def _ov_role(
+    bridge: Any, tokenizer: Any, node: Node, role: str, params: Mapping[str, Any],
+    set_name: str | None,
+) -> Scored:  # fmt: skip
+    """successor / copy: where the head's OV map sends each member of an ordered set."""
+    from seqcirc.roles.ov import ov_scores
+
+    assert node.head is not None
+    layer, head = node.layer, node.head
+    name = params.get("set", set_name)
+    if name is None:
+        raise InputError(
+            f"{role} needs an ordered set",
+            code="E809",
+            hint="give set=NAME or use a task built from an ordered set",
+        )
+    among = params.get("among", "vocab")
+    if among not in OV_AMONG:
+        raise InputError(f"among={among!r}", code="E809", hint="among=vocab or among=set")
+    s = ov_scores(
+        bridge,
+        tokenizer,
+        str(name),
+        target="next" if role == "successor" else "self",
+        top_k=int(params.get("top", 5)),
+        context=params.get("context", "prompts"),
+        members=params.get("members"),
+        heads=[(layer, head)],
+    )
+    value = s.topk[layer, head] if among == "vocab" else s.first_in_set[layer, head]
+    detail = {
+        "set": s.set_name,
+        "top": s.top_k,
+        "among": among,
+        "context": s.context,
+        "n_scored": s.n_scored,
+        "topk": float(s.topk[layer, head]),
+        "first_in_set": float(s.first_in_set[layer, head]),
+        "per_member": s.per_member(layer, head),
+    }
+    return float(value), detail
+
+
+def _attends_role(
+    bridge: Any, node: Node, params: Mapping[str, Any], task: TokenizedTask | None
+) -> Scored:
+    """attends: the head's attention from one named position of the task to another."""
+    from seqcirc.roles.attention import attends_scores
+
+    if task is None:
+        raise InputError("attends needs the task's prompts", code="E808")
+    if "from" not in params or "to" not in params:
+        raise InputError(
+            "attends needs from=POS and to=POS",
+            code="E808",
+            hint="e.g. attends(from=S3, to=S2)",
+        )
+    which = params.get("which", "clean")
+    scores = attends_scores(bridge, task, str(params["from"]), str(params["to"]), which=which)
+    return float(scores[node.layer, node.head]), {
+        "from": params["from"],
+        "to": params["to"],
+        "which": which,
+        "task": task.name,
+        "n_prompts": task.n_prompts,
+    }
+
+
 def measure_role(
     bridge: Any,
     tokenizer: Any,
@@ -115,65 +163,16 @@ def measure_role(
     set_name: str | None = None,
     task: TokenizedTask | None = None,
     seed: int = 0,
-) -> tuple[float, dict[str, Any]]:
+) -> Scored:
     """One head's score on one role, and details worth reporting next to it."""
-    from seqcirc.roles.attention import attends_scores, pattern_scores
+    from seqcirc.roles.attention import pattern_scores
     from seqcirc.roles.members import bos_id
-    from seqcirc.roles.ov import ov_scores
 
     assert node.head is not None
-    layer, head = node.layer, node.head
     if role in ("successor", "copy"):
-        name = params.get("set", set_name)
-        if name is None:
-            raise InputError(
-                f"{role} needs an ordered set",
-                code="E809",
-                hint="give set=NAME or use a task built from an ordered set",
-            )
-        among = params.get("among", "vocab")
-        if among not in OV_AMONG:
-            raise InputError(f"among={among!r}", code="E809", hint="among=vocab or among=set")
-        s = ov_scores(
-            bridge,
-            tokenizer,
-            str(name),
-            target="next" if role == "successor" else "self",
-            top_k=int(params.get("top", 5)),
-            context=params.get("context", "prompts"),
-            members=params.get("members"),
-            heads=[(layer, head)],
-        )
-        value = s.topk[layer, head] if among == "vocab" else s.first_in_set[layer, head]
-        detail = {
-            "set": s.set_name,
-            "top": s.top_k,
-            "among": among,
-            "context": s.context,
-            "n_scored": s.n_scored,
-            "topk": float(s.topk[layer, head]),
-            "first_in_set": float(s.first_in_set[layer, head]),
-            "per_member": s.per_member(layer, head),
-        }
-        return float(value), detail
+        return _ov_role(bridge, tokenizer, node, role, params, set_name)
     if role == "attends":
-        if task is None:
-            raise InputError("attends needs the task's prompts", code="E808")
-        if "from" not in params or "to" not in params:
-            raise InputError(
-                "attends needs from=POS and to=POS",
-                code="E808",
-                hint="e.g. attends(from=S3, to=S2)",
-            )
-        which = params.get("which", "clean")
-        scores = attends_scores(bridge, task, str(params["from"]), str(params["to"]), which=which)
-        return float(scores[layer, head]), {
-            "from": params["from"],
-            "to": params["to"],
-            "which": which,
-            "task": task.name,
-            "n_prompts": task.n_prompts,
-        }
+        return _attends_role(bridge, node, params, task)
     n_seqs, half_len = int(params.get("n_seqs", 8)), int(params.get("half_len", 20))
     scores = pattern_scores(
         bridge,
@@ -183,10 +182,14 @@ def measure_role(
         seed=seed,
         bos=bos_id(bridge, tokenizer),
     )[role]
-    return float(scores[layer, head]), {"n_seqs": n_seqs, "half_len": half_len, "seed": seed}
+    return float(scores[node.layer, node.head]), {
+        "n_seqs": n_seqs,
+        "half_len": half_len,
+        "seed": seed,
+    }
 
 
-def evaluate_role_claim(
+def measure_role_claim(
     claim: Claim,
     bridge: Any,
     tokenizer: Any,
@@ -195,9 +198,9 @@ def evaluate_role_claim(
     task: TokenizedTask | None = None,
     seed: int = 0,
     groups: Mapping[str, Sequence[Node]] | None = None,
-) -> RoleClaimResult:
-    """Measure a role claim and compare it with its threshold (the point value: a role
-    score is a share over member positions or prompts, not an estimate with a CI).
+) -> RoleMeasure:
+    """Measure a role claim: its point value (a role score is a share over member
+    positions or prompts, not an estimate with a CI).
 
     set_name: the ordered set of successor/copy (the circuit's task generator) unless the
     claim says set=...; task: the circuit's prompts, for attends; groups: the circuit's
@@ -231,18 +234,41 @@ def evaluate_role_claim(
         if err.span is None and _span(claim) is not None:
             raise InputError(err.message, code=err.code, span=_span(claim), hint=err.hint) from err
         raise
-    passed = bool(COMPARISONS[claim.op](value, claim.threshold))
-    return RoleClaimResult(
-        claim.id,
-        str(node),
-        role,
-        value,
-        claim.op,
-        claim.threshold,
-        passed,
-        detail,
-        claim.text,
-        claim.path,
-        claim.line,
-        claim.col,
+    return RoleMeasure(str(node), role, value, detail)
+
+
+def role_claim(claim: Claim, ctx: ClaimContext) -> ClaimValue:
+    """The handler of `role L.H ROLE(...) op t`, on the model evaluate_plan was given (a
+    LoadedModel: its bridge and tokenizer), with the head's attention for the report."""
+    bridge, task = ctx.model.bridge, ctx.state.task
+    measured = measure_role_claim(
+        claim, bridge, ctx.model.tokenizer, set_name=ctx.circuit.task.generator, task=task,
+        seed=ctx.seed, groups=dict(ctx.circuit.groups),
+    )  # fmt: skip
+    got = measured.claim_value()
+    return replace(
+        got, detail={**got.detail, "attention": head_attention(bridge, task, measured.head)}
+    )
+
+
+ATTENTION_PROMPTS = 64  # prompts whose attention patterns the report shows for a role head
+
+
+def head_attention(bridge: Any, task: Any, head: str) -> dict[str, Any]:
+    """One head's mean attention between the task's named positions (clean prompts), for
+    the report's attention plot of role heads."""
+    import torch
+
+    from seqcirc.report.attention import named_attention
+
+    node = Node.parse(head)
+    n = min(task.n_prompts, ATTENTION_PROMPTS)
+    hook = f"blocks.{node.layer}.attn.hook_pattern"
+    with torch.inference_mode():
+        tokens = torch.as_tensor(task.clean[:n], device=bridge.cfg.device)
+        _, cache = bridge.run_with_cache(tokens, names_filter=lambda name: name == hook)
+    patterns = cache[hook][:, node.head].double().cpu().numpy()
+    positions = {k: v[:n] for k, v in task.positions.items()}
+    return named_attention(
+        patterns, positions, f"head {head}: mean attention between named positions, {n} prompts"
     )

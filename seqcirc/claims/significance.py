@@ -19,8 +19,9 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from seqcirc.claims.evaluate import ClaimContext, ClaimValue
-from seqcirc.claims.measures import f_model, faithfulness_of_masks
+from seqcirc.claims.context import ClaimContext, ClaimValue
+from seqcirc.claims.faithfulness import faithfulness_of_masks, performance_ratio
+from seqcirc.claims.measures import f_model
 from seqcirc.engine.runner import node_mask, run_circuits
 from seqcirc.errors import EvaluationError
 from seqcirc.plan import Claim
@@ -99,7 +100,8 @@ def random_baseline(claim: Claim, ctx: ClaimContext) -> ClaimValue:
             code="E332",
             hint="drop the layer-matched option, or compare a circuit that leaves more out",
         )
-    observed = float(np.mean(ctx.m_circuit)) / f_model(ctx.state)
+    f_model(ctx.state)  # F(M) = 0 is refused as for every relative measure (E312)
+    observed = float(performance_ratio(ctx.m_circuit, ctx.state.m_model))
     values = faithfulness_of_masks(ctx.state, draws.masks)
     test = random_baseline_test(observed, values, seed=ctx.seed)
     return _value(
@@ -128,7 +130,8 @@ def sufficiency(claim: Claim, ctx: ClaimContext) -> ClaimValue:
     draws = _random_masks(
         ctx, int(p.get("n", DEFAULT_SUFFICIENCY)), layer_matched=False, complement_only=False
     )
-    loss_c = abs(float(np.mean(ctx.m_circuit)) / f_model(ctx.state) - 1.0)
+    f_model(ctx.state)  # F(M) = 0 is refused as for every relative measure (E312)
+    loss_c = abs(float(performance_ratio(ctx.m_circuit, ctx.state.m_model)) - 1.0)
     losses = np.abs(faithfulness_of_masks(ctx.state, draws.masks) - 1.0)
     test = sufficiency_test(loss_c, losses, q=float(p.get("q", DEFAULT_QUANTILE)), seed=ctx.seed)
     return _value(test, loss="|F(X)/F(M) - 1|", circuit_loss=loss_c)
@@ -213,12 +216,3 @@ def minimality(claim: Claim, ctx: ClaimContext) -> ClaimValue:
         knocked_out=[order[i] for i in knocked],
         path="one node outside C per layer",
     )
-
-
-HANDLERS = {
-    "random_baseline": random_baseline,
-    "equivalence": equivalence,
-    "independence": independence,
-    "sufficiency": sufficiency,
-    "minimality_test": minimality,
-}

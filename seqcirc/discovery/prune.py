@@ -20,7 +20,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 from numpy.typing import NDArray
@@ -28,6 +28,9 @@ from numpy.typing import NDArray
 from seqcirc.errors import EvaluationError, InputError
 from seqcirc.plan import AblationSpec, Edge, Node
 from seqcirc.tasks.types import TokenizedTask
+
+if TYPE_CHECKING:  # the claims import the engine (torch); discovery loads it when it runs
+    from seqcirc.claims.measures import ComponentEffect
 
 DEFAULT_THRESHOLD = 0.8
 LOOKAHEAD_ROWS = 256  # a GPU scores this many rows of speculative candidates per call
@@ -76,6 +79,24 @@ def node_sweeps(n_layers: int, n_heads: int) -> tuple[list[int], list[int]]:
     return backward, forward
 
 
+def _untested(
+    keep: NDArray[np.bool_], order: Sequence[int], memo: dict[bytes, float], lookahead: int
+) -> list[NDArray[np.bool_]]:
+    """The next `lookahead` candidates (the current circuit minus one item, in sweep
+    order) not scored yet, to score against the current circuit in one call."""
+    batch: list[NDArray[np.bool_]] = []
+    for i in order:
+        if len(batch) == lookahead:
+            break
+        if not keep[i]:
+            continue
+        m = keep.copy()
+        m[i] = False
+        if m.tobytes() not in memo:
+            batch.append(m)
+    return batch
+
+
 def prune(
     n_items: int,
     orders: tuple[Sequence[int], Sequence[int]],
@@ -105,17 +126,7 @@ def prune(
         dropped = False
         pos = 0
         while pos < len(order):
-            # score the next `lookahead` untested candidates against the current circuit
-            batch: list[NDArray[np.bool_]] = []
-            for i in order[pos:]:
-                if len(batch) == lookahead:
-                    break
-                if not keep[i]:
-                    continue
-                m = keep.copy()
-                m[i] = False
-                if m.tobytes() not in memo:
-                    batch.append(m)
+            batch = _untested(keep, order[pos:], memo, lookahead)
             if batch:
                 values = np.asarray(score(np.stack(batch)), dtype=np.float64)
                 masks_run += len(batch)
@@ -148,15 +159,6 @@ def prune(
 
 
 @dataclass(frozen=True)
-class SingleAblation:
-    """One component of the found circuit: the paper's two per-component tables."""
-
-    node: str
-    from_model: float  # F(M - v) / F(M): ablated alone from the full model
-    from_circuit: float  # F(C - v) / F(M): taken out of the found circuit
-
-
-@dataclass(frozen=True)
 class EdgeDiscovery:
     edges: tuple[Edge, ...]
     score: float  # F(edge circuit) / F(M)
@@ -178,7 +180,7 @@ class Discovery:
     ablation: AblationSpec
     outcome: PruneOutcome
     node_names: tuple[str, ...]  # mask position -> "L.H" / "mlpL"
-    single: tuple[SingleAblation, ...]
+    single: tuple[ComponentEffect, ...]  # the paper's two per-component tables
     forward_rows: int  # prompt rows through forward passes, prepare included
     prepare_rows: int
     edges: EdgeDiscovery | None = None
@@ -210,6 +212,28 @@ def default_lookahead(device: str, n_prompts: int, batch_rows: int) -> int:
     return max(1, batch_rows // max(1, n_prompts))
 
 
+def _doing_the_task(fm: float, metric: str) -> float:
+    if fm < 0:
+        raise EvaluationError(
+            f"the full model's mean {metric} is {fm:.4g} < 0: it does not do the task, so "
+            "'keeps more than a share of its score' means nothing",
+            code="E341",
+            hint="use prompts the model gets right (the paper's `filter correct`)",
+        )
+    return fm
+
+
+def _check_not_empty(outcome: PruneOutcome, threshold: float) -> None:
+    if not outcome.keep.any():
+        raise EvaluationError(
+            f"the empty circuit keeps {outcome.score:.1%} of the full model's score (more "
+            f"than the threshold {threshold:g}): every component was pruned",
+            code="E342",
+            hint="the task does not depend on the model's heads and MLPs under this "
+            "ablation; check the corrupted prompts, or raise --threshold",
+        )
+
+
 def discover(
     bridge: object,
     task: TokenizedTask,
@@ -224,7 +248,7 @@ def discover(
     on_edge_step: StepFn | None = None,
 ) -> Discovery:
     """Iterative node pruning on `task` (and edge pruning over the found nodes if asked)."""
-    from seqcirc.claims.measures import f_model
+    from seqcirc.claims.measures import f_model, single_component_ablation
     from seqcirc.engine.prepare import prepare
     from seqcirc.engine.runner import run_circuits
 
@@ -235,14 +259,7 @@ def discover(
     t0 = time.perf_counter()
     state = prepare(bridge, task, ablation, metric, batch_rows=batch_rows)  # type: ignore[arg-type]
     prepare_rows = state.forward_rows
-    fm = f_model(state)
-    if fm < 0:
-        raise EvaluationError(
-            f"the full model's mean {metric} is {fm:.4g} < 0: it does not do the task, so "
-            "'keeps more than a share of its score' means nothing",
-            code="E341",
-            hint="use prompts the model gets right (the paper's `filter correct`)",
-        )
+    fm = _doing_the_task(f_model(state), metric)
     w = state.weights
     names = tuple(str(v) for v in state.nodes)
     order_of = {str(v): i for i, v in enumerate(state.nodes)}
@@ -260,26 +277,10 @@ def discover(
         w.n_nodes, (back, fwd), score, threshold=threshold, lookahead=lookahead, on_step=on_step
     )
     t_prune = time.perf_counter() - t0
-    if not outcome.keep.any():
-        raise EvaluationError(
-            f"the empty circuit keeps {outcome.score:.1%} of the full model's score (more "
-            f"than the threshold {threshold:g}): every component was pruned",
-            code="E342",
-            hint="the task does not depend on the model's heads and MLPs under this "
-            "ablation; check the corrupted prompts, or raise --threshold",
-        )
+    _check_not_empty(outcome, threshold)
     nodes = tuple(v for v, k in zip(state.nodes, outcome.keep, strict=True) if k)
     # The paper's per-component tables, in one batched call: M - v and C - v for v in C.
-    full = np.ones(w.n_nodes, dtype=bool)
-    masks = []
-    for v in nodes:
-        i = order_of[str(v)]
-        masks += [full.copy(), outcome.keep.copy()]
-        masks[-2][i] = masks[-1][i] = False
-    table = score(np.stack(masks)).reshape(-1, 2)
-    single = tuple(
-        SingleAblation(str(v), float(a), float(b)) for v, (a, b) in zip(nodes, table, strict=True)
-    )
+    single = tuple(single_component_ablation(state, nodes, circuit=outcome.keep))
     edge_result = None
     if edges:
         edge_result = prune_edges(state, nodes, threshold=threshold, on_step=on_edge_step)

@@ -1,19 +1,18 @@
 """p-values for reports: Holm across the p-value claims of one file, which p decides each
 claim, and how to print a p-value honestly (its floor, enough digits near a threshold).
 
-The report layer (report.py, the pytest plugin) calls these; nothing here prints.
+seqcirc.claims.holm and the report layer call these; nothing here prints.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from seqcirc.errors import InputError
 from seqcirc.language.vocab import COMPARISONS
 from seqcirc.stats.multiple import holm_adjust
-from seqcirc.stats.results import TestResult
 
 
 def compare(value: float, op: str, threshold: float) -> bool:
@@ -26,14 +25,16 @@ def compare(value: float, op: str, threshold: float) -> bool:
         ) from None
 
 
-def p_floor(result: TestResult) -> float | None:
-    """The smallest p-value the test can give: 1/(R+1) for the random baseline (R random
+def p_floor(record: Mapping[str, Any]) -> float | None:
+    """The smallest p-value a test can give, from its JSON record (TestResult.to_json(),
+    as a p-value claim's detail keeps it): 1/(R+1) for the random baseline (R random
     circuits) and 1/(B+1) for independence (B permutations); None for the exact binomial
     tests, whose p-values can be arbitrarily small."""
-    if result.test == "random_baseline":
-        return 1.0 / (result.n + 1)
-    if result.test == "independence":
-        return 1.0 / (int(result.param("n_permutations")) + 1)
+    if record.get("test") == "random_baseline" and record.get("n"):
+        return 1.0 / (int(record["n"]) + 1)
+    permutations = record.get("params", {}).get("n_permutations")
+    if record.get("test") == "independence" and permutations:
+        return 1.0 / (int(permutations) + 1)
     return None
 
 
@@ -48,14 +49,6 @@ class PValueClaim:
     threshold: float
     floor: float | None = None
     seed: int | None = None
-
-    @classmethod
-    def from_result(
-        cls, claim_id: str, result: TestResult, op: str, threshold: float
-    ) -> PValueClaim:
-        return cls(
-            claim_id, result.test, result.p_value, op, threshold, p_floor(result), result.seed
-        )
 
 
 @dataclass(frozen=True)
@@ -157,37 +150,3 @@ def format_p(p: float, *, threshold: float | None = None, floor: float | None = 
     if floor is not None and p <= floor * (1 + 1e-9):
         text += f" (floor 1/{round(1 / floor)})"
     return text
-
-
-def describe(claim: AdjustedClaim) -> str:
-    """One line for a terminal report, e.g.
-    `equivalence: p = 0.012, Holm-adjusted 0.036 (3 claims); adjusted p < 0.05 holds`."""
-    raw = format_p(claim.p_raw, threshold=claim.threshold, floor=claim.floor)
-    adj = format_p(claim.p_adjusted, threshold=claim.threshold)
-    verdict = "holds" if claim.holds else "fails"
-    line = (
-        f"{claim.test}: p = {raw}, Holm-adjusted {adj} ({claim.family_size} "
-        f"claim{'s' if claim.family_size != 1 else ''}); {claim.decided_on} p "
-        f"{claim.op} {claim.threshold:g} {verdict}"
-    )
-    if not claim.attainable and claim.floor is not None:
-        line += (
-            f" (cannot pass: the smallest p this test can give is {claim.floor:.2g}; "
-            "draw more random circuits or permutations)"
-        )
-    return line
-
-
-def markdown_table(claims: Sequence[AdjustedClaim]) -> str:
-    """Raw and adjusted p-values side by side, for Markdown/HTML reports."""
-    rows = [
-        "| claim | test | p (raw) | p (Holm) | decided on | claim | verdict |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for c in claims:
-        rows.append(
-            f"| {c.claim_id} | {c.test} | {format_p(c.p_raw, threshold=c.threshold, floor=c.floor)}"
-            f" | {format_p(c.p_adjusted, threshold=c.threshold)} | {c.decided_on} "
-            f"| p {c.op} {c.threshold:g} | {'holds' if c.holds else 'fails'} |"
-        )
-    return "\n".join(rows)

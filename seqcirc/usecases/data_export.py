@@ -13,7 +13,6 @@ from typing import TextIO
 
 from seqcirc.errors import InputError, did_you_mean
 from seqcirc.plan import ModelRef, Plan, TaskSpec
-from seqcirc.tasks.types import TokenizedTask
 
 
 @dataclass(frozen=True)
@@ -75,32 +74,22 @@ def export_circ_task(
     """Compile `circ_file`, build the task for its model, filter if asked, write JSONL."""
     from seqcirc.models.load import load_model
     from seqcirc.plan.compile import compile_file
-    from seqcirc.tasks.build import build_task
     from seqcirc.tasks.export import write_export
-    from seqcirc.tasks.filtering import model_filter
+    from seqcirc.tasks.for_model import task_for_model
 
     plan = compile_file(circ_file)
     spec, ref = select_task(plan, task, model)
     base = Path(circ_file).parent
     loaded = load_model(ref.name, base_dir=base)
-    data: TokenizedTask = build_task(
-        spec,
-        loaded.tokenizer,
-        prepend_bos=loaded.identity.prepend_bos,
-        base_dir=base,
-        seed=plan.seed,
-    )
+    data, report = task_for_model(
+        spec, loaded, seed=plan.seed, base_dir=base, apply_filter=apply_filter,
+        none_kept=InputError(
+            f"task {spec.name}: the filter kept no prompts on {ref.name}", code="T406",
+            hint="the model gets none right with p(correct) > 2 p(incorrect); "
+            "use --unfiltered to export the generated prompts",
+        ),
+    )  # fmt: skip
     data.meta["model"] = loaded.identity.to_dict()
-    summary = None
-    if spec.filter_correct and apply_filter:
-        data, report = model_filter(data, loaded.bridge)
-        summary = report.summary()
-        if report.n_kept == 0:
-            raise InputError(
-                f"task {spec.name}: the filter kept no prompts on {ref.name}",
-                code="T406",
-                hint="the model gets none right with p(correct) > 2 p(incorrect); "
-                "use --unfiltered to export the generated prompts",
-            )
     write_export(data, out, loaded.tokenizer)
+    summary = None if report is None else report.summary()
     return ExportSummary(spec.name, ref.name, data.n_prompts, summary)

@@ -49,23 +49,6 @@ class DiscoverRun:
     task: Any
 
 
-def load_task(loaded: Any, spec: Any, seed: int) -> Any:
-    """The task's prompts for this model, with the paper's filter when the spec asks."""
-    from seqcirc.tasks.build import build_task
-    from seqcirc.tasks.filtering import model_filter
-
-    task = build_task(spec, loaded.tokenizer, prepend_bos=loaded.identity.prepend_bos, seed=seed)
-    if spec.filter_correct:
-        task, report = model_filter(task, loaded.bridge)
-        if report.n_kept == 0:
-            raise InputError(
-                f"task {spec.name}: the filter kept no prompts",
-                code="T406",
-                hint="the model gets none right with p(correct) > 2 p(incorrect)",
-            )
-    return task
-
-
 def run_discover(
     *,
     model: str,
@@ -85,6 +68,7 @@ def run_discover(
     from seqcirc.models.load import load_model
     from seqcirc.plan.compile import compile_text
     from seqcirc.roles.scan import scan_roles
+    from seqcirc.tasks.for_model import task_for_model
     from seqcirc.usecases.session import Options, Session
 
     if prompts < 1:
@@ -93,7 +77,13 @@ def run_discover(
     task_def = task_text(name, set_name, prompts=prompts, seed=seed, filter_correct=filter_correct)
     spec = task_spec_of(task_def, model)  # also checks the set name and the model's shape
     loaded = load_model(model, device=device)
-    task = load_task(loaded, spec, seed)
+    task, _report = task_for_model(
+        spec, loaded, seed=seed,
+        none_kept=InputError(
+            f"task {spec.name}: the filter kept no prompts", code="T406",
+            hint="the model gets none right with p(correct) > 2 p(incorrect)",
+        ),
+    )  # fmt: skip
     with sweep_progress(f"pruning {name}") as on_step:
         found = discover(loaded.bridge, task, threshold=threshold, edges=edges,
                          on_step=on_step, on_edge_step=on_step)  # fmt: skip

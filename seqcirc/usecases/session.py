@@ -3,22 +3,21 @@
 A Session is what the CLI and the pytest plugin hold for one process: each model is
 loaded once, each task is built (and filtered) once per model, and each prepared state
 (clean reference, corrupted means) is computed once per model, task and ablation set-up,
-however many files and claims use it. Claims of every kind are measured here: the
-evaluator's measures, the significance handlers, role claims; then Holm-Bonferroni runs
-across the p-value claims of a file.
+however many files and claims use it. The user's overrides (model, seed, prompts) apply
+to every plan. Claims of every kind are measured (seqcirc.claims.registry), then Holm
+runs across the p-value claims of a file (seqcirc.claims.holm).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from seqcirc.errors import InputError, ModelUnavailableError
-from seqcirc.language.vocab import P_VALUE_KINDS
 from seqcirc.models.shapes import shape_of
-from seqcirc.plan import CircuitPlan, Claim, Plan
+from seqcirc.plan import CircuitPlan, Plan
 
 Progress = Callable[[str], None]
 
@@ -122,29 +121,19 @@ class Session:
 
     def task(self, loaded: Any, circuit: CircuitPlan, base_dir: Path, seed: int) -> Any:
         """The circuit's TokenizedTask for this model, built and filtered once."""
-        from seqcirc.tasks import build_task
-        from seqcirc.tasks.filtering import model_filter
+        from seqcirc.tasks.for_model import task_for_model
 
         key = (id(loaded), circuit.task, str(base_dir), seed)
         if key not in self._tasks:
             self.progress(f"building task {circuit.task.name}")
-            task = build_task(
-                circuit.task,
-                loaded.tokenizer,
-                prepend_bos=loaded.identity.prepend_bos,
-                base_dir=base_dir,
-                seed=seed,
-            )
-            if circuit.task.filter_correct:
-                task, _report = model_filter(task, loaded.bridge)
-                if task.n_prompts == 0:
-                    raise InputError(
-                        f"task {circuit.task.name!r}: the model gets no prompt right "
-                        "(the paper's filter p(correct) > 2 p(incorrect) kept none)",
-                        code="E403",
-                        hint="drop `filter correct` to measure on all prompts",
-                    )
-            self._tasks[key] = task
+            self._tasks[key], _report = task_for_model(
+                circuit.task, loaded, base_dir=base_dir, seed=seed,
+                none_kept=InputError(
+                    f"task {circuit.task.name!r}: the model gets no prompt right "
+                    "(the paper's filter p(correct) > 2 p(incorrect) kept none)",
+                    code="E403", hint="drop `filter correct` to measure on all prompts",
+                ),
+            )  # fmt: skip
         return self._tasks[key]
 
     # ---- evaluation ---------------------------------------------------------------
@@ -160,6 +149,7 @@ class Session:
         Raises ModelUnavailableError when a model cannot be had (the CLI exits 3;
         the pytest plugin skips that model's items instead, per circuit).
         """
+        from seqcirc.claims.holm import holm_across_file
         from seqcirc.results import EvaluationResult
 
         plan = apply_options(plan, self.options)
@@ -190,13 +180,12 @@ class Session:
 
     def _evaluate_model(self, plan: Plan, base_dir: Path) -> Any:
         from seqcirc.claims.evaluate import evaluate_plan
-        from seqcirc.claims.significance import HANDLERS
+        from seqcirc.claims.registry import HANDLERS
         from seqcirc.engine.means_cache import MeansCache
 
         loaded = self.model(plan.circuits[0], base_dir)
         if self._means_cache is None:
             self._means_cache = MeansCache.from_option(self.options.cache_dir) or False
-        handlers = {**HANDLERS, "role": _role_handler(loaded)}
         self.progress(f"evaluating {len(plan.circuits)} circuit(s) on {loaded.identity.name}")
         result = evaluate_plan(
             loaded,
@@ -204,124 +193,11 @@ class Session:
             lambda c: self.task(loaded, c, base_dir, plan.seed),
             n_boot=self.options.n_boot,
             batch_rows=self.options.batch_rows,
-            handlers=handlers,
+            handlers=HANDLERS,
             states=self._states,
             means_cache=self._means_cache or None,
         )
         return replace(result, model=loaded.to_dict())
-
-
-def _role_handler(loaded: Any) -> Any:
-    """A claim handler measuring role claims on the loaded model."""
-    from seqcirc.claims.evaluate import ClaimContext, ClaimValue
-    from seqcirc.claims.roles import evaluate_role_claim
-
-    def handle(claim: Claim, ctx: ClaimContext) -> ClaimValue:
-        measured = evaluate_role_claim(
-            claim,
-            loaded.bridge,
-            loaded.tokenizer,
-            set_name=ctx.circuit.task.generator,
-            task=ctx.state.task,
-            seed=ctx.seed,
-            groups=dict(ctx.circuit.groups),
-        )
-        attention = head_attention(loaded.bridge, ctx.state.task, measured.head)
-        return ClaimValue(
-            measured.value,
-            detail={
-                "head": measured.head,
-                "role": measured.role,
-                **measured.detail,
-                "attention": attention,
-            },
-        )
-
-    return handle
-
-
-ATTENTION_PROMPTS = 64  # prompts whose attention patterns the report shows for a role head
-
-
-def head_attention(bridge: Any, task: Any, head: str) -> dict[str, Any]:
-    """One head's mean attention between the task's named positions (clean prompts), for
-    the report's attention plot of role heads."""
-    import torch
-
-    from seqcirc.plan import Node
-    from seqcirc.report.attention import named_attention
-
-    node = Node.parse(head)
-    n = min(task.n_prompts, ATTENTION_PROMPTS)
-    hook = f"blocks.{node.layer}.attn.hook_pattern"
-    with torch.inference_mode():
-        tokens = torch.as_tensor(task.clean[:n], device=bridge.cfg.device)
-        _, cache = bridge.run_with_cache(tokens, names_filter=lambda name: name == hook)
-    patterns = cache[hook][:, node.head].double().cpu().numpy()
-    positions = {k: v[:n] for k, v in task.positions.items()}
-    return named_attention(
-        patterns, positions, f"head {head}: mean attention between named positions, {n} prompts"
-    )
-
-
-def holm_across_file(result: Any) -> Any:
-    """Holm-Bonferroni across the file's p-value claims; raw and adjusted p both kept.
-
-    A claim `p < t` is decided on its adjusted p (seqcirc.stats.adjust_claims), so the
-    verdict of a p-value claim may turn from pass to fail here, never the other way.
-    """
-    from seqcirc.stats import PValueClaim, adjust_claims
-
-    family = [
-        (ci, i, cl)
-        for ci, circuit in enumerate(result.circuits)
-        for i, cl in enumerate(circuit.claims)
-        if cl.kind in P_VALUE_KINDS and cl.verdict in ("pass", "fail") and cl.value is not None
-    ]
-    if not family:
-        return result
-    adjusted = adjust_claims(
-        [
-            PValueClaim(
-                f"{result.circuits[ci].name}::{cl.id}",
-                cl.kind,
-                float(cl.value),
-                cl.op,
-                cl.threshold,
-                _p_floor(cl.kind, cl.detail),
-                cl.detail.get("seed"),
-            )
-            for ci, _i, cl in family
-        ]
-    )
-    circuits = [list(c.claims) for c in result.circuits]
-    for (ci, i, cl), adj in zip(family, adjusted, strict=True):
-        circuits[ci][i] = replace(
-            cl,
-            verdict="pass" if adj.holds else "fail",
-            compared=adj.p_decisive,
-            detail={**cl.detail, "holm": adj.to_json()},
-        )
-    return replace(
-        result,
-        circuits=tuple(
-            replace(c, claims=tuple(cls)) for c, cls in zip(result.circuits, circuits, strict=True)
-        ),
-    )
-
-
-def _p_floor(kind: str, detail: Mapping[str, Any]) -> float | None:
-    """The smallest p a test can give (seqcirc.stats.p_floor), from the recorded detail."""
-    if kind == "random_baseline" and detail.get("n"):
-        return 1.0 / (int(detail["n"]) + 1)
-    if kind == "independence" and detail.get("params", {}).get("n_permutations"):
-        return 1.0 / (int(detail["params"]["n_permutations"]) + 1)
-    return None
-
-
-def claims_by_id(result: Any) -> Mapping[tuple[str, str], Any]:
-    """(circuit name, claim id) -> ClaimResult."""
-    return {(c.name, cl.id): cl for c in result.circuits for cl in c.claims}
 
 
 _DEFAULT_SESSION: Session | None = None
@@ -342,12 +218,4 @@ def evaluate(path: str | Path, **options: Any) -> Any:
     return _DEFAULT_SESSION.evaluate_file(path)
 
 
-__all__ = [
-    "P_VALUE_KINDS",
-    "Options",
-    "Session",
-    "apply_options",
-    "claims_by_id",
-    "evaluate",
-    "holm_across_file",
-]
+__all__ = ["Options", "Session", "apply_options", "evaluate"]
