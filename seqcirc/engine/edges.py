@@ -1,5 +1,5 @@
 """Edge circuits against a prepared state (runner.EvalState): which edges a circuit keeps,
-the liveness check, and the one-pass patched forward (interventions.forward_edges)."""
+the liveness check, and the one-pass patched forward (forward.gpt2.forward_edges)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Per-prompt task metrics and the two faithfulness variants (design/metrics.md).
+"""Per-prompt task metrics and the two faithfulness variants (docs/language.md).
 
 Per-prompt metrics read logits at the answer position only. Faithfulness is a ratio of
 means over prompts (never a mean of per-prompt ratios) and is never clamped; its paired

@@ -102,7 +102,7 @@ class TaskSpec:
 
 @dataclass(frozen=True)
 class AblationSpec:
-    """The ablation set-up; recorded with every number (metrics.md, 'The ablation set-up')."""
+    """The ablation set-up; recorded with every number (docs/language.md, `ablate`)."""
 
     granularity: Literal["node", "edge"] = "node"
     value: Literal["mean", "resample", "zero"] = "mean"

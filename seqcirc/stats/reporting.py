@@ -1,7 +1,7 @@
 """p-values for reports: Holm across the p-value claims of one file, which p decides each
 claim, and how to print a p-value honestly (its floor, enough digits near a threshold).
 
-The report layer (report.py, the pytest plugin) calls these; nothing here prints.
+The reports (seqcirc/report/) and the evaluation session call these; nothing here prints.
 """
 
 from __future__ import annotations
