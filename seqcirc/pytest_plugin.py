@@ -180,22 +180,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     html_path = session.config.getoption("--seqcirc-html")
     if not (json_path or html_path):
         return
-    from seqcirc.report import write_reports
+    from seqcirc.report import write_each
 
-    for i, result in enumerate(results):
-        suffix = "" if len(results) == 1 else f".{i}"
-        write_reports(
-            result,
-            json_path=_suffixed(json_path, suffix),
-            html_path=_suffixed(html_path, suffix),
-        )
-
-
-def _suffixed(path: str | None, suffix: str) -> Path | None:
-    if path is None:
-        return None
-    p = Path(path)
-    return p.with_name(f"{p.stem}{suffix}{p.suffix}")
+    write_each(results, json_path=json_path, html_path=html_path)
 
 
 @pytest.fixture(scope="session")

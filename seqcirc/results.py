@@ -51,7 +51,7 @@ class CircuitResult:
     nodes: tuple[str, ...]
     edges: tuple[str, ...]
     groups: dict[str, list[str]]
-    ablation: dict[str, Any]  # the full set-up (metrics.md), incl. where the means come from
+    ablation: dict[str, Any]  # the full set-up (docs/language.md), incl. where the means come from
     task: dict[str, Any]  # name, prompts, length, generator meta
     metric: str
     f_model: float  # E m(M)

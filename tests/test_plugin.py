@@ -129,7 +129,7 @@ def test_role_claims_are_measured_in_a_session(tmp_path: Path) -> None:
     """A role claim's value is the roles module's own score of that head, and its verdict
     follows the threshold (one claim set to hold, one set to fail)."""
     from seqcirc.models.load import load_model
-    from seqcirc.roles import successor_scores
+    from seqcirc.roles import ov_scores
     from seqcirc.usecases.session import Session
 
     path = tmp_path / "roles.circ"
@@ -146,7 +146,7 @@ circuit r on seqcirc-mini {
     result = Session().evaluate_file(path)
     holds, fails = result["r"].claims
     model = load_model("seqcirc-mini")
-    want = successor_scores(model.bridge, model.tokenizer, "months", top_k=5).topk[1, 0]
+    want = ov_scores(model.bridge, model.tokenizer, "months", target="next", top_k=5).topk[1, 0]
     assert holds.value == pytest.approx(float(want), abs=1e-12)
     assert fails.value == holds.value
     assert (holds.verdict, fails.verdict) == ("pass", "fail")

@@ -28,7 +28,7 @@ from seqcirc.roles.attention import (
     repeated_random_tokens,
 )
 from seqcirc.roles.members import member_contexts, member_tokens
-from seqcirc.roles.ov import copy_scores, head_ov_logits, resid_after_block0, successor_scores
+from seqcirc.roles.ov import head_ov_logits, ov_scores, resid_after_block0
 from seqcirc.tasks.sets import ORDERED_SETS
 from seqcirc.tasks.types import TokenizedTask
 
@@ -122,8 +122,8 @@ def test_ov_weights_agree_with_the_model_run(bridge):
 
 @pytest.mark.parametrize("context", ["prompts", "alone"])
 def test_planted_successor_and_copy_heads(bridge, tokenizer, context):
-    nxt = successor_scores(bridge, tokenizer, "months", context=context, top_k=1)
-    cpy = copy_scores(bridge, tokenizer, "months", context=context, top_k=1)
+    nxt = ov_scores(bridge, tokenizer, "months", target="next", context=context, top_k=1)
+    cpy = ov_scores(bridge, tokenizer, "months", target="self", context=context, top_k=1)
     assert nxt.topk[1].tolist() == [1.0, 0.0, 0.0, 0.0]
     assert nxt.first_in_set[1].tolist() == [1.0, 0.0, 0.0, 0.0]
     assert cpy.topk[1].tolist() == [0.0, 1.0, 0.0, 0.0]
@@ -135,20 +135,20 @@ def test_top_k_counts_rank_and_ties_go_against_the_target(bridge, tokenizer):
     """Successor head: the member itself sits below every filler word (it gets a small
     negative logit), so its copy score is 0 even at k=5; the all-zero head ties every
     token and scores 0; at k = vocabulary size everything is a hit."""
-    cpy = copy_scores(bridge, tokenizer, "months", top_k=5)
+    cpy = ov_scores(bridge, tokenizer, "months", target="self", top_k=5)
     assert cpy.topk[1].tolist() == [0.0, 1.0, 0.0, 0.0]
-    everything = copy_scores(bridge, tokenizer, "months", top_k=VOCAB)
+    everything = ov_scores(bridge, tokenizer, "months", target="self", top_k=VOCAB)
     assert everything.topk[1].tolist() == [1.0, 1.0, 1.0, 1.0]
     with pytest.raises(InputError, match="top=0"):
-        copy_scores(bridge, tokenizer, "months", top_k=0)
+        ov_scores(bridge, tokenizer, "months", target="self", top_k=0)
 
 
 def test_scoring_some_heads_leaves_the_rest_unscored(bridge, tokenizer):
-    s = successor_scores(bridge, tokenizer, "months", heads=[(1, 0)])
+    s = ov_scores(bridge, tokenizer, "months", target="next", heads=[(1, 0)])
     assert s.topk[1, 0] == 1.0
     assert np.isnan(s.topk[0]).all() and np.isnan(s.topk[1, 1:]).all()
     with pytest.raises(InputError, match=r"head 2\.0 does not exist"):
-        successor_scores(bridge, tokenizer, "months", heads=[(2, 0)])
+        ov_scores(bridge, tokenizer, "months", target="next", heads=[(2, 0)])
 
 
 # ---- attention patterns ------------------------------------------------------------------

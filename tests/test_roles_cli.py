@@ -117,11 +117,11 @@ def test_repeat_too_long_for_the_context(folder):
 def test_scores_survive_compatibility_mode(folder):
     """Folded layer norms and centred weights leave the planted heads' ranks intact."""
     from seqcirc.models.load import load_model
-    from seqcirc.roles import copy_scores, successor_scores
+    from seqcirc.roles import ov_scores
 
     lm = load_model(str(folder), compatibility_mode=True)
-    nxt = successor_scores(lm.bridge, lm.tokenizer, "months", top_k=1)
-    cpy = copy_scores(lm.bridge, lm.tokenizer, "months", top_k=1)
+    nxt = ov_scores(lm.bridge, lm.tokenizer, "months", target="next", top_k=1)
+    cpy = ov_scores(lm.bridge, lm.tokenizer, "months", target="self", top_k=1)
     assert nxt.topk[1].tolist() == [1.0, 0.0, 0.0, 0.0]
     assert cpy.topk[1].tolist() == [0.0, 1.0, 0.0, 0.0]
 

@@ -57,7 +57,7 @@ def claim_meaning(expr: ast.ClaimExpr) -> tuple[str, dict[str, Any], str]:
     Bound: faithfulness compares a bootstrap confidence bound by default, the lower one
     for `>=`/`>` and the upper one for `<=`/`<` (the side that makes the claim hard to
     pass); `bound=point` compares the point estimate. Completeness and minimality are
-    worst cases over subsets with no interval (metrics.md): point unless `bound=` says
+    worst cases over subsets with no interval (docs/language.md): point unless `bound=` says
     otherwise. p-value claims compare the p-value.
     """
     kind = value_kind(expr) or expr.name.name

@@ -1,5 +1,5 @@
 """Measures built from many circuit runs: single-component ablation, minimality and
-completeness (IOI, Wang et al. 2022; design/metrics.md). F(X) = E m(X), the mean
+completeness (IOI, Wang et al. 2022; docs/language.md). F(X) = E m(X), the mean
 per-prompt metric; every relative figure divides by F(M), the full model's.
 
 Node measures batch all the circuits they need into one run_circuits call (one batched

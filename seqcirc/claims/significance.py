@@ -1,4 +1,4 @@
-"""Claim handlers for the p-value claims (metrics.md, "Significance"): the evaluator's
+"""Claim handlers for the p-value claims (docs/statistics.md): the evaluator's
 runs feed the tests of seqcirc.stats. A claim's value is its test's p-value.
 
 - random_baseline: R random circuits with as many heads and MLPs (optionally per layer,

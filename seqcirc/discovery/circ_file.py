@@ -188,6 +188,130 @@ def _floor(x: float, step: float = 0.01) -> float:
     return math.floor(x / step + 1e-9) * step
 
 
+@dataclass(frozen=True)
+class _Expect:
+    """The thresholds written into the file's `expect` lines."""
+
+    faithfulness: float  # lower bound of the node circuit's interval
+    minimality: float | None  # None: written as a comment
+    random_ok: bool  # `beats random` held when measured
+    random_p: float  # its p-value (nan: not measurable), quoted when it did not hold
+    edge_faithfulness: float
+
+
+# Thresholds that cannot fail: the draft measured before the real thresholds are known.
+_DRAFT = _Expect(-1.0, 0.0, True, float("nan"), -1.0)
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """Everything a discovery's .circ text says except its thresholds."""
+
+    d: Discovery
+    name: str
+    model: str
+    task_def: str
+    task: Any
+    seed: int
+    command: str
+    role_table: Any | None
+
+    def text(self, expect: _Expect) -> str:
+        from seqcirc.language.fmt import format_text
+
+        d = self.d
+        lines = [*_header(d, self.command, self.task), "", f"seed {self.seed}", "",
+                 self.task_def.rstrip(), "", *_single_table(d)]  # fmt: skip
+        roles = assign_roles(self.role_table, d.heads) if self.role_table is not None else {}
+        if self.role_table is not None:
+            lines += _role_lines(self.role_table, d.heads, roles)
+        lines += self._node_circuit(roles, expect)
+        if d.edges is not None:
+            lines += self._edge_circuit(expect)
+        return format_text("\n".join(lines) + "\n", "<discover>")
+
+    def _node_circuit(self, roles: Mapping[str, tuple[str, float]], expect: _Expect) -> list[str]:
+        d = self.d
+        lines = [f"circuit {self.name} on {model_text(self.model)} {{", f"  task {self.task.name}",
+                 f"  ablate nodes {d.ablation.circ_value()}"]  # fmt: skip
+        groups: dict[str, list[str]] = {}
+        for head, (role, _) in roles.items():
+            groups.setdefault(role, []).append(head)
+        for role, heads in groups.items():
+            lines.append(f"  group {role} = {', '.join(heads)}")
+        loose = [str(v) for v in d.heads if str(v) not in roles]
+        if loose:
+            lines.append(f"  heads {', '.join(loose)}")
+        if d.mlps:
+            lines.append(f"  mlp {mlp_ranges([v.layer for v in d.mlps])}")
+        lines.append(f"  # pruning kept {d.score:.4f} of the full model on these prompts")
+        lines.append(f"  expect faithfulness(bound=point) >= {d.threshold!r}")
+        lines.append(f"  expect faithfulness >= {expect.faithfulness!r}")
+        if expect.minimality is not None:
+            lines.append(f"  expect minimality >= {expect.minimality!r}")
+        else:
+            lines.append("  # minimality: a component matters less than 1% of F(M)")
+        if expect.random_ok:
+            lines.append(f"  expect beats random(n={RANDOM_N}) at p < {RANDOM_P!r}")
+        elif expect.random_p == expect.random_p:
+            lines.append(
+                f"  # beats random(n={RANDOM_N}): p = {expect.random_p:.3g}, not below {RANDOM_P}"
+            )
+        else:
+            lines.append(f"  # beats random(n={RANDOM_N}): not measurable on this model")
+        return [*lines, "}"]
+
+    def _edge_circuit(self, expect: _Expect) -> list[str]:
+        d, e = self.d, self.d.edges
+        assert e is not None
+        lines = [
+            "",
+            f"# Edge pruning over the nodes above: {len(e.edges)} of {e.n_candidates} "
+            f"edges kept; F/F(M) = {e.score:.4f} (all {e.n_candidates}: "
+            f"{e.start_score:.4f}).",
+            f"circuit {self.name}_edges on {model_text(self.model)} {{",
+            f"  task {self.task.name}",
+            f"  ablate edges {d.ablation.circ_value()}",
+            *_edge_stmts(e.edges),
+        ]
+        if e.score > d.threshold:
+            lines.append(f"  expect faithfulness(bound=point) >= {d.threshold!r}")
+        return [*lines, f"  expect faithfulness >= {expect.edge_faithfulness!r}", "}"]
+
+
+def _measured(text: str, evaluate: Evaluate) -> dict[str, dict[str, Any]]:
+    """circuit -> "kind:bound" -> the claim's text, value, compared value and verdict."""
+    from seqcirc.plan.compile import compile_text
+
+    compile_text(text, "<discover>")  # raises on anything the checks reject
+    result = evaluate(text)
+    return {
+        c.name: {f"{cl.kind}:{cl.bound}": {"text": cl.text, "value": cl.value,
+                 "compared": cl.compared, "verdict": cl.verdict} for cl in c.claims}
+        for c in result.circuits
+    }  # fmt: skip
+
+
+def _expectations(got: Mapping[str, Mapping[str, Any]], name: str, edges: bool) -> _Expect:
+    """Thresholds with a margin below what the draft measured."""
+    node = got[name]
+    lower = float(node["faithfulness:lower"]["compared"])
+    mini = float(node["minimality:point"]["value"])
+    p_value = node["random_baseline:point"]["value"]  # None: the test could not run
+    edge_lower = -1.0
+    if edges:
+        edge_lower = max(
+            0.0, _floor(float(got[f"{name}_edges"]["faithfulness:lower"]["compared"]) - 0.01)
+        )
+    return _Expect(
+        faithfulness=max(0.0, round(_floor(lower - 0.01), 2)),
+        minimality=round(_floor(mini), 2) if mini >= 0.01 else None,
+        random_ok=node["random_baseline:point"]["verdict"] == "pass",
+        random_p=float("nan") if p_value is None else float(p_value),
+        edge_faithfulness=round(edge_lower, 2),
+    )
+
+
 def render_circ(
     d: Discovery,
     *,
@@ -202,97 +326,16 @@ def render_circ(
 ) -> Written:
     """The .circ text of a discovery; every expectation in it was measured by `evaluate`
     (the real evaluator on the text itself) and the final text is evaluated again."""
-    from seqcirc.language.fmt import format_text
-    from seqcirc.plan.compile import compile_text
-
-    roles = assign_roles(role_table, d.heads) if role_table is not None else {}
-    groups: dict[str, list[str]] = {}
-    for head, (role, _) in roles.items():
-        groups.setdefault(role, []).append(head)
-    loose = [str(v) for v in d.heads if str(v) not in roles]
-
-    def body(faith_lower: float, minimal: float | None, random_ok: bool,
-             edge_lower: float) -> str:  # fmt: skip
-        lines = [*_header(d, command, task), "", f"seed {seed}", "", task_def.rstrip(), ""]
-        lines += _single_table(d)
-        if role_table is not None:
-            lines += _role_lines(role_table, d.heads, roles)
-        lines += [f"circuit {name} on {model_text(model)} {{", f"  task {task.name}",
-                  f"  ablate nodes {d.ablation.circ_value()}"]  # fmt: skip
-        for role, heads in groups.items():
-            lines.append(f"  group {role} = {', '.join(heads)}")
-        if loose:
-            lines.append(f"  heads {', '.join(loose)}")
-        if d.mlps:
-            lines.append(f"  mlp {mlp_ranges([v.layer for v in d.mlps])}")
-        lines.append(f"  # pruning kept {d.score:.4f} of the full model on these prompts")
-        lines.append(f"  expect faithfulness(bound=point) >= {d.threshold!r}")
-        lines.append(f"  expect faithfulness >= {faith_lower!r}")
-        if minimal is not None:
-            lines.append(f"  expect minimality >= {minimal!r}")
-        else:
-            lines.append("  # minimality: a component matters less than 1% of F(M)")
-        if random_ok:
-            lines.append(f"  expect beats random(n={RANDOM_N}) at p < {RANDOM_P!r}")
-        else:
-            lines.append(
-                f"  # beats random(n={RANDOM_N}): p = {random_p:.3g}, not below {RANDOM_P}"
-                if random_p == random_p
-                else f"  # beats random(n={RANDOM_N}): not measurable on this model"
-            )
-        lines.append("}")
-        if d.edges is not None:
-            e = d.edges
-            lines += [
-                "",
-                f"# Edge pruning over the nodes above: {len(e.edges)} of {e.n_candidates} "
-                f"edges kept; F/F(M) = {e.score:.4f} (all {e.n_candidates}: "
-                f"{e.start_score:.4f}).",
-                f"circuit {name}_edges on {model_text(model)} {{",
-                f"  task {task.name}",
-                f"  ablate edges {d.ablation.circ_value()}",
-                *_edge_stmts(e.edges),
-            ]
-            if e.score > d.threshold:
-                lines.append(f"  expect faithfulness(bound=point) >= {d.threshold!r}")
-            lines += [f"  expect faithfulness >= {edge_lower!r}", "}"]
-        return format_text("\n".join(lines) + "\n", "<discover>")
-
-    def measured(text: str) -> dict[str, dict[str, Any]]:
-        compile_text(text, "<discover>")  # raises on anything the checks reject
-        result = evaluate(text)
-        return {
-            c.name: {f"{cl.kind}:{cl.bound}": {"text": cl.text, "value": cl.value,
-                     "compared": cl.compared, "verdict": cl.verdict} for cl in c.claims}
-            for c in result.circuits
-        }  # fmt: skip
-
+    layout = _Layout(d, name, model, task_def, task, seed, command, role_table)
     # 1. measure with thresholds that cannot fail, on the final layout (claims' seeds
     #    derive from their line numbers, so the layout must not change afterwards)
-    random_p = float("nan")
-    draft = body(-1.0, 0.0, True, -1.0)
-    got = measured(draft)
-    node = got[name]
-    lower = float(node["faithfulness:lower"]["compared"])
-    mini = float(node["minimality:point"]["value"])
-    random_ok = node["random_baseline:point"]["verdict"] == "pass"
-    p_value = node["random_baseline:point"]["value"]  # None: the test could not run
-    random_p = float("nan") if p_value is None else float(p_value)
-    edge_lower = -1.0
-    if d.edges is not None:
-        edge_lower = max(
-            0.0, _floor(float(got[f"{name}_edges"]["faithfulness:lower"]["compared"]) - 0.01)
-        )
+    draft = layout.text(_DRAFT)
+    expect = _expectations(_measured(draft, evaluate), name, d.edges is not None)
     # 2. thresholds with a margin below what was measured, then evaluate the final text
-    final = body(
-        max(0.0, round(_floor(lower - 0.01), 2)),
-        round(_floor(mini), 2) if mini >= 0.01 else None,
-        random_ok,
-        round(edge_lower, 2),
-    )
+    final = layout.text(expect)
     if final.count("\n") != draft.count("\n"):
         raise EvaluationError("internal: the written layout changed", code="E343")
-    check = measured(final)
+    check = _measured(final, evaluate)
     failed = [
         f"{c}: {v['text']} ({v['verdict']}, {v['value']})"
         for c, claims in check.items()

@@ -1,7 +1,7 @@
 """How many rows (prompt x circuit) one forward chunk may hold: a memory budget divided by
 an estimate of the transient bytes one row of that forward needs.
 
-The estimate follows interventions.forward_nodes / forward_edges: per row the residual
+The estimate follows forward.gpt2.forward_nodes / forward_edges: per row the residual
 stream and its copies [S, d], the attention block (q, k, v and their contiguous copies,
 scores and probabilities [H, S, S]) or the MLP ([S, d_mlp] pre- and post-activation),
 whichever is larger; what a captured sweep keeps of every layer (z and mlp_out); per-prompt
@@ -40,7 +40,7 @@ class ForwardShape:
 
     @classmethod
     def of(cls, w: Any, seq: int) -> ForwardShape:
-        """From the evaluator's weights (interventions_common.ModelWeights) and the prompt
+        """From the evaluator's weights (forward.common.ModelWeights) and the prompt
         length."""
         return cls(
             n_layers=int(w.n_layers),

@@ -1,4 +1,4 @@
-"""Per-prompt task metrics (design/metrics.md): what the engine scores for each prompt,
+"""Per-prompt task metrics (docs/language.md): what the engine scores for each prompt,
 reading logits at the answer position only. The faithfulness ratios built from them live
 in seqcirc.claims.faithfulness.
 """

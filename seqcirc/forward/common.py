@@ -4,8 +4,8 @@ reads, replacement values, captured runs, node order and causal attention.
 The runner (seqcirc/engine/runner.py) sees a model only through `ModelWeights`: its sizes,
 device and dtype, and four methods (forward_nodes, all_replaced_resid, unembed, and
 whether edge circuits are implemented). Each architecture implements them in its own
-module (interventions.py: GPT-2; interventions_llama.py: Llama); which one a bridge
-gets is decided in one place, interventions.extract_weights.
+module (gpt2.py: GPT-2; llama.py: Llama); which one a bridge
+gets is decided in one place, gpt2.extract_weights.
 
 Node order (masks over nodes, as seqcirc.stats.baseline): every head layer by layer,
 then every MLP.

@@ -3,15 +3,15 @@
 The weights are read from the TransformerBridge's Hugging Face module and the forward is
 written out here, because the bridge's hooks neither split q/k/v inputs per head (edge
 ablation needs that) nor let us skip the unembedding at positions nobody scores. The
-evaluator checks this forward against the bridge's own on every task (evaluate.prepare).
+evaluator checks this forward against the bridge's own on every task (engine.runner.prepare).
 
 Intervention points match TransformerLens hook names: a head is ablated at
 `blocks.L.attn.hook_z` (its z, per head; the layer bias b_O stays), an MLP at
 `blocks.L.hook_mlp_out` (its whole output, bias included).
 
 `extract_weights` is the one place that picks an architecture's weights class (GPT-2
-here, Llama in interventions_llama.py); the runner then sees only the ModelWeights
-protocol (interventions_common.py), and `forward_nodes`, `all_replaced_resid` and
+here, Llama in llama.py); the runner then sees only the ModelWeights
+protocol (common.py), and `forward_nodes`, `all_replaced_resid` and
 `unembed` below call the weights' own methods. Edge circuits are GPT-2 only.
 
 Node order (masks over nodes, as seqcirc.stats.baseline): every head layer by layer,

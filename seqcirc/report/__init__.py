@@ -8,6 +8,7 @@ matplotlib when drawn.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,7 +19,7 @@ if TYPE_CHECKING:
 
     from seqcirc.results import EvaluationResult
 
-__all__ = ["failure_text", "print_terminal", "write_reports"]
+__all__ = ["failure_text", "print_terminal", "write_each", "write_reports"]
 
 
 def print_terminal(result: EvaluationResult, console: Console, verbose: bool = False) -> None:
@@ -56,3 +57,29 @@ def write_reports(
 
         written.append(write_html(result, html_path))
     return written
+
+
+def write_each(
+    results: Sequence[EvaluationResult],
+    *,
+    json_path: str | None = None,
+    html_path: str | None = None,
+) -> list[Path]:
+    """write_reports for each result (the pytest plugin's, one per file and model); with
+    several, each report is numbered: report.json -> report.0.json, report.1.json."""
+    written = []
+    for i, result in enumerate(results):
+        suffix = "" if len(results) == 1 else f".{i}"
+        written += write_reports(
+            result,
+            json_path=_numbered(json_path, suffix),
+            html_path=_numbered(html_path, suffix),
+        )
+    return written
+
+
+def _numbered(path: str | None, suffix: str) -> Path | None:
+    if path is None:
+        return None
+    p = Path(path)
+    return p.with_name(f"{p.stem}{suffix}{p.suffix}")

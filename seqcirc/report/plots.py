@@ -242,6 +242,21 @@ def parse_edge(text: str) -> tuple[str, str, str] | None:
     return (m["sender"], m["receiver"], m["input"]) if m else None
 
 
+def _by_layer(names: Sequence[str], n_layers: int | None) -> tuple[dict[int, list[str]], int]:
+    """Components by graph column (embed -1, logits after the last layer), each column in
+    head order with the MLP last; and the last layer."""
+    layers = [component_cell(n, 10**6)[0] for n in names if component_cell(n, 10**6)[0] >= 0]
+    last = max([*layers, (n_layers or 1) - 1])
+    by_layer: dict[int, list[str]] = {}
+    for n in names:
+        layer, _ = component_cell(n, 10**6)
+        key = -1 if n == "embed" else last + 1 if n == "logits" else layer
+        by_layer.setdefault(key, []).append(n)
+    for members in by_layer.values():
+        members.sort(key=lambda n: component_cell(n, 10**6)[1])
+    return by_layer, last
+
+
 def circuit_graph_png(
     nodes: Sequence[str],
     edges: Sequence[str],
@@ -256,16 +271,9 @@ def circuit_graph_png(
 
     parsed = [e for e in map(parse_edge, edges) if e is not None]
     names = list(dict.fromkeys([*nodes, *(s for s, _, _ in parsed), *(r for _, r, _ in parsed)]))
-    layers = [component_cell(n, 10**6)[0] for n in names if component_cell(n, 10**6)[0] >= 0]
-    last = max([*layers, (n_layers or 1) - 1])
-    by_layer: dict[int, list[str]] = {}
-    for n in names:
-        layer, _ = component_cell(n, 10**6)
-        key = -1 if n == "embed" else last + 1 if n == "logits" else layer
-        by_layer.setdefault(key, []).append(n)
+    by_layer, last = _by_layer(names, n_layers)
     pos: dict[str, tuple[float, float]] = {}
     for layer, members in by_layer.items():
-        members.sort(key=lambda n: component_cell(n, 10**6)[1])
         for i, n in enumerate(members):
             pos[n] = (float(layer), (len(members) - 1) / 2 - i)
     tallest = max((len(m) for m in by_layer.values()), default=1)

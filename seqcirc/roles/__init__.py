@@ -10,7 +10,7 @@ from seqcirc.roles.attention import (
     repeated_random_tokens,
 )
 from seqcirc.roles.members import MemberTokens, member_contexts, member_tokens, resolve_members
-from seqcirc.roles.ov import OVScores, copy_scores, ov_scores, successor_scores
+from seqcirc.roles.ov import OVScores, ov_scores
 from seqcirc.roles.scan import RoleTable, plot_role_heatmaps, scan_roles
 
 __all__ = [
@@ -19,7 +19,6 @@ __all__ = [
     "OVScores",
     "RoleTable",
     "attends_scores",
-    "copy_scores",
     "detection_patterns",
     "member_contexts",
     "member_tokens",
@@ -30,5 +29,4 @@ __all__ = [
     "repeated_random_tokens",
     "resolve_members",
     "scan_roles",
-    "successor_scores",
 ]

@@ -197,13 +197,3 @@ def ov_scores(
             topk[layer, head] = hit[:, j].mean()
             first[layer, head] = fst[:, j].mean()
     return OVScores(set_name, target, top_k, context, toks.members, topk, first, hits, ctx.member)
-
-
-def successor_scores(bridge: Any, tokenizer: Any, set_name: str, **kwargs: Any) -> OVScores:
-    """The paper's next score: the next member in the head's OV top k."""
-    return ov_scores(bridge, tokenizer, set_name, target="next", **kwargs)
-
-
-def copy_scores(bridge: Any, tokenizer: Any, set_name: str, **kwargs: Any) -> OVScores:
-    """The paper's copy score: the member itself in the head's OV top k."""
-    return ov_scores(bridge, tokenizer, set_name, target="self", **kwargs)

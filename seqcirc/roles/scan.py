@@ -101,26 +101,8 @@ def scan_roles(
     cols: list[npt.NDArray[np.float64]] = []
     meta: dict[str, Any] = {"seed": seed, "n_seqs": n_seqs, "half_len": half_len}
     if set_name is not None:
-        targets: tuple[tuple[Target, str], ...] = (("next", "successor"), ("self", "copy"))
-        for target, name in targets:
-            s = ov_scores(
-                bridge,
-                tokenizer,
-                set_name,
-                target=target,
-                top_k=top_k,
-                context=context,
-                members=members,
-            )
-            roles += [name, f"{name}_first"]
-            cols += [s.topk, s.first_in_set]
-        meta.update(
-            set=set_name,
-            top_k=top_k,
-            context=context,
-            members=list(s.members),
-            n_scored=s.n_scored,
-        )
+        roles, cols, ov_meta = _ov_columns(bridge, tokenizer, set_name, top_k, context, members)
+        meta.update(ov_meta)
     pats = pattern_scores(
         bridge,
         tokenizer,
@@ -144,6 +126,35 @@ def scan_roles(
         meta.update(task=task.name, n_prompts=task.n_prompts)
     assert tuple(roles) == planned_roles(set_name, attends)
     return RoleTable(tuple(roles), np.stack(cols), meta)
+
+
+def _ov_columns(
+    bridge: Any,
+    tokenizer: Any,
+    set_name: str,
+    top_k: int,
+    context: Context,
+    members: int | Sequence[str] | None,
+) -> tuple[list[str], list[npt.NDArray[np.float64]], dict[str, Any]]:
+    """The OV roles (successor, copy, each top-k and first among the set) and their meta."""
+    roles: list[str] = []
+    cols: list[npt.NDArray[np.float64]] = []
+    targets: tuple[tuple[Target, str], ...] = (("next", "successor"), ("self", "copy"))
+    for target, name in targets:
+        s = ov_scores(
+            bridge, tokenizer, set_name, target=target, top_k=top_k, context=context,
+            members=members,
+        )  # fmt: skip
+        roles += [name, f"{name}_first"]
+        cols += [s.topk, s.first_in_set]
+    meta = {
+        "set": set_name,
+        "top_k": top_k,
+        "context": context,
+        "members": list(s.members),
+        "n_scored": s.n_scored,
+    }
+    return roles, cols, meta
 
 
 def plot_role_heatmaps(table: RoleTable, path: str | Path, title: str | None = None) -> Path:

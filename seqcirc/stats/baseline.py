@@ -1,4 +1,4 @@
-"""Random-circuit baselines (metrics.md, "Significance"): pure index logic, no model.
+"""Random-circuit baselines (docs/statistics.md): pure index logic, no model.
 
 Component order (the columns of every mask): heads layer-major, then MLPs —
 index(L.H) = L * n_heads + H, index(mlpL) = n_layers * n_heads + L, so a model of

@@ -1,4 +1,4 @@
-"""Paired bootstrap confidence intervals for faithfulness ratios (metrics.md, "Faithfulness").
+"""Paired bootstrap confidence intervals for faithfulness ratios (docs/statistics.md).
 
 Both faithfulness variants are ratios of means over the same prompts. The bootstrap
 resamples prompt *indices* once per replicate and applies them to every per-prompt array

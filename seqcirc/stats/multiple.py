@@ -1,4 +1,4 @@
-"""Holm–Bonferroni adjustment across the claims of one file (metrics.md, "Significance")."""
+"""Holm–Bonferroni adjustment across the claims of one file (docs/statistics.md)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """The binomial tests of Shi et al. 2024, "Hypothesis testing the circuit hypothesis in
-LLMs", as metrics.md defines them: equivalence, minimality and sufficiency (independence,
+LLMs", as docs/statistics.md defines them: equivalence, minimality and sufficiency (independence,
 a permutation test, lives in hsic.py).
 
 Each takes already-measured per-prompt scores or per-circuit effects and returns a

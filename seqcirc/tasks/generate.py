@@ -115,6 +115,36 @@ def _parse_template(task: str, value: object) -> tuple[tuple[str, str], ...]:
 def parse_config(spec: TaskSpec, seed: int | None = None) -> GeneratorConfig:
     """Validate spec.generator and spec.params; fill defaults. Errors name the task."""
     task = spec.name
+    gen, raw = _check_names(spec)
+    templates = _parse_template(task, raw.get("template", "all"))
+    members = _int_param(task, raw, "members", DEFAULT_MEMBERS, 2)
+    prompts = _int_param(task, raw, "prompts", DEFAULT_PROMPTS, 1)
+    interval = _int_param(task, raw, "interval", 1, 1)
+    seed_used = _int_param(task, raw, "seed", 0 if seed is None else seed, 0)
+    n_range, start = _range_and_start(task, gen, raw, members, interval)
+    if len(templates) > 1 and prompts % len(templates):
+        raise InputError(
+            f"task {task}: template=all splits prompts into equal thirds, "
+            f"but prompts={prompts} is not a multiple of 3",
+            code="T106",
+            hint=f"use prompts={prompts - prompts % 3} or {prompts - prompts % 3 + 3}, "
+            "or name one template",
+        )
+    if members + 1 > len(NAMES):
+        raise InputError(
+            f"task {task}: {members + 1} distinct names needed, only {len(NAMES)} exist",
+            code="T105",
+        )
+    corruption = parse_corruption(task, spec.corruption, spec.corruption_params)
+    return GeneratorConfig(
+        gen, templates, members, prompts, seed_used, interval, start, n_range, corruption
+    )
+
+
+def _check_names(spec: TaskSpec) -> tuple[str, dict[str, object]]:
+    """The generator and the raw parameters, once both name things that exist (and the
+    answers are the ones generated tasks score)."""
+    task = spec.name
     gen = spec.generator
     if gen is None or gen not in ORDERED_SETS:
         raise InputError(
@@ -139,11 +169,13 @@ def parse_config(spec: TaskSpec, seed: int | None = None) -> GeneratorConfig:
             code="T104",
             hint="generated tasks score correct=next against incorrect=last (the paper's metric)",
         )
-    templates = _parse_template(task, raw.get("template", "all"))
-    members = _int_param(task, raw, "members", DEFAULT_MEMBERS, 2)
-    prompts = _int_param(task, raw, "prompts", DEFAULT_PROMPTS, 1)
-    interval = _int_param(task, raw, "interval", 1, 1)
-    seed_used = _int_param(task, raw, "seed", 0 if seed is None else seed, 0)
+    return gen, raw
+
+
+def _range_and_start(
+    task: str, gen: str, raw: dict[str, object], members: int, interval: int
+) -> tuple[int, int]:
+    """range= and start=, checked against the set's size and the members shown."""
     n_set = len(ORDERED_SETS[gen])
     n_range = _int_param(task, raw, "range", DEFAULT_RANGE[gen], 2)
     if n_range > n_set:
@@ -168,23 +200,7 @@ def parse_config(spec: TaskSpec, seed: int | None = None) -> GeneratorConfig:
             code="T105",
             hint=f"use start <= {max_start}",
         )
-    if len(templates) > 1 and prompts % len(templates):
-        raise InputError(
-            f"task {task}: template=all splits prompts into equal thirds, "
-            f"but prompts={prompts} is not a multiple of 3",
-            code="T106",
-            hint=f"use prompts={prompts - prompts % 3} or {prompts - prompts % 3 + 3}, "
-            "or name one template",
-        )
-    if members + 1 > len(NAMES):
-        raise InputError(
-            f"task {task}: {members + 1} distinct names needed, only {len(NAMES)} exist",
-            code="T105",
-        )
-    corruption = parse_corruption(task, spec.corruption, spec.corruption_params)
-    return GeneratorConfig(
-        gen, templates, members, prompts, seed_used, interval, start, n_range, corruption
-    )
+    return n_range, start
 
 
 def render(

@@ -29,9 +29,10 @@ PER_PROMPT_META = ("correct_text", "incorrect_text", "templates")
 _MAX_DIAGNOSTICS = 20
 
 
-def _encode(
-    tokenizer: Any, texts: list[str]
-) -> tuple[list[list[int]], list[list[tuple[int, int]]]]:
+Encoded = tuple[list[list[int]], list[list[tuple[int, int]]]]  # token ids, char offsets
+
+
+def _encode(tokenizer: Any, texts: list[str]) -> Encoded:
     try:
         enc = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True)
     except NotImplementedError as err:  # slow (Python) tokenizers have no offsets
@@ -114,20 +115,54 @@ def tokenize_records(
     """
     if not records:
         raise InputError(f"task {name}: no prompts", code="T302")
-    bos: list[int] = []
-    if prepend_bos:
-        if tokenizer.bos_token_id is None:
-            raise InputError(
-                f"task {name}: the model prepends BOS but its tokenizer has no bos_token",
-                code="T303",
-                hint="set bos_token on the tokenizer, or load the model with prepend_bos off",
-            )
-        bos = [int(tokenizer.bos_token_id)]
-    unk = tokenizer.unk_token_id
+    bos = _bos(tokenizer, name) if prepend_bos else []
     problems = _Problems()
+    clean = _encode(tokenizer, [r.clean for r in records])
+    corrupted = _encode(tokenizer, [r.corrupted for r in records])
+    answer_token = _answer_tokens(records, tokenizer, name, problems)
+    positions = _named_positions(records, tokenizer, name, clean, corrupted, len(bos), problems)
+    problems.raise_if_any()
+    common = _common_length(records, clean[0], corrupted[0], name, problems)
+    problems.raise_if_any()
 
-    clean_ids, clean_off = _encode(tokenizer, [r.clean for r in records])
-    corr_ids, corr_off = _encode(tokenizer, [r.corrupted for r in records])
+    n = len(records)
+    pos_arrays = {k: np.asarray(v, dtype=np.int64) for k, v in positions.items()}
+    pos_arrays["END"] = np.full(n, common - 1 + len(bos), dtype=np.int64)
+    task_meta = dict(meta or {})
+    task_meta.update(
+        prepend_bos=prepend_bos,
+        correct_text=tuple(r.correct for r in records),
+        incorrect_text=tuple(r.incorrect for r in records),
+        templates=tuple(r.template for r in records),
+    )
+    return TokenizedTask(
+        name=name,
+        clean=np.asarray([bos + x for x in clean[0]], dtype=np.int64).reshape(n, -1),
+        corrupted=np.asarray([bos + x for x in corrupted[0]], dtype=np.int64).reshape(n, -1),
+        correct=np.asarray([answer_token[r.correct] for r in records], dtype=np.int64),
+        incorrect=np.asarray([answer_token[r.incorrect] for r in records], dtype=np.int64),
+        positions=pos_arrays,
+        clean_text=tuple(r.clean for r in records),
+        corrupted_text=tuple(r.corrupted for r in records),
+        meta=task_meta,
+    )
+
+
+def _bos(tokenizer: Any, name: str) -> list[int]:
+    if tokenizer.bos_token_id is None:
+        raise InputError(
+            f"task {name}: the model prepends BOS but its tokenizer has no bos_token",
+            code="T303",
+            hint="set bos_token on the tokenizer, or load the model with prepend_bos off",
+        )
+    return [int(tokenizer.bos_token_id)]
+
+
+def _answer_tokens(
+    records: Sequence[PromptRecord], tokenizer: Any, name: str, problems: _Problems
+) -> dict[str, int]:
+    """answer text -> its token id, for every answer that is one known token (T310)."""
+    unk = tokenizer.unk_token_id
     answer_texts = sorted({r.correct for r in records} | {r.incorrect for r in records})
     answer_ids, _ = _encode(tokenizer, answer_texts)
     answer_token: dict[str, int] = {}
@@ -145,42 +180,46 @@ def tokenize_records(
             rec,
             "choose members the tokenizer keeps whole (with their leading space)",
         )
+    return answer_token
 
+
+def _named_positions(
+    records: Sequence[PromptRecord],
+    tokenizer: Any,
+    name: str,
+    clean: Encoded,
+    corrupted: Encoded,
+    n_bos: int,
+    problems: _Problems,
+) -> dict[str, list[int]]:
+    """Named position -> its token index in each prompt (T311-T313, T316): every named
+    word one known token, at the same index in the clean and corrupted twins."""
+    n = len(records)
     positions: dict[str, list[int]] = {}
     for i, rec in enumerate(records):
         for twin, ids, offs, words, text in (
-            ("clean", clean_ids[i], clean_off[i], rec.clean_words, rec.clean),
-            ("corrupted", corr_ids[i], corr_off[i], rec.corrupted_words, rec.corrupted),
+            ("clean", clean[0][i], clean[1][i], rec.clean_words, rec.clean),
+            ("corrupted", corrupted[0][i], corrupted[1][i], rec.corrupted_words, rec.corrupted),
         ):
-            if unk is not None and unk in ids:
-                bad = [text[a:b] for (a, b), t in zip(offs, ids, strict=True) if t == unk]
-                problems.add(
-                    "T311",
-                    f"task {name}: {', '.join(map(repr, bad))} not in the tokenizer's "
-                    f"vocabulary (became {tokenizer.unk_token!r})",
-                    rec,
-                    "use words the model's tokenizer knows",
-                )
+            if _unknown_words(tokenizer, name, rec, ids, offs, text, problems):
                 continue
             for pos, start, end in words:
                 tok, hits = _word_token(text, offs, start, end)
                 if tok is None:
-                    word = text[start:end]
                     problems.add(
                         "T312",
-                        f"task {name}: {pos} {word!r} is not one token: the {twin} prompt "
-                        f"splits it into {_show(tokenizer, [ids[h] for h in hits])}",
+                        f"task {name}: {pos} {text[start:end]!r} is not one token: the {twin} "
+                        f"prompt splits it into {_show(tokenizer, [ids[h] for h in hits])}",
                         rec,
                         "every member and name must be a single token with its leading space",
                     )
                 elif twin == "clean":
-                    positions.setdefault(pos, [-1] * len(records))[i] = tok + len(bos)
-                elif (at := positions.get(pos, [-1] * len(records))[i]) not in (-1, tok + len(bos)):
+                    positions.setdefault(pos, [-1] * n)[i] = tok + n_bos
+                elif (at := positions.get(pos, [-1] * n)[i]) not in (-1, tok + n_bos):
                     problems.add(
                         "T313",
                         f"task {name}: {pos} is at token {at} in the clean prompt but "
-                        f"{tok + len(bos)} in the corrupted one: "
-                        f"{rec.clean!r} vs {rec.corrupted!r}",
+                        f"{tok + n_bos} in the corrupted one: {rec.clean!r} vs {rec.corrupted!r}",
                         rec,
                         "clean and corrupted prompts must align token by token",
                     )
@@ -193,8 +232,41 @@ def tokenize_records(
                 records[i],
                 "all prompts of a task must share one template",
             )
-    problems.raise_if_any()
+    return positions
 
+
+def _unknown_words(
+    tokenizer: Any,
+    name: str,
+    rec: PromptRecord,
+    ids: list[int],
+    offs: list[tuple[int, int]],
+    text: str,
+    problems: _Problems,
+) -> bool:
+    """Whether the prompt holds the unknown token (T311: its words are then not placed)."""
+    unk = tokenizer.unk_token_id
+    if unk is None or unk not in ids:
+        return False
+    bad = [text[a:b] for (a, b), t in zip(offs, ids, strict=True) if t == unk]
+    problems.add(
+        "T311",
+        f"task {name}: {', '.join(map(repr, bad))} not in the tokenizer's "
+        f"vocabulary (became {tokenizer.unk_token!r})",
+        rec,
+        "use words the model's tokenizer knows",
+    )
+    return True
+
+
+def _common_length(
+    records: Sequence[PromptRecord],
+    clean_ids: list[list[int]],
+    corr_ids: list[list[int]],
+    name: str,
+    problems: _Problems,
+) -> int:
+    """The one token length of every prompt, clean and corrupted (T314, T315)."""
     lengths = [len(x) for x in clean_ids]
     for i, rec in enumerate(records):
         if len(corr_ids[i]) != lengths[i]:
@@ -217,26 +289,4 @@ def tokenize_records(
                 "all prompts of a task must have the same token length (positions are "
                 "compared across prompts); split differing prompts into separate tasks",
             )
-    problems.raise_if_any()
-
-    n = len(records)
-    pos_arrays = {k: np.asarray(v, dtype=np.int64) for k, v in positions.items()}
-    pos_arrays["END"] = np.full(n, common - 1 + len(bos), dtype=np.int64)
-    task_meta = dict(meta or {})
-    task_meta.update(
-        prepend_bos=prepend_bos,
-        correct_text=tuple(r.correct for r in records),
-        incorrect_text=tuple(r.incorrect for r in records),
-        templates=tuple(r.template for r in records),
-    )
-    return TokenizedTask(
-        name=name,
-        clean=np.asarray([bos + x for x in clean_ids], dtype=np.int64).reshape(n, -1),
-        corrupted=np.asarray([bos + x for x in corr_ids], dtype=np.int64).reshape(n, -1),
-        correct=np.asarray([answer_token[r.correct] for r in records], dtype=np.int64),
-        incorrect=np.asarray([answer_token[r.incorrect] for r in records], dtype=np.int64),
-        positions=pos_arrays,
-        clean_text=tuple(r.clean for r in records),
-        corrupted_text=tuple(r.corrupted for r in records),
-        meta=task_meta,
-    )
+    return common

@@ -270,6 +270,13 @@ def plot_comparison(cmp: Comparison, path: str | Path) -> Path:
     return out
 
 
+def write_table(cmp: Comparison, path: str | Path) -> Path:
+    """Both tables as Markdown (Comparison.table) at `path`."""
+    from seqcirc.report.files import write_text
+
+    return write_text(path, cmp.table(), "comparison")
+
+
 def write_json(cmp: Comparison, path: str | Path) -> Path:
     out = Path(path)
     try:

@@ -19,7 +19,7 @@ from seqcirc.report.files import write_text
 @contextmanager
 def sweep_progress(label: str) -> Iterator[Any]:
     """A rich progress line on stderr (silent when stderr is not a terminal); yields the
-    on_step callback for discover.prune."""
+    on_step callback for discovery.prune.discover."""
     from rich.console import Console
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 

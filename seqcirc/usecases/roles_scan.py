@@ -79,9 +79,11 @@ def scan_model(
     return table
 
 
-def plot_title(table: RoleTable) -> str:
+def save_plot(table: RoleTable, path: Path) -> Path:
+    """The role heatmaps as a PNG at `path`, titled with the model and set; returns it."""
     m = table.meta
-    return f"{m.get('model', '?')} on {m.get('set', '?')} (top {m.get('top_k')})"
+    title = f"{m.get('model', '?')} on {m.get('set', '?')} (top {m.get('top_k')})"
+    return plot_role_heatmaps(table, path, title=title)
 
 
 def summary(table: RoleTable, *, sort_by: str, limit: int, plot: Path | None) -> str:
@@ -113,5 +115,5 @@ def summary(table: RoleTable, *, sort_by: str, limit: int, plot: Path | None) ->
             f"{1 / n_members:.2f} on *_first (chance among the set)",
         ]
     if plot is not None:
-        lines += ["", f"heatmap: {plot_role_heatmaps(table, plot, title=plot_title(table))}"]
+        lines += ["", f"heatmap: {save_plot(table, plot)}"]
     return "\n".join(lines)

@@ -1,0 +1,64 @@
+"""What `seqcirc test` runs: every .circ file evaluated in one Session (models, tasks and
+means shared across files), each file's reports written as soon as it is evaluated (the
+CLI only parses options and prints)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from seqcirc.errors import SeqcircError
+
+
+@dataclass(frozen=True)
+class ReportPaths:
+    """Where each report goes (None: not written)."""
+
+    json: str | None = None
+    junit: str | None = None
+    markdown: str | None = None
+    html: str | None = None
+
+    def numbered(self, i: int, n: int) -> dict[str, str | None]:
+        """write_reports' keyword arguments for file i of n: several files sharing one
+        report option get report.0.json, report.1.json, ..."""
+        suffix = "" if n == 1 else f".{i}"
+        return {
+            "json_path": _suffixed(self.json, suffix),
+            "junit_path": _suffixed(self.junit, suffix),
+            "markdown_path": _suffixed(self.markdown, suffix),
+            "html_path": _suffixed(self.html, suffix),
+        }
+
+
+def _suffixed(path: str | None, suffix: str) -> str | None:
+    """report.json -> report.0.json when several files share one report option."""
+    if path is None or not suffix:
+        return path
+    stem, dot, ext = path.rpartition(".")
+    return f"{stem}{suffix}.{ext}" if dot else f"{path}{suffix}"
+
+
+def evaluate_files(
+    files: Sequence[str],
+    options: Any,
+    reports: ReportPaths,
+    *,
+    progress: Callable[[str], None] | None = None,
+    busy: Callable[[], AbstractContextManager[Any]] = nullcontext,
+) -> Iterator[tuple[Any, list[Path]]]:
+    """(EvaluationResult, report paths written) per file, in order. `options` is a
+    session.Options; `busy` wraps each evaluation (the CLI's status line)."""
+    from seqcirc.report import write_reports
+    from seqcirc.usecases.session import Session
+
+    session = Session(options, progress=progress)
+    for i, file in enumerate(files):
+        if not Path(file).is_file():
+            raise SeqcircError(f"no such file: {file}", code="E001", hint="check the path")
+        with busy():
+            result = session.evaluate_file(file)
+        yield result, write_reports(result, **reports.numbered(i, len(files)))
