@@ -4,7 +4,6 @@ ranges checked against that shape."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -32,7 +31,7 @@ def resolve_model(ck: Checker, model: ast.ModelName) -> ResolvedModel | None:
     if model.quoted or (folder / "config.json").is_file():
         cfg = folder / "config.json"
         try:
-            shape = shapes.shape_from_config(json.loads(cfg.read_text(encoding="utf-8")))
+            shape = shapes.shape_from_config(shapes.read_config(cfg))
         except (OSError, ValueError, KeyError, TypeError) as err:
             ck.error(
                 "E202",
