@@ -4,8 +4,6 @@ ranges checked against that shape."""
 
 from __future__ import annotations
 
-import json
-
 from seqcirc.checks.context import CheckContext
 from seqcirc.checks.diagnostics import suggest
 from seqcirc.checks.resolved import ResolvedModel
@@ -23,7 +21,7 @@ def resolve_model(ck: CheckContext, model: ast.ModelName) -> ResolvedModel | Non
     if model.quoted or (folder / "config.json").is_file():
         cfg = folder / "config.json"
         try:
-            shape = shapes.shape_from_config(json.loads(cfg.read_text(encoding="utf-8")))
+            shape = shapes.shape_from_config(shapes.read_config(cfg))
         except (OSError, ValueError, KeyError, TypeError) as err:
             ck.error(
                 "E202",

@@ -4,7 +4,9 @@ Every model goes through TransformerLens's `TransformerBridge.boot_transformers`
 from a folder on disk: a local folder as given, the bundled model's folder, or a hub
 model's snapshot in the Hugging Face cache (downloaded once if the hub is reachable).
 Before loading, the folder is checked: safetensors weights only (pickle checkpoints can
-run code when unpickled) and no remote code unless `trust_remote_code=True`.
+run code when unpickled), no remote code unless `trust_remote_code=True`, a config.json
+that describes the weights beside it; while and after loading, that every weight loaded
+and is finite and that the folder has a tokenizer (seqcirc.models.folder_checks).
 
 Compatibility mode (TransformerLens's folded LayerNorm and centred weights) is OFF by
 default: logits then equal the Hugging Face model's, loading is faster, and seqcirc's
@@ -33,7 +35,10 @@ from seqcirc.models.shapes import (
     ALIASES,
     BUNDLED_DIR,
     BUNDLED_NAME,
+    CONFIG_HINT,
     ModelShape,
+    config_reason,
+    read_config,
     resolve_name,
     shape_from_config,
 )
@@ -186,8 +191,11 @@ def _download(name: str, hub_id: str) -> Path:
     return Path(folder)
 
 
-def _check_folder(name: str, folder: Path, trust_remote_code: bool) -> list[Path]:
-    """Refuse folders that cannot be loaded safely; return the safetensors files."""
+def _check_folder(
+    name: str, folder: Path, trust_remote_code: bool
+) -> tuple[list[Path], ModelShape]:
+    """Refuse folders that cannot be loaded safely or are not a model; return the
+    safetensors files and the shape config.json gives."""
     config_path = folder / "config.json"
     if not config_path.is_file():
         raise ModelUnavailableError(
@@ -214,12 +222,7 @@ def _check_folder(name: str, folder: Path, trust_remote_code: bool) -> list[Path
             code="E503",
             hint="save the model with model.save_pretrained(folder)",
         )
-    try:
-        config = json.loads(config_path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ModelUnavailableError(
-            f"model '{name}': {config_path} is not valid JSON ({exc})", code="E503"
-        ) from exc
+    config, shape = _read_config(name, config_path)
     if config.get("auto_map") and not trust_remote_code:
         raise ModelUnavailableError(
             f"model '{name}' needs code from its own repository (config.json has auto_map); "
@@ -228,7 +231,30 @@ def _check_folder(name: str, folder: Path, trust_remote_code: bool) -> list[Path
             hint="read that code first; then pass trust_remote_code=True "
             "(on the command line: --trust-remote-code)",
         )
-    return weights
+    return weights, shape
+
+
+def _read_config(name: str, config_path: Path) -> tuple[dict[str, Any], ModelShape]:
+    """config.json as a dict and the shape it gives; E503 when it is not a model's config."""
+    try:
+        config = read_config(config_path)
+        model_type = config.get("model_type")
+        if not isinstance(model_type, str) or not model_type:
+            raise ValueError(
+                'config.json names no model_type (a string such as "gpt2" or "llama"), '
+                f"got {model_type!r}"
+            )
+        return config, shape_from_config(config)
+    except json.JSONDecodeError as exc:
+        raise ModelUnavailableError(
+            f"model '{name}': {config_path} is not valid JSON ({exc})", code="E503"
+        ) from None
+    except (OSError, ValueError, KeyError) as exc:
+        raise ModelUnavailableError(
+            f"model '{name}' in {config_path.parent}: {config_reason(exc)}",
+            code="E503",
+            hint=CONFIG_HINT,
+        ) from None
 
 
 def _sha256(files: list[Path]) -> str:
@@ -255,20 +281,27 @@ def _load_folder(
     trust_remote_code: bool,
     compatibility_mode: bool,
 ) -> LoadedModel:
-    weights = _check_folder(name, folder, trust_remote_code)
+    weights, shape = _check_folder(name, folder, trust_remote_code)
     from transformer_lens.model_bridge import TransformerBridge
     from transformers.utils import logging as hf_logging
+
+    from seqcirc.models import folder_checks
 
     # transformers' per-tensor "Loading weights" bar would interleave with seqcirc's own
     # progress and land in CI logs; seqcirc reports the load itself.
     hf_logging.disable_progress_bar()
 
     try:
+        # Weights that are not the config's model are refused before anything is built,
+        # and checked again (all loaded, all finite) while TransformerLens loads them.
+        loader = folder_checks.check_before_loading(name, folder, weights, trust_remote_code)
         bridge = TransformerBridge.boot_transformers(
-            str(folder), device=device, trust_remote_code=trust_remote_code
+            str(folder), device=device, trust_remote_code=trust_remote_code, model_class=loader
         )
         if compatibility_mode:
             bridge.enable_compatibility_mode()
+    except ModelUnavailableError:
+        raise
     except Exception as exc:  # a broken or unsupported folder: say which and why
         raise ModelUnavailableError(
             f"model '{name}' could not be loaded from {folder}: {type(exc).__name__}: {exc}",
@@ -276,8 +309,8 @@ def _load_folder(
             hint="check that the folder was written by transformers' save_pretrained and that "
             "TransformerLens supports its architecture",
         ) from exc
+    folder_checks.check_tokenizer(name, folder, bridge.tokenizer)
     bridge.eval()
-    shape = shape_from_config(json.loads((folder / "config.json").read_text()))
     identity = ModelIdentity(
         name=name,
         resolved=resolved,

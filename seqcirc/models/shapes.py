@@ -6,9 +6,17 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from seqcirc.errors import ModelUnavailableError
 
 BUNDLED_NAME = "seqcirc-mini"
 BUNDLED_DIR = Path(__file__).parents[1] / "bundled" / "seqcirc-mini"
+CONFIG_HINT = (
+    "a model folder holds the config.json that transformers' save_pretrained wrote: a JSON "
+    'object with model_type ("gpt2", "llama", ...) and the sizes n_layer/num_hidden_layers, '
+    "n_head/num_attention_heads, n_embd/hidden_size"
+)
 
 
 @dataclass(frozen=True)
@@ -70,24 +78,64 @@ def resolve_name(name: str) -> str:
     return ALIASES.get(name, name)
 
 
-def shape_from_config(config: dict) -> ModelShape:
-    """Read a Hugging Face config.json (GPT-2, GPT-NeoX and Llama key spellings)."""
-    n_layers = config.get("n_layer", config.get("num_hidden_layers"))
-    n_heads = config.get("n_head", config.get("num_attention_heads"))
-    d_model = config.get("n_embd", config.get("hidden_size"))
+def read_config(path: Path) -> dict[str, Any]:
+    """A config.json as a dict. Raises OSError (unreadable) or ValueError (not UTF-8,
+    not JSON, not an object), each with a message that names the file."""
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ValueError(
+            f"{path.name} is not UTF-8 text ({exc.reason} at byte {exc.start})"
+        ) from None
+    except RecursionError:
+        raise ValueError(f"{path.name} is JSON nested too deeply to read") from None
+    if not isinstance(config, dict):
+        raise ValueError(f"{path.name} holds a JSON {_json_kind(config)}, not an object")
+    return config
+
+
+def _json_kind(value: object) -> str:
+    kinds = {list: "list", str: "string", bool: "boolean", int: "number", float: "number"}
+    return "null" if value is None else kinds.get(type(value), type(value).__name__)
+
+
+def _size(config: dict[str, Any], *keys: str) -> int | None:
+    """The first of `keys` that is set, as a positive whole number; None if none is set."""
+    for key in keys:
+        value = config.get(key)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"config.json: {key} must be a positive whole number, got {value!r}")
+        return value
+    return None
+
+
+def shape_from_config(config: object) -> ModelShape:
+    """Read a Hugging Face config.json (GPT-2, GPT-NeoX and Llama key spellings).
+
+    Raises KeyError when a size is missing and ValueError when the config is no JSON
+    object or a size is no positive whole number."""
+    if not isinstance(config, dict):
+        raise ValueError(f"config.json holds a JSON {_json_kind(config)}, not an object")
+    n_layers = _size(config, "n_layer", "num_hidden_layers")
+    n_heads = _size(config, "n_head", "num_attention_heads")
+    d_model = _size(config, "n_embd", "hidden_size")
     if n_layers is None or n_heads is None or d_model is None:
         raise KeyError("config.json lacks n_layer/num_hidden_layers, n_head or n_embd")
-    d_mlp = config.get("n_inner") or config.get("intermediate_size") or 4 * d_model
+    d_mlp = _size(config, "n_inner", "intermediate_size") or 4 * d_model
     archs = config.get("architectures") or ["unknown"]
+    if not isinstance(archs, list) or not isinstance(archs[0], str):
+        raise ValueError(f"config.json: architectures must be a list of names, got {archs!r}")
     return ModelShape(
-        n_layers=int(n_layers),
-        n_heads=int(n_heads),
-        d_model=int(d_model),
-        d_head=int(d_model) // int(n_heads),
-        d_mlp=int(d_mlp),
-        d_vocab=int(config.get("vocab_size", 0)),
-        n_ctx=int(config.get("n_positions", config.get("max_position_embeddings", 0))),
-        architecture=str(archs[0]),
+        n_layers=n_layers,
+        n_heads=n_heads,
+        d_model=d_model,
+        d_head=d_model // n_heads,
+        d_mlp=d_mlp,
+        d_vocab=_size(config, "vocab_size") or 0,
+        n_ctx=_size(config, "n_positions", "max_position_embeddings") or 0,
+        architecture=archs[0],
     )
 
 
@@ -95,11 +143,26 @@ def shape_of(name: str, base_dir: Path | None = None) -> ModelShape | None:
     """The shape of a model named in a file, without loading weights; None if unknown.
 
     Looks at: the bundled model, a local folder (relative to base_dir) with config.json,
-    then the table of known hub models.
+    then the table of known hub models. A local config.json that cannot be read is a
+    ModelUnavailableError (E503).
     """
     if name == BUNDLED_NAME:
-        return shape_from_config(json.loads((BUNDLED_DIR / "config.json").read_text()))
+        return shape_from_config(read_config(BUNDLED_DIR / "config.json"))
     folder = Path(name) if base_dir is None else base_dir / name
     if (folder / "config.json").is_file():
-        return shape_from_config(json.loads((folder / "config.json").read_text()))
+        try:
+            return shape_from_config(read_config(folder / "config.json"))
+        except (OSError, ValueError, KeyError) as err:
+            raise ModelUnavailableError(
+                f"model '{name}' in {folder}: {config_reason(err)}",
+                code="E503",
+                hint=CONFIG_HINT,
+            ) from None
     return KNOWN_SHAPES.get(resolve_name(name))
+
+
+def config_reason(err: Exception) -> str:
+    """An error's message without KeyError's quotes; OSError's with the file's name."""
+    if isinstance(err, OSError):
+        return f"cannot read config.json ({err.strerror or err})"
+    return str(err.args[0]) if err.args else type(err).__name__

@@ -8,14 +8,19 @@ CSV: a header row naming the four columns, then one prompt per row.
 correct/incorrect are the next word. A value starting with whitespace is used exactly
 as written (" 5"); otherwise one space is put before it when the prompt does not end in
 whitespace, as in "... born in" -> " 5". Exports record the exact continuation used.
-Every problem is reported with its line number, all of them at once.
+Every problem is found in one pass and reported with its line number; the first
+MAX_SHOWN are shown, then a count of the rest. Lines end at "\n" (or "\r\n") only, as
+JSONL defines them: U+2028 and other Unicode line breaks are text inside a string. A
+UTF-8 byte order mark at the start of the file is dropped.
 """
 
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
+import re
 from pathlib import Path
 
 from seqcirc.errors import Diagnostic, DiagnosticsError, InputError, did_you_mean
@@ -25,6 +30,12 @@ from seqcirc.tasks.records import PromptRecord
 FIELDS = ("clean", "corrupted", "correct", "incorrect")
 OPTIONAL_FIELDS = ("id",)  # a user's own label, kept in PromptRecord.info
 FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv"}
+MAX_SHOWN = 20  # problems shown of a bad file; the rest are counted
+_SHOWN_WIDTH = 200  # characters of a line quoted under a problem
+# Half of a UTF-16 surrogate pair: JSON can write one ("\ud800"), but it is no text.
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+# What str.splitlines() (and so the caret snippet) would break a quoted line at.
+_LINE_BREAKS = dict.fromkeys(map(ord, "\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"), " ")
 
 
 def continuation(prompt: str, answer: str) -> str:
@@ -32,6 +43,11 @@ def continuation(prompt: str, answer: str) -> str:
     if answer[:1].isspace() or prompt[-1:].isspace():
         return answer
     return " " + answer
+
+
+@functools.lru_cache(maxsize=256)  # a file may repeat one misspelt field 100,000 times
+def _fields_hint(key: str) -> str:
+    return did_you_mean(key, FIELDS, quote=True) + "fields: " + ", ".join(FIELDS + OPTIONAL_FIELDS)
 
 
 def _check_row(row: object, path: str, line: int, diags: list[Diagnostic]) -> PromptRecord | None:
@@ -44,12 +60,7 @@ def _check_row(row: object, path: str, line: int, diags: list[Diagnostic]) -> Pr
     ok = True
     for key in row:
         if key not in FIELDS and key not in OPTIONAL_FIELDS:
-            bad(
-                f"unknown field {key!r}",
-                did_you_mean(str(key), FIELDS, quote=True)
-                + "fields: "
-                + ", ".join(FIELDS + OPTIONAL_FIELDS),
-            )
+            bad(f"unknown field {_clip(repr(key))}", _fields_hint(str(key)))
             ok = False
     for key in FIELDS:
         value = row.get(key)
@@ -57,12 +68,12 @@ def _check_row(row: object, path: str, line: int, diags: list[Diagnostic]) -> Pr
             bad(f"missing field {key!r}", "each prompt needs " + ", ".join(FIELDS))
             ok = False
         elif not isinstance(value, str):
-            bad(f"field {key!r} must be a string, got {json.dumps(value)}")
+            bad(f"field {key!r} must be a string, got {_short_json(value)}")
             ok = False
         elif not value.strip():
             bad(f"field {key!r} is empty")
             ok = False
-    if not ok:
+    if not ok or not _is_text(row, path, line, diags):
         return None
     clean, corrupted = row["clean"], row["corrupted"]
     info = {"id": row["id"]} if "id" in row else {}
@@ -77,10 +88,52 @@ def _check_row(row: object, path: str, line: int, diags: list[Diagnostic]) -> Pr
     )
 
 
+def _is_text(row: dict, path: str, line: int, diags: list[Diagnostic]) -> bool:
+    """No string field holds a lone surrogate (tokenizers and UTF-8 files reject them)."""
+    # json.loads joins an escaped pair into one character, so every surrogate in a str
+    # is a lone one, and one search over the joined fields finds them all.
+    values = [v for key in (*FIELDS, *OPTIONAL_FIELDS) if isinstance(v := row.get(key), str)]
+    if not _LONE_SURROGATE.search("".join(values)):
+        return True
+    ok = True
+    for key in (*FIELDS, *OPTIONAL_FIELDS):
+        value = row.get(key)
+        if isinstance(value, str) and (half := _LONE_SURROGATE.search(value)):
+            diags.append(
+                Diagnostic(
+                    "T209",
+                    f"field {key!r} is not text: it holds the lone surrogate "
+                    f"\\u{ord(half.group()):04x} (half of a UTF-16 pair, written as a JSON escape)",
+                    Span(path, line, 1),
+                    "write the character itself, or escape both halves of its pair "
+                    "(\\ud83d\\ude00 is one emoji)",
+                )
+            )
+            ok = False
+    return ok
+
+
+def _clip(text: str, width: int = 80) -> str:
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def _short_json(value: object) -> str:
+    """A field's value as JSON for a message, cut short (it may be huge or deep)."""
+    try:
+        return _clip(json.dumps(value))
+    except (RecursionError, ValueError):
+        return type(value).__name__
+
+
+def _lines(text: str) -> list[str]:
+    """The file's lines: split at "\n" only, a "\r" before it dropped (JSONL, RFC 8259)."""
+    return [raw.removesuffix("\r") for raw in text.split("\n")]
+
+
 def _rows_jsonl(text: str, path: str, diags: list[Diagnostic]) -> list[tuple[int, object]]:
     rows = []
-    for line, raw in enumerate(text.splitlines(), start=1):
-        if not raw.strip():
+    for line, raw in enumerate(_lines(text), start=1):
+        if not raw.strip(" \t\r"):  # JSON whitespace only: U+2028 is no blank
             continue
         try:
             rows.append((line, json.loads(raw)))
@@ -91,6 +144,15 @@ def _rows_jsonl(text: str, path: str, diags: list[Diagnostic]) -> list[tuple[int
                     f"not valid JSON: {err.msg}",
                     Span(path, line, err.colno),
                     "each line must be one JSON object",
+                )
+            )
+        except RecursionError:  # e.g. [[[[...]]]] 100,000 deep
+            diags.append(
+                Diagnostic(
+                    "T208",
+                    "JSON nested too deeply to read",
+                    Span(path, line, 1),
+                    "each line must be one flat JSON object of strings",
                 )
             )
     return rows
@@ -151,7 +213,7 @@ def load_prompt_file(path: str | Path, base_dir: Path | None = None) -> list[Pro
             hint="use a .jsonl or .csv file",
         )
     try:
-        text = file.read_text(encoding="utf-8")
+        text = file.read_text(encoding="utf-8-sig")  # -sig: drops a byte order mark
     except FileNotFoundError:
         raise InputError(
             f"prompt file {shown} not found (looked at {file})",
@@ -167,5 +229,25 @@ def load_prompt_file(path: str | Path, base_dir: Path | None = None) -> list[Pro
         diags.append(Diagnostic("T207", "the prompt file has no prompts", Span(shown, 1, 1)))
     if diags:
         diags.sort(key=lambda d: d.span.line if d.span else 0)  # stable: file order
-        raise DiagnosticsError(diags, source_text=text)
+        _raise_shown(diags, text, shown)
     return records
+
+
+def _raise_shown(diags: list[Diagnostic], text: str, shown: str) -> None:
+    """Raise the first MAX_SHOWN problems and a count of the rest.
+
+    The source text handed on for the caret snippets holds only the quoted lines (cut
+    to a readable width, other line breaks blanked so line numbers stay right): a
+    snippet splits that text once per problem, which for the whole of a big file
+    would take minutes."""
+    first, rest = diags[:MAX_SHOWN], len(diags) - MAX_SHOWN
+    lines = _lines(text)
+    quoted: dict[int, str] = {}
+    for d in first:
+        if d.span is not None and 1 <= d.span.line <= len(lines):
+            width = max(_SHOWN_WIDTH, d.span.col + 40)
+            quoted[d.span.line] = _clip(lines[d.span.line - 1].translate(_LINE_BREAKS), width)
+    source = "\n".join(quoted.get(n, "") for n in range(1, max(quoted, default=0) + 1))
+    if rest > 0:
+        first.append(Diagnostic("T200", f"... and {rest} more problems in {shown}"))
+    raise DiagnosticsError(first, source_text=source)
