@@ -1,4 +1,4 @@
-"""The two faithfulness variants (design/metrics.md), their bootstrap intervals, and the
+"""The two faithfulness variants (docs/statistics.md), their bootstrap intervals, and the
 faithfulness claim.
 
 Faithfulness is a ratio of means over prompts (never a mean of per-prompt ratios) and is

@@ -6,7 +6,7 @@ stream and its copies [S, d], the attention block (q, k, v and their contiguous 
 scores and probabilities [H, S, S]) or the MLP ([S, d_mlp] pre- and post-activation),
 whichever is larger; what a captured sweep keeps of every layer (z and mlp_out); per-prompt
 replacement values (resample, patching); the logits at the answer [vocab] and the metric's
-log-softmax. tests/test_memory.py checks it against the measured peak of a forward.
+log-softmax. tests/test_engine_memory.py checks it against the measured peak of a forward.
 
 Budget: 64 MiB on a CPU; on a GPU half the memory free on it (torch.cuda.mem_get_info plus
 what torch's allocator holds unused). `--batch-size N` replaces the whole computation.

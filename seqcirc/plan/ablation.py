@@ -1,4 +1,4 @@
-"""The ablation set-up (metrics.md, "The ablation set-up"): what a replaced component gets,
+"""The ablation set-up (docs/language.md, `ablate`): what a replaced component gets,
 where those values come from, at which positions, which run is intervened on, and whether
 nodes or edges are cut. One frozen value that answers the engine's questions about itself
 and says itself in words, once, for results and reports alike. No torch.
@@ -41,7 +41,7 @@ class AblationWords:
 
 @dataclass(frozen=True)
 class AblationSpec:
-    """The ablation set-up; recorded with every number (metrics.md, 'The ablation set-up').
+    """The ablation set-up; recorded with every number (docs/language.md, `ablate`).
 
     Nothing here is validated on construction (a report may read back any recorded set-up);
     `check` says whether the engine can run it.

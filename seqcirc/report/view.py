@@ -67,7 +67,7 @@ def short_source(source: str) -> str:
 
 
 def ablation_setup(circuit: CircuitResult) -> str:
-    """The six choices of metrics.md ("The ablation set-up") in one line."""
+    """The six choices of the ablation set-up (docs/language.md, `ablate`) in one line."""
     a: Mapping[str, Any] = circuit.ablation or {}
     # as recorded; a field the result lacks reads as MISSING ("value —")
     spec = AblationSpec(

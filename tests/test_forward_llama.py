@@ -30,7 +30,7 @@ from seqcirc.forward.llama import LlamaWeights
 from seqcirc.plan import AblationSpec, Node
 from seqcirc.tasks.types import TokenizedTask
 from tests.llama_tiny import bridge_of_llama, llama_tokenizer, save_tiny_llama, tiny_llama
-from tests.test_evaluator_reference import _ref_nodes, run_nodes
+from tests.test_forward_reference import _ref_nodes, run_nodes
 
 VOCAB, SEQ, N = 40, 7, 5
 
