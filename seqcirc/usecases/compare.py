@@ -137,6 +137,9 @@ def load_circuits(files: Sequence[str]) -> list[Entry]:
     return out
 
 
+Column = tuple[CircuitPlan, Path, int]  # a task's owner circuit, its folder, the task seed
+
+
 def compare(
     files: Sequence[str],
     *,
@@ -147,14 +150,10 @@ def compare(
     progress: Any = None,
 ) -> Comparison:
     """Overlap and the cross-task matrix of the node circuits in `files`."""
-    from seqcirc.claims.measures import f_model
-    from seqcirc.engine.prepare import prepare
-    from seqcirc.engine.runner import node_mask, run_circuits
+    from seqcirc.plan import Plan
     from seqcirc.usecases.session import Options, Session, apply_options
 
     entries = load_circuits(files)
-    from seqcirc.plan import Plan
-
     models = {model or e[1].model.name for e in entries}
     if len(models) > 1:
         raise InputError(
@@ -176,12 +175,7 @@ def compare(
         rows.append("shared")
         node_sets.append(ov.shared)
         ablations.append(circuits[0].ablation)  # set algebra keeps the first operand's
-    # columns: each distinct task (a task is its spec and seed; circuits may share one)
-    tasks: list[tuple[CircuitPlan, Path, int]] = []
-    for e, c in zip(entries, circuits, strict=True):
-        task_seed = e[3] if seed is None else seed
-        if all((t.task, s) != (c.task, task_seed) for t, _, s in tasks):
-            tasks.append((c, e[2], task_seed))
+    tasks = _task_columns(entries, circuits, seed)
     metrics = {c.task.metric for c, _, _ in tasks}
     if len(metrics) > 1:
         raise InputError(
@@ -189,7 +183,40 @@ def compare(
             code="E351",
             hint="compare circuits scored with one metric",
         )
-    perf = np.zeros((len(rows), len(tasks)))
+    perf, fms, ns = _cross_task(session, tasks, node_sets, ablations)
+    return Comparison(
+        ov,
+        tuple(rows),
+        tuple(c.task.name for c, _, _ in tasks),
+        perf,
+        tuple(fms),
+        tuple(ns),
+        next(iter(models)),
+        next(iter(metrics)),
+    )
+
+
+def _task_columns(
+    entries: Sequence[Entry], circuits: Sequence[CircuitPlan], seed: int | None
+) -> list[Column]:
+    """One column per distinct task (a task is its spec and seed; circuits may share one)."""
+    tasks: list[Column] = []
+    for e, c in zip(entries, circuits, strict=True):
+        task_seed = e[3] if seed is None else seed
+        if all((t.task, s) != (c.task, task_seed) for t, _, s in tasks):
+            tasks.append((c, e[2], task_seed))
+    return tasks
+
+
+def _cross_task(
+    session: Any, tasks: Sequence[Column], node_sets: Sequence[Any], ablations: Sequence[Any]
+) -> tuple[NDArray[np.float64], list[float], list[int]]:
+    """Every row's circuit on every column's task, as a share of the full model's score."""
+    from seqcirc.claims.measures import f_model
+    from seqcirc.engine.prepare import prepare
+    from seqcirc.engine.runner import node_mask, run_circuits
+
+    perf = np.zeros((len(node_sets), len(tasks)))
     fms, ns = [], []
     for j, (owner, base, task_seed) in enumerate(tasks):
         loaded = session.model(owner, base)
@@ -206,16 +233,7 @@ def compare(
             perf[members, j] = run_circuits(state, masks).mean(axis=1) / fm
         fms.append(fm)
         ns.append(task.n_prompts)
-    return Comparison(
-        ov,
-        tuple(rows),
-        tuple(c.task.name for c, _, _ in tasks),
-        perf,
-        tuple(fms),
-        tuple(ns),
-        next(iter(models)),
-        next(iter(metrics)),
-    )
+    return perf, fms, ns
 
 
 def plot_comparison(cmp: Comparison, path: str | Path) -> Path:
