@@ -15,7 +15,9 @@ def _heavy_modules_imported_outside() -> None:
     extension does not survive a second import, so import the evaluation stack here."""
     import seqcirc.claims.evaluate
     import seqcirc.claims.significance
+    import seqcirc.language.parser  # with its AST: the checks' isinstance tests need one copy
     import seqcirc.models.load
+    import seqcirc.plan.compile
     import seqcirc.report
     import seqcirc.roles
     import seqcirc.tasks

@@ -71,10 +71,22 @@ def evaluate_derived(ck: CheckContext, d: ast.DerivedDef) -> Circuit | None:
 
 
 def _eval(ck: CheckContext, expr: ast.SetExpr, model: str | None) -> Circuit | None:
-    if isinstance(expr, ast.SetRef):
-        return lookup_circuit(ck, expr.name, model)
-    left = _eval(ck, expr.left, model)
-    right = _eval(ck, expr.right, model)
+    """Left to right, as written: a loop down the left operands (a chain `a & b & c ...`
+    may be thousands long), recursion into right ones (their nesting is bounded, E103).
+    After a failed operand the rest are still looked up, so their errors show too."""
+    spine: list[ast.SetOp] = []
+    while isinstance(expr, ast.SetOp):
+        spine.append(expr)
+        expr = expr.left
+    acc = lookup_circuit(ck, expr.name, model)
+    for op in reversed(spine):
+        acc = _apply(ck, op, acc, _eval(ck, op.right, model))
+    return acc
+
+
+def _apply(
+    ck: CheckContext, expr: ast.SetOp, left: Circuit | None, right: Circuit | None
+) -> Circuit | None:
     if left is None or right is None:
         return None
     if left.model.ref.name != right.model.ref.name:

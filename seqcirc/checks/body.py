@@ -10,6 +10,7 @@ from seqcirc.checks.components import check_head, mlp_nodes
 from seqcirc.checks.context import CheckContext
 from seqcirc.checks.edges import check_edges, edge_order
 from seqcirc.checks.resolved import Circuit, ResolvedModel
+from seqcirc.checks.roles import check_role
 from seqcirc.checks.scope import check_position, expand, file_group, unknown_name, unknown_task
 from seqcirc.language import ast
 from seqcirc.language import vocab as V
@@ -139,7 +140,7 @@ def _claim(ck: CheckContext, sec: _Section, stmt: ast.RoleStmt | ast.ExpectStmt)
     else:
         check_head(ck, stmt.head, sec.shape)
     task = sec.task
-    sec.claims.role(stmt, lambda ref: check_position(ck, ref, task))
+    check_role(sec.claims, stmt, lambda ref: check_position(ck, ref, task), sec.shape, task)
     sec.kept.append(stmt)
 
 

@@ -19,9 +19,10 @@ from seqcirc.checks.components import resolve_model
 from seqcirc.checks.context import CheckContext
 from seqcirc.checks.diagnostics import CheckError
 from seqcirc.checks.resolved import Module
-from seqcirc.checks.scope import expand, unknown_task
+from seqcirc.checks.scope import file_group, unknown_task
 from seqcirc.errors import Diagnostic, InputError, SeqcircError
 from seqcirc.language import ast, parse
+from seqcirc.language import vocab as V
 
 
 class Checker:
@@ -41,6 +42,13 @@ class Checker:
             ck.error("E210", "the seed is set twice", extra.span, "keep one `seed` line")
         if seeds:
             self.mod.seed = seeds[0].value
+            if seeds[0].value > V.LIMITS["seed"]:
+                ck.error(
+                    "E251",
+                    f"the seed must be at most {V.LIMITS['seed']:,}, not {seeds[0].value}",
+                    seeds[0].span,
+                    "a seed fits a signed 64-bit integer",
+                )
         for imp in self.program.of_type(ast.ImportStmt):
             self._import(imp)
         for task in self.program.of_type(ast.TaskDef):
@@ -49,7 +57,7 @@ class Checker:
             self._check_task(task)
         for group in self.program.of_type(ast.GroupDef):
             self._define(ck.groups, group.name, group, "group")
-            expand(ck, group.members, None, {}, group.span)
+            file_group(ck, group.name.name, None)
         for item in self.program.items:
             if isinstance(item, ast.CircuitDef):
                 self._circuit(item)
@@ -93,6 +101,14 @@ class Checker:
             chain = " -> ".join(Path(p).name for p in (*self.stack, str(target)))
             self.ck.error("E111", f"import cycle: {chain}", imp.span, "remove one of these imports")
             return
+        if len(self.stack) >= V.LIMITS["import_depth"]:
+            self.ck.error(
+                "E111",
+                f"imports nested more than {V.LIMITS['import_depth']} files deep",
+                imp.span,
+                "import the files a chain ends in directly",
+            )
+            return
         try:
             text = target.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as err:
@@ -115,7 +131,7 @@ class Checker:
         first = err.diagnostics[0]
         where = f" at {imp.path}:{first.span.line}:{first.span.col}" if first.span else ""
         if first.code == "E111":
-            self.ck.error("E111", first.message, imp.span, "remove one of these imports")
+            self.ck.error("E111", first.message, imp.span, first.hint)
             return
         self.ck.error(
             "E112",
@@ -133,7 +149,7 @@ class Checker:
         for name, group in mod.groups.items():
             if name in mod.exported:
                 # flattened, so names the imported file itself imported need not be in scope
-                flat = replace(group, members=_flatten(mod.groups, name))
+                flat = replace(group, members=mod.flat_groups[name])
                 self._define(self.ck.groups, ast.NameRef(name, imp.span), flat, "group")
         for circuit in mod.own:
             self.ck.circuits.setdefault(circuit.name, []).append(circuit)
@@ -193,14 +209,6 @@ class Checker:
         ClaimChecker(self.ck.error).claim(e.claim)
         if circuit is not None and task is not None:
             self.mod.expect_on.append((e, circuit, task))
-
-
-def _flatten(groups: dict[str, ast.GroupDef], name: str) -> tuple[ast.Member, ...]:
-    """A checked group's members with group names replaced by their members."""
-    out: list[ast.Member] = []
-    for m in groups[name].members:
-        out.extend(_flatten(groups, m.name) if isinstance(m, ast.NameRef) else (m,))
-    return tuple(out)
 
 
 def _key(path: str) -> str:

@@ -131,11 +131,22 @@ class ClaimChecker:
             values[arg.name] = value
         return values
 
-    def _at_least(self, values: dict, key: str, low: int, span: Span, why: str) -> None:
+    def at_least(self, values: dict, key: str, low: int, span: Span, why: str) -> None:
         if key in values and values[key] < low:
             self.error("E251", f"`{key}` must be at least {low}", span, why)
 
-    def _choices(
+    def at_most(self, values: dict, key: str, high: int, span: Span, why: str) -> bool:
+        """E251 naming the bound when values[key] exceeds `high`; False then."""
+        if key in values and values[key] > high:
+            self.error("E251", f"`{key}` must be at most {high:,}, not {values[key]}", span, why)
+            return False
+        return True
+
+    def limit(self, values: dict, key: str, span: Span, what: str) -> bool:
+        """at_most with the bound of seqcirc.language.vocab.LIMITS on `what`."""
+        return self.at_most(values, key, V.LIMITS[key], span, f"seqcirc's limit on {what}")
+
+    def choices(
         self, args: tuple[ast.Arg, ...], values: dict, choices: Mapping[str, tuple[str, ...]]
     ) -> None:
         for key, value in values.items():
@@ -148,7 +159,7 @@ class ClaimChecker:
                     f"{key} may be: " + ", ".join(choices[key]),
                 )
 
-    def _sequence_name(self, name: str, span: Span) -> bool:
+    def sequence_name(self, name: str, span: Span) -> bool:
         sets, _ = _sequences()
         if name not in sets:
             self.error(
@@ -159,7 +170,7 @@ class ClaimChecker:
     def sequence(self, src: ast.SeqSource) -> None:
         """`sequence(NAME, ...)`: a built-in ordered set and the generator's parameters."""
         sets, default_ranges = _sequences()
-        self._sequence_name(src.set_name.name, src.set_name.span)
+        self.sequence_name(src.set_name.name, src.set_name.span)
         values = self.args(src.args, V.TASK_PARAMS, "sequence")
         size = len(sets.get(src.set_name.name, ()))
         self.task_params(values, src, size, default_ranges.get(src.set_name.name, size))
@@ -190,8 +201,11 @@ class ClaimChecker:
             ("interval", 1),
             ("start", 1),
             ("range", 2),
+            ("seed", 0),
         ):
-            self._at_least(values, key, low, spans.get(key, span), "")
+            self.at_least(values, key, low, spans.get(key, span), "")
+        self.limit(values, "prompts", spans.get("prompts", span), "the prompts of one task")
+        self.limit(values, "seed", spans.get("seed", span), "seeds: a signed 64-bit integer")
         rng = values.get("range", default_range)
         if size and rng > size:
             self.error(
@@ -200,7 +214,37 @@ class ClaimChecker:
                 spans.get("range", span),
                 f"use range={size} or less",
             )
-        if "start" in values and size:
+        elif size and self._members_fit(values, spans, span, rng):
+            self._start_fits(values, spans, rng)
+
+    def _members_fit(self, values: dict, spans: dict, span: Span, rng: int) -> bool:
+        """The shown members and the answer fit the range; one name per member is left."""
+        from seqcirc.tasks.sets import NAMES
+
+        members = values.get("members", V.DEFAULT_MEMBERS)
+        interval = values.get("interval", 1)
+        if members * interval + 1 > rng:
+            key = "members" if "members" in values else "interval"
+            self.error(
+                "E251",
+                f"{members} members at interval {interval} need {members * interval + 1} "
+                f"members of the sequence, but its range has {rng}",
+                spans.get(key, span),
+                "show fewer members, use a smaller interval, or a larger range",
+            )
+            return False
+        if members + 1 > len(NAMES):
+            self.error(
+                "E251",
+                f"`members` must be at most {len(NAMES) - 1}, not {members}",
+                spans.get("members", span),
+                f"each prompt names {members + 1} people and there are {len(NAMES)} names",
+            )
+            return False
+        return True
+
+    def _start_fits(self, values: dict, spans: dict, rng: int) -> None:
+        if "start" in values:
             members = values.get("members", V.DEFAULT_MEMBERS)
             interval = values.get("interval", 1)
             last = values["start"] - 1 + members * interval  # 0-based index of the answer
@@ -233,7 +277,7 @@ class ClaimChecker:
                     _hint(name.name, V.METRICS, "metrics"),
                 )
             values = self.args(clause.args, dict.fromkeys(V.METRIC_ARGS, str), "metric")
-            self._choices(clause.args, values, V.METRIC_ARGS)
+            self.choices(clause.args, values, V.METRIC_ARGS)
         elif name.name not in V.FILTERS:
             self.error(
                 "E207",
@@ -311,7 +355,8 @@ class ClaimChecker:
                 expr.span,
                 "variant may be: " + ", ".join(V.FAITHFULNESS_VARIANTS),
             )
-        self._at_least(values, "random", 1, expr.span, "")
+        self.at_least(values, "random", 1, expr.span, "")
+        self.limit(values, "random", expr.span, "random subsets (each is a run of the model)")
 
     def _test_claim(self, expr: ast.ClaimExpr, kind: str) -> None:
         values = self.args(expr.args, V.TEST_CLAIMS[kind], kind)
@@ -325,33 +370,9 @@ class ClaimChecker:
             )
         self.threshold("p", expr.threshold)
         for key in ("n", "permutations"):
-            self._at_least(values, key, 1, expr.span, "")
+            self.at_least(values, key, 1, expr.span, "")
+        self.limit(values, "n", expr.span, "random circuits (each is a run of the model)")
+        self.limit(values, "permutations", expr.span, "the permutations of a test")
         for key in ("epsilon", "q"):
             if key in values and not 0 < values[key] < 1:
                 self.error("E251", f"`{key}` must lie between 0 and 1", expr.span, None)
-
-    def role(self, role: ast.RoleStmt, position: Callable[[ast.NameRef], None]) -> None:
-        name = role.role.name
-        if name not in V.ROLES:
-            self.error(
-                "E204", f"unknown role `{name}`", role.role.span, _hint(name, V.ROLES, "roles")
-            )
-            return
-        values = self.args(role.args, V.ROLES[name], f"role {name}")
-        for key, low in (("top", 1), ("members", 2), ("n_seqs", 1), ("half_len", 2)):
-            self._at_least(values, key, low, role.span, "")
-        self._choices(role.args, values, V.ROLE_CHOICES)
-        if "set" in values:
-            self._sequence_name(values["set"], next(a.span for a in role.args if a.name == "set"))
-        for key in ("from", "to"):
-            if name == "attends" and key not in values:
-                self.error(
-                    "E251",
-                    f"`attends` needs `{key}=POSITION`",
-                    role.span,
-                    "e.g. role 4.4 attends(from=S3, to=S2) >= 0.2",
-                )
-            if key in values:
-                arg = next(a for a in role.args if a.name == key)
-                position(ast.NameRef(str(values[key]), arg.span))
-        self.threshold("role", role.threshold)

@@ -4,15 +4,22 @@ ranges checked against that shape."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 from seqcirc.checks.context import CheckContext
 from seqcirc.checks.diagnostics import suggest
 from seqcirc.checks.resolved import ResolvedModel
+from seqcirc.errors import InputError
 from seqcirc.language import ast
+from seqcirc.language.vocab import LIMITS
 from seqcirc.models import shapes
 from seqcirc.plan import ModelRef, Node
 from seqcirc.source import Span
 
-MAX_LAYERS_UNKNOWN = 1000  # a sanity cap when a model's shape cannot be known offline
+# sanity caps when a model's shape cannot be known offline
+MAX_LAYERS_UNKNOWN = LIMITS["layers"]
+MAX_HEADS_UNKNOWN = LIMITS["heads"]
 
 
 def resolve_model(ck: CheckContext, model: ast.ModelName) -> ResolvedModel | None:
@@ -53,22 +60,66 @@ def resolve_model(ck: CheckContext, model: ast.ModelName) -> ResolvedModel | Non
             "quote a local folder with a config.json to check it fully",
         )
         return ResolvedModel(ModelRef(name, "hub"), None)
-    names = [*shapes.ALIASES, shapes.BUNDLED_NAME]
+    cached = _cached_shape(hub)
+    if cached is not None:  # a hub model this machine has a copy of
+        return ResolvedModel(ModelRef(name, "hub"), cached)
     ck.error(
         "E202",
         f"unknown model `{name}`",
         model.span,
-        suggest(name, names)
-        or "known models: "
-        + ", ".join(names)
-        + '; a local checkpoint folder is written in quotes: on "./my-model"',
+        _unknown_hint(name, 'a local checkpoint folder is written in quotes: on "./my-model"'),
     )
     return None
+
+
+def _unknown_hint(name: str, folders: str) -> str:
+    names = [*shapes.ALIASES, shapes.BUNDLED_NAME]
+    return suggest(name, names) or "known models: " + ", ".join(names) + "; " + folders
+
+
+def _cached_shape(hub_id: str) -> shapes.ModelShape | None:
+    """The shape of a hub model from its config.json in the Hugging Face cache, found
+    without the network; None when there is no copy (or no huggingface_hub)."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        hit = try_to_load_from_cache(hub_id, "config.json")
+        if not isinstance(hit, str):
+            return None
+        return shapes.shape_from_config(json.loads(Path(hit).read_text(encoding="utf-8")))
+    except (ImportError, OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def resolve_model_option(name: str, base: Path | None = None) -> ResolvedModel:
+    """A model named on the command line (`--model NAME`), decided as `on NAME` in a file
+    is (resolve_model): a folder with a config.json, the bundled model, a known hub name
+    or alias, an org/name hub id, or a hub model in the local cache. Otherwise the same
+    E202, as an InputError (exit 2), before any model is loaded."""
+    folder = base or Path()
+    ck = CheckContext("<command line>", folder, {}, {}, {}, [])
+    quoted = (folder / name).is_dir()  # a folder is read as a quoted one would be
+    model = resolve_model(ck, ast.ModelName(name, quoted, Span("<command line>", 1, 1)))
+    if ck.diags or model is None:
+        first = ck.diags[0]
+        hint = first.hint
+        if not quoted:
+            hint = _unknown_hint(name, "or the path of a folder with a config.json")
+        raise InputError(f"--model: {first.message}", code=first.code, hint=hint)
+    return model
 
 
 # ---- components ---------------------------------------------------------------
 def check_head(ck: CheckContext, head: ast.HeadRef, shape: shapes.ModelShape | None) -> bool:
     if shape is None:
+        if head.head >= MAX_HEADS_UNKNOWN:
+            ck.error(
+                "E220",
+                f"head {head.text} is out of range",
+                head.span,
+                f"seqcirc accepts at most {MAX_HEADS_UNKNOWN} heads per layer",
+            )
+            return False
         return _sane(ck, head.layer, head.span)
     if head.layer >= shape.n_layers:
         ck.error(

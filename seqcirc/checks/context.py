@@ -25,6 +25,7 @@ class CheckContext:
     groups: dict[str, ast.GroupDef]
     circuits: dict[str, list[Circuit]]
     warnings: list[Diagnostic]
+    flat: dict[str, tuple[ast.Member, ...]] = field(default_factory=dict)  # scope.flat_members
     diags: list[Diagnostic] = field(default_factory=list)
     failed: set[str] = field(default_factory=set)  # circuits reported; uses add no noise
     resolving: set[str] = field(default_factory=set)  # file-level groups being expanded
@@ -34,7 +35,9 @@ class CheckContext:
     @classmethod
     def of(cls, mod: Module, base: Path) -> CheckContext:
         """A context whose tables are `mod`'s own dicts, so definitions land in both."""
-        return cls(mod.path, base, mod.tasks, mod.groups, mod.circuits, mod.warnings)
+        return cls(
+            mod.path, base, mod.tasks, mod.groups, mod.circuits, mod.warnings, mod.flat_groups
+        )
 
     def error(self, code: str, message: str, span: Span | None, hint: str | None = None) -> None:
         self.diags.append(Diagnostic(code, message, span, hint))

@@ -44,6 +44,8 @@ class Module:
     tasks: dict[str, ast.TaskDef] = field(default_factory=dict)
     task_dirs: dict[str, str] = field(default_factory=dict)  # task -> directory of its file
     groups: dict[str, ast.GroupDef] = field(default_factory=dict)
+    # each file-level group's heads and MLP ranges, nested groups replaced by theirs
+    flat_groups: dict[str, tuple[ast.Member, ...]] = field(default_factory=dict)
     circuits: dict[str, list[Circuit]] = field(default_factory=dict)
     own: list[Circuit] = field(default_factory=list)  # circuits defined in this file
     expect_on: list[tuple[ast.ExpectOn, Circuit, ast.TaskDef]] = field(default_factory=list)

@@ -39,6 +39,18 @@ def expand(
 
 def file_group(ck: CheckContext, name: str, shape: shapes.ModelShape | None) -> tuple[Node, ...]:
     """A file-level group's nodes, checked against `shape` (reported at its definition)."""
+    return expand(ck, flat_members(ck, name), shape, {}, ck.groups[name].span)
+
+
+def flat_members(ck: CheckContext, name: str) -> tuple[ast.Member, ...]:
+    """A file-level group's heads and MLP ranges, the groups it names replaced by theirs.
+
+    Worked out once per group, when the checker reaches its definition (a group names
+    only groups defined before it, so this goes one level deep), then looked up: a chain
+    of thousands of groups never recurses, and a group named twice in the next is not
+    expanded twice at every level."""
+    if name in ck.flat:
+        return ck.flat[name]
     group = ck.groups[name]
     if name in ck.resolving:
         ck.error(
@@ -50,9 +62,18 @@ def file_group(ck: CheckContext, name: str, shape: shapes.ModelShape | None) -> 
         return ()
     ck.resolving.add(name)
     try:
-        return expand(ck, group.members, shape, {}, group.span)
+        out: list[ast.Member] = []
+        for m in group.members:
+            if not isinstance(m, ast.NameRef):
+                out.append(m)
+            elif m.name in ck.groups:
+                out.extend(flat_members(ck, m.name))
+            else:
+                unknown_name(ck, m)
     finally:
         ck.resolving.discard(name)
+    ck.flat[name] = tuple(dict.fromkeys(out))
+    return ck.flat[name]
 
 
 def unknown_name(ck: CheckContext, ref: ast.NameRef, extra: tuple[str, ...] = ()) -> None:

@@ -72,11 +72,17 @@ _PREC = {"&": 2, "|": 1, "-": 1}
 
 
 def _set(e: ast.SetExpr, parent: int = 0, right: bool = False) -> str:
-    if isinstance(e, ast.SetRef):
-        return e.name.name
-    prec = _PREC[e.op]
-    text = f"{_set(e.left, prec)} {e.op} {_set(e.right, prec, right=True)}"
-    return f"({text})" if prec < parent or (right and prec == parent) else text
+    """The expression with the parentheses its precedence needs. A loop down the left
+    operands (a chain `a & b & c ...` may be thousands long), recursion only into right
+    ones, whose nesting the parser bounds."""
+    opens, tails = 0, []
+    while isinstance(e, ast.SetOp):
+        prec = _PREC[e.op]
+        paren = prec < parent or (right and prec == parent)
+        opens += paren
+        tails.append(f" {e.op} {_set(e.right, prec, right=True)}" + (")" if paren else ""))
+        e, parent, right = e.left, prec, False
+    return "(" * opens + e.name.name + "".join(reversed(tails))
 
 
 def _ablate(s: ast.AblateStmt) -> str:

@@ -6,11 +6,16 @@ as 9.1"), never Lark's internal terminal names.
 
 from __future__ import annotations
 
+import difflib
 import functools
+import re
+from collections.abc import Iterator
+from contextvars import ContextVar
 from importlib import resources
 
-from lark import Lark, Token, UnexpectedCharacters, UnexpectedInput, UnexpectedToken
+from lark import Lark, Token, Tree, UnexpectedCharacters, UnexpectedInput, UnexpectedToken
 from lark.exceptions import LarkError, VisitError
+from lark.lark import PostLex
 
 from seqcirc.errors import InputError, SeqcircError
 from seqcirc.language.ast import Program
@@ -53,6 +58,38 @@ _EXAMPLES: dict[str, list[str]] = {
 }
 
 
+BOM = "\ufeff"  # a UTF-8 byte order mark some editors write first; not part of the text
+_WORD = re.compile(r"\w+")
+_TEXT: ContextVar[str] = ContextVar("circ_text", default="")  # the text being parsed
+# Named terminals that are words of the language, besides its quoted keywords.
+_WORD_TERMINALS = frozenset({"GRANULARITY", "ABLATION_VALUE"})
+
+
+class _GluedKeyword(Exception):
+    """A keyword the lexer took from the front of a longer word (`taskx` -> `task` `x`)."""
+
+    def __init__(self, token: Token, word: str) -> None:
+        super().__init__(word)
+        self.token, self.word = token, word
+
+
+class _KeywordsStandAlone(PostLex):
+    """Where the grammar allows no name, the lexer matches a keyword at the front of any
+    word: `taskmonths = ...` would read as `task months = ...`. A keyword must end where
+    its word ends; otherwise the word is a misspelling, reported as such."""
+
+    always_accept = ()
+
+    def process(self, stream: Iterator[Token]) -> Iterator[Token]:
+        text = _TEXT.get()
+        for tok in stream:
+            end = tok.end_pos or 0
+            if tok.type in _keyword_types() and end < len(text) and _WORD.match(text, end):
+                word = _WORD.match(text, tok.start_pos or 0)
+                raise _GluedKeyword(tok, word.group() if word else str(tok))
+            yield tok
+
+
 def _grammar_text() -> str:
     """The grammar, which lives beside this module (in a checkout and in the wheel)."""
     return resources.files("seqcirc.language").joinpath("circ.lark").read_text(encoding="utf-8")
@@ -66,7 +103,20 @@ def get_parser() -> Lark:
         strict=True,
         propagate_positions=True,
         maybe_placeholders=True,
+        postlex=_KeywordsStandAlone(),
     )
+
+
+@functools.cache
+def _keyword_types() -> frozenset[str]:
+    """Terminal names of the language's words (`task`, `circuit`, `mean`, ...)."""
+    words = {t.name for t in get_parser().terminals if _is_keyword(t.pattern)}
+    return frozenset(words) | _WORD_TERMINALS
+
+
+def _is_keyword(pattern: object) -> bool:
+    value = getattr(pattern, "value", "")
+    return getattr(pattern, "type", "") == "str" and str(value).isidentifier()
 
 
 def _describe_terminal(parser: Lark, name: str) -> str:
@@ -93,7 +143,7 @@ def _example_states() -> tuple[tuple[int, str, str], ...]:
     for label, examples in _EXAMPLES.items():
         for example in examples:
             try:
-                get_parser().parse(example)
+                _lark_parse(get_parser(), example)
             except UnexpectedToken as err:
                 out.append((err.state.position, err.token.type, label))
     return tuple(out)
@@ -125,6 +175,9 @@ def _syntax_error(err: UnexpectedInput, parser: Lark, text: str, path: str) -> I
         width = len(str(tok)) if tok.type != "$END" else 1
         span = Span(path, line, col, line, col + max(width, 1) - 1)
         hint = f"expected {expected}"
+        close = _misspelled_keyword(parser, tok, err.accepts or err.expected)
+        if close:
+            hint = f"{close} {hint}"
     elif isinstance(err, UnexpectedCharacters):
         pos = err.pos_in_stream or 0
         char = text[pos] if pos < len(text) else ""
@@ -139,19 +192,61 @@ def _syntax_error(err: UnexpectedInput, parser: Lark, text: str, path: str) -> I
     return InputError(message, code=code, span=span, hint=hint or None, source_text=text)
 
 
+def _misspelled_keyword(parser: Lark, tok: Token, accepted: set[str] | frozenset[str]) -> str:
+    """`did you mean `circuit`?` when a word stands where a keyword close to it belongs."""
+    if tok.type not in ("NAME", "MODEL_NAME"):
+        return ""
+    keywords = {
+        str(parser.get_terminal(name).pattern.value)
+        for name in accepted
+        if name in _keyword_types() and name not in _WORD_TERMINALS
+    }
+    close = difflib.get_close_matches(str(tok), sorted(keywords), n=1, cutoff=0.6)
+    return f"did you mean `{close[0]}`?" if close else ""
+
+
+def _glued_error(err: _GluedKeyword, text: str, path: str) -> InputError:
+    tok, word = err.token, err.word
+    line, col = tok.line or 1, tok.column or 1
+    return InputError(
+        f"unexpected `{word}`",
+        code="E100",
+        span=Span(path, line, col, line, col + len(word) - 1),
+        hint=f"did you mean `{tok}`? a keyword is a word of its own: `{tok} {word[len(tok) :]}`",
+        source_text=text,
+    )
+
+
+def _lark_parse(parser: Lark, text: str) -> Tree:
+    """Lark's parse, with the text where the keyword check (_KeywordsStandAlone) sees it."""
+    token = _TEXT.set(text)
+    try:
+        return parser.parse(text)
+    finally:
+        _TEXT.reset(token)
+
+
 def parse(text: str, path: str = "<string>") -> Program:
-    """Parse .circ source into a Program; raise InputError (E100-E102) on bad syntax."""
+    """Parse .circ source into a Program; raise InputError (E100-E103) on bad syntax.
+
+    A leading byte order mark is dropped, so columns on the first line count from the
+    first character a reader sees."""
+    text = text.removeprefix(BOM)
     parser = get_parser()
     try:
-        tree = parser.parse(text)
+        tree = _lark_parse(parser, text)
     except UnexpectedInput as err:
         raise _syntax_error(err, parser, text, path) from None
+    except _GluedKeyword as err:
+        raise _glued_error(err, text, path) from None
     except LarkError as err:  # pragma: no cover - defensive: never leak Lark errors
         raise InputError(f"cannot parse: {err}", code="E100", source_text=text) from None
     try:
         items = ToAst(path).transform(tree)
     except VisitError as err:
         if isinstance(err.orig_exc, SeqcircError):
+            if err.orig_exc.source_text is None:
+                err.orig_exc.source_text = text
             raise err.orig_exc from None
         raise InputError(f"cannot read: {err.orig_exc}", code="E100", source_text=text) from None
     comments = tuple(

@@ -1,14 +1,23 @@
-"""Lark parse tree -> AST (seqcirc.language.ast). Every node gets the span it came from."""
+"""Lark parse tree -> AST (seqcirc.language.ast). Every node gets the span it came from.
+
+The transform is iterative (Lark's Transformer_NonRecursive): a set-algebra chain of
+thousands of operands is a parse tree thousands of levels deep. Set algebra nested
+inside right operands (`a & (b & (c & ...))`) is bounded here (E103), so every later
+stage may recurse on right operands and loop over left ones.
+"""
 
 from __future__ import annotations
 
 import re
 from typing import Any
 
-from lark import Token, Transformer, v_args
+from lark import Token, v_args
 from lark.tree import Meta
+from lark.visitors import Transformer_NonRecursive
 
+from seqcirc.errors import InputError
 from seqcirc.language import ast
+from seqcirc.language.vocab import LIMITS
 from seqcirc.source import Span
 
 _LH_HEAD = re.compile(r"L(\d+)H(\d+)")
@@ -22,12 +31,14 @@ def _num(text: str) -> int | float:
 
 
 @v_args(meta=True)
-class ToAst(Transformer):
+class ToAst(Transformer_NonRecursive):
     """Builds AST nodes bottom-up; `path` labels every span."""
 
     def __init__(self, path: str) -> None:
         super().__init__()
         self.path = path
+        # id(SetOp) -> its nesting: 1 + the deepest right operand, left operands as deep
+        self._depth: dict[int, int] = {}
 
     # ---- spans ---------------------------------------------------------------------
     def _span(self, meta: Meta | Token) -> Span:
@@ -223,7 +234,18 @@ class ToAst(Transformer):
         return ast.SetRef(self._name(c[0]), self._span(meta))
 
     def _setop(self, op: str, meta: Meta, c: list) -> ast.SetOp:
-        return ast.SetOp(op, c[0], c[1], self._span(meta))
+        node = ast.SetOp(op, c[0], c[1], self._span(meta))
+        depth = max(self._depth.get(id(c[0]), 0), self._depth.get(id(c[1]), 0) + 1)
+        if depth > LIMITS["set_depth"]:
+            raise InputError(
+                f"set algebra nested more than {LIMITS['set_depth']} levels deep",
+                code="E103",
+                span=Span(self.path, node.span.line, node.span.col),
+                hint="write a chain flat (`a & b & c` is one level) or name a part: "
+                "`circuit ab on gpt2-small = a & b`",
+            )
+        self._depth[id(node)] = depth
+        return node
 
     def union(self, meta: Meta, c: list) -> ast.SetOp:
         return self._setop("|", meta, c)

@@ -43,6 +43,9 @@ ROLE_CHOICES: dict[str, tuple[str, ...]] = {
 }
 # What the plan records for parameters a role claim leaves out.
 ROLE_DEFAULTS: dict[str, dict[str, object]] = {"successor": {"top": 5}, "copy": {"top": 5}}
+# What the pattern roles use when n_seqs / half_len are left out (seqcirc.claims.roles).
+PATTERN_DEFAULTS = {"n_seqs": 8, "half_len": 20}
+OV_WINDOW = 4  # members per OV prompt under context=prompts (seqcirc.roles.members.WINDOW)
 
 # ---- claims -------------------------------------------------------------------------
 # Claims compared against a value: name -> accepted parameters.
@@ -130,6 +133,29 @@ DIRECTIONS = {
     "patch_circuit": "patch_circuit",
 }
 HEAD_INPUTS = ("q", "k", "v")
+
+# ---- bounds -------------------------------------------------------------------------
+# The largest value a file (or an option) may state, by parameter name: generous for real
+# use, small enough that a run never exhausts memory or runs for days. `seqcirc check`
+# refuses more (E251, E220/E221, E103) and names the bound. Task members, interval,
+# start and range are bounded by their ordered set instead; role `top` and `half_len`
+# also by the model's vocabulary and context where its shape is known.
+LIMITS: dict[str, int] = {
+    "seed": 2**63 - 1,  # file and task seeds: what every seeded generator accepts
+    "prompts": 100_000,  # prompts of a generated task (and --prompts)
+    "n": 100_000,  # random circuits drawn: beats random(n), sufficiency/minimality(n)
+    "random": 100_000,  # random subsets of completeness(random=)
+    "permutations": 100_000,  # independence(permutations=)
+    "top": 100_000,  # successor/copy top k when the model's vocabulary is unknown
+    "members": 10_000,  # role members when the ordered set is not known
+    "n_seqs": 1_000,  # random sequences of the pattern roles
+    "half_len": 4_096,  # tokens in each half of a pattern role's sequence
+    "pattern_cells": 2**24,  # n_seqs x (2 half_len + 1)^2 attention weights per head
+    "layers": 1_000,  # layers of a model whose shape is not known offline
+    "heads": 1_000,  # heads per layer of such a model
+    "set_depth": 100,  # nesting of set algebra (a flat chain a & b & c counts 1)
+    "import_depth": 64,  # a file importing a file importing a file ... (E111)
+}
 
 POSITION = re.compile(r"(S|N)([1-9]\d{0,3})|END")
 

@@ -2,6 +2,8 @@
 
 Only circuit sections defined in the file itself become CircuitPlans (imported ones are
 evaluated where they are defined), plus one per `expect CIRCUIT on TASK` pair.
+`require_circuits` and `require_fit` are what evaluating a plan asks of it beyond the
+checks: a circuit to run, and role sizes the loaded model can meet.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from pathlib import Path
 from seqcirc.checks import Module, check_file, check_text
 from seqcirc.checks.claims import claim_meaning, role_meaning
 from seqcirc.checks.resolved import Circuit
+from seqcirc.errors import InputError
 from seqcirc.language import ast
 from seqcirc.language import vocab as V
 from seqcirc.plan import AblationSpec, CircuitPlan, Claim, Plan, TaskSpec, params
@@ -156,9 +159,59 @@ def _operands(mod: Module, name: str) -> tuple[str, ...]:
 
 
 def _refs(expr: ast.SetExpr) -> list[str]:
-    if isinstance(expr, ast.SetRef):
-        return [expr.name.name]
-    return [*_refs(expr.left), *_refs(expr.right)]
+    """Operand names left to right: a loop down the left operands (a chain may be
+    thousands long), recursion into right ones (their nesting is bounded, E103)."""
+    rights: list[ast.SetExpr] = []
+    while isinstance(expr, ast.SetOp):
+        rights.append(expr.right)
+        expr = expr.left
+    return [expr.name.name, *(name for r in reversed(rights) for name in _refs(r))]
+
+
+def require_circuits(plan: Plan) -> Plan:
+    """A plan to evaluate states a circuit. (`seqcirc check` and `plan` accept a file of
+    tasks and groups alone, or one whose derived circuits no `expect` uses.)"""
+    if not plan.circuits:
+        raise InputError(
+            f"{plan.source} states no circuit to test",
+            code="E404",
+            hint="add `circuit NAME on MODEL { ... }` with its claims, or "
+            "`expect CIRCUIT on TASK: ...` for an imported or derived circuit",
+        )
+    return plan
+
+
+def require_fit(plan: Plan, d_vocab: int, n_ctx: int) -> None:
+    """Role sizes the loaded model cannot meet, as input errors (exit 2) before any claim
+    runs: successor/copy `top` beyond the vocabulary (E806), pattern roles' sequences
+    beyond the context (E807). `seqcirc check` finds these wherever it knows the model's
+    shape; this covers `--model` and models whose shape is known only once loaded."""
+    for circuit in plan.circuits:
+        for claim in circuit.claims:
+            if claim.kind != "role":
+                continue
+            p = claim.params_dict()
+            span = Span(claim.path, claim.line, claim.col) if claim.path and claim.line else None
+            top = p.get("top")
+            if isinstance(top, int) and not 1 <= top <= d_vocab:
+                raise InputError(
+                    f"top={top} is beyond the {d_vocab:,} tokens of the vocabulary of "
+                    f"{circuit.model.name}",
+                    code="E806",
+                    span=span,
+                    hint=f"give top=1..{d_vocab}",
+                )
+            half = p.get("half_len", V.PATTERN_DEFAULTS["half_len"])
+            if p.get("role") in ("previous_token", "duplicate", "induction") and (
+                isinstance(half, int) and 2 * half + 1 > n_ctx
+            ):
+                raise InputError(
+                    f"repeated sequences of 2 x {half} tokens (and a BOS) do not fit the "
+                    f"context of {circuit.model.name}, {n_ctx} tokens",
+                    code="E807",
+                    span=span,
+                    hint=f"give half_len=2..{(n_ctx - 1) // 2}",
+                )
 
 
 def compile_text(text: str, path: str = "<string>") -> Plan:
@@ -170,4 +223,12 @@ def compile_file(path: str | Path) -> Plan:
     return compile_module(check_file(path))
 
 
-__all__ = ["ablation_spec", "compile_file", "compile_module", "compile_text", "task_spec"]
+__all__ = [
+    "ablation_spec",
+    "compile_file",
+    "compile_module",
+    "compile_text",
+    "require_circuits",
+    "require_fit",
+    "task_spec",
+]

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from seqcirc.errors import InputError, ModelUnavailableError
+from seqcirc.language.vocab import LIMITS
 from seqcirc.models.shapes import shape_of
 from seqcirc.plan import CircuitPlan, Plan
 
@@ -53,6 +54,9 @@ def apply_options(plan: Plan, options: Options) -> Plan:
                 hint=f"its circuits are on: {', '.join(stated)}",
             )
     if options.model is not None:
+        from seqcirc.checks.components import resolve_model_option
+
+        resolve_model_option(options.model)  # E202 (exit 2) for a name no file could use
         shape = shape_of(options.model)
         bad = []
         if shape is not None:
@@ -80,7 +84,11 @@ def apply_options(plan: Plan, options: Options) -> Plan:
     if options.prompts is not None:
         if options.prompts < 1:
             raise InputError("--prompts must be at least 1", code="E402")
+        if options.prompts > LIMITS["prompts"]:
+            raise InputError(f"--prompts must be at most {LIMITS['prompts']:,}", code="E402")
         circuits = tuple(_with_prompts(c, options.prompts) for c in circuits)
+    if options.seed is not None and not 0 <= options.seed <= LIMITS["seed"]:
+        raise InputError(f"--seed must be 0..{LIMITS['seed']:,}", code="E402")
     seed = plan.seed if options.seed is None else options.seed
     return replace(plan, circuits=circuits, seed=seed)
 
@@ -150,9 +158,10 @@ class Session:
         the pytest plugin skips that model's items instead, per circuit).
         """
         from seqcirc.claims.holm import holm_across_file
+        from seqcirc.plan.compile import require_circuits
         from seqcirc.results import EvaluationResult
 
-        plan = apply_options(plan, self.options)
+        plan = apply_options(require_circuits(plan), self.options)
         base = base_dir or Path(plan.source).resolve().parent
         by_model: dict[str, list[CircuitPlan]] = {}
         for circuit in plan.circuits:
@@ -182,8 +191,10 @@ class Session:
         from seqcirc.claims.evaluate import evaluate_plan
         from seqcirc.claims.registry import HANDLERS
         from seqcirc.engine.means_cache import MeansCache
+        from seqcirc.plan.compile import require_fit
 
         loaded = self.model(plan.circuits[0], base_dir)
+        require_fit(plan, int(loaded.bridge.cfg.d_vocab), int(loaded.bridge.cfg.n_ctx))
         if self._means_cache is None:
             self._means_cache = MeansCache.from_option(self.options.cache_dir) or False
         self.progress(f"evaluating {len(plan.circuits)} circuit(s) on {loaded.identity.name}")
