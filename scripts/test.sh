@@ -12,5 +12,7 @@ export OMP_NUM_THREADS=1
 # The suite never reaches for the model hub (hub sections of hypotheses/ skip).
 export HF_HUB_OFFLINE=1
 # pytest exits 5 when it collects no test; set -e makes that a failure too.
-# loadgroup: the claims of one .circ file share one evaluation on one worker.
-.venv/bin/python -m pytest -n 2 --dist loadgroup -q "$@"
+# loadfile: the claims of one .circ file share one evaluation, so a file stays on one
+# worker (loadgroup's xdist_group marks are lost when pytest rebuilds node ids: each
+# worker then evaluated the file again). --durations shows where the time goes.
+.venv/bin/python -m pytest -n 2 --dist loadfile -q --durations=15 "$@"
