@@ -113,3 +113,10 @@ class EvaluationError(SeqcircError):
     """A run failed (e.g. an intervention that changes nothing): exit 3."""
 
     exit_code = EXIT_RUNTIME
+
+
+class SeqcircWarning(UserWarning):
+    """A problem seqcirc worked around (e.g. a damaged cache file, recomputed); `code` is
+    its W-code (docs/errors.md). The CLI prints it as `warning[CODE]: message`."""
+
+    code = "W000"

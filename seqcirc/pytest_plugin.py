@@ -9,6 +9,7 @@ patterns, or files named on the command line).
 from __future__ import annotations
 
 import fnmatch
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,21 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="glob patterns (relative to rootdir) of .circ files to collect, "
         "e.g. hypotheses/*.circ",
     )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Report paths checked before any claim runs: an unwritable one is a usage error."""
+    paths = {
+        "json_path": config.getoption("--seqcirc-json", None),
+        "html_path": config.getoption("--seqcirc-html", None),
+    }
+    if any(paths.values()):
+        from seqcirc.report import check_report_paths
+
+        try:
+            check_report_paths(**paths)
+        except SeqcircError as err:
+            raise pytest.UsageError(err.render()) from None
 
 
 def _session(config: pytest.Config) -> Any:
@@ -92,7 +108,10 @@ class CircFile(pytest.File):
         try:
             plan = compile_file(self.path)
         except SeqcircError as err:
-            raise CircCollectError(err) from None
+            # One failing item, not a collection error: those stop the whole session,
+            # and the other files' claims must still run.
+            yield BrokenFileItem.from_parent(self, name="check", error=err)
+            return
         self.plan = plan
         self._results: dict[str, Any] = {}
         for circuit in plan.circuits:
@@ -103,11 +122,6 @@ class CircFile(pytest.File):
                 # pytest-xdist --dist loadgroup: a file's items share one evaluation.
                 item.add_marker(pytest.mark.xdist_group(str(self.path)))
                 yield item
-
-    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
-        if isinstance(excinfo.value, CircCollectError):
-            return excinfo.value.err.render()
-        return super().repr_failure(excinfo)
 
     def result_for(self, model_name: str) -> Any:
         """The evaluation of this file's circuits on one model, computed once."""
@@ -124,10 +138,25 @@ class CircFile(pytest.File):
         return self._results[model_name]
 
 
-class CircCollectError(Exception):
-    def __init__(self, err: SeqcircError) -> None:
-        super().__init__(err.message)
-        self.err = err
+class BrokenFileItem(pytest.Item):
+    """A .circ file that does not compile: fails with its diagnostics (path:line:col)."""
+
+    def __init__(self, *, error: SeqcircError, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.error = error
+
+    def runtest(self) -> None:
+        raise self.error
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
+        if isinstance(excinfo.value, SeqcircError):
+            return excinfo.value.render()
+        return super().repr_failure(excinfo)
+
+    def reportinfo(self) -> tuple[Path, int, str]:
+        span = self.error.span
+        line = max(span.line - 1, 0) if span is not None else 0
+        return self.path, line, f"{self.path.name} does not compile"
 
 
 class ClaimFailed(Exception):
@@ -182,7 +211,16 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         return
     from seqcirc.report import write_each
 
-    write_each(results, json_path=json_path, html_path=html_path)
+    errors: list[SeqcircError] = []
+    write_each(results, json_path=json_path, html_path=html_path, errors=errors)
+    if errors:  # after the test summary, an error the user must see: exit 4 (usage)
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        for err in errors:
+            if reporter is not None:
+                reporter.write_line(err.render(), red=True)
+            else:
+                sys.stderr.write(err.render() + "\n")
+        session.exitstatus = pytest.ExitCode.USAGE_ERROR
 
 
 @pytest.fixture(scope="session")

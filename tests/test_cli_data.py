@@ -179,3 +179,17 @@ def test_bundled_tokenizer_accepts_every_built_in_task():
             spec = TaskSpec("t", name, params(prompts=90), corruption=corruption)
             task = build_task(spec, tok, prepend_bos=True)
             assert task.seq_len == 24
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full")
+def test_data_export_to_a_full_device_or_a_directory_is_e901(circ_dir):
+    cmd = [sys.executable, "-m", "seqcirc", "data", "export", "h.circ", "--task", "t", "-o"]
+    full = subprocess.run([*cmd, "/dev/full"], cwd=circ_dir, capture_output=True, text=True)
+    assert full.returncode == 2
+    assert "error[E901]: cannot write the exported prompts to /dev/full: No space left" in (
+        full.stderr
+    )
+    assert "Traceback" not in full.stderr and "internal failure" not in full.stderr
+    folder = subprocess.run([*cmd, "."], cwd=circ_dir, capture_output=True, text=True)
+    assert folder.returncode == 2
+    assert "cannot write the exported prompts to .: it is a directory" in folder.stderr

@@ -58,9 +58,48 @@ def test_syntax_error_is_a_pointed_collection_error(pytester: pytest.Pytester) -
     _ini(pytester)
     pytester.makefile(".circ", broken="circuit x on seqcirc-mini {\n  heads 9..\n}\n")
     result = pytester.runpytest()
-    assert result.ret == pytest.ExitCode.INTERRUPTED  # collection errors stop the run
+    # one failing item, not a collection error (which would stop every other file)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*broken.circ:2:*error[[]E*"])
     assert "Traceback" not in result.stdout.str()
+
+
+@needs_bundled
+def test_a_broken_file_does_not_stop_the_good_ones(pytester: pytest.Pytester) -> None:
+    _ini(pytester)
+    pytester.makefile(".circ", good=GOOD, broken="circuit x on seqcirc-mini {\n  heads 9..\n}\n")
+    result = pytester.runpytest("-v", "--seqcirc-prompts", "24")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*broken.circ::check FAILED*", "*good.circ::most::*PASSED*"])
+    result.stdout.fnmatch_lines(["*broken.circ:2:9: error[[]E100[]]: unexpected*"])
+    assert "Traceback" not in result.stdout.str()
+
+
+def test_an_unwritable_report_path_is_a_usage_error_before_collection(
+    pytester: pytest.Pytester,
+) -> None:
+    _ini(pytester)
+    pytester.makefile(".circ", good=GOOD)
+    pytester.mkdir("out")
+    result = pytester.runpytest("--seqcirc-json", "out")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        ["*error[[]E901[]]: cannot write the JSON report to out: it is a directory"]
+    )
+    assert "collected" not in result.stdout.str()
+
+
+@needs_bundled
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full")
+def test_a_report_that_fails_to_write_at_the_end_is_exit_4(pytester: pytest.Pytester) -> None:
+    _ini(pytester)
+    pytester.makefile(".circ", good=GOOD)
+    result = pytester.runpytest("--seqcirc-json=/dev/full", "--seqcirc-prompts", "24")
+    result.assert_outcomes(passed=1)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stdout.fnmatch_lines(["*error[[]E901[]]: cannot write the JSON report to /dev/full*"])
 
 
 def test_files_outside_the_patterns_are_not_collected(pytester: pytest.Pytester) -> None:

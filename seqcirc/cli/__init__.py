@@ -5,11 +5,13 @@ imports (torch, transformer_lens, lark) happen inside commands, never at import 
 from __future__ import annotations
 
 import sys
+import warnings
+from typing import TextIO
 
 import typer
 
 from seqcirc.cli import compare, data, discover, language, roles, test, version
-from seqcirc.errors import EXIT_RUNTIME, SeqcircError
+from seqcirc.errors import EXIT_RUNTIME, SeqcircError, SeqcircWarning
 
 app = typer.Typer(
     name="seqcirc",
@@ -40,8 +42,28 @@ app.command()(compare.compare)
 app.add_typer(data.data_app, name="data")
 
 
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: TextIO | None = None,
+    line: str | None = None,
+) -> None:
+    """seqcirc's own warnings as one line on stderr, `warning[CODE]: message` like
+    `seqcirc check` prints its W-codes; other warnings as Python prints them."""
+    if issubclass(category, SeqcircWarning):
+        typer.echo(f"warning[{category.code}]: {message}", err=True)
+    else:
+        _python_show_warning(message, category, filename, lineno, file, line)
+
+
+_python_show_warning = warnings.showwarning
+
+
 def main() -> None:
     """Console entry point: every SeqcircError becomes its message and exit code."""
+    warnings.showwarning = _show_warning
     try:
         # Without standalone mode click returns a command's typer.Exit code instead of exiting.
         code = app(standalone_mode=False)

@@ -40,7 +40,8 @@ def test_cmd(
 ) -> None:
     """Evaluate every claim of .circ files against their models.
 
-    Exit codes: 0 every claim holds; 1 a claim fails; 2 bad input; 3 model or run failure.
+    Exit codes: 0 every claim holds; 1 a claim fails; 2 bad input (also a report that
+    could not be written: the verdicts are printed first); 3 model or run failure.
 
     Examples:
 
@@ -50,7 +51,7 @@ def test_cmd(
     """
     from rich.console import Console
 
-    from seqcirc.errors import EXIT_CLAIM_FAILED, EXIT_OK
+    from seqcirc.errors import EXIT_BAD_INPUT, EXIT_CLAIM_FAILED, EXIT_OK
     from seqcirc.usecases.evaluate_files import ReportPaths, evaluate_files
     from seqcirc.usecases.session import Options
 
@@ -62,15 +63,19 @@ def test_cmd(
         cache_dir=cache_dir, only_model=on,
     )  # fmt: skip
     reports = ReportPaths(json_path, junit_path, markdown_path, html_path)
-    failed = False
-    for result, written in evaluate_files(
+    failed = unwritten = False
+    for outcome in evaluate_files(
         files, options, reports, progress=status.update, busy=status.running
     ):
-        _print_result(result, out, quiet=quiet, verbose=verbose)
-        for path in written:
+        _print_result(outcome.result, out, quiet=quiet, verbose=verbose)
+        for path in outcome.written:
             err_console.print(f"wrote {path}")
-        failed = failed or not result.passed
-    raise typer.Exit(EXIT_CLAIM_FAILED if failed else EXIT_OK)
+        for err in outcome.write_errors:
+            typer.echo(err.render(), err=True)
+        failed = failed or not outcome.result.passed
+        unwritten = unwritten or bool(outcome.write_errors)
+    # A report asked for but not written is an error even when every claim holds.
+    raise typer.Exit(EXIT_BAD_INPUT if unwritten else EXIT_CLAIM_FAILED if failed else EXIT_OK)
 
 
 class _Status:

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from seqcirc.errors import InputError
+from seqcirc.errors import InputError, SeqcircWarning
 from seqcirc.plan import to_jsonable
 
 ENV_VAR = "SEQCIRC_CACHE_DIR"
@@ -44,8 +44,10 @@ _DIGESTS: weakref.WeakKeyDictionary[Any, tuple[tuple[tuple[int, int, int], ...],
 )
 
 
-class MeansCacheWarning(UserWarning):
+class MeansCacheWarning(SeqcircWarning):
     """A cache file was unreadable or did not match its key; it was recomputed."""
+
+    code = "W903"
 
 
 def _tensor_bytes(t: Tensor) -> memoryview:

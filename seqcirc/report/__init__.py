@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from seqcirc.errors import SeqcircError
 from seqcirc.report.view import failure_text
 
 if TYPE_CHECKING:
@@ -19,7 +20,13 @@ if TYPE_CHECKING:
 
     from seqcirc.results import EvaluationResult
 
-__all__ = ["failure_text", "print_terminal", "write_each", "write_reports"]
+__all__ = [
+    "check_report_paths",
+    "failure_text",
+    "print_terminal",
+    "write_each",
+    "write_reports",
+]
 
 
 def print_terminal(result: EvaluationResult, console: Console, verbose: bool = False) -> None:
@@ -29,6 +36,25 @@ def print_terminal(result: EvaluationResult, console: Console, verbose: bool = F
     _print(result, console, verbose)
 
 
+# keyword -> (module, writer, what the error message calls it)
+_WRITERS = {
+    "json_path": ("json_file", "write_json", "JSON report"),
+    "junit_path": ("junit", "write_junit", "JUnit report"),
+    "markdown_path": ("markdown", "write_markdown", "Markdown report"),
+    "html_path": ("html_report", "write_html", "HTML report"),
+}
+
+
+def check_report_paths(**paths: str | Path | None) -> None:
+    """Raise E901 before any work if a report path given (json_path=..., as for
+    write_reports) cannot be written: a folder, or in a folder that cannot be."""
+    from seqcirc.report.files import check_writable
+
+    for key, path in paths.items():
+        if path is not None:
+            check_writable(path, _WRITERS[key][2])
+
+
 def write_reports(
     result: EvaluationResult,
     *,
@@ -36,26 +62,27 @@ def write_reports(
     junit_path: str | Path | None = None,
     markdown_path: str | Path | None = None,
     html_path: str | Path | None = None,
+    errors: list[SeqcircError] | None = None,
 ) -> list[Path]:
-    """Write each report whose path is given; returns the paths written. An unwritable
-    path raises InputError (E901)."""
+    """Write each report whose path is given (atomically); returns the paths written. An
+    unwritable path raises InputError (E901), or, with `errors`, is appended there and
+    the other reports are still written."""
+    import importlib
+
+    paths = {"json_path": json_path, "junit_path": junit_path,
+             "markdown_path": markdown_path, "html_path": html_path}  # fmt: skip
     written = []
-    if json_path is not None:
-        from seqcirc.report.json_file import write_json
-
-        written.append(write_json(result, json_path))
-    if junit_path is not None:
-        from seqcirc.report.junit import write_junit
-
-        written.append(write_junit(result, junit_path))
-    if markdown_path is not None:
-        from seqcirc.report.markdown import write_markdown
-
-        written.append(write_markdown(result, markdown_path))
-    if html_path is not None:
-        from seqcirc.report.html_report import write_html
-
-        written.append(write_html(result, html_path))
+    for key, path in paths.items():
+        if path is None:
+            continue
+        module, writer, _ = _WRITERS[key]
+        write = getattr(importlib.import_module(f"seqcirc.report.{module}"), writer)
+        try:
+            written.append(write(result, path))
+        except SeqcircError as err:
+            if errors is None:
+                raise
+            errors.append(err)
     return written
 
 
@@ -64,6 +91,7 @@ def write_each(
     *,
     json_path: str | None = None,
     html_path: str | None = None,
+    errors: list[SeqcircError] | None = None,
 ) -> list[Path]:
     """write_reports for each result (the pytest plugin's, one per file and model); with
     several, each report is numbered: report.json -> report.0.json, report.1.json."""
@@ -74,6 +102,7 @@ def write_each(
             result,
             json_path=_numbered(json_path, suffix),
             html_path=_numbered(html_path, suffix),
+            errors=errors,
         )
     return written
 

@@ -74,9 +74,12 @@ def export_circ_task(
     """Compile `circ_file`, build the task for its model, filter if asked, write JSONL."""
     from seqcirc.models.load import load_model
     from seqcirc.plan.compile import compile_file
-    from seqcirc.tasks.export import write_export
+    from seqcirc.report.files import check_writable, write_text
+    from seqcirc.tasks.export import export_lines, write_export
     from seqcirc.tasks.for_model import task_for_model
 
+    if isinstance(out, str | Path):  # before the model loads: a bad path fails fast
+        check_writable(out, "exported prompts")
     plan = compile_file(circ_file)
     spec, ref = select_task(plan, task, model)
     base = Path(circ_file).parent
@@ -90,6 +93,10 @@ def export_circ_task(
         ),
     )  # fmt: skip
     data.meta["model"] = loaded.identity.to_dict()
-    write_export(data, out, loaded.tokenizer)
+    if isinstance(out, str | Path):
+        text = "".join(line + "\n" for line in export_lines(data, loaded.tokenizer))
+        write_text(out, text, "exported prompts")
+    else:
+        write_export(data, out, loaded.tokenizer)
     summary = None if report is None else report.summary()
     return ExportSummary(spec.name, ref.name, data.n_prompts, summary)

@@ -42,6 +42,33 @@ def _suffixed(path: str | None, suffix: str) -> str | None:
     return f"{stem}{suffix}.{ext}" if dot else f"{path}{suffix}"
 
 
+@dataclass(frozen=True)
+class FileOutcome:
+    """One file's evaluation and its reports: those written, and the write errors (E901)
+    the CLI prints after the verdict table."""
+
+    result: Any
+    written: list[Path]
+    write_errors: list[SeqcircError]
+
+
+def check_inputs(files: Sequence[str], reports: ReportPaths) -> None:
+    """Every FILE and every report path checked before any model loads."""
+    from seqcirc.report import check_report_paths
+
+    for file in files:
+        path = Path(file)
+        if path.is_dir():
+            raise SeqcircError(
+                f"{file} is a directory, not a .circ file", code="E001",
+                hint=f"name the files in it, e.g. {path.as_posix()}/*.circ",
+            )  # fmt: skip
+        if not path.is_file():
+            raise SeqcircError(f"no such file: {file}", code="E001", hint="check the path")
+    for i in range(len(files)):
+        check_report_paths(**reports.numbered(i, len(files)))
+
+
 def evaluate_files(
     files: Sequence[str],
     options: Any,
@@ -49,16 +76,18 @@ def evaluate_files(
     *,
     progress: Callable[[str], None] | None = None,
     busy: Callable[[], AbstractContextManager[Any]] = nullcontext,
-) -> Iterator[tuple[Any, list[Path]]]:
-    """(EvaluationResult, report paths written) per file, in order. `options` is a
-    session.Options; `busy` wraps each evaluation (the CLI's status line)."""
+) -> Iterator[FileOutcome]:
+    """A FileOutcome per file, in order, after checking every input (check_inputs).
+    `options` is a session.Options; `busy` wraps each evaluation (the CLI's status line).
+    A report that fails to be written does not stop the run: its error is in the outcome."""
     from seqcirc.report import write_reports
     from seqcirc.usecases.session import Session
 
+    check_inputs(files, reports)
     session = Session(options, progress=progress)
     for i, file in enumerate(files):
-        if not Path(file).is_file():
-            raise SeqcircError(f"no such file: {file}", code="E001", hint="check the path")
         with busy():
             result = session.evaluate_file(file)
-        yield result, write_reports(result, **reports.numbered(i, len(files)))
+        errors: list[SeqcircError] = []
+        written = write_reports(result, **reports.numbered(i, len(files)), errors=errors)
+        yield FileOutcome(result, written, errors)
