@@ -107,7 +107,8 @@ def test_signed_claim_fails_where_the_absolute_one_passes(evaluated):  # type: i
     assert signed.value == pytest.approx(junk, abs=1e-6)
     assert signed.detail["form"] == "signed" and absolute.detail["form"] == "absolute"
     row = signed.detail["per_node"]["0.2"]
-    assert row["signed"] == pytest.approx(junk, abs=1e-6) and row["score"] == pytest.approx(-junk, abs=1e-6)
+    assert row["signed"] == pytest.approx(junk, abs=1e-6)
+    assert row["score"] == pytest.approx(-junk, abs=1e-6)
 
 
 def test_circuit_result_carries_the_table_and_json_round_trips(evaluated):  # type: ignore[no-untyped-def]
