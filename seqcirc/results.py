@@ -64,6 +64,16 @@ class CircuitResult:
     timings: dict[str, float]
     forward_rows: int  # prompt-rows pushed through forward passes
     warnings: tuple[str, ...] = ()
+    # Node circuits: each node and role group taken out of C, signed, with the paired
+    # bootstrap interval of the rise and the `harmful` list (seqcirc.claims.removals).
+    # Optional in schema v1: None for edge circuits and for results written before it.
+    removals: dict[str, Any] | None = None
+
+    @property
+    def harmful(self) -> list[dict[str, Any]]:
+        """The nodes and groups whose removal raises F(C)/F(M) beyond the bootstrap
+        interval (each with its values and interval); [] when not measured."""
+        return list((self.removals or {}).get("harmful", []))
 
     @property
     def passed(self) -> bool:

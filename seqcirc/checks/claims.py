@@ -22,6 +22,8 @@ RANGES: dict[str, tuple[float, float, str]] = {
     "faithfulness": (-1.0, 2.0, "a fraction of the full model's score: 0.8 means 80%"),
     "completeness": (0.0, 2.0, "a fraction of the full model's score"),
     "minimality": (0.0, 1.0, "a fraction of the full model's score"),
+    # signed: below 0 when removing a component helps (>= -0.01: a little harm allowed)
+    "minimality(signed)": (-1.0, 1.0, "a signed fraction of the full model's score"),
     "role": (0.0, 1.0, "a score between 0 and 1 (role scores are shares)"),
     "p": (0.0, 1.0, "a significance level between 0 and 1, e.g. 0.01"),
 }
@@ -340,7 +342,7 @@ class ClaimChecker:
 
     def _value_claim(self, expr: ast.ClaimExpr, kind: str) -> None:
         values = self.args(expr.args, V.VALUE_CLAIMS[kind], kind)
-        self.threshold(kind, expr.threshold)
+        self.threshold("minimality(signed)" if values.get("signed") else kind, expr.threshold)
         if values.get("bound", "lower") not in V.BOUNDS:
             self.error(
                 "E251",

@@ -22,6 +22,7 @@ from numpy.typing import NDArray
 from seqcirc.claims.context import ClaimContext, ClaimHandler, ClaimValue
 from seqcirc.claims.faithfulness import faithfulness
 from seqcirc.claims.registry import VALUE_HANDLERS
+from seqcirc.claims.removals import removals
 from seqcirc.engine.edges import check_live_edges, edge_mask, run_edges
 from seqcirc.engine.prepare import prepare
 from seqcirc.engine.runner import EvalState, check_live, empty_metric, node_mask, run_circuits
@@ -138,6 +139,16 @@ def _warnings(state: EvalState, circuit: CircuitPlan, dead: list[str]) -> tuple[
     return tuple(warnings)
 
 
+def _removals(
+    state: EvalState, circuit: CircuitPlan, m_circuit: NDArray[np.float64], **kw: Any
+) -> dict[str, Any] | None:
+    """Every node circuit's removal table (None for edge circuits), with a seed of its own."""
+    if circuit.ablation.is_edge:
+        return None
+    seed = derive_seed(kw.pop("seed"), circuit.name, "removals")
+    return removals(state, circuit.nodes, dict(circuit.groups), m_circuit, seed=seed, **kw)
+
+
 def evaluate_circuit(
     state: EvalState,
     circuit: CircuitPlan,
@@ -162,6 +173,8 @@ def evaluate_circuit(
         state, circuit, m_circuit, m_empty, seed=seed, n_boot=n_boot, level=level
     )
     dead = [str(v) for v, c in zip(state.nodes, state.output_change, strict=True) if c == 0]
+    rows = state.forward_rows - rows0  # the removal table counts its own rows
+    removed = _removals(state, circuit, m_circuit, seed=seed, n_boot=n_boot, level=level)
     task = state.task
     words = circuit.ablation.describe(task.name, task.n_prompts)
     return CircuitResult(
@@ -184,8 +197,7 @@ def evaluate_circuit(
                 **({"means_cache": state.means_cache} if state.means_cache else {})},
         timings={**state.timings, "circuit_s": t_run,
                  "claims_s": time.perf_counter() - t0 - t_run},
-        forward_rows=state.forward_rows - rows0,
-        warnings=_warnings(state, circuit, dead),
+        forward_rows=rows, warnings=_warnings(state, circuit, dead), removals=removed,
     )  # fmt: skip
 
 

@@ -79,13 +79,16 @@ def single_component_ablation(
 @dataclass(frozen=True)
 class MinimalityEntry:
     """How much v matters: (F(C \\ K) - F(C \\ (K + v))) / F(M), for K = {} and K = v's
-    role group without v. `score` is the larger of the two magnitudes."""
+    role group without v. `score` is the larger of the two magnitudes (the IOI paper's
+    form); `signed` the larger of the two drops with their sign, negative when taking v
+    out helps in both cases."""
 
     node: str
     drop_alone: float
     group: str | None
     drop_in_group: float | None
     score: float
+    signed: float = 0.0
 
 
 def minimality(
@@ -116,7 +119,8 @@ def minimality(
         g = group_of.get(v)
         in_group = None if g is None else (f[("C-K", v, g)] - f[("C-K-v", v, g)]) / fm
         score = max(abs(alone), abs(in_group) if in_group is not None else 0.0)
-        out.append(MinimalityEntry(str(v), float(alone), g, in_group, float(score)))
+        signed = max(alone, in_group) if in_group is not None else alone
+        out.append(MinimalityEntry(str(v), float(alone), g, in_group, float(score), float(signed)))
     return out
 
 
@@ -236,19 +240,25 @@ def completeness_claim(claim: Claim, ctx: ClaimContext) -> ClaimValue:
 
 def minimality_claim(claim: Claim, ctx: ClaimContext) -> ClaimValue:
     """The handler of `expect minimality`: the weakest component's score (every component
-    must matter at least this much)."""
+    must matter at least this much). `minimality(signed)` keeps the sign: a component whose
+    removal helps the circuit scores below 0 and fails any threshold >= 0. The detail's
+    per-node table carries both forms whichever is claimed."""
+    signed = bool(param(claim, "signed", False))
+    form = "signed" if signed else "absolute"
     if ctx.circuit.ablation.is_edge:
         per_edge = edge_minimality(ctx.state, ctx.circuit.edges)
-        scores = {name: abs(v) for name, v in per_edge}
-        return ClaimValue(min(scores.values()), detail={"per_edge": dict(per_edge)})
+        scores = {name: v if signed else abs(v) for name, v in per_edge}
+        return ClaimValue(min(scores.values()), detail={"per_edge": dict(per_edge), "form": form})
     entries = minimality(ctx.state, ctx.circuit.nodes, dict(ctx.circuit.groups))
     return ClaimValue(
-        min(e.score for e in entries),
+        min(e.signed if signed else e.score for e in entries),
         detail={
+            "form": form,
             "per_node": {
                 e.node: {"drop_alone": e.drop_alone, "group": e.group,
-                         "drop_in_group": e.drop_in_group, "score": e.score}
+                         "drop_in_group": e.drop_in_group, "score": e.score,
+                         "signed": e.signed}
                 for e in entries
-            }
+            },
         },
     )  # fmt: skip

@@ -52,7 +52,7 @@ OV_WINDOW = 4  # members per OV prompt under context=prompts (seqcirc.roles.memb
 VALUE_CLAIMS: dict[str, dict[str, type]] = {
     "faithfulness": {"variant": str, "bound": str},
     "completeness": {"random": int, "greedy": bool, "groups": bool, "bound": str},
-    "minimality": {"bound": str},
+    "minimality": {"signed": bool, "bound": str},  # signed: keep the drop's sign
 }
 FAITHFULNESS_VARIANTS = ("ratio", "normalized")
 BOUNDS = ("lower", "upper", "point")

@@ -6,7 +6,8 @@ Optional inputs, read defensively (the evaluator may not record them yet):
   circuit's value);
 - completeness points: a `completeness` claim's `detail["points"]`;
 - the per-component ablation: `CircuitResult.component_ablation` ({"L.H" or "mlpL":
-  F(M \\ v) / F(M)}); without it, a minimality claim's per-node `drop_alone`;
+  F(M \\ v) / F(M)}); without it, a minimality claim's per-node `drop_alone`, else
+  the signed drops of `CircuitResult.removals["nodes"]`;
 - role heads' attention: a role claim's `detail["attention"]` ({"pattern": [[...]],
   "labels": [...]});
 - model shape: `EvaluationResult.model["shape"]` (n_layers, n_heads); else inferred.
@@ -95,6 +96,11 @@ def ablation_figure(result: EvaluationResult, circuit: CircuitResult, setup: str
                 label, centre = "(F(C) - F(C \\ v)) / F(M)", 0.0
                 what = "each circuit component removed alone from the circuit"
                 break
+    if not values:  # every node circuit's removal table, claimed or not
+        nodes = ((getattr(circuit, "removals", None) or {}).get("nodes")) or []
+        values = {str(e["removed"]): float(e["signed_drop"]) for e in nodes}
+        label, centre = "(F(C) - F(C \\ v)) / F(M)", 0.0
+        what = "each circuit component removed alone from the circuit"
     if not values:
         return None
     n_layers, n_heads = _shape(result, [*values, *circuit.nodes])

@@ -20,7 +20,8 @@ th, td { border: 1px solid #ccc; padding: 3px 8px; text-align: left; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .pass { color: #1a7f37; font-weight: bold; } .fail { color: #cf222e; font-weight: bold; }
 .error { color: #8250df; font-weight: bold; } .skipped { color: #9a6700; }
-.setup, .prov { color: #555; font-size: 0.85em; }
+.setup, .prov, .basis { color: #555; font-size: 0.85em; }
+.harmful { color: #cf222e; font-weight: bold; } tr.harmful td { background: #ffebe9; }
 figure { margin: 1em 0; } figcaption { color: #555; font-size: 0.85em; }
 img { max-width: 100%; } pre { background: #f6f8fa; padding: 0.6em; overflow-x: auto; }
 """
@@ -55,6 +56,24 @@ def _claims_table(circuit: CircuitResult) -> str:
     return "<table>" + "\n".join(rows) + "</table>"
 
 
+def _removals_table(circuit: CircuitResult) -> str:
+    """Each node and group taken out of the circuit, signed; harmful rows marked."""
+    rows = view.removal_rows(circuit)
+    if not rows:
+        return ""
+    head = ["removed", "F(C without it)/F(M)", "signed drop", "interval of the rise", ""]
+    out = ["<tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr>"]
+    for name, without, drop, rise, harmful in rows:
+        mark = ' class="harmful"' if harmful else ""
+        out.append(
+            f'<tr{mark}><td>{escape(name)}</td><td class="num">{without}</td>'
+            f'<td class="num">{drop}</td><td class="num">{rise}</td>'
+            f"<td>{'harmful: works against the circuit' if harmful else ''}</td></tr>"
+        )
+    caption = "<caption>each component taken out of the circuit alone (signed)</caption>"
+    return "<table>" + caption + "\n".join(out) + "</table>"
+
+
 def _circuit(result: EvaluationResult, circuit: CircuitResult, plots: bool) -> str:
     parts = [
         f"<h2>circuit {escape(circuit.name)}</h2>",
@@ -65,6 +84,9 @@ def _circuit(result: EvaluationResult, circuit: CircuitResult, plots: bool) -> s
         f'<p class="setup"><b>Ablation set-up</b> (every number below): '
         f"{escape(view.ablation_setup(circuit))}</p>",
         _claims_table(circuit),
+        *(f'<p class="basis">{escape(b)}</p>' for b in view.basis_lines(circuit)),
+        *(f'<p class="harmful">&#9888; {escape(h)}</p>' for h in view.harmful_lines(circuit)),
+        _removals_table(circuit),
     ]
     notes = [view.failure_text(c, circuit, result.source) for c in circuit.claims
              if c.verdict != "pass"]  # fmt: skip

@@ -43,7 +43,11 @@ def _circuit(result: EvaluationResult, circuit: CircuitResult) -> list[str]:
         if with_p:
             cells += [view.p_text(claim), view.p_text(claim, adjusted=True)]
         lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
+    lines += ["", *(f"- {b}" for b in view.basis_lines(circuit))]
     lines += ["", f"*Ablation set-up:* {view.ablation_setup(circuit)}.", ""]
+    harmful = view.harmful_lines(circuit)
+    if harmful:
+        lines += [*(f"> ⚠️ **harmful:** {h}  " for h in harmful), ""]
     notes = [c for c in circuit.claims if c.verdict != "pass"]
     if notes:
         lines.append("<details><summary>Claims that did not pass</summary>")

@@ -75,8 +75,12 @@ def _detail_lines(claim: ClaimResult) -> list[str]:
             f"over {len(d.get('points', []))} subsets (seed {d.get('seed', view.MISSING)})"
         ]
     if claim.kind == "minimality" and isinstance(d.get("per_node"), dict):
-        items = sorted(d["per_node"].items(), key=lambda kv: kv[1].get("score", 0.0))
-        return [f"{node}: score {view.number(e.get('score'))}" for node, e in items[:5]]
+        key = "signed" if d.get("form") == "signed" else "score"
+        items = sorted(d["per_node"].items(), key=lambda kv: kv[1].get(key, 0.0))
+        return [
+            f"{node}: score {view.number(e.get('score'))}, signed {view.number(e.get('signed'))}"
+            for node, e in items[:5]
+        ]
     if "seed" in d or "n_boot" in d:
         return [f"bootstrap: {d.get('n_boot', view.MISSING)} resamples, seed {d.get('seed')}"]
     return []
@@ -111,8 +115,12 @@ def print_terminal(result: EvaluationResult, console: Console, verbose: bool = F
         if verbose:
             for line in _circuit_extras(circuit):
                 console.print(line, highlight=False, markup=False)
+        for line in view.basis_lines(circuit):
+            console.print(f"  {line}", style="dim", highlight=False, markup=False)
         for note in _notes(result, circuit, verbose):
             console.print(note, highlight=False, markup=False)
+        for line in view.harmful_lines(circuit):
+            console.print(f"warning: {line}", style="bold yellow", highlight=False, markup=False)
         for warning in circuit.warnings:
             console.print(f"warning: {warning}", style="yellow", highlight=False, markup=False)
         console.print()

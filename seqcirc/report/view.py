@@ -181,6 +181,8 @@ def measure_name(claim: ClaimResult, circuit: CircuitResult) -> str:
         return f"{d['variant']} of {d.get('metric', circuit.metric)}"
     if claim.kind == "completeness":
         return f"{d.get('statistic', 'worst')} incompleteness |F(C\\K) - F(M\\K)| / |F(M)|"
+    if claim.kind == "minimality" and d.get("form") == "signed":
+        return "smallest signed per-component drop (below 0: removing it helps), relative to F(M)"
     if claim.kind == "minimality":
         return "smallest per-component drop, relative to F(M)"
     if claim.kind == "role":
@@ -278,3 +280,75 @@ def failure_text(claim: ClaimResult, circuit: CircuitResult, source_path: str) -
     lines.append(f"  ablation: {ablation_setup(circuit)}")
     lines.append(f"  {task_text(circuit)}; circuit hash {circuit.circuit_hash}")
     return "\n".join(lines)
+
+
+FAITHFULNESS_KINDS = ("faithfulness", "normalized_faithfulness")
+
+
+def basis_text(claim: ClaimResult) -> str | None:
+    """Which statistic a faithfulness verdict compared with its threshold, and the other
+    beside it; None for other claims and for claims with no value."""
+    if claim.kind not in FAITHFULNESS_KINDS or claim.value is None:
+        return None
+    thr = f"{claim.op} {claim.threshold:g}"
+    level = f"{claim.level:.0%} " if claim.level is not None else ""
+    if claim.bound == "point":
+        return (
+            f"{thr} compared with the point value {number(claim.value)}; "
+            f"{level}bootstrap interval {interval(claim)} (not compared)"
+        )
+    return (
+        f"{thr} compared with the {claim.bound} {level}bootstrap bound {number(claim.compared)}; "
+        f"point value {number(claim.value)}"
+    )
+
+
+def basis_lines(circuit: CircuitResult) -> list[str]:
+    """One line per faithfulness verdict: "line 20: faithfulness PASS: >= 0.8 compared ..."."""
+    out = []
+    for claim in circuit.claims:
+        text = basis_text(claim)
+        if text is not None:
+            out.append(f"line {claim.line}: {claim.kind} {VERDICT_WORDS[claim.verdict]}: {text}")
+    return out
+
+
+def _ratio(x: Any) -> str:
+    return f"{float(x):.4f}" if isinstance(x, int | float) else MISSING
+
+
+def harmful_text(entry: Mapping[str, Any], level: float | None = None) -> str:
+    """ "removing 2.0 raises F(C)/F(M) from 0.9725 to 0.9857 [95% CI of the rise 0.0051,
+    0.0213]: it works against the circuit" (a group: "removing group early (0.0, 0.1)")."""
+    what = str(entry.get("removed", MISSING))
+    if entry.get("kind") == "group":
+        what = f"group {what} ({', '.join(entry.get('members', []))})"
+    pct = f"{level:.0%} " if level is not None else ""
+    return (
+        f"removing {what} raises F(C)/F(M) from {_ratio(entry.get('f_circuit'))} to "
+        f"{_ratio(entry.get('f_without'))} [{pct}CI of the rise {_ratio(entry.get('rise_lower'))}, "
+        f"{_ratio(entry.get('rise_upper'))}]: it works against the circuit"
+    )
+
+
+def harmful_lines(circuit: CircuitResult) -> list[str]:
+    """A line per node or group whose removal improves the circuit (the lower bound of the
+    rise is above 0); [] when none is, or the result has no removal table."""
+    table: Mapping[str, Any] = getattr(circuit, "removals", None) or {}
+    level = table.get("level")
+    return [harmful_text(e, level) for e in table.get("harmful", []) if isinstance(e, Mapping)]
+
+
+def removal_rows(circuit: CircuitResult) -> list[tuple[str, str, str, str, bool]]:
+    """(removed, F(C without it)/F(M), signed drop, interval of the rise, harmful) for each
+    node and group of the removal table, for the HTML and Markdown tables."""
+    table: Mapping[str, Any] = getattr(circuit, "removals", None) or {}
+    rows = []
+    for e in [*table.get("nodes", []), *table.get("groups", [])]:
+        name = str(e.get("removed"))
+        if e.get("kind") == "group":
+            name = f"group {name} ({', '.join(e.get('members', []))})"
+        rise = f"[{_ratio(e.get('rise_lower'))}, {_ratio(e.get('rise_upper'))}]"
+        rows.append((name, _ratio(e.get("f_without")), _ratio(e.get("signed_drop")), rise,
+                     bool(e.get("harmful"))))  # fmt: skip
+    return rows
