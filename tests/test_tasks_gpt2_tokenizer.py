@@ -48,11 +48,6 @@ def test_the_hypotheses_state_gpt2_small_tasks() -> None:
     assert {"numerals", "number_words", "months"} <= names
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the generator's name 'Emma' starts some prompts and is 'Em' + 'ma' for GPT-2 "
-    "(T312); the gpt2-small sections move to the authors' prompt files next",
-)
 @pytest.mark.parametrize(("path", "spec"), _gpt2_tasks(), ids=lambda x: getattr(x, "name", ""))
 def test_every_gpt2_small_task_tokenizes(gpt2: Any, path: Path, spec: TaskSpec) -> None:
     """One-token members, names and answers; one length for all prompts (else T3xx)."""
