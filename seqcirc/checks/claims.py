@@ -280,6 +280,14 @@ class ClaimChecker:
                 )
             values = self.args(clause.args, dict.fromkeys(V.METRIC_ARGS, str), "metric")
             self.choices(clause.args, values, V.METRIC_ARGS)
+        elif clause.kind == "bos":
+            if name.name not in V.BOS_CHOICES:
+                self.error(
+                    "E207",
+                    f"unknown bos setting `{name.name}`",
+                    name.span,
+                    _hint(name.name, V.BOS_CHOICES, "bos settings"),
+                )
         elif name.name not in V.FILTERS:
             self.error(
                 "E207",

@@ -22,6 +22,12 @@ def data_export(
     unfiltered: bool = typer.Option(
         False, "--unfiltered", help="Skip the task's `filter correct` (no model run)."
     ),
+    tokenizer: str | None = typer.Option(
+        None,
+        "--tokenizer",
+        help="Tokenize with the tokenizer in this folder; no model or weights are loaded "
+        "(needs --unfiltered when the task filters).",
+    ),
 ) -> None:
     """Write a task's exact prompts, token ids and answers as JSONL.
 
@@ -33,7 +39,9 @@ def data_export(
     from seqcirc.usecases.data_export import export_circ_task
 
     target = out if out is not None else sys.stdout
-    summary = export_circ_task(file, target, task=task, model=model, apply_filter=not unfiltered)
+    summary = export_circ_task(
+        file, target, task=task, model=model, apply_filter=not unfiltered, tokenizer=tokenizer
+    )
     where = out or "stdout"
     typer.echo(
         f"wrote {summary.n_prompts} prompts of task {summary.task} "

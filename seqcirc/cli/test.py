@@ -31,6 +31,12 @@ def test_cmd(
         help="keep mean-ablation values on disk here across runs (default: $SEQCIRC_CACHE_DIR, "
         "else off)",
     ),
+    bos: str | None = typer.Option(
+        None,
+        "--bos",
+        help="on | off | auto: prepend BOS to every task's prompts (default: each task's "
+        "`bos`, else as the model's loader does)",
+    ),
     json_path: str | None = typer.Option(None, "--json", help="write the results JSON here"),
     junit_path: str | None = typer.Option(None, "--junit", help="write JUnit XML here"),
     markdown_path: str | None = typer.Option(None, "--markdown", help="write Markdown here"),
@@ -60,7 +66,7 @@ def test_cmd(
     status = _Status(err_console, shown=err_console.is_terminal and not quiet)
     options = Options(
         model=model, seed=seed, prompts=prompts, device=device, batch_rows=batch_size,
-        cache_dir=cache_dir, only_model=on,
+        cache_dir=cache_dir, only_model=on, bos=bos,
     )  # fmt: skip
     reports = ReportPaths(json_path, junit_path, markdown_path, html_path)
     failed = unwritten = False

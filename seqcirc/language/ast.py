@@ -106,7 +106,7 @@ class FileSource:
 
 @dataclass(frozen=True)
 class TaskClause:
-    """`corrupt NAME(args)`, `metric NAME(args)` or `filter NAME` (kind says which)."""
+    """`corrupt NAME(args)`, `metric NAME(args)`, `filter NAME` or `bos NAME` (kind says which)."""
 
     kind: str
     name: NameRef

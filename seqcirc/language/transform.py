@@ -92,6 +92,9 @@ class ToAst(Transformer_NonRecursive):
     def filter_clause(self, meta: Meta, c: list) -> ast.TaskClause:
         return self._clause("filter", meta, c)
 
+    def bos_clause(self, meta: Meta, c: list) -> ast.TaskClause:
+        return self._clause("bos", meta, c)
+
     def args(self, meta: Meta, c: list) -> tuple[ast.Arg, ...]:
         return tuple(a for a in c if a is not None)
 

@@ -98,6 +98,9 @@ CORRUPTIONS: dict[str, str] = {
     ),
 }
 FILTERS = ("correct",)
+# `bos on|off|auto`: whether the task's prompts start with the BOS token. auto: as the
+# model's loader does (TransformerLens' default_prepend_bos); the paper's authors ran off.
+BOS_CHOICES = ("auto", "on", "off")
 
 DEFAULT_MEMBERS = 4
 DEFAULT_PROMPTS = 1536

@@ -35,6 +35,7 @@ def task_spec(task: ast.TaskDef, task_dir: str, file_dir: str) -> TaskSpec:
         "correct": str(metric_args.get("correct", "next")),
         "incorrect": str(metric_args.get("incorrect", "last")),
         "filter_correct": "filter" in clauses,
+        "bos": clauses["bos"].name.name if "bos" in clauses else "auto",
     }
     if isinstance(task.source, ast.FileSource):
         file = Path(task_dir, task.source.path)

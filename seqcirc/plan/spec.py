@@ -100,6 +100,14 @@ class TaskSpec:
     correct: str = "next"
     incorrect: str = "last"
     filter_correct: bool = False  # the paper's filter: keep p(correct) > 2 p(incorrect)
+    # auto | on | off: prepend BOS (auto: as the model's loader does). Left out of plan
+    # JSON at its default, so plans and circuit hashes from before it stay the same.
+    bos: str = field(default="auto", metadata={OMIT_DEFAULT: True})
+
+    def effective_bos(self, model_default: bool) -> bool:
+        """Whether this task's prompts start with BOS on a model whose loader says
+        `model_default`."""
+        return model_default if self.bos == "auto" else self.bos == "on"
 
 
 @dataclass(frozen=True)

@@ -81,6 +81,9 @@ def ablation_setup(circuit: CircuitResult) -> str:
     if a.get("means_from"):
         parts.append(f"means from {a['means_from']}")
     parts.append(f"metric {circuit.metric}")
+    bos = (circuit.task or {}).get("bos")
+    if bos is not None:  # results from before the `bos` setting lack it
+        parts.append(f"BOS {bos}")
     return "; ".join(parts)
 
 

@@ -57,10 +57,14 @@ def build_task(
 ) -> TokenizedTask:
     """Generate or load the task's prompts and tokenize them with the model's tokenizer.
 
-    tokenizer: a Hugging Face fast tokenizer (PreTrainedTokenizerBase). Positions count
-    the BOS token when prepend_bos is set. Raises InputError on any tokenization problem.
+    tokenizer: a Hugging Face fast tokenizer (PreTrainedTokenizerBase). prepend_bos is
+    the model's default; the task's `bos` setting overrides it (spec.effective_bos).
+    Positions count the BOS token when one is prepended. Raises InputError on any
+    tokenization problem.
     """
     records, meta = prompt_records(spec, base_dir=base_dir, seed=seed)
     meta["filter_correct"] = spec.filter_correct
     meta["metric"] = spec.metric
-    return tokenize_records(records, tokenizer, name=spec.name, prepend_bos=prepend_bos, meta=meta)
+    bos = spec.effective_bos(prepend_bos)
+    meta["bos"] = "on" if bos else "off"
+    return tokenize_records(records, tokenizer, name=spec.name, prepend_bos=bos, meta=meta)

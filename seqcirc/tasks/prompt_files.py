@@ -4,6 +4,11 @@ JSONL: one JSON object per line (blank lines are skipped), e.g.
   {"clean": "John born in 4. Mary born in", "corrupted": "John born in 9. Mary born in",
    "correct": "5", "incorrect": "4"}
 CSV: a header row naming the four columns, then one prompt per row.
+Optional fields: `id` (a label), `template` (a name such as "born_in": the prompt's
+template in exports and results) and `members` (a list of the shown members, or one
+string in CSV): both as the paper's prompt files carry them. `members` is kept as a
+label (PromptRecord.info), not checked against the text: the prompt's positions are END
+only. Any other field is an error (T201), so a misspelt field is never silently dropped.
 
 correct/incorrect are the next word. A value starting with whitespace is used exactly
 as written (" 5"); otherwise one space is put before it when the prompt does not end in
@@ -21,6 +26,7 @@ import functools
 import io
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 from seqcirc.errors import Diagnostic, DiagnosticsError, InputError, did_you_mean
@@ -28,7 +34,8 @@ from seqcirc.source import Span
 from seqcirc.tasks.records import PromptRecord
 
 FIELDS = ("clean", "corrupted", "correct", "incorrect")
-OPTIONAL_FIELDS = ("id",)  # a user's own label, kept in PromptRecord.info
+# labels kept as they are (PromptRecord.template and .info); see the module docstring
+OPTIONAL_FIELDS = ("id", "template", "members")
 FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv"}
 MAX_SHOWN = 20  # problems shown of a bad file; the rest are counted
 _SHOWN_WIDTH = 200  # characters of a line quoted under a problem
@@ -73,32 +80,49 @@ def _check_row(row: object, path: str, line: int, diags: list[Diagnostic]) -> Pr
         elif not value.strip():
             bad(f"field {key!r} is empty")
             ok = False
+    ok = _labels_ok(row, bad) and ok
     if not ok or not _is_text(row, path, line, diags):
         return None
     clean, corrupted = row["clean"], row["corrupted"]
-    info = {"id": row["id"]} if "id" in row else {}
+    info = {key: row[key] for key in ("id", "members") if key in row}
     return PromptRecord(
         clean=clean,
         corrupted=corrupted,
         correct=continuation(clean, row["correct"]),
         incorrect=continuation(clean, row["incorrect"]),
+        template=row.get("template", ""),
         source=path,
         line=line,
         info=info,
     )
 
 
+def _labels_ok(row: dict, bad: Callable[[str], None]) -> bool:
+    """`template` is a string; `members` a string or a list of strings (`id`: any)."""
+    ok = True
+    if "template" in row and not isinstance(row["template"], str):
+        bad(f"field 'template' must be a string, got {_short_json(row['template'])}")
+        ok = False
+    members = row.get("members", "")
+    if not isinstance(members, str) and not (
+        isinstance(members, list) and all(isinstance(m, str) for m in members)
+    ):
+        bad(f"field 'members' must be a list of strings, got {_short_json(members)}")
+        ok = False
+    return ok
+
+
 def _is_text(row: dict, path: str, line: int, diags: list[Diagnostic]) -> bool:
     """No string field holds a lone surrogate (tokenizers and UTF-8 files reject them)."""
     # json.loads joins an escaped pair into one character, so every surrogate in a str
     # is a lone one, and one search over the joined fields finds them all.
-    values = [v for key in (*FIELDS, *OPTIONAL_FIELDS) if isinstance(v := row.get(key), str)]
+    values = [v for key in (*FIELDS, *OPTIONAL_FIELDS) for v in _strings(row.get(key))]
     if not _LONE_SURROGATE.search("".join(values)):
         return True
     ok = True
     for key in (*FIELDS, *OPTIONAL_FIELDS):
-        value = row.get(key)
-        if isinstance(value, str) and (half := _LONE_SURROGATE.search(value)):
+        half = _LONE_SURROGATE.search("".join(_strings(row.get(key))))
+        if half:
             diags.append(
                 Diagnostic(
                     "T209",
@@ -111,6 +135,13 @@ def _is_text(row: dict, path: str, line: int, diags: list[Diagnostic]) -> bool:
             )
             ok = False
     return ok
+
+
+def _strings(value: object) -> list[str]:
+    """The strings of a field: itself, or the items of a list of them (`members`)."""
+    if isinstance(value, str):
+        return [value]
+    return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
 
 
 def _clip(text: str, width: int = 80) -> str:

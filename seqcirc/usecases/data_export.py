@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from seqcirc.errors import InputError, did_you_mean
 from seqcirc.plan import ModelRef, Plan, TaskSpec
@@ -70,8 +70,11 @@ def export_circ_task(
     task: str | None = None,
     model: str | None = None,
     apply_filter: bool = True,
+    tokenizer: str | Path | None = None,
 ) -> ExportSummary:
-    """Compile `circ_file`, build the task for its model, filter if asked, write JSONL."""
+    """Compile `circ_file`, build the task for its model, filter if asked, write JSONL.
+
+    With `tokenizer` (a folder), no model is loaded: see export_with_tokenizer."""
     from seqcirc.models.load import load_model
     from seqcirc.plan.compile import compile_file
     from seqcirc.report.files import check_writable, write_text
@@ -83,6 +86,8 @@ def export_circ_task(
     plan = compile_file(circ_file)
     spec, ref = select_task(plan, task, model)
     base = Path(circ_file).parent
+    if tokenizer is not None:
+        return export_with_tokenizer(spec, ref, out, Path(tokenizer), base, plan.seed, apply_filter)
     loaded = load_model(ref.name, base_dir=base)
     data, report = task_for_model(
         spec, loaded, seed=plan.seed, base_dir=base, apply_filter=apply_filter,
@@ -100,3 +105,47 @@ def export_circ_task(
         write_export(data, out, loaded.tokenizer)
     summary = None if report is None else report.summary()
     return ExportSummary(spec.name, ref.name, data.n_prompts, summary)
+
+
+def export_with_tokenizer(
+    spec: TaskSpec, ref: ModelRef, out: str | Path | TextIO, folder: Path, base: Path,
+    seed: int, apply_filter: bool,
+) -> ExportSummary:  # fmt: skip
+    """The task tokenized with the tokenizer in `folder` alone (offline, no weights).
+
+    `bos auto` resolves to on, as TransformerLens prepends BOS for every model seqcirc
+    loads; `bos on|off` is honoured. A task with `filter correct` needs `--unfiltered`
+    (T407): the filter runs the model, and an unfiltered export must not pass for the
+    filtered prompt set a result used."""
+    from seqcirc.tasks.build import build_task
+    from seqcirc.tasks.export import write_export
+
+    if spec.filter_correct and apply_filter:
+        raise InputError(
+            f"task {spec.name} says `filter correct`, which runs the model; "
+            "--tokenizer exports without one",
+            code="T407",
+            hint="add --unfiltered to export every prompt, or drop --tokenizer",
+        )
+    tok = load_tokenizer(folder)
+    data = build_task(spec, tok, prepend_bos=True, base_dir=base, seed=seed)
+    data.meta["model"] = {"name": ref.name, "tokenizer": str(folder), "weights": None}
+    write_export(data, out, tok)
+    return ExportSummary(spec.name, f"{ref.name}, tokenizer {folder}", data.n_prompts, None)
+
+
+def load_tokenizer(folder: Path) -> Any:
+    """A Hugging Face tokenizer from a local folder only (never the hub)."""
+    from transformers import AutoTokenizer
+
+    if not folder.is_dir():
+        raise InputError(f"tokenizer folder {folder} not found", code="T408")
+    try:
+        return AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+    except (OSError, ValueError) as err:
+        raise InputError(
+            f"no tokenizer in {folder}: {err}",
+            code="T408",
+            hint="the folder needs tokenizer.json (and tokenizer_config.json), "
+            "as tokenizer.save_pretrained(folder) writes them",
+        ) from None

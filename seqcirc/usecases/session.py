@@ -3,9 +3,9 @@
 A Session is what the CLI and the pytest plugin hold for one process: each model is
 loaded once, each task is built (and filtered) once per model, and each prepared state
 (clean reference, corrupted means) is computed once per model, task and ablation set-up,
-however many files and claims use it. The user's overrides (model, seed, prompts) apply
-to every plan. Claims of every kind are measured (seqcirc.claims.registry), then Holm
-runs across the p-value claims of a file (seqcirc.claims.holm).
+however many files and claims use it. The user's overrides (model, seed, prompts, bos)
+apply to every plan. Claims of every kind are measured (seqcirc.claims.registry), then
+Holm runs across the p-value claims of a file (seqcirc.claims.holm).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from seqcirc.errors import InputError, ModelUnavailableError
-from seqcirc.language.vocab import LIMITS
+from seqcirc.language.vocab import BOS_CHOICES, LIMITS
 from seqcirc.models.shapes import shape_of
 from seqcirc.plan import CircuitPlan, Plan
 
@@ -35,6 +35,7 @@ class Options:
     cache_dir: str | None = None  # on-disk means cache (None: SEQCIRC_CACHE_DIR, else off)
     n_boot: int = 10_000
     only_model: str | None = None  # evaluate only the circuits stated on this model
+    bos: str | None = None  # on | off | auto for every task (None: each task's own `bos`)
 
 
 def apply_options(plan: Plan, options: Options) -> Plan:
@@ -89,6 +90,12 @@ def apply_options(plan: Plan, options: Options) -> Plan:
         circuits = tuple(_with_prompts(c, options.prompts) for c in circuits)
     if options.seed is not None and not 0 <= options.seed <= LIMITS["seed"]:
         raise InputError(f"--seed must be 0..{LIMITS['seed']:,}", code="E402")
+    if options.bos is not None:
+        if options.bos not in BOS_CHOICES:
+            raise InputError(
+                f"--bos must be one of {', '.join(BOS_CHOICES)}, not {options.bos!r}", code="E402"
+            )
+        circuits = tuple(_with_bos(c, options.bos) for c in circuits)
     seed = plan.seed if options.seed is None else options.seed
     return replace(plan, circuits=circuits, seed=seed)
 
@@ -98,6 +105,10 @@ def _with_prompts(circuit: CircuitPlan, n: int) -> CircuitPlan:
         return circuit
     params = {**dict(circuit.task.params), "prompts": n}
     return replace(circuit, task=replace(circuit.task, params=tuple(sorted(params.items()))))
+
+
+def _with_bos(circuit: CircuitPlan, bos: str) -> CircuitPlan:
+    return replace(circuit, task=replace(circuit.task, bos=bos))
 
 
 class Session:

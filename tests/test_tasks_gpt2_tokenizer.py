@@ -1,0 +1,78 @@
+"""GPT-2's real tokenizer (tests/data/gpt2-tokenizer, no weights, no hub): every task the
+hypotheses state on gpt2-small tokenizes as the checks require, and tasks GPT-2 cannot
+tokenize fail with the right code before any model would run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from seqcirc.errors import DiagnosticsError
+from seqcirc.plan import TaskSpec, params
+from seqcirc.plan.compile import compile_file
+from seqcirc.tasks import build_task
+
+ROOT = Path(__file__).resolve().parent.parent
+GPT2_TOKENIZER = ROOT / "tests" / "data" / "gpt2-tokenizer"
+HYPOTHESES = sorted((ROOT / "hypotheses").glob("*.circ"))
+
+
+@pytest.fixture(scope="module")
+def gpt2() -> Any:
+    from transformers import PreTrainedTokenizerFast
+
+    return PreTrainedTokenizerFast.from_pretrained(str(GPT2_TOKENIZER))
+
+
+def test_it_is_gpt2s_tokenizer(gpt2: Any) -> None:
+    # the README's checks: 50,257 tokens, BOS <|endoftext|>, known ids
+    assert len(gpt2) == 50257 and gpt2.bos_token_id == 50256
+    assert gpt2.tokenize(" September") == ["ĠSeptember"]
+    assert gpt2(" Van done in January.")["input_ids"] == [6656, 1760, 287, 3269, 13]
+
+
+def _gpt2_tasks() -> list[tuple[Path, TaskSpec]]:
+    """Every task a gpt2-small circuit or `expect ... on` pair of hypotheses/ uses."""
+    found: dict[tuple[Path, TaskSpec], None] = {}
+    for path in HYPOTHESES:
+        for circuit in compile_file(path).circuits:
+            if circuit.model.name == "gpt2-small":
+                found[(path, circuit.task)] = None
+    return list(found)
+
+
+def test_the_hypotheses_state_gpt2_small_tasks() -> None:
+    names = {spec.name for _path, spec in _gpt2_tasks()}
+    assert {"numerals", "number_words", "months"} <= names
+
+
+@pytest.mark.parametrize(("path", "spec"), _gpt2_tasks(), ids=lambda x: getattr(x, "name", ""))
+def test_every_gpt2_small_task_tokenizes(gpt2: Any, path: Path, spec: TaskSpec) -> None:
+    """One-token members, names and answers; one length for all prompts (else T3xx)."""
+    task = build_task(spec, gpt2, prepend_bos=True, base_dir=path.parent)  # GPT-2's loader
+    n_bos = int(task.meta["bos"] == "on")
+    assert task.clean.shape == task.corrupted.shape
+    assert (task.answer_pos == task.seq_len - 1).all()
+    assert (task.clean[:, 0] == gpt2.bos_token_id).all() == bool(n_bos)
+    # every answer token decodes to the answer text written for it
+    corr = task.meta["correct_text"]
+    assert [gpt2.decode([int(t)]) for t in task.correct[:20]] == list(corr[:20])  # type: ignore[index]
+
+
+def test_spanish_months_on_gpt2_fail_with_t310(gpt2: Any) -> None:
+    """Spanish month names are several GPT-2 tokens (" enero" 2, " septiembre" 4): the
+    task stops at tokenization with T310 (answers) and T312 (shown members)."""
+    spec = TaskSpec(
+        "spanish", generator="spanish_months", params=params(prompts=48, seed=0, start=8)
+    )
+    with pytest.raises(DiagnosticsError) as err:
+        build_task(spec, gpt2, prepend_bos=True)
+    codes = {d.code for d in err.value.diagnostics}
+    assert {"T310", "T312"} <= codes
+    text = "\n".join(d.message for d in err.value.diagnostics)
+    assert "answer ' abril' is 2 tokens: 'Ġab' + 'ril'" in text
+    from seqcirc.tasks.sets import ORDERED_SETS
+
+    assert any(f"'{m}' is not one token" in text for m in ORDERED_SETS["spanish_months"])
