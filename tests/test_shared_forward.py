@@ -65,7 +65,7 @@ def reference(state: EvalState, keep: np.ndarray) -> np.ndarray:
         for layer in range(w.n_layers):
             z = w.attention(layer, resid)
             heads = replace[..., layer * n_h : (layer + 1) * n_h, None]
-            resid = resid + w.head_out(layer, torch.where(heads, values.z[layer], z))
+            resid = w.add_heads(layer, resid, torch.where(heads, values.z[layer], z))
             mlp = replace[..., w.n_layers * n_h + layer, None]
             resid = resid + torch.where(mlp, values.mlp[layer], w.mlp(layer, resid))
         logits = w.unembed(gather_pos(resid, state.answer_pos))

@@ -4,9 +4,10 @@ forward-pass engine.
 The state holds the forward passes every circuit on one (model, task, ablation set-up,
 metric) shares: the clean run (reference logits at the answer position, clean
 activations) and the corrupted run (the ablation values). After that a node circuit costs
-one forward pass with logits at the answer position only, R node circuits one batched
-pass of R x n rows, an edge circuit one patched pass (seqcirc.engine.edges), and the
-empty circuit no pass at all.
+one forward pass with logits at the answer position only, R node circuits batched passes
+of R x n rows in which what the circuits share is computed once (chunks of a block of
+circuits by a block of prompts, within seqcirc.engine.memory's budget), an edge circuit
+one patched pass (seqcirc.engine.edges), and the empty circuit no pass at all.
 
 Named positions (AblationSpec.positions): circuit nodes stay clean only at the named
 positions of each prompt; at every other position they are ablated like the complement.
@@ -177,7 +178,8 @@ def run_circuits(state: EvalState, masks: NDArray[np.bool_] | Tensor) -> NDArray
     with torch.inference_mode():
         for circuits, prompt_blocks in circuit_chunks(r_count, n, state.batch_rows):
             idx = order[circuits]
-            groups = [Groups.of(torch.as_tensor(_labels(keep[idx][:, cols]))) for cols in stages]
+            labels = [torch.as_tensor(_labels(keep[idx][:, cols])) for cols in stages]
+            groups = [Groups.of(lab).to(w.device) for lab in labels]
             for prompts in prompt_blocks:
                 out[idx, prompts] = _run_chunk(state, keep[idx], prompts, groups)
     state.forward_rows += r_count * n
@@ -230,7 +232,7 @@ def _run_chunk(
         kept = kept & state.keep_pos[rows][:, :, None]
     patch = state.ablation.patches_circuit
     tokens = state.corrupted if patch else state.clean
-    share = Sharing(rows, tuple(g.to(w.device).times(p) for g in groups))
+    share = Sharing(rows, tuple(g.times(p) for g in groups))
     run = forward_nodes(
         w, tokens[rows], state.answer_pos[rows],
         replace=kept if patch else ~kept, values=state.values, share=share,

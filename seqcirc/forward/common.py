@@ -2,7 +2,7 @@
 reads, replacement values, captured runs, node order and causal attention.
 
 The runner (seqcirc/engine/runner.py) sees a model only through `ModelWeights`: its sizes,
-device and dtype, and the steps of one layer (embed, attention, head_out, mlp) plus the
+device and dtype, and the steps of one layer (embed, attention, add_heads, mlp) plus the
 unembedding. Each architecture implements the steps in its own module (gpt2.py, llama.py);
 the forward that runs them layer by layer, with node replacement, is one for all
 (seqcirc.forward.nodes). Which weights class a bridge gets is decided in one place,
@@ -80,17 +80,17 @@ class WeightsBase:
     def device(self) -> torch.device:
         return self.W_E.device
 
-    def head_out(self, layer: int, z: Tensor) -> Tensor:
-        """What the heads of `layer` add to the residual: z [..., S, H, dh] -> [..., S, d]
-        (o_proj of every head, and its bias)."""
-        return torch.einsum("...she,hed->...sd", z, self.W_O[layer]) + self.b_O[layer]
+    def add_heads(self, layer: int, resid: Tensor, z: Tensor) -> Tensor:
+        """The residual [..., S, d] plus what the heads of `layer` write from their z
+        [..., S, H, dh]: every head through o_proj, then o_proj's bias."""
+        return resid + torch.einsum("...she,hed->...sd", z, self.W_O[layer]) + self.b_O[layer]
 
     def all_replaced_resid(self, embed: Tensor, values: Replacement) -> Tensor:
         """Final residual [(B,) S, d] when every node is replaced: the embeddings plus
         every head's replaced z through o_proj and every MLP's replaced output."""
         resid = embed
         for layer in range(self.n_layers):
-            resid = resid + self.head_out(layer, values.z[layer]) + values.mlp[layer]
+            resid = self.add_heads(layer, resid, values.z[layer]) + values.mlp[layer]
         return resid
 
 
@@ -139,8 +139,8 @@ class ModelWeights(Protocol):
         only each row's query at that position: [B, 1, H, dh] (keys at every position)."""
         ...
 
-    def head_out(self, layer: int, z: Tensor) -> Tensor:
-        """What the heads add to the residual: z [..., S, H, dh] -> [..., S, d]."""
+    def add_heads(self, layer: int, resid: Tensor, z: Tensor) -> Tensor:
+        """The residual [..., S, d] plus what the heads write from z [..., S, H, dh]."""
         ...
 
     def mlp(self, layer: int, resid: Tensor) -> Tensor:

@@ -184,7 +184,7 @@ class _Pass:
             z = torch.where(mask[..., None], self.value(self.values.z[layer], m, trim, 4), z)
         if query is not None:
             resid = gather_pos(resid, query)[:, None]
-        return _take(resid, m.parent) + w.head_out(layer, z), z
+        return w.add_heads(layer, _take(resid, m.parent), z), z
 
     def mlp(self, layer: int, resid: Tensor, m: _Step, n: _Step, trim: bool) -> _Pair:
         """The residual after `layer`'s MLP at the groups of step n (from those of step m,
