@@ -4,9 +4,10 @@ forward-pass engine.
 The state holds the forward passes every circuit on one (model, task, ablation set-up,
 metric) shares: the clean run (reference logits at the answer position, clean
 activations) and the corrupted run (the ablation values). After that a node circuit costs
-one forward pass with logits at the answer position only, R node circuits one batched
-pass of R x n rows, an edge circuit one patched pass (seqcirc.engine.edges), and the
-empty circuit no pass at all.
+one forward pass with logits at the answer position only, R node circuits batched passes
+of R x n rows in which what the circuits share is computed once (chunks of a block of
+circuits by a block of prompts, within seqcirc.engine.memory's budget), an edge circuit
+one patched pass (seqcirc.engine.edges), and the empty circuit no pass at all.
 
 Named positions (AblationSpec.positions): circuit nodes stay clean only at the named
 positions of each prompt; at every other position they are ablated like the complement.
@@ -39,6 +40,7 @@ from seqcirc.forward.gpt2 import (
     node_index,
     unembed,
 )
+from seqcirc.forward.nodes import Groups, Sharing
 from seqcirc.plan import AblationSpec, Node
 from seqcirc.tasks.types import TokenizedTask
 
@@ -157,37 +159,90 @@ def check_live(state: EvalState, keep: NDArray[np.bool_]) -> None:
 def run_circuits(state: EvalState, masks: NDArray[np.bool_] | Tensor) -> NDArray[np.float64]:
     """Per-prompt metric [R, n] of R node circuits given as keep-masks [R, n_nodes].
 
-    All R circuits go through batched forward passes of R x n rows (chunked).
+    The R x n rows (circuit, prompt) go through batched forward passes in chunks of a
+    block of circuits by a block of prompts. Within a chunk, what circuits share is
+    computed once (seqcirc.forward.nodes.Sharing): circuits that agree on every node
+    before a layer have the same residual stream up to it. The circuits are sorted by
+    their masks, layer by layer, so that chunks keep such circuits together.
     """
     w = state.weights
-    keep = torch.as_tensor(np.asarray(masks, dtype=bool), device=w.device)
-    if keep.dim() != 2 or keep.shape[1] != w.n_nodes:
+    keep = np.asarray(masks, dtype=bool)
+    if keep.ndim != 2 or keep.shape[1] != w.n_nodes:
         raise EvaluationError(
             f"masks must be [R, {w.n_nodes}], got {tuple(keep.shape)}", code="E306"
         )
     n, r_count = state.n_prompts, keep.shape[0]
+    stages = stage_columns(w)
+    order = np.lexsort(keep[:, stages[-1][::-1]].T)  # layer-major, first layer first
+    out = np.empty((r_count, n))
+    with torch.inference_mode():
+        for circuits, prompt_blocks in circuit_chunks(r_count, n, state.batch_rows):
+            idx = order[circuits]
+            labels = [torch.as_tensor(_labels(keep[idx][:, cols])) for cols in stages]
+            groups = [Groups.of(lab).to(w.device) for lab in labels]
+            for prompts in prompt_blocks:
+                out[idx, prompts] = _run_chunk(state, keep[idx], prompts, groups)
+    state.forward_rows += r_count * n
+    return out
+
+
+def circuit_chunks(r_count: int, n: int, rows: int) -> Iterable[tuple[slice, list[slice]]]:
+    """Chunks of at most `rows` rows: blocks of as many circuits as fit (they share work),
+    balanced, each with the blocks of as many prompts as then fit."""
+    if r_count == 0:
+        return
+    per = -(-r_count // -(-r_count // rows))
+    prompts = list(row_chunks(n, max(1, min(n, rows // per))))
+    for c in range(0, r_count, per):
+        yield slice(c, min(c + per, r_count)), prompts
+
+
+def stage_columns(w: ModelWeights) -> list[list[int]]:
+    """The mask columns each stage of the forward depends on (seqcirc.forward.nodes.Sharing):
+    none before layer 0's heads, then each layer's heads and its MLP added in turn."""
+    cols: list[int] = []
+    out = [cols]
+    for layer in range(w.n_layers):
+        cols = cols + list(range(layer * w.n_heads, (layer + 1) * w.n_heads))
+        out.append(cols)
+        cols = [*cols, w.n_layers * w.n_heads + layer]
+        out.append(cols)
+    return out
+
+
+def _labels(masks: NDArray[np.bool_]) -> NDArray[np.int64]:
+    """One integer per distinct row of masks [R, k]."""
+    if masks.shape[1] == 0:
+        return np.zeros(masks.shape[0], dtype=np.int64)
+    return np.unique(masks, axis=0, return_inverse=True)[1].reshape(-1).astype(np.int64)
+
+
+def _run_chunk(
+    state: EvalState, keep: NDArray[np.bool_], prompts: slice, groups: list[Groups]
+) -> NDArray[np.float64]:
+    """Per-prompt metric [c, p] of c circuits (their groups at each stage) on p prompts;
+    row i * p + j is circuit i on prompt j."""
+    w = state.weights
+    c = keep.shape[0]
+    prompt = torch.arange(prompts.start, prompts.stop, device=w.device)
+    p = prompt.shape[0]
+    rows = prompt.repeat(c)
+    kept = torch.as_tensor(keep, device=w.device).repeat_interleave(p, 0)[:, None, :]
+    if state.keep_pos is not None:
+        kept = kept & state.keep_pos[rows][:, :, None]
     patch = state.ablation.patches_circuit
     tokens = state.corrupted if patch else state.clean
-    out = np.empty(r_count * n)
-    with torch.inference_mode():
-        for sl in row_chunks(r_count * n, state.batch_rows):
-            rows = torch.arange(sl.start, sl.stop, device=w.device)
-            prompt, circ = rows % n, rows // n
-            kept = keep[circ][:, None, :]  # [B, 1, n_nodes]
-            if state.keep_pos is not None:
-                kept = kept & state.keep_pos[prompt][:, :, None]
-            replace = kept if patch else ~kept
-            run = forward_nodes(
-                w, tokens[prompt], state.answer_pos[prompt],
-                replace=replace, values=state.values.rows(prompt),
-            )  # fmt: skip
-            assert run.logits is not None
-            out[sl] = per_prompt(
-                state.metric, run.logits, state.correct[prompt], state.incorrect[prompt],
-                clean_logits_at(state, prompt),
-            )  # fmt: skip
-    state.forward_rows += r_count * n
-    return out.reshape(r_count, n)
+    share = Sharing(rows, tuple(g.times(p) for g in groups))
+    run = forward_nodes(
+        w, tokens[rows], state.answer_pos[rows],
+        replace=kept if patch else ~kept, values=state.values, share=share,
+    )  # fmt: skip
+    assert run.logits is not None
+    m = per_prompt(
+        state.metric, run.logits, state.correct[rows], state.incorrect[rows],
+        clean_logits_at(state, rows),
+    )  # fmt: skip
+    return m.reshape(c, p)
 
 
 def empty_metric(state: EvalState, granularity: str | None = None) -> NDArray[np.float64]:

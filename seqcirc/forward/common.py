@@ -2,10 +2,11 @@
 reads, replacement values, captured runs, node order and causal attention.
 
 The runner (seqcirc/engine/runner.py) sees a model only through `ModelWeights`: its sizes,
-device and dtype, and four methods (forward_nodes, all_replaced_resid, unembed, and
-whether edge circuits are implemented). Each architecture implements them in its own
-module (gpt2.py: GPT-2; llama.py: Llama); which one a bridge
-gets is decided in one place, gpt2.extract_weights.
+device and dtype, and the steps of one layer (embed, attention, add_heads, mlp) plus the
+unembedding. Each architecture implements the steps in its own module (gpt2.py, llama.py);
+the forward that runs them layer by layer, with node replacement, is one for all
+(seqcirc.forward.nodes). Which weights class a bridge gets is decided in one place,
+gpt2.extract_weights.
 
 Node order (masks over nodes, as seqcirc.stats.baseline): every head layer by layer,
 then every MLP.
@@ -60,6 +61,8 @@ class WeightsBase:
     n_heads: int
     W_E: Tensor  # [vocab, d]
     W_U: Tensor  # [d, vocab]
+    W_O: tuple[Tensor, ...]  # [H, dh, d] per layer
+    b_O: tuple[Tensor, ...]  # [d] per layer
 
     @property
     def n_nodes(self) -> int:
@@ -76,6 +79,19 @@ class WeightsBase:
     @property
     def device(self) -> torch.device:
         return self.W_E.device
+
+    def add_heads(self, layer: int, resid: Tensor, z: Tensor) -> Tensor:
+        """The residual [..., S, d] plus what the heads of `layer` write from their z
+        [..., S, H, dh]: every head through o_proj, then o_proj's bias."""
+        return resid + torch.einsum("...she,hed->...sd", z, self.W_O[layer]) + self.b_O[layer]
+
+    def all_replaced_resid(self, embed: Tensor, values: Replacement) -> Tensor:
+        """Final residual [(B,) S, d] when every node is replaced: the embeddings plus
+        every head's replaced z through o_proj and every MLP's replaced output."""
+        resid = embed
+        for layer in range(self.n_layers):
+            resid = self.add_heads(layer, resid, values.z[layer]) + values.mlp[layer]
+        return resid
 
 
 def unembed_bias(hf: Any) -> Tensor:
@@ -114,17 +130,21 @@ class ModelWeights(Protocol):
     @property
     def supports_edges(self) -> bool: ...
 
-    def forward_nodes(
-        self,
-        tokens: Tensor,
-        answer_pos: Tensor,
-        *,
-        replace: Tensor | None = None,
-        values: Replacement | None = None,
-        capture: bool = False,
-        logits: bool = True,
-    ) -> NodeRun:
-        """One forward; where replace[b, s, node] is True the node's activation is replaced."""
+    def embed(self, tokens: Tensor) -> Tensor:
+        """What the residual stream starts as: tokens [B, S] -> [B, S, d]."""
+        ...
+
+    def attention(self, layer: int, resid: Tensor, query_pos: Tensor | None = None) -> Tensor:
+        """hook_z [B, S, H, dh] of `layer` from the residual [B, S, d]; with query_pos [B],
+        only each row's query at that position: [B, 1, H, dh] (keys at every position)."""
+        ...
+
+    def add_heads(self, layer: int, resid: Tensor, z: Tensor) -> Tensor:
+        """The residual [..., S, d] plus what the heads write from z [..., S, H, dh]."""
+        ...
+
+    def mlp(self, layer: int, resid: Tensor) -> Tensor:
+        """hook_mlp_out [..., S, d] of `layer` from the residual (its norm included)."""
         ...
 
     def all_replaced_resid(self, embed: Tensor, values: Replacement) -> Tensor:
@@ -174,26 +194,15 @@ def attend(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
     return z.transpose(1, 2)
 
 
+def attend_at(q: Tensor, k: Tensor, v: Tensor, query_pos: Tensor) -> Tensor:
+    """One query per row: q [B, 1, H, dh] at position query_pos [B] attends to the keys
+    k, v [B, S, H, dh] up to that position -> z [B, 1, H, dh] (the causal row of attend)."""
+    seen = torch.arange(k.shape[1], device=k.device)[None, :] <= query_pos[:, None]
+    z = F.scaled_dot_product_attention(
+        q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_mask=seen[:, None, None]
+    )
+    return z.transpose(1, 2)
+
+
 def gather_pos(x: Tensor, answer_pos: Tensor) -> Tensor:
     return x[torch.arange(x.shape[0], device=x.device), answer_pos]
-
-
-def replace_heads(
-    z: Tensor, layer: int, n_heads: int, replace: Tensor | None, values: Replacement | None
-) -> Tensor:
-    """z [B, S, H, dh] with the heads of `layer` that `replace` marks replaced."""
-    if replace is None or values is None:
-        return z
-    head_cols = replace[..., layer * n_heads : (layer + 1) * n_heads, None]
-    return torch.where(head_cols, values.z[layer], z)
-
-
-def replace_mlp(
-    out: Tensor, layer: int, n_layers: int, n_heads: int,
-    replace: Tensor | None, values: Replacement | None,
-) -> Tensor:  # fmt: skip
-    """mlp_out [B, S, d] with the MLP of `layer` replaced where `replace` marks it."""
-    if replace is None or values is None:
-        return out
-    mlp_col = replace[..., n_layers * n_heads + layer, None]
-    return torch.where(mlp_col, values.mlp[layer], out)

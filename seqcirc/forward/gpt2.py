@@ -10,9 +10,9 @@ Intervention points match TransformerLens hook names: a head is ablated at
 `blocks.L.hook_mlp_out` (its whole output, bias included).
 
 `extract_weights` is the one place that picks an architecture's weights class (GPT-2
-here, Llama in llama.py); the runner then sees only the ModelWeights
-protocol (common.py), and `forward_nodes`, `all_replaced_resid` and
-`unembed` below call the weights' own methods. Edge circuits are GPT-2 only.
+here, Llama in llama.py); the runner then sees only the ModelWeights protocol
+(common.py): the steps of one layer, which the one node forward of every architecture
+(nodes.py, re-exported here as `forward_nodes`) runs. Edge circuits are GPT-2 only.
 
 Node order (masks over nodes, as seqcirc.stats.baseline): every head layer by layer,
 then every MLP.
@@ -39,14 +39,14 @@ from seqcirc.forward.common import (
     WeightsBase,
     all_nodes,
     attend,
+    attend_at,
     gather_pos,
     node_index,
-    replace_heads,
-    replace_mlp,
     require_edges,
     unembed_bias,
 )
 from seqcirc.forward.llama import extract_llama_weights
+from seqcirc.forward.nodes import forward_nodes
 from seqcirc.plan import EMBED, LOGITS, Edge, ReceiverInput
 
 __all__ = [
@@ -110,23 +110,23 @@ class Gpt2Weights(WeightsBase):
     def supports_edges(self) -> bool:
         return True
 
-    def forward_nodes(
-        self,
-        tokens: Tensor,
-        answer_pos: Tensor,
-        *,
-        replace: Tensor | None = None,
-        values: Replacement | None = None,
-        capture: bool = False,
-        logits: bool = True,
-    ) -> NodeRun:
-        return _forward_nodes(
-            self, tokens, answer_pos, replace=replace, values=values, capture=capture,
-            logits=logits,
-        )  # fmt: skip
+    def embed(self, tokens: Tensor) -> Tensor:
+        return self.W_E[tokens] + self.W_pos[: tokens.shape[1]]
 
-    def all_replaced_resid(self, embed: Tensor, values: Replacement) -> Tensor:
-        return _all_replaced_resid(self, embed, values)
+    def attention(self, layer: int, resid: Tensor, query_pos: Tensor | None = None) -> Tensor:
+        x = F.layer_norm(resid, (self.d_model,), self.ln1_w[layer], self.ln1_b[layer], self.eps)
+        W, b, d = self.W_qkv[layer], self.b_qkv[layer], self.d_model
+        heads = (self.n_heads, self.d_head)
+        if query_pos is None:
+            qkv = (x @ W + b).unflatten(-1, (3, *heads))
+            return attend(qkv[..., 0, :, :], qkv[..., 1, :, :], qkv[..., 2, :, :])
+        kv = (x @ W[:, d:] + b[d:]).unflatten(-1, (2, *heads))
+        q = (gather_pos(x, query_pos) @ W[:, :d] + b[:d]).unflatten(-1, heads)[:, None]
+        return attend_at(q, kv[..., 0, :, :], kv[..., 1, :, :], query_pos)
+
+    def mlp(self, layer: int, resid: Tensor) -> Tensor:
+        x = F.layer_norm(resid, (self.d_model,), self.ln2_w[layer], self.ln2_b[layer], self.eps)
+        return _mlp(self, layer, x)
 
     def unembed(self, resid: Tensor) -> Tensor:
         x = F.layer_norm(resid, (self.d_model,), self.lnf_w, self.lnf_b, self.eps)
@@ -213,30 +213,9 @@ def extract_weights(bridge: torch.nn.Module) -> ModelWeights:
 # ---------------------------------------------------------------- nodes
 
 
-def _embed(w: Gpt2Weights, tokens: Tensor) -> Tensor:
-    return w.W_E[tokens] + w.W_pos[: tokens.shape[1]]
-
-
 def _mlp(w: Gpt2Weights, layer: int, x: Tensor) -> Tensor:
     h = F.gelu(x @ w.W_in[layer] + w.b_in[layer], approximate="tanh")
     return h @ w.W_out[layer] + w.b_out[layer]
-
-
-def forward_nodes(
-    w: ModelWeights,
-    tokens: Tensor,
-    answer_pos: Tensor,
-    *,
-    replace: Tensor | None = None,
-    values: Replacement | None = None,
-    capture: bool = False,
-    logits: bool = True,
-) -> NodeRun:
-    """One forward of any architecture; where replace[b, s, node] is True the node's
-    activation is replaced. tokens [B, S]; answer_pos [B]; replace [B, S, n_nodes]."""
-    return w.forward_nodes(
-        tokens, answer_pos, replace=replace, values=values, capture=capture, logits=logits
-    )
 
 
 def unembed(w: ModelWeights, resid: Tensor) -> Tensor:
@@ -250,56 +229,6 @@ def all_replaced_resid(w: ModelWeights, embed: Tensor, values: Replacement) -> T
     embed [B, S, d] or [S, d]: what the embeddings contribute (clean, or ablated for edges).
     """
     return w.all_replaced_resid(embed, values)
-
-
-def _forward_nodes(
-    w: Gpt2Weights,
-    tokens: Tensor,
-    answer_pos: Tensor,
-    *,
-    replace: Tensor | None = None,
-    values: Replacement | None = None,
-    capture: bool = False,
-    logits: bool = True,
-) -> NodeRun:
-    """One forward; where replace[b, s, node] is True the node's activation is replaced.
-
-    tokens [B, S]; answer_pos [B]; replace [B, S, n_nodes] bool (node mask order).
-    """
-    n_h = w.n_heads
-    resid = _embed(w, tokens)
-    embed = resid if capture else None
-    zs: list[Tensor] = []
-    mlps: list[Tensor] = []
-    for layer in range(w.n_layers):
-        x = F.layer_norm(resid, (w.d_model,), w.ln1_w[layer], w.ln1_b[layer], w.eps)
-        qkv = (x @ w.W_qkv[layer] + w.b_qkv[layer]).unflatten(-1, (3, n_h, w.d_head))
-        z = attend(qkv[..., 0, :, :], qkv[..., 1, :, :], qkv[..., 2, :, :])
-        z = replace_heads(z, layer, n_h, replace, values)
-        if capture:
-            zs.append(z)
-        resid = resid + torch.einsum("bshe,hed->bsd", z, w.W_O[layer]) + w.b_O[layer]
-        x = F.layer_norm(resid, (w.d_model,), w.ln2_w[layer], w.ln2_b[layer], w.eps)
-        out = replace_mlp(_mlp(w, layer, x), layer, w.n_layers, n_h, replace, values)
-        if capture:
-            mlps.append(out)
-        resid = resid + out
-    final = gather_pos(resid, answer_pos)
-    return NodeRun(
-        logits=w.unembed(final) if logits else None,
-        resid_final=final,
-        z=tuple(zs),
-        mlp=tuple(mlps),
-        embed=embed,
-    )
-
-
-def _all_replaced_resid(w: Gpt2Weights, embed: Tensor, values: Replacement) -> Tensor:
-    resid = embed
-    for layer in range(w.n_layers):
-        head_out = torch.einsum("...she,hed->...sd", values.z[layer], w.W_O[layer])
-        resid = resid + head_out + w.b_O[layer] + values.mlp[layer]
-    return resid
 
 
 # ---------------------------------------------------------------- edges
@@ -416,7 +345,7 @@ def forward_edges(
     assert isinstance(w, Gpt2Weights)
     n_h, d = w.n_heads, w.d_model
     batch, seq = tokens.shape
-    resid = _embed(w, tokens)
+    resid = w.embed(tokens)
     n_senders = removed.shape[1]
     diffs = resid.new_zeros(batch * seq, n_senders, d)  # ablated - actual, per sender
     diffs[:, 0] = (values.embed - resid).reshape(-1, d)

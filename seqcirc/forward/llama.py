@@ -1,5 +1,5 @@
-"""Node ablations as one functional forward pass of a Llama-architecture model
-(LlamaForCausalLM: Llama 1/2/3-style without rope scaling, TinyLlama, ...).
+"""The steps of a Llama-architecture model (LlamaForCausalLM: Llama 1/2/3-style without
+rope scaling, TinyLlama, ...) that the node forward (seqcirc.forward.nodes) runs.
 
 The forward mirrors transformers' LlamaModel: RMSNorm before attention and MLP, rotary
 position embeddings on q and k (no position embedding in the residual stream),
@@ -26,13 +26,10 @@ from torch import Tensor
 from seqcirc.errors import EvaluationError
 from seqcirc.forward.common import (
     Layers,
-    NodeRun,
-    Replacement,
     WeightsBase,
     attend,
+    attend_at,
     gather_pos,
-    replace_heads,
-    replace_mlp,
     unembed_bias,
 )
 
@@ -91,58 +88,32 @@ class LlamaWeights(WeightsBase):
     def supports_edges(self) -> bool:
         return False
 
-    def forward_nodes(
-        self,
-        tokens: Tensor,
-        answer_pos: Tensor,
-        *,
-        replace: Tensor | None = None,
-        values: Replacement | None = None,
-        capture: bool = False,
-        logits: bool = True,
-    ) -> NodeRun:
-        """tokens [B, S]; answer_pos [B]; replace [B, S, n_nodes] bool (node mask order)."""
-        n_h, n_kv, dh = self.n_heads, self.n_kv_heads, self.d_head
-        resid = self.W_E[tokens]
-        embed = resid if capture else None
-        cos, sin = self.rotary(tokens.shape[1])
-        zs: list[Tensor] = []
-        mlps: list[Tensor] = []
-        for layer in range(self.n_layers):
-            x = rms_norm(resid, self.ln1_w[layer], self.eps)
-            q = _linear(x, self.W_Q[layer], self.b_Q, layer).unflatten(-1, (n_h, dh))
-            k = _linear(x, self.W_K[layer], self.b_K, layer).unflatten(-1, (n_kv, dh))
-            v = _linear(x, self.W_V[layer], self.b_V, layer).unflatten(-1, (n_kv, dh))
-            q, k = _rotate(q, cos, sin), _rotate(k, cos, sin)
-            if n_kv != n_h:  # query head h reads kv head h // (n_h / n_kv), as repeat_kv
-                k = k.repeat_interleave(n_h // n_kv, dim=2)
-                v = v.repeat_interleave(n_h // n_kv, dim=2)
-            z = replace_heads(attend(q, k, v), layer, n_h, replace, values)
-            if capture:
-                zs.append(z)
-            resid = resid + torch.einsum("bshe,hed->bsd", z, self.W_O[layer]) + self.b_O[layer]
-            x = rms_norm(resid, self.ln2_w[layer], self.eps)
-            out = replace_mlp(self._mlp(layer, x), layer, self.n_layers, n_h, replace, values)
-            if capture:
-                mlps.append(out)
-            resid = resid + out
-        final = gather_pos(resid, answer_pos)
-        return NodeRun(
-            logits=self.unembed(final) if logits else None,
-            resid_final=final,
-            z=tuple(zs),
-            mlp=tuple(mlps),
-            embed=embed,
-        )
+    def embed(self, tokens: Tensor) -> Tensor:
+        return self.W_E[tokens]  # no position embedding: rope rotates q and k
 
-    def all_replaced_resid(self, embed: Tensor, values: Replacement) -> Tensor:
-        """Final residual [(B,) S, d] when every node is replaced: the embeddings plus
-        every head's replaced z through o_proj and every MLP's replaced output."""
-        resid = embed
-        for layer in range(self.n_layers):
-            head_out = torch.einsum("...she,hed->...sd", values.z[layer], self.W_O[layer])
-            resid = resid + head_out + self.b_O[layer] + values.mlp[layer]
-        return resid
+    def attention(self, layer: int, resid: Tensor, query_pos: Tensor | None = None) -> Tensor:
+        n_h, n_kv, dh = self.n_heads, self.n_kv_heads, self.d_head
+        x = rms_norm(resid, self.ln1_w[layer], self.eps)
+        cos, sin = self.rotary(resid.shape[1])
+        k = _linear(x, self.W_K[layer], self.b_K, layer).unflatten(-1, (n_kv, dh))
+        v = _linear(x, self.W_V[layer], self.b_V, layer).unflatten(-1, (n_kv, dh))
+        k = _rotate(k, cos[:, None], sin[:, None])
+        if n_kv != n_h:  # query head h reads kv head h // (n_h / n_kv), as repeat_kv
+            k = k.repeat_interleave(n_h // n_kv, dim=2)
+            v = v.repeat_interleave(n_h // n_kv, dim=2)
+        if query_pos is None:
+            q = _linear(x, self.W_Q[layer], self.b_Q, layer).unflatten(-1, (n_h, dh))
+            return attend(_rotate(q, cos[:, None], sin[:, None]), k, v)
+        x_q = gather_pos(x, query_pos)[:, None]  # [B, 1, d]: the one query per row
+        q = _linear(x_q, self.W_Q[layer], self.b_Q, layer).unflatten(-1, (n_h, dh))
+        q = _rotate(q, cos[query_pos][:, None, None], sin[query_pos][:, None, None])
+        return attend_at(q, k, v, query_pos)
+
+    def mlp(self, layer: int, resid: Tensor) -> Tensor:
+        x = rms_norm(resid, self.ln2_w[layer], self.eps)
+        gate = _linear(x, self.W_gate[layer], self.b_gate, layer)
+        up = _linear(x, self.W_up[layer], self.b_up, layer)
+        return _linear(F.silu(gate) * up, self.W_down[layer], self.b_down, layer)
 
     def unembed(self, resid: Tensor) -> Tensor:
         return rms_norm(resid, self.lnf_w, self.eps) @ self.W_U + self.b_U
@@ -153,11 +124,6 @@ class LlamaWeights(WeightsBase):
         freqs = pos[:, None] * self.inv_freq.to(self.device)[None, :]
         emb = torch.cat((freqs, freqs), dim=-1)
         return emb.cos().to(self.dtype), emb.sin().to(self.dtype)
-
-    def _mlp(self, layer: int, x: Tensor) -> Tensor:
-        gate = _linear(x, self.W_gate[layer], self.b_gate, layer)
-        up = _linear(x, self.W_up[layer], self.b_up, layer)
-        return _linear(F.silu(gate) * up, self.W_down[layer], self.b_down, layer)
 
 
 def rms_norm(x: Tensor, weight: Tensor, eps: float) -> Tensor:
@@ -172,10 +138,11 @@ def _linear(x: Tensor, W: Tensor, b: Layers | None, layer: int) -> Tensor:
 
 
 def _rotate(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
-    """Rotary embedding of x [B, S, H, dh] (halves rotated, not interleaved pairs)."""
+    """Rotary embedding of x [B, S, H, dh] (halves rotated, not interleaved pairs); cos
+    and sin broadcast to it ([S, 1, dh] for every position, [B, 1, 1, dh] for one)."""
     half = x.shape[-1] // 2
     rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
-    return x * cos[:, None, :] + rotated * sin[:, None, :]
+    return x * cos + rotated * sin
 
 
 def _unsupported(what: str, hint: str) -> EvaluationError:
