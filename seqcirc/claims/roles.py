@@ -18,7 +18,7 @@ from typing import Any
 
 from seqcirc.claims.context import ClaimContext, ClaimValue
 from seqcirc.errors import InputError, did_you_mean
-from seqcirc.language.vocab import OV_AMONG, ROLES
+from seqcirc.language.vocab import OV_AMONG, PATTERN_DEFAULTS, ROLES
 from seqcirc.plan import Claim, Node
 from seqcirc.source import Span
 from seqcirc.tasks.types import TokenizedTask
@@ -173,7 +173,8 @@ def measure_role(
         return _ov_role(bridge, tokenizer, node, role, params, set_name)
     if role == "attends":
         return _attends_role(bridge, node, params, task)
-    n_seqs, half_len = int(params.get("n_seqs", 8)), int(params.get("half_len", 20))
+    n_seqs = int(params.get("n_seqs", PATTERN_DEFAULTS["n_seqs"]))
+    half_len = int(params.get("half_len", PATTERN_DEFAULTS["half_len"]))
     scores = pattern_scores(
         bridge,
         tokenizer,

@@ -45,7 +45,7 @@ ROLE_CHOICES: dict[str, tuple[str, ...]] = {
 ROLE_DEFAULTS: dict[str, dict[str, object]] = {"successor": {"top": 5}, "copy": {"top": 5}}
 # What the pattern roles use when n_seqs / half_len are left out (seqcirc.claims.roles).
 PATTERN_DEFAULTS = {"n_seqs": 8, "half_len": 20}
-OV_WINDOW = 4  # members per OV prompt under context=prompts (seqcirc.roles.members.WINDOW)
+OV_WINDOW = 4  # members per OV prompt under context=prompts (the paper's OV-score prompts)
 
 # ---- claims -------------------------------------------------------------------------
 # Claims compared against a value: name -> accepted parameters.

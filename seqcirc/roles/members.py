@@ -18,10 +18,11 @@ import numpy.typing as npt
 
 from seqcirc.errors import InputError, did_you_mean
 from seqcirc.language.vocab import OV_CONTEXTS as CONTEXTS
+from seqcirc.language.vocab import OV_WINDOW
 from seqcirc.tasks.sets import DEFAULT_RANGE, ORDERED_SETS
 
 Context = Literal["prompts", "alone"]
-WINDOW = 4  # members per prompt, as in the paper's OV-score prompts
+WINDOW = OV_WINDOW  # members per prompt, as in the paper's OV-score prompts (one table)
 
 
 @dataclass(frozen=True)
