@@ -33,6 +33,8 @@ def test_wheel_ships_grammar_and_bundled_model_and_checks_files(tmp_path: Path) 
     work = tmp_path / "work"
     work.mkdir()
     shutil.copy(ROOT / "hypotheses" / "months.circ", work / "months.circ")
+    # its gpt2-small section reads the authors' prompts, shipped beside it
+    shutil.copytree(ROOT / "hypotheses" / "data", work / "data")
     code = (
         "import sys; sys.path.insert(0, sys.argv[1]); import seqcirc, seqcirc.cli;"
         "assert seqcirc.__file__.startswith(sys.argv[1]), seqcirc.__file__;"
