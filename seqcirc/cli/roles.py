@@ -32,6 +32,7 @@ def roles(
     """
     from pathlib import Path
 
+    from seqcirc.usecases.limits import check_option_sizes
     from seqcirc.usecases.roles_scan import (
         check_options,
         parse_attends,
@@ -44,6 +45,10 @@ def roles(
         raise typer.BadParameter("use prompts or alone", param_hint="--context")
     pairs = parse_attends(attends)
     check_options(task, pairs, sort)
+    check_option_sizes(
+        "E809", top=(top, "top"), prompts=(prompts, "prompts"), seed=(seed, "seed"),
+        repeat_len=(repeat_len, "half_len"),
+    )  # fmt: skip
     table = scan_model(
         model, task, attends=pairs, top_k=top, context=context,  # type: ignore[arg-type]
         prompts=prompts, seed=seed, half_len=repeat_len,

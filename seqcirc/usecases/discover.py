@@ -14,6 +14,7 @@ from seqcirc.discovery.circ_file import Written, render_circ, task_spec_of, task
 from seqcirc.discovery.prune import DEFAULT_THRESHOLD, Discovery, PruneStep
 from seqcirc.errors import InputError
 from seqcirc.report.files import write_text
+from seqcirc.usecases.limits import check_option_sizes
 
 
 @contextmanager
@@ -73,6 +74,7 @@ def run_discover(
 
     if prompts < 1:
         raise InputError(f"--prompts must be >= 1, got {prompts}", code="E340")
+    check_option_sizes("E340", prompts=(prompts, "prompts"), seed=(seed, "seed"))
     name = name or set_name
     task_def = task_text(name, set_name, prompts=prompts, seed=seed, filter_correct=filter_correct)
     spec = task_spec_of(task_def, model)  # also checks the set name and the model's shape
