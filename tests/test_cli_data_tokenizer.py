@@ -48,7 +48,14 @@ def test_export_equals_gpt2s_tokenization_of_the_shipped_prompts(gpt2: Any, name
         assert row["corrupted_ids"] == gpt2(src["corrupted"])["input_ids"]
         assert row["correct_id"] == gpt2(src["correct"])["input_ids"][0]
         assert row["incorrect_id"] == gpt2(src["incorrect"])["input_ids"][0]
-        assert row["positions"] == {"END": 22} and row["template"] == src["template"]
+        assert row["template"] == src["template"]
+        # the named positions: the token there is the named word of the shipped row
+        assert row["positions"]["END"] == 22 and len(row["positions"]) == 10
+        for pos, at in row["positions"].items():
+            if pos != "END":
+                word = gpt2.decode([row["clean_ids"][at]]).strip()
+                where = src["positions"][pos]
+                assert word == (where if isinstance(where, str) else src["clean"][slice(*where)])
 
 
 def test_a_filtering_task_needs_unfiltered(tmp_path: Path) -> None:

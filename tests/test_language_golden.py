@@ -119,11 +119,11 @@ def test_paper_circuit_has_exactly_the_papers_components(task: str) -> None:
     roles = {c.params_dict()["head"]: c for c in circuit.claims if c.kind == "role"}
     assert roles["9.1"].params_dict()["role"] == "successor"
     assert roles["9.1"].params_dict()["set"] == task  # the task is the authors' prompt file
-    # 4.4 attends(from=S3, to=S2) is stated again once prompt files name their positions
-    # (issue 19): the authors' prompt file has END only, so the claim is a comment for now
-    assert "4.4" not in roles
-    text = (ROOT / "hypotheses" / f"{task}.circ").read_text()
-    assert "# role 4.4 attends(from=S3, to=S2)" in text
+    # 4.4's attention from S3 to S2, on the authors' prompts (their positions named)
+    attends = roles["4.4"].params_dict()
+    assert (attends["role"], attends["from"], attends["to"]) == ("attends", "S3", "S2")
+    paper = {"numerals": 0.34, "number_words": 0.18, "months": 0.28}[task]  # paper.md
+    assert paper - 0.05 <= roles["4.4"].threshold < paper
     (faith,) = [c for c in circuit.claims if c.kind == "faithfulness"]
     assert (faith.op, faith.threshold, faith.bound) == (">=", 0.8, "point")
 

@@ -82,3 +82,60 @@ def test_bad_labels_are_t201(tmp_path: Path) -> None:
         ("T201", 2, "field 'members' must be a list of strings, got [4]"),
         ("T201", 3, "unknown field 'membres'"),
     ]
+
+
+@pytest.mark.parametrize("name", TASKS)
+def test_named_positions_land_on_the_template_tokens(gpt2: Any, name: str) -> None:
+    """Every row names N1..N5 and S1..S4; without BOS the template puts them at fixed
+    token indices ("{N1} done in {S1}." is 5 tokens), the same in the corrupted twin."""
+    task = build_task(
+        TaskSpec(name, file=str(PROMPTS / f"{name}.jsonl"), bos="off"), gpt2, prepend_bos=True
+    )
+    expected = {f"N{i}": 5 * (i - 1) for i in range(1, 6)} | {
+        f"S{i}": 5 * i - 2 for i in range(1, 5)
+    }
+    assert {k: set(v.tolist()) for k, v in task.positions.items()} == {
+        **{k: {v} for k, v in expected.items()},
+        "END": {22},
+    }
+    records = load_prompt_file(PROMPTS / f"{name}.jsonl")
+    for rec, row in zip(records[::97], task.clean[::97], strict=True):
+        assert [rec.word(f"S{i}") for i in range(1, 5)] == rec.info["members"]
+        for pos, at in expected.items():  # the token there decodes to the named word
+            assert gpt2.decode([int(row[at])]).strip() == rec.word(pos)
+
+
+def test_positions_by_word_or_offsets_and_their_errors(gpt2: Any, tmp_path: Path) -> None:
+    row = {"clean": "Van done in May. Hat done in June. Sun done in", "correct": " July"}
+    row |= {"corrupted": "Van done in May. Hat done in May. Sun done in", "incorrect": " June"}
+    good = {**row, "positions": {"S1": "May", "S2": [29, 33], "N1": "Van"}}
+    path = tmp_path / "p.jsonl"
+    path.write_text(json.dumps(good) + "\n")
+    task = build_task(TaskSpec("t", file=str(path), bos="off"), gpt2, prepend_bos=False)
+    assert {k: int(v[0]) for k, v in task.positions.items()} == {
+        "N1": 0,
+        "S1": 3,
+        "S2": 8,
+        "END": 12,
+    }
+    bad = [
+        {**row, "positions": {"S1": "done"}},  # three times
+        {**row, "positions": {"S1": "Dec"}},  # absent
+        {**row, "positions": {"END": "Sun", "X1": "Van"}},  # not nameable
+        {**row, "positions": {"S1": [40, 99]}},  # past the end
+        {**row, "positions": ["S1"]},
+    ]
+    path.write_text("\n".join(json.dumps(x) for x in bad) + "\n")
+    with pytest.raises(DiagnosticsError) as err:
+        load_prompt_file(path)
+    found = [(d.code, d.span.line if d.span else 0) for d in err.value.diagnostics]
+    assert found == [("T210", 1), ("T210", 2), ("T210", 3), ("T210", 3), ("T210", 4), ("T210", 5)]
+    messages = " | ".join(d.message for d in err.value.diagnostics)
+    assert "occurs 3 times" in messages and "is not a word of" in messages
+    assert "END is always the last token" in messages and "past" not in messages
+    # a named word that is not one token is the tokenizer check's T312, naming the word
+    split = {**row, "clean": "Van done in Mayday. Hat done in June. Sun done in"}
+    path.write_text(json.dumps({**split, "positions": {"S1": "Mayday"}}) + "\n")
+    with pytest.raises(DiagnosticsError) as err2:
+        build_task(TaskSpec("t", file=str(path), bos="off"), gpt2, prepend_bos=False)
+    assert [d.code for d in err2.value.diagnostics] == ["T312"]

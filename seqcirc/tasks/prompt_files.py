@@ -5,10 +5,16 @@ JSONL: one JSON object per line (blank lines are skipped), e.g.
    "correct": "5", "incorrect": "4"}
 CSV: a header row naming the four columns, then one prompt per row.
 Optional fields: `id` (a label), `template` (a name such as "born_in": the prompt's
-template in exports and results) and `members` (a list of the shown members, or one
-string in CSV): both as the paper's prompt files carry them. `members` is kept as a
-label (PromptRecord.info), not checked against the text: the prompt's positions are END
-only. Any other field is an error (T201), so a misspelt field is never silently dropped.
+template in exports and results), `members` (a list of the shown members, or one
+string in CSV) and `positions` (a JSON object, in CSV a JSON text). `members` is kept
+as a label (PromptRecord.info), not checked against the text. `positions` names the
+words that role claims and per-position choices read, as the generator's S1.., N1..:
+  "positions": {"S1": "January", "N1": "Van", "S2": [28, 36]}
+a name maps to a word of the clean prompt that occurs there exactly once as a whole
+word, or to [start, end] character offsets of it (end exclusive). The corrupted twin's
+position is the token at the same index (twins align token by token; tokenization
+checks that every named word is one token). END is always the last token and cannot be
+named. Any other field is an error (T201), so a misspelt field is never silently dropped.
 
 correct/incorrect are the next word. A value starting with whitespace is used exactly
 as written (" 5"); otherwise one space is put before it when the prompt does not end in
@@ -30,12 +36,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 from seqcirc.errors import Diagnostic, DiagnosticsError, InputError, did_you_mean
+from seqcirc.language.vocab import POSITION
 from seqcirc.source import Span
-from seqcirc.tasks.records import PromptRecord
+from seqcirc.tasks.records import PromptRecord, WordSpan
 
 FIELDS = ("clean", "corrupted", "correct", "incorrect")
 # labels kept as they are (PromptRecord.template and .info); see the module docstring
-OPTIONAL_FIELDS = ("id", "template", "members")
+OPTIONAL_FIELDS = ("id", "template", "members", "positions")
 FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv"}
 MAX_SHOWN = 20  # problems shown of a bad file; the rest are counted
 _SHOWN_WIDTH = 200  # characters of a line quoted under a problem
@@ -84,17 +91,78 @@ def _check_row(row: object, path: str, line: int, diags: list[Diagnostic]) -> Pr
     if not ok or not _is_text(row, path, line, diags):
         return None
     clean, corrupted = row["clean"], row["corrupted"]
+    words = _positions(row.get("positions"), clean, path, line, diags)
+    if words is None:
+        return None
     info = {key: row[key] for key in ("id", "members") if key in row}
     return PromptRecord(
         clean=clean,
         corrupted=corrupted,
         correct=continuation(clean, row["correct"]),
         incorrect=continuation(clean, row["incorrect"]),
+        clean_words=words,
         template=row.get("template", ""),
         source=path,
         line=line,
         info=info,
     )
+
+
+def _positions(
+    value: object, clean: str, path: str, line: int, diags: list[Diagnostic]
+) -> tuple[WordSpan, ...] | None:
+    """The `positions` field as word spans of the clean prompt (T210), None if bad."""
+    if value is None:
+        return ()
+    if isinstance(value, str):  # a CSV cell holds the object as JSON text
+        try:
+            value = json.loads(value) if value.strip() else {}
+        except (json.JSONDecodeError, RecursionError):
+            value = None
+    hint = 'e.g. "positions": {"S1": "January", "N1": [0, 3]}'
+    if not isinstance(value, dict):
+        diags.append(
+            Diagnostic("T210", "field 'positions' must be an object", Span(path, line, 1), hint)
+        )
+        return None
+    spans: list[WordSpan] = []
+    for name, where in value.items():
+        span_or_error = _word_span(str(name), where, clean)
+        if isinstance(span_or_error, str):
+            diags.append(Diagnostic("T210", span_or_error, Span(path, line, 1), hint))
+        else:
+            spans.append(span_or_error)
+    if len(spans) < len(value):
+        return None
+    return tuple(sorted(spans, key=lambda s: s[1]))
+
+
+def _word_span(name: str, where: object, clean: str) -> WordSpan | str:
+    """(name, start, end) of a named word in the clean prompt, or what is wrong."""
+    if name == "END" or POSITION.fullmatch(name) is None:
+        why = "END is always the last token" if name == "END" else "names are S1.., N1.."
+        return f"position name {_clip(repr(name))} cannot be given: {why}"
+    if isinstance(where, str):
+        hits = [m.start() for m in re.finditer(rf"(?<!\w){re.escape(where)}(?!\w)", clean)]
+        if len(hits) != 1 or not where.strip():
+            found = "is not a word of" if not hits else f"occurs {len(hits)} times in"
+            return (
+                f"{name}: {_clip(repr(where))} {found} the clean prompt; give [start, end] offsets"
+            )
+        return name, hits[0], hits[0] + len(where)
+    ok = (
+        isinstance(where, list)
+        and len(where) == 2
+        and all(isinstance(v, int) and not isinstance(v, bool) for v in where)
+        and 0 <= where[0] < where[1] <= len(clean)
+    )
+    if not ok:
+        return (
+            f"{name}: {_short_json(where)} is neither a word nor [start, end] offsets "
+            f"inside the clean prompt ({len(clean)} characters)"
+        )
+    assert isinstance(where, list)
+    return name, where[0], where[1]
 
 
 def _labels_ok(row: dict, bad: Callable[[str], None]) -> bool:

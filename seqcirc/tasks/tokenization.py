@@ -203,6 +203,8 @@ def _named_positions(
         ):
             if _unknown_words(tokenizer, name, rec, ids, offs, text, problems):
                 continue
+            if twin == "corrupted" and not words and rec.clean_words:
+                continue  # file prompts name clean words; the twin is at the same index
             for pos, start, end in words:
                 tok, hits = _word_token(text, offs, start, end)
                 if tok is None:
