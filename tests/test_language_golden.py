@@ -137,4 +137,16 @@ def test_shared_circuit_is_the_papers_shared_subcircuit() -> None:
         assert circuit.derived_from == ("numerals", "number_words", "months")
     cross = {c.name: c for c in plan.circuits}
     assert set(cross["numerals on months"].nodes) == set(PAPER["numerals"])
-    assert cross["months on numerals"].claims[0].op == "<="
+    # the paper's whole cross-task matrix, each cell within 5 points either way
+    paper = {"numerals": (81.0, 48.4, 113.5), "number_words": (87.4, 81.1, 103.6)}
+    paper |= {"months": (43.7, 32.4, 80.2), "ioi": (-6.7, -15.8, -9.2)}  # IOI: the control
+    for row, values in paper.items():
+        for task, value in zip(("numerals", "number_words", "months"), values, strict=True):
+            claims = cross[f"{row} on {task}"].claims
+            bounds = {(c.op, round(c.threshold, 3)) for c in claims if c.kind == "faithfulness"}
+            assert bounds == {
+                (">=", round(value / 100 - 0.05, 3)),
+                ("<=", round(value / 100 + 0.05, 3)),
+            }
+    ioi = cross["ioi on numerals"]
+    assert len([n for n in ioi.nodes if n.head is not None]) == 26 and len(ioi.nodes) == 38
