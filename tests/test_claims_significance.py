@@ -187,3 +187,29 @@ def test_random_paths_add_one_node_outside_the_circuit_per_layer() -> None:
     assert set(np.flatnonzero(added.any(axis=0))) == {2, 4, 5, 7, 8}
     again = random_paths(circuit, n_layers, n_heads, 200, seed=3)
     assert (again[0] == inflated).all() and (again[1] == knocked).all()
+
+
+def _knocked_out(pair: tuple[int, int]) -> float:
+    """F(M without the heads of `pair`) / F(M) by the closed form."""
+    return _f({0, 1, 2} - set(pair)) / _f({0, 1, 2})
+
+
+def test_knockout_against_every_other_pair_knocked_out() -> None:
+    # knocking out {0.0, 0.1} keeps 0.2 and 0.3; the other 5 pairs are fewer than the 30
+    # draws asked for, so each is knocked out once and p is the exact rank from below
+    ko = _run(HEADS[:2], [Claim("ko", "knockout", "<", 0.2, params=(("n", 30),))])["knockout"]
+    others = {(a, b): _knocked_out((a, b)) for a in range(4) for b in range(a + 1, 4)}
+    observed = others.pop((0, 1))
+    assert ko.detail["observed"] == pytest.approx(observed, abs=1e-6)
+    assert ko.detail["exact"] is True and ko.detail["test"] == "knockout"
+    assert sorted(ko.detail["random_values"]) == pytest.approx(sorted(others.values()), abs=1e-6)
+    lower = sum(v <= observed + 1e-6 for v in others.values())
+    assert ko.value == pytest.approx((1 + lower) / 6)
+    assert observed < min(others.values())  # the planted circuit costs the most
+    assert ko.value == pytest.approx(1 / 6) and ko.verdict == "pass"
+
+
+def test_knocking_out_a_useless_pair_costs_less_than_random_pairs() -> None:
+    ko = _run(HEADS[2:], [Claim("ko", "knockout", "<", 0.05, params=(("n", 30),))])["knockout"]
+    assert ko.detail["observed"] == pytest.approx(_knocked_out((2, 3)), abs=1e-6)
+    assert ko.value > 0.5 and ko.verdict == "fail"

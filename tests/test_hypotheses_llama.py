@@ -117,3 +117,32 @@ def test_numerals_on_llama_2_stop_with_the_errors_the_comment_names(
     codes = {d.code for d in info.value.diagnostics}
     assert {"T310", "T312"} <= codes
     assert "'▁' + '" in info.value.render()  # the numeral's own "▁" piece, then digits
+
+
+def test_task_circuits_are_the_authors_and_knocked_out_against_random(
+    llama: dict[str, CircuitPlan],
+) -> None:
+    import json
+
+    authors = json.loads((ROOT / "hypotheses/data/paper-circuits/llama2-7b-chat.json").read_text())
+    sizes = {"months": 64, "numerals_1to9": 84, "number_words": 82}
+    names = {"months": "months", "numerals_1to9": "numerals", "number_words": "number_words"}
+    for key, size in sizes.items():
+        stated = llama[f"{names[key]}_task_llama"]
+        heads = {Node(layer, head) for layer, head in authors[key]["heads"]}
+        assert set(stated.nodes) == heads and len(heads) == size  # heads only, no MLP
+    # the shared 16 are the intersection of the three, as the paper says
+    inter = set.intersection(*(set(llama[f"{n}_task_llama"].nodes) for n in names.values()))
+    assert inter == PAPER_SHARED
+    # knock-out claims: 50 random head sets of the circuit's size (the authors' 50 draws)
+    for name in (
+        "months_task_llama",
+        "number_words_task_llama",
+        "numerals_task_llama on months_llama",
+    ):
+        (claim,) = [c for c in llama[name].claims if c.kind == "knockout"]
+        assert dict(claim.params) == {"n": 50} and (claim.op, claim.threshold) == ("<", 0.05)
+    for task in ("months", "number_words"):
+        knocked = llama[f"knocked_{task}_task on {task}_llama"]
+        assert set(knocked.nodes) == FULL - set(llama[f"{task}_task_llama"].nodes)
+        assert _claim(knocked) == ("faithfulness", "<", 0.1, "point")

@@ -40,6 +40,7 @@ KINDS: dict[str, ClaimKind] = {
     "completeness": ClaimKind(completeness_claim, "value"),
     "minimality": ClaimKind(minimality_claim, "value"),
     "random_baseline": ClaimKind(significance.random_baseline, "test"),
+    "knockout": ClaimKind(significance.knockout, "test"),
     "equivalence": ClaimKind(significance.equivalence, "test"),
     "independence": ClaimKind(significance.independence, "test"),
     "sufficiency": ClaimKind(significance.sufficiency, "test"),

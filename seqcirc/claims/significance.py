@@ -4,6 +4,8 @@ runs feed the tests of seqcirc.stats. A claim's value is its test's p-value.
 - random_baseline: R random circuits with as many heads and MLPs (optionally per layer,
   optionally from the complement only), their performance ratios in batched passes; where
   there are no more than R such circuits, all of them, which makes p exact;
+- knockout: the circuit knocked out (its nodes ablated, the rest kept) against R random
+  node sets of its size knocked out (the paper's Llama-2 control);
 - equivalence: per-prompt metric of C against M (Shi et al.);
 - independence: per-prompt metric of the complement (C ablated, the rest kept) against M;
 - sufficiency: loss |F(X) / F(M) - 1| of C against N random circuits of C's size;
@@ -29,6 +31,7 @@ from seqcirc.stats.baseline import (
     RandomCircuits,
     count_other_circuits,
     enumerate_other_circuits,
+    knockout_test,
     random_baseline_test,
     sample_random_circuits,
 )
@@ -107,6 +110,32 @@ def random_baseline(claim: Claim, ctx: ClaimContext) -> ClaimValue:
     return _value(
         test, observed=observed, random_values=values.tolist(), statistic_name="performance_ratio",
         exact=draws.exact,
+    )  # fmt: skip
+
+
+def knockout(claim: Claim, ctx: ClaimContext) -> ClaimValue:
+    _node_circuit(ctx, "knock-out test")
+    p = _params(claim)
+    draws = _random_masks(
+        ctx, int(p.get("n", DEFAULT_RANDOM)),
+        layer_matched=bool(p.get("layer_matched", False)),
+        complement_only=bool(p.get("complement_only", False)), exact_if_fewer=True,
+    )  # fmt: skip
+    if draws.n_circuits == 0:
+        raise EvaluationError(
+            "no other node set has this circuit's size: there is nothing to compare it with",
+            code="E332",
+            hint="drop the layer-matched option, or knock out a smaller circuit",
+        )
+    f_model(ctx.state)  # F(M) = 0 is refused as for every relative measure (E312)
+    # keep-masks: everything but the circuit, and everything but each random set
+    knocked = ~node_mask(ctx.state, ctx.circuit.nodes)
+    scores = faithfulness_of_masks(ctx.state, np.concatenate([knocked[None], ~draws.masks]))
+    observed, values = float(scores[0]), scores[1:]
+    test = knockout_test(observed, values, seed=ctx.seed)
+    return _value(
+        test, observed=observed, random_values=values.tolist(),
+        statistic_name="performance_ratio_knocked_out", exact=draws.exact,
     )  # fmt: skip
 
 

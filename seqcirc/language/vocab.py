@@ -60,6 +60,9 @@ BOUNDS = ("lower", "upper", "point")
 # Claims decided by a p-value (`... at p < 0.01`); `beats random(...)` is random_baseline.
 TEST_CLAIMS: dict[str, dict[str, type]] = {
     "random_baseline": {"n": int, "layer_matched": bool, "complement_only": bool},
+    # knocking the circuit out vs knocking out random node sets of its size (the paper's
+    # Llama-2 control): `expect knockout(n=50) at p < 0.05`
+    "knockout": {"n": int, "layer_matched": bool, "complement_only": bool},
     "equivalence": {"epsilon": float},
     "independence": {"permutations": int},
     "sufficiency": {"n": int, "q": float},

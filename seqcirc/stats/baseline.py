@@ -291,6 +291,28 @@ def random_baseline_p(observed: float, random_values: Sequence[float] | ArrayLik
     return float((1 + np.count_nonzero(values >= obs)) / (values.size + 1))
 
 
+def knockout_test(observed: float, random_values: ArrayLike, *, seed: int) -> TestResult:
+    """Knocking out the circuit against knocking out random node sets of its size.
+
+    `observed` is F(M without C)/F(M), `random_values` F(M without R)/F(M) for random R
+    of C's size drawn with `seed`. H0: knocking out C lowers the score no more than
+    knocking out a random set does; p = (1 + #{random <= observed}) / (R + 1).
+    """
+    seed = check_seed(seed)
+    values = as_scores(random_values, "random_values")
+    p = random_baseline_p(-float(observed), -values)
+    return TestResult(
+        test="knockout",
+        statistic=float(observed),
+        p_value=p,
+        n=int(values.size),
+        params=(),
+        seed=seed,
+        rejection_means="knocking the circuit out costs more than knocking out random sets",
+        null_distribution=values,
+    )
+
+
 def random_baseline_test(
     observed: float, random_values: ArrayLike, *, seed: int, higher_is_better: bool = True
 ) -> TestResult:

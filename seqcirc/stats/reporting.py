@@ -30,7 +30,7 @@ def p_floor(record: Mapping[str, Any]) -> float | None:
     as a p-value claim's detail keeps it): 1/(R+1) for the random baseline (R random
     circuits) and 1/(B+1) for independence (B permutations); None for the exact binomial
     tests, whose p-values can be arbitrarily small."""
-    if record.get("test") == "random_baseline" and record.get("n"):
+    if record.get("test") in ("random_baseline", "knockout") and record.get("n"):
         return 1.0 / (int(record["n"]) + 1)
     permutations = record.get("params", {}).get("n_permutations")
     if record.get("test") == "independence" and permutations:
