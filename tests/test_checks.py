@@ -184,7 +184,7 @@ def test_task_spec_defaults_and_values() -> None:
 @pytest.mark.parametrize(
     "args",
     ["members=1", "range=13", "start=9", "interval=0", "template=sung_in",
-     'template="{N} only"', "prompts=0", "members=x"],
+     'template="{N} only"', "prompts=0", "members=x", "fillers=objects"],
 )  # fmt: skip
 def test_task_parameter_values_are_checked(args: str) -> None:
     assert _codes(

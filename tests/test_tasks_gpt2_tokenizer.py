@@ -76,3 +76,28 @@ def test_spanish_months_on_gpt2_fail_with_t310(gpt2: Any) -> None:
     from seqcirc.tasks.sets import ORDERED_SETS
 
     assert any(f"'{m}' is not one token" in text for m in ORDERED_SETS["spanish_months"])
+
+
+@pytest.mark.parametrize("generator", ["numerals", "number_words", "months"])
+def test_the_authors_fillers_tokenize_on_gpt2_with_and_without_bos(
+    gpt2: Any, generator: str
+) -> None:
+    """fillers=paper: the authors' nouns (done/lost) and first names (born) are one GPT-2
+    token where they stand, at the start too, so a generated task runs on GPT-2 without
+    BOS as the authors ran theirs (seqcirc's own names include "Emma", 2 tokens there)."""
+    from seqcirc.tasks.sets import PAPER_NAMES, PAPER_OBJECTS
+
+    for word in PAPER_NAMES + PAPER_OBJECTS:  # independent of the generator's code
+        assert len(gpt2.tokenize(word)) == len(gpt2.tokenize(" " + word)) == 1, word
+    spec = TaskSpec(
+        generator, generator=generator, params=params(prompts=300, seed=1, fillers="paper")
+    )
+    for bos in ("on", "off"):
+        task = build_task(TaskSpec(**{**spec.__dict__, "bos": bos}), gpt2, prepend_bos=True)
+        assert task.clean.shape == (300, 23 + (bos == "on"))
+    templates = task.meta["templates"]
+    words = [gpt2.decode([int(t)]).strip() for t in task.clean[:, 0]]  # N1, without BOS
+    for template, word in zip(templates, words, strict=True):  # type: ignore[call-overload]
+        assert word in (PAPER_NAMES if template == "born_in" else PAPER_OBJECTS)
+    # seqcirc's default names do not: "Emma" at the start is 2 GPT-2 tokens
+    assert len(gpt2.tokenize("Emma")) == 2

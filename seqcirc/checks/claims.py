@@ -190,6 +190,14 @@ class ClaimChecker:
                 _hint(template, V.TEMPLATE_CHOICES, "templates")
                 + '; or a quoted template with {N} and {S}, e.g. "{N} born in {S}."',
             )
+        fillers = values.get("fillers")
+        if fillers is not None and fillers not in V.FILLERS:
+            self.error(
+                "E251",
+                f"unknown fillers `{fillers}`",
+                spans["fillers"],
+                _hint(str(fillers), V.FILLERS, "fillers"),
+            )
         if quoted and not ("{N}" in str(template) and "{S}" in str(template)):
             self.error(
                 "E251",

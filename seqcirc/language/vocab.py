@@ -115,7 +115,9 @@ TASK_PARAMS: dict[str, type] = {
     "interval": int,
     "start": int,
     "range": int,
+    "fillers": str,  # names (default) | paper: the authors' nouns and first names
 }
+FILLERS = ("names", "paper")
 TASK_DEFAULTS: dict[str, object] = {
     "template": "all",
     "members": DEFAULT_MEMBERS,

@@ -15,6 +15,8 @@ Parameters (TaskSpec.params):
   range     how many members of the set are used (default DEFAULT_RANGE)
   start     S1 is one of the first `start` members (default: as many as keep the
             answer inside the range; 8 for 12 members, 4 shown, k = 1)
+  fillers   names (default: seqcirc's first names, which seqcirc-mini knows) | paper
+            (the authors' object nouns for done/lost, their first names for born)
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from seqcirc.language.vocab import (
 from seqcirc.plan import TaskSpec
 from seqcirc.tasks.corrupt import CorruptionSpec, corrupt_members, parse_corruption
 from seqcirc.tasks.records import PromptRecord, WordSpan
-from seqcirc.tasks.sets import DEFAULT_RANGE, NAMES, ORDERED_SETS
+from seqcirc.tasks.sets import DEFAULT_RANGE, ORDERED_SETS, fillers_for
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,7 @@ class GeneratorConfig:
     start: int
     range: int
     corruption: CorruptionSpec
+    fillers: str = "names"
 
     def as_params(self) -> dict[str, object]:
         """The resolved parameters, for TokenizedTask.meta and exports."""
@@ -67,7 +70,7 @@ class GeneratorConfig:
             "range": self.range,
             "corruption": self.corruption.kind,
             "no_successor_end": self.corruption.no_successor_end,
-        }
+        } | ({"fillers": self.fillers} if self.fillers != "names" else {})
 
 
 def _unit(template_words: str) -> str:
@@ -130,15 +133,22 @@ def parse_config(spec: TaskSpec, seed: int | None = None) -> GeneratorConfig:
             hint=f"use prompts={prompts - prompts % 3} or {prompts - prompts % 3 + 3}, "
             "or name one template",
         )
-    if members + 1 > len(NAMES):
+    fillers = raw.get("fillers", "names")
+    if fillers not in ("names", "paper"):
         raise InputError(
-            f"task {task}: {members + 1} distinct names needed, only {len(NAMES)} exist",
+            f"task {task}: unknown fillers {fillers!r}", code="T102", hint="fillers: names, paper"
+        )
+    pool = min(len(fillers_for(str(fillers), key)) for key, _ in templates)
+    if members + 1 > pool:
+        raise InputError(
+            f"task {task}: {members + 1} distinct names needed, only {pool} exist",
             code="T105",
         )
     corruption = parse_corruption(task, spec.corruption, spec.corruption_params)
     return GeneratorConfig(
-        gen, templates, members, prompts, seed_used, interval, start, n_range, corruption
-    )
+        gen, templates, members, prompts, seed_used, interval, start, n_range, corruption,
+        str(fillers),
+    )  # fmt: skip
 
 
 def _check_names(spec: TaskSpec) -> tuple[str, dict[str, object]]:
@@ -266,7 +276,8 @@ def generate_prompts(spec: TaskSpec, seed: int | None = None) -> list[PromptReco
         key, unit = cfg.templates[i % n_templates]
         s1 = int(rng.integers(0, cfg.start))
         clean_idx = s1 + steps
-        name_idx = rng.choice(len(NAMES), size=cfg.members + 1, replace=False)
+        pool = fillers_for(cfg.fillers, key)
+        name_idx = rng.choice(len(pool), size=cfg.members + 1, replace=False)
         corrupt_idx = corrupt_members(
             cfg.corruption,
             clean_idx,
@@ -277,11 +288,11 @@ def generate_prompts(spec: TaskSpec, seed: int | None = None) -> list[PromptReco
         )
         corrupt_names = name_idx
         if cfg.corruption.kind == "random_tokens":
-            corrupt_names = rng.choice(len(NAMES), size=cfg.members + 1, replace=False)
-        names = [NAMES[j] for j in name_idx]
+            corrupt_names = rng.choice(len(pool), size=cfg.members + 1, replace=False)
+        names = [pool[j] for j in name_idx]
         clean_text, sep, clean_spans = render(unit, names, [words[j] for j in clean_idx])
         corrupt_text, _, corrupt_spans = render(
-            unit, [NAMES[j] for j in corrupt_names], [words[j] for j in corrupt_idx]
+            unit, [pool[j] for j in corrupt_names], [words[j] for j in corrupt_idx]
         )
         answer = int(clean_idx[-1]) + cfg.interval
         out.append(
