@@ -161,7 +161,8 @@ def test_role_parameters_are_those_the_role_code_reads() -> None:
     [("copy(among=all)", "E251"), ("copy(context=nope)", "E251"), ("copy(set=monts)", "E205"),
      ("copy(members=1)", "E251"), ("attends(from=S2, to=S1, which=dirty)", "E251"),
      ("duplicate(half_len=1)", "E251"), ("previous_token(n_seqs=x)", "E251"),
-     ("induction(top=5)", "E207")],
+     ("induction(top=5)", "E207"), ("successor(paper, members=12)", "E251"),
+     ("successor(set=days, paper)", "E251")],
 )  # fmt: skip
 def test_role_parameter_values_are_checked(args: str, code: str) -> None:
     assert _codes(_circuit(f"heads 9.1\n  role 9.1 {args} >= 0.5")) == [code]

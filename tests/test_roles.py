@@ -368,3 +368,22 @@ def test_role_claim_head_spellings_and_common_result(bridge, tokenizer):
             _claim(head="pair", role="successor"), bridge, tokenizer, set_name="months",
             groups=groups,
         )  # fmt: skip
+
+
+def test_paper_flag_scores_the_authors_member_range(bridge, tokenizer):
+    """`paper`: months January..November (the authors' 8 prompts of 4 from January..
+    August), the same as members=11 and not the task's default 12."""
+    from seqcirc.claims.roles import measure_role_claim
+    from seqcirc.language.vocab import PAPER_OV_MEMBERS
+
+    assert PAPER_OV_MEMBERS == {"numerals": 100, "number_words": 11, "months": 11}
+    kw = {"head": "1.0", "role": "successor", "set": "months"}
+    paper = measure_role_claim(_claim(**kw, paper=True), bridge, tokenizer)
+    eleven = measure_role_claim(_claim(**kw, members=11), bridge, tokenizer)
+    default = measure_role_claim(_claim(**kw), bridge, tokenizer)
+    assert paper.detail["per_member"] == eleven.detail["per_member"]
+    assert list(paper.detail["per_member"])[-1] == "October"  # November's successor is scored
+    assert paper.detail["n_scored"] < default.detail["n_scored"]
+    with pytest.raises(InputError) as err:
+        measure_role_claim(_claim(**{**kw, "set": "days"}, paper=True), bridge, tokenizer)
+    assert err.value.code == "E809" and "numerals" in (err.value.hint or "")

@@ -91,6 +91,21 @@ def _ov(
         claims.at_most(values, "top", vocab, span, f"the model's vocabulary has {vocab:,} tokens")
     else:
         claims.limit(values, "top", span, "top k where the vocabulary is not known offline")
+    if values.get("paper"):
+        if "members" in values:
+            claims.error(
+                "E251",
+                "`paper` and `members` both set the members scored",
+                spans.get("members", role.span),
+                "give one: `paper` is the authors' range (numerals 1-100, others 11)",
+            )
+        elif set_name is not None and set_name not in V.PAPER_OV_MEMBERS:
+            claims.error(
+                "E251",
+                f"the paper scored no OV {name} over `{set_name}`",
+                spans.get("paper", role.span),
+                "`paper` is for " + ", ".join(V.PAPER_OV_MEMBERS) + "; give members=N instead",
+            )
     span = spans.get("members", role.span)
     size = len(ORDERED_SETS.get(str(set_name), ()))
     if size:

@@ -18,7 +18,7 @@ from typing import Any
 
 from seqcirc.claims.context import ClaimContext, ClaimValue
 from seqcirc.errors import InputError, did_you_mean
-from seqcirc.language.vocab import OV_AMONG, PATTERN_DEFAULTS, ROLES
+from seqcirc.language.vocab import OV_AMONG, PAPER_OV_MEMBERS, PATTERN_DEFAULTS, ROLES
 from seqcirc.plan import Claim, Node
 from seqcirc.source import Span
 from seqcirc.tasks.types import TokenizedTask
@@ -111,7 +111,7 @@ def _ov_role(
         target="next" if role == "successor" else "self",
         top_k=int(params.get("top", 5)),
         context=params.get("context", "prompts"),
-        members=params.get("members"),
+        members=_members(params, str(name)),
         heads=[(layer, head)],
     )
     value = s.topk[layer, head] if among == "vocab" else s.first_in_set[layer, head]
@@ -273,3 +273,18 @@ def head_attention(bridge: Any, task: Any, head: str) -> dict[str, Any]:
     return named_attention(
         patterns, positions, f"head {head}: mean attention between named positions, {n} prompts"
     )
+
+
+def _members(params: Mapping[str, Any], set_name: str) -> int | None:
+    """The members an OV role scores: `members=N`, the authors' range with `paper`, or the
+    set's default task range (None)."""
+    if params.get("paper"):
+        if set_name not in PAPER_OV_MEMBERS:
+            raise InputError(
+                f"the paper scored no OV scores over {set_name!r}",
+                code="E809",
+                hint="`paper` is for " + ", ".join(PAPER_OV_MEMBERS) + "; give members=N",
+            )
+        return PAPER_OV_MEMBERS[set_name]
+    members = params.get("members")
+    return None if members is None else int(members)

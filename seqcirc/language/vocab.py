@@ -23,7 +23,12 @@ _OV_PARAMS: dict[str, type] = {
     "set": str,
     "context": str,
     "members": int,
+    "paper": bool,  # the authors' member ranges (PAPER_OV_MEMBERS) instead of `members`
 }
+# The members the authors' OV scores read (notebooks/gpt2_expms/OV_scores): prompts of 4
+# consecutive members starting at numerals 1..97, number words one..eight, months
+# January..August, so members 1-100, one-eleven and January-November are in scope.
+PAPER_OV_MEMBERS: dict[str, int] = {"numerals": 100, "number_words": 11, "months": 11}
 _PATTERN_PARAMS: dict[str, type] = {"n_seqs": int, "half_len": int}
 ROLES: dict[str, dict[str, type]] = {
     "successor": _OV_PARAMS,
