@@ -20,12 +20,18 @@ from seqcirc.plan.compile import compile_text
 
 TASK = "task t = sequence(months)\n"
 SPELLINGS = {
-    Node(9, 1): ["9.1", "L9H1", "a9.h1", "blocks.9.attn.hook_z[1]",
-                 "blocks.9.attn.hook_z[:, :, 1]", "blocks.9.attn.hook_result[1]"],
+    Node(9, 1): [
+        "9.1",
+        "L9H1",
+        "a9.h1",
+        "blocks.9.attn.hook_z[1]",
+        "blocks.9.attn.hook_z[:, :, 1]",
+        "blocks.9.attn.hook_result[1]",
+    ],
     Node(6, 10): ["6.10", "L6H10", "a6.h10", "blocks.6.attn.hook_z[10]"],
     Node(0): ["mlp0", "m0", "blocks.0.hook_mlp_out", "mlp 0"],
     Node(11): ["mlp11", "m11", "blocks.11.hook_mlp_out"],
-}  # fmt: skip
+}
 
 
 def _circuit(body: str) -> object:
@@ -53,9 +59,11 @@ def test_spellings_as_edge_receivers_inputs_and_roles() -> None:
         "  role a9.h1 successor >= 0.2"
     )
     assert set(c.edges) == {  # type: ignore[attr-defined]
-        Edge("4.4", "9.1", "q"), Edge("4.4", "9.1", "k"), Edge("mlp0", "9.1", "v"),
+        Edge("4.4", "9.1", "q"),
+        Edge("4.4", "9.1", "k"),
+        Edge("mlp0", "9.1", "v"),
         Edge("embed", "mlp3", "mlp"),
-    }  # fmt: skip
+    }
     role = c.claims[0]  # type: ignore[attr-defined]
     assert dict(role.params)["head"] == "9.1"
 
@@ -117,7 +125,9 @@ def test_plan_results_and_reports_print_names_the_language_reads_back() -> None:
 
 
 def test_fmt_writes_the_canonical_spelling() -> None:
-    text = f"{TASK}circuit t on gpt2-small {{\n  heads a9.h1, blocks.7.attn.hook_z[:, :, 11], m0\n}}\n"
+    text = (
+        f"{TASK}circuit t on gpt2-small {{\n  heads a9.h1, blocks.7.attn.hook_z[:, :, 11], m0\n}}\n"
+    )
     assert "  heads 9.1, 7.11, mlp 0\n" in format_text(text)
 
 
