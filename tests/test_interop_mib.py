@@ -265,6 +265,7 @@ def test_real_mib_names_and_node_flags_are_read(tmp_path: Path) -> None:
     data["nodes"]["a0.h1"]["in_graph"] = not data["nodes"]["a0.h1"]["in_graph"]  # ignored
     path = _write(tmp_path, "g.json", json.dumps(data))
     got = import_graph(path, model="seqcirc-mini", task="months")
+    assert "node in_graph flags disagree with its edges for a0.h1;" in got.text
     assert set(got.selection.edges) == prune(
         {parse_edge_name(k) for k, v in data["edges"].items() if v["in_graph"]}
     )

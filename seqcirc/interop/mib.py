@@ -79,14 +79,10 @@ class GraphFile:
     in_graph: frozenset[Edge] | None  # None: the file says nothing of membership
     node_scores: dict[str, float]  # EAP-IG node name -> score, where given
     node_flags: dict[str, bool]  # EAP-IG node name -> in_graph, where given
-    n_scored: int  # edges with a score in the file
 
 
-def _fail(path: str, message: str, code: str, hint: str, line: int | None = None) -> InputError:
-    span = Span(path, line, 1) if line else None
-    return InputError(
-        f"{path}: {message}" if span is None else message, code=code, span=span, hint=hint
-    )
+def _fail(path: str, message: str, code: str, hint: str) -> InputError:
+    return InputError(f"{path}: {message}", code=code, hint=hint)
 
 
 def load_json(path: str | Path) -> Any:
@@ -129,13 +125,11 @@ def read_graph(path: str | Path) -> GraphFile:
     shape = _cfg(name, data["cfg"]) if "cfg" in data else None
     scores: dict[Edge, float] = {}
     member: dict[Edge, bool] = {}
-    n_scored = 0
     for key, value in data["edges"].items():
         edge = _edge(name, key, shape)
         if edge in scores:
             raise _fail(name, f"edge `{key}` is listed twice", "E612", "list each edge once")
         score, flag = _edge_value(name, key, value)
-        n_scored += score is not None
         scores[edge] = 0.0 if score is None else score
         if flag is not None:
             member[edge] = flag
@@ -154,7 +148,6 @@ def read_graph(path: str | Path) -> GraphFile:
         in_graph=frozenset(e for e, f in member.items() if f) if member else None,
         node_scores=node_scores,
         node_flags=node_flags,
-        n_scored=n_scored,
     )
 
 
@@ -187,7 +180,7 @@ def _edge(path: str, key: str, shape: GraphShape | None) -> Edge:
             "edges are named PARENT->CHILD, with <q>, <k> or <v> after a head: "
             "input->a0.h1<q>, a0.h1->m0, m11->logits",
         )
-    if shape is not None and edge not in _edge_set(shape):
+    if shape is not None and edge not in edge_set(shape):
         raise _fail(
             path,
             f"edge `{key}` does not exist in the graph of its cfg "
@@ -202,15 +195,11 @@ def _edge(path: str, key: str, shape: GraphShape | None) -> Edge:
 _EDGE_SETS: dict[GraphShape, frozenset[Edge]] = {}
 
 
-def _edge_set(shape: GraphShape) -> frozenset[Edge]:
+def edge_set(shape: GraphShape) -> frozenset[Edge]:
+    """Every edge of the graph of `shape`, as a set (cached)."""
     if shape not in _EDGE_SETS:
         _EDGE_SETS[shape] = frozenset(all_edges(shape))
     return _EDGE_SETS[shape]
-
-
-def edge_set(shape: GraphShape) -> frozenset[Edge]:
-    """Every edge of the graph of `shape`, as a set (cached)."""
-    return _edge_set(shape)
 
 
 def _number(value: Any) -> float | None:

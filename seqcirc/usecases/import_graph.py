@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from seqcirc.errors import InputError
+from seqcirc.interop.mib import GraphFile
 from seqcirc.interop.select import Selection
 
 ABLATIONS = ("resample", "mean", "mean pooled", "zero")
@@ -63,6 +64,17 @@ def _default_name(graph: str, taken: frozenset[str]) -> str:
     name = re.sub(r"\W", "_", Path(graph).stem) or "imported"
     name = f"c_{name}" if name[0].isdigit() else name
     return f"{name}_imported" if name in taken else name
+
+
+def _flags_differ(graph: GraphFile, sel: Selection) -> list[str]:
+    """EAP-IG node names whose in_graph flag in the file differs from what the chosen
+    edges make of it (a kept edge touches it; logits always)."""
+    from seqcirc.interop.mib import to_mib
+
+    if not graph.node_flags or sel.how != "in_graph" or graph.shape is None:
+        return []
+    derived = to_mib(graph.shape, list(sel.edges))["nodes"]
+    return [n for n, flag in graph.node_flags.items() if derived[n]["in_graph"] != flag]
 
 
 def _check_options(name: str, ablation: str, top: int | None, in_graph: bool) -> None:
@@ -129,6 +141,12 @@ def import_graph(
     ]
     if sel.node_circuit and not as_edges:
         header.append("# These are exactly the edges of a node circuit on those nodes.")
+    differ = _flags_differ(graph, sel)
+    if differ:
+        header.append(
+            f"# The file's node in_graph flags disagree with its edges for {', '.join(differ)}; "
+            "the edges decide (EAP-IG's prune recomputes the nodes from them too)."
+        )
     body = section(
         sel,
         graph.scores if any(graph.scores.values()) else None,
