@@ -66,6 +66,25 @@ def _default_name(graph: str, taken: frozenset[str]) -> str:
     return f"{name}_imported" if name in taken else name
 
 
+def _header(path: str, graph: GraphFile, sel: Selection, command: str, as_edges: bool) -> list[str]:
+    """The comment lines that say where the circuit came from and how it was chosen."""
+    header = [
+        f"# Imported by: {command}",
+        f"# From {Path(path).name} ({sel.how}): {sel.chosen} of its {len(graph.scores)} edges; "
+        f"pruning as EAP-IG's evaluate_graph does removed {sel.pruned}, leaving "
+        f"{len(sel.edges)} edges over {len(sel.nodes)} heads and MLPs.",
+    ]
+    if sel.node_circuit and not as_edges:
+        header.append("# These are exactly the edges of a node circuit on those nodes.")
+    differ = _flags_differ(graph, sel)
+    if differ:
+        header.append(
+            f"# The file's node in_graph flags disagree with its edges for {', '.join(differ)}; "
+            "the edges decide (EAP-IG's prune recomputes the nodes from them too)."
+        )
+    return header
+
+
 def _flags_differ(graph: GraphFile, sel: Selection) -> list[str]:
     """EAP-IG node names whose in_graph flag in the file differs from what the chosen
     edges make of it (a kept edge touches it; logits always)."""
@@ -133,20 +152,7 @@ def import_graph(
     graph = read_graph(path)
     check_shape(graph, shape, model)
     sel = select(graph, shape, top=top, signed=signed)
-    header = [
-        f"# Imported by: {command}",
-        f"# From {Path(path).name} ({sel.how}): {sel.chosen} of its {len(graph.scores)} edges; "
-        f"pruning as EAP-IG's evaluate_graph does removed {sel.pruned}, leaving "
-        f"{len(sel.edges)} edges over {len(sel.nodes)} heads and MLPs.",
-    ]
-    if sel.node_circuit and not as_edges:
-        header.append("# These are exactly the edges of a node circuit on those nodes.")
-    differ = _flags_differ(graph, sel)
-    if differ:
-        header.append(
-            f"# The file's node in_graph flags disagree with its edges for {', '.join(differ)}; "
-            "the edges decide (EAP-IG's prune recomputes the nodes from them too)."
-        )
+    header = _header(path, graph, sel, command, as_edges)
     body = section(
         sel,
         graph.scores if any(graph.scores.values()) else None,
