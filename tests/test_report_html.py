@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from report_fixtures import full_result, minimal_result
 
-from seqcirc.report import plots, write_reports
+from seqcirc.report import circuit_graph, plots, write_reports
 from seqcirc.report.figures import circuit_figures
 from seqcirc.report.html_report import html_report
 from seqcirc.results import CircuitResult
@@ -53,6 +53,8 @@ def test_html_is_self_contained_with_embedded_pngs() -> None:
     assert "<script" not in text and "<link" not in text and "url(" not in text
     sources = re.findall(r'src="([^"]*)"', text)
     assert len(sources) == 5 + 1  # months: 5 figures; the edge circuit: its graph
+    assert text.count("<b>The circuit.</b>") == 2  # the diagram (report.circuit_graph)
+    assert "the 3 edges the circuit keeps" in text
     for src in sources:
         assert src.startswith("data:image/png;base64,")
         _check_png(base64.b64decode(src.split(",", 1)[1]))
@@ -131,10 +133,10 @@ GPT2_NODES = ["0.1", "4.4", "7.11", "9.1", "mlp0", "mlp9"]
         ),
         lambda: plots.attention_png(np.tril(np.ones((5, 5))) / np.arange(1, 6)[:, None],
                                     ["<bos>", "S1", "S2", "S3", "END"], "head 4.4"),
-        lambda: plots.circuit_graph_png(
-            GPT2_NODES, ["4.4->7.11[q]", "7.11->9.1[q]", "embed->0.1[v]", "9.1->logits[resid]"],
-            {"detect": ["4.4"], "successor": ["9.1"]}, "circuit months", 12,
-        ),
+        lambda: circuit_graph.render(circuit_graph.build_graph(
+            GPT2_NODES, [("4.4", "7.11", "q"), ("7.11", "9.1", "q"), ("embed", "0.1", "v"),
+                         ("9.1", "logits", "resid")],
+            groups={"detect": ["4.4"], "successor": ["9.1"]}), "circuit months"),
     ],
     ids=["faithfulness", "faithfulness+baseline", "completeness", "heatmap", "attention", "graph"],
 )  # fmt: skip

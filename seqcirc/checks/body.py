@@ -11,9 +11,17 @@ from seqcirc.checks.context import CheckContext
 from seqcirc.checks.edges import check_edges, edge_order
 from seqcirc.checks.resolved import Circuit, ResolvedModel
 from seqcirc.checks.roles import check_role
-from seqcirc.checks.scope import check_position, expand, file_group, unknown_name, unknown_task
+from seqcirc.checks.scope import (
+    check_group_name,
+    check_position,
+    expand,
+    file_group,
+    unknown_name,
+    unknown_task,
+)
 from seqcirc.language import ast
 from seqcirc.language import vocab as V
+from seqcirc.language.names import HEAD_SPELLINGS
 from seqcirc.models import shapes
 from seqcirc.plan import EMBED, LOGITS, Edge, Node
 
@@ -93,6 +101,7 @@ def _component(ck: CheckContext, sec: _Section, stmt: ast.Stmt) -> None:
         sec.ablation = stmt
         _ablation(ck, stmt, sec.task)
     elif isinstance(stmt, ast.GroupDef):
+        check_group_name(ck, stmt.name)
         _add_group(ck, sec, stmt.name, expand(ck, stmt.members, sec.shape, sec.local, stmt.span))
     elif isinstance(stmt, ast.UseStmt):
         for ref in stmt.names:
@@ -130,12 +139,13 @@ def _claim(ck: CheckContext, sec: _Section, stmt: ast.RoleStmt | ast.ExpectStmt)
         sec.claims.claim(stmt.claim)
         sec.kept.append(stmt)
         return
-    if isinstance(stmt.head, ast.NameRef):
+    if not isinstance(stmt.head, ast.HeadRef):
+        what = stmt.head.name if isinstance(stmt.head, ast.NameRef) else f"mlp{stmt.head.lo}"
         ck.error(
             "E200",
-            f"`{stmt.head.name}` is not a head",
+            f"`{what}` is not a head",
             stmt.head.span,
-            "role claims are about one head, written 9.1 or L9H1",
+            f"role claims are about one head, written {HEAD_SPELLINGS}",
         )
     else:
         check_head(ck, stmt.head, sec.shape)

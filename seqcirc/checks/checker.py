@@ -19,7 +19,7 @@ from seqcirc.checks.components import resolve_model
 from seqcirc.checks.context import CheckContext
 from seqcirc.checks.diagnostics import CheckError
 from seqcirc.checks.resolved import Module
-from seqcirc.checks.scope import file_group, unknown_task
+from seqcirc.checks.scope import check_group_name, file_group, unknown_task
 from seqcirc.errors import Diagnostic, InputError, SeqcircError
 from seqcirc.language import ast, parse
 from seqcirc.language import vocab as V
@@ -56,6 +56,7 @@ class Checker:
             self.mod.task_dirs[task.name.name] = str(ck.base)
             self._check_task(task)
         for group in self.program.of_type(ast.GroupDef):
+            check_group_name(ck, group.name)
             self._define(ck.groups, group.name, group, "group")
             file_group(ck, group.name.name, None)
         for item in self.program.items:

@@ -13,6 +13,7 @@ from typing import Any
 from seqcirc.checks.diagnostics import suggest
 from seqcirc.language import ast
 from seqcirc.language import vocab as V
+from seqcirc.language.names import canonical
 from seqcirc.source import Span
 
 ErrorFn = Callable[[str, str, Span | None, str | None], None]
@@ -77,7 +78,10 @@ def claim_meaning(expr: ast.ClaimExpr) -> tuple[str, dict[str, Any], str]:
 
 def role_meaning(role: ast.RoleStmt) -> dict[str, Any]:
     head = role.head
-    head_text = f"{head.layer}.{head.head}" if isinstance(head, ast.HeadRef) else head.name
+    if isinstance(head, ast.HeadRef):
+        head_text = canonical(head.layer, head.head)
+    else:  # not reached by checked files (body.py rejects a role on anything but a head)
+        head_text = head.name if isinstance(head, ast.NameRef) else canonical(head.lo, None)
     values: dict[str, Any] = dict(V.ROLE_DEFAULTS.get(role.role.name, {}))
     values.update({a.name: a.value for a in role.args})
     values.update(head=head_text, role=role.role.name)

@@ -8,6 +8,7 @@ from seqcirc.checks.context import CheckContext
 from seqcirc.checks.diagnostics import suggest
 from seqcirc.language import ast
 from seqcirc.language import vocab as V
+from seqcirc.language.names import HEAD_SPELLINGS, MLP_SPELLINGS, canonical, parse_component
 from seqcirc.models import shapes
 from seqcirc.plan import Node
 from seqcirc.source import Span
@@ -84,7 +85,7 @@ def unknown_name(ck: CheckContext, ref: ast.NameRef, extra: tuple[str, ...] = ()
         ref.span,
         suggest(ref.name, names)
         or "a name here is a group defined earlier in this circuit, in this file "
-        "or in an imported file; heads are written 9.1 or L9H1",
+        f"or in an imported file; heads are written {HEAD_SPELLINGS}, MLPs {MLP_SPELLINGS}",
     )
 
 
@@ -123,4 +124,18 @@ def check_position(ck: CheckContext, name: ast.NameRef, task: ast.TaskDef | None
             f"unknown position `{name.name}`",
             name.span,
             suggest(name.name, known or ("END",)) or f"positions of this task: {listed}",
+        )
+
+
+def check_group_name(ck: CheckContext, name: ast.NameRef) -> None:
+    """A group may not take a name that reads as a component (`m0`, `mlp3`, `L9H1`):
+    wherever a head or MLP stands, that word means the component, never the group."""
+    found = parse_component(name.name)
+    if found is not None:
+        ck.error(
+            "E211",
+            f"group name `{name.name}` spells a component ({canonical(*found)})",
+            name.span,
+            "name the group by its role (`detect`, `successor`); component spellings "
+            "(9.1, L9H1, a9.h1, mlp9, m9) always mean the component",
         )

@@ -11,13 +11,13 @@ A role claim is a seqcirc.plan.Claim with kind "role" and params:
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from seqcirc.claims.context import ClaimContext, ClaimValue
 from seqcirc.errors import InputError, did_you_mean
+from seqcirc.language.names import HEAD_SPELLINGS
 from seqcirc.language.vocab import OV_AMONG, PAPER_OV_MEMBERS, PATTERN_DEFAULTS, ROLES
 from seqcirc.plan import Claim, Node
 from seqcirc.source import Span
@@ -46,13 +46,11 @@ def _fail(claim: Claim, message: str, code: str, hint: str | None = None) -> Inp
     return InputError(message, code=code, span=_span(claim), hint=hint)
 
 
-_LH = re.compile(r"^L(\d+)H(\d+)$")
-
-
 def _head(
     claim: Claim, value: Any, bridge: Any, groups: Mapping[str, Sequence[Node]] | None
 ) -> Node:
-    """ "9.1", "L9H1", a Node, or a group of exactly one head."""
+    """A head in any spelling (seqcirc.language.names), a Node, or a group of exactly one
+    head."""
     text = str(value)
     if groups and text in groups:
         members = [n for n in groups[text] if n.head is not None]
@@ -63,13 +61,11 @@ def _head(
                 "write one role line per head, e.g. " + ", ".join(map(str, groups[text][:2])),
             )  # fmt: skip
         value = members[0]
-    elif m := _LH.match(text):
-        value = Node(int(m.group(1)), int(m.group(2)))
     try:
         node = value if isinstance(value, Node) else Node.parse(str(value))
     except (ValueError, TypeError):
         raise _fail(
-            claim, f"role claim names no head: {value!r}", "E805", "write it as 9.1 or L9H1"
+            claim, f"role claim names no head: {value!r}", "E805", f"write it as {HEAD_SPELLINGS}"
         ) from None
     n_layers, n_heads = int(bridge.cfg.n_layers), int(bridge.cfg.n_heads)
     if node.head is None or not (0 <= node.layer < n_layers and 0 <= node.head < n_heads):

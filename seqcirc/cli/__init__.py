@@ -10,7 +10,7 @@ from typing import TextIO
 
 import typer
 
-from seqcirc.cli import compare, data, discover, language, roles, test, version
+from seqcirc.cli import compare, data, discover, interop, language, roles, test, version
 from seqcirc.errors import EXIT_RUNTIME, SeqcircError, SeqcircWarning
 
 app = typer.Typer(
@@ -39,6 +39,9 @@ app.command()(language.fmt)
 app.command("test")(test.test_cmd)
 app.command()(discover.discover)
 app.command()(compare.compare)
+app.command()(interop.export)
+app.command("import")(interop.import_cmd)
+app.command()(interop.draw)
 app.add_typer(data.data_app, name="data")
 
 

@@ -31,7 +31,8 @@ class NameRef:
 
 @dataclass(frozen=True)
 class HeadRef:
-    """An attention head, written `9.1` or `L9H1`."""
+    """An attention head, written `9.1`, `L9H1`, `a9.h1` or `blocks.9.attn.hook_z[1]`
+    (seqcirc.language.names); `text` keeps the spelling."""
 
     layer: int
     head: int
@@ -41,7 +42,8 @@ class HeadRef:
 
 @dataclass(frozen=True)
 class MlpRange:
-    """`mlp 3` (hi None) or `mlp 0..4` (inclusive)."""
+    """`mlp 3` (hi None) or `mlp 0..4` (inclusive); one MLP also as `mlp3`, `m3` or
+    `blocks.3.hook_mlp_out`."""
 
     lo: int
     hi: int | None
@@ -190,7 +192,7 @@ class EdgeStmt:
 
 @dataclass(frozen=True)
 class RoleStmt:
-    head: HeadRef | NameRef
+    head: Member  # the checks accept only a head here
     role: NameRef
     args: tuple[Arg, ...]
     op: str

@@ -26,6 +26,7 @@ from seqcirc.source import Span
 _TERMINAL_WORDS: dict[str, str] = {
     "NAME": "a name",
     "DECIMAL": "a head such as 9.1",
+    "COMPONENT": "a head or MLP such as a9.h1 or blocks.9.hook_mlp_out",
     "INT": "a whole number",
     "SIGNED_NUMBER": "a number",
     "STRING": 'a quoted string such as "file.circ"',
@@ -47,7 +48,8 @@ _EXAMPLES: dict[str, list[str]] = {
         "circuit c gpt2 {",
         "circuit c {",
     ],
-    "heads are written layer.head, e.g. 9.1 (or L9H1); MLPs as `mlp 9`": [
+    "heads are written layer.head, e.g. 9.1 (or L9H1, a9.h1, blocks.9.attn.hook_z[1]); "
+    "MLPs as `mlp 9` (or mlp9, m9, blocks.9.hook_mlp_out)": [
         "group g = 9",
         "circuit c on m { heads 9 }",
     ],
@@ -186,10 +188,27 @@ def _syntax_error(err: UnexpectedInput, parser: Lark, text: str, path: str) -> I
         hint = f"expected {_expected(parser, err.allowed)}" if err.allowed else ""
     else:  # pragma: no cover - the LALR parser raises only the two above
         code, message, span, hint = "E100", "syntax error", Span(path, line, col), ""
-    label = _match_example(err)
+    label = _match_example(err) or _hook_label(text, line, col)
     if label is not None:
         hint = f"{label}; {hint}" if hint else label
     return InputError(message, code=code, span=span, hint=hint or None, source_text=text)
+
+
+_HOOK = re.compile(r"blocks\.\d+\.[\w.]*(\[[^\]\n]*\])?")
+
+
+def _hook_label(text: str, line: int, col: int) -> str | None:
+    """A TransformerLens hook name the language does not take as a component (no head
+    index, or another hook): say which ones it takes."""
+    lines = text.splitlines()
+    row = lines[line - 1] if 1 <= line <= len(lines) else ""
+    for m in _HOOK.finditer(row):
+        if m.start() < col <= m.end() + 1:
+            return (
+                f"`{m.group()}` is not a component: a head is blocks.L.attn.hook_z[H] "
+                "(hook_result too; H the head index), an MLP blocks.L.hook_mlp_out"
+            )
+    return None
 
 
 def _misspelled_keyword(parser: Lark, tok: Token, accepted: set[str] | frozenset[str]) -> str:

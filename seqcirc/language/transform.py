@@ -8,7 +8,6 @@ stage may recurse on right operands and loop over left ones.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from lark import Token, v_args
@@ -17,10 +16,9 @@ from lark.visitors import Transformer_NonRecursive
 
 from seqcirc.errors import InputError
 from seqcirc.language import ast
+from seqcirc.language.names import parse_component
 from seqcirc.language.vocab import LIMITS
 from seqcirc.source import Span
-
-_LH_HEAD = re.compile(r"L(\d+)H(\d+)")
 
 
 def _num(text: str) -> int | float:
@@ -50,15 +48,16 @@ class ToAst(Transformer_NonRecursive):
     def _name(self, tok: Token) -> ast.NameRef:
         return ast.NameRef(str(tok), self._span(tok))
 
-    def _head(self, tok: Token) -> ast.HeadRef | ast.NameRef:
+    def _head(self, tok: Token) -> ast.HeadRef | ast.MlpRange | ast.NameRef:
+        """A component in any spelling (seqcirc.language.names), else a name (a group)."""
         text = str(tok)
-        m = _LH_HEAD.fullmatch(text)
-        if m:
-            return ast.HeadRef(int(m[1]), int(m[2]), text, self._span(tok))
-        if "." in text and tok.type == "DECIMAL":
-            layer, head = text.split(".")
-            return ast.HeadRef(int(layer), int(head), text, self._span(tok))
-        return self._name(tok)
+        found = parse_component(text)
+        if found is None:
+            return self._name(tok)
+        layer, head = found
+        if head is None:
+            return ast.MlpRange(layer, None, self._span(tok))
+        return ast.HeadRef(layer, head, text, self._span(tok))
 
     # ---- file level ----------------------------------------------------------------
     def start(self, meta: Meta, items: list) -> tuple:
@@ -129,10 +128,10 @@ class ToAst(Transformer_NonRecursive):
     def members(self, meta: Meta, c: list) -> tuple[ast.Member, ...]:
         return tuple(c)
 
-    def head(self, meta: Meta, c: list) -> ast.HeadRef | ast.NameRef:
+    def head(self, meta: Meta, c: list) -> ast.Member:
         return self._head(c[0])
 
-    def name_member(self, meta: Meta, c: list) -> ast.HeadRef | ast.NameRef:
+    def name_member(self, meta: Meta, c: list) -> ast.Member:
         return self._head(c[0])
 
     def mlp_member(self, meta: Meta, c: list) -> ast.MlpRange:
@@ -189,7 +188,7 @@ class ToAst(Transformer_NonRecursive):
     def inputs(self, meta: Meta, c: list) -> tuple[ast.NameRef, ...]:
         return tuple(self._name(t) for t in c)
 
-    def head_ref(self, meta: Meta, c: list) -> ast.HeadRef | ast.NameRef:
+    def head_ref(self, meta: Meta, c: list) -> ast.Member:
         return self._head(c[0])
 
     def role_stmt(self, meta: Meta, c: list) -> ast.RoleStmt:

@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any, Literal
 
+from seqcirc.language.names import canonical, parse_component
 from seqcirc.plan.ablation import OMIT_DEFAULT, AblationSpec
 
 PLAN_VERSION = 1
@@ -49,15 +50,18 @@ class Node:
         return "mlp" if self.head is None else "head"
 
     def __str__(self) -> str:
-        return f"mlp{self.layer}" if self.head is None else f"{self.layer}.{self.head}"
+        """The canonical spelling ("9.1", "mlp9"), which .circ files accept back."""
+        return canonical(self.layer, self.head)
 
     @classmethod
     def parse(cls, text: str) -> Node:
-        """Inverse of str(): "9.1" or "mlp9"."""
-        if text.startswith("mlp"):
-            return cls(int(text[3:]))
-        layer, head = text.split(".")
-        return cls(int(layer), int(head))
+        """Inverse of str(); any spelling the language accepts (seqcirc.language.names:
+        "9.1", "L9H1", "a9.h1", "mlp9", "m9", TransformerLens hook names). ValueError
+        on anything else."""
+        found = parse_component(text)
+        if found is None:
+            raise ValueError(f"not a head or an MLP: {text!r}")
+        return cls(*found)
 
 
 # Edge endpoints besides nodes: the embeddings send, the final residual (logits) receives.

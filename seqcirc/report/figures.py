@@ -130,15 +130,24 @@ def attention_figures(circuit: CircuitResult) -> list[Figure]:
     return out
 
 
-def graph_figure(result: EvaluationResult, circuit: CircuitResult) -> Figure:
-    edges = [*circuit.edges, *getattr(circuit, "highlighted_edges", ())]
-    n_layers, _ = _shape(result, list(circuit.nodes))
-    png = plots.circuit_graph_png(
-        list(circuit.nodes), edges, circuit.groups or {}, f"circuit {circuit.name}", n_layers
-    )
-    kind = "evaluated edges" if circuit.edges else "highlighted edges (not ablated)"
-    caption = f"{len(circuit.nodes)} nodes; {kind}: {len(edges)}."
-    return Figure("The circuit", caption, png, ablated=False)
+def graph_figure(result: EvaluationResult, circuit: CircuitResult) -> Figure | None:
+    """The circuit diagram (report.circuit_graph): an edge circuit with the edges it keeps,
+    a node circuit as its nodes by layer (it keeps every edge among them)."""
+    from seqcirc.report.circuit_graph import build_graph, render
+
+    edges = [e for e in map(plots.parse_edge, circuit.edges) if e is not None]
+    try:
+        graph = build_graph(list(circuit.nodes), edges, groups=circuit.groups or {})
+    except ValueError:  # a result whose node names no .circ file could state
+        return None
+    png = render(graph, f"circuit {circuit.name}", "png")
+    if edges:
+        caption = f"{len(circuit.nodes)} nodes and the {len(edges)} edges the circuit keeps"
+    else:
+        caption = (f"{len(circuit.nodes)} nodes by layer; a node circuit keeps every edge "
+                   "among them, from the embeddings and to the logits")  # fmt: skip
+    return Figure("The circuit", caption + "; edges coloured by the input they enter.", png,
+                  ablated=False)  # fmt: skip
 
 
 def circuit_figures(result: EvaluationResult, circuit: CircuitResult) -> list[Figure]:

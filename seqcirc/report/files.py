@@ -46,16 +46,21 @@ def check_writable(path: str | Path, what: str) -> Path:
 def write_text(path: str | Path, text: str, what: str) -> Path:
     """Write `text` to `path` (UTF-8), atomically; parent folders are made. An unwritable
     path is the user's input error (E901)."""
+    return write_bytes(path, text.encode("utf-8"), what)
+
+
+def write_bytes(path: str | Path, data: bytes, what: str) -> Path:
+    """write_text for bytes (a PNG, an SVG)."""
     out = Path(path)
     try:
         if out.exists() and not out.is_dir() and not stat.S_ISREG(out.stat().st_mode):
-            with open(out, "w", encoding="utf-8") as fh:  # a device or pipe: in place
-                fh.write(text)
+            with open(out, "wb") as fh:  # a device or pipe: in place
+                fh.write(data)
             return out
         if out.is_dir():
             raise _error(what, out, "it is a directory")
         out.parent.mkdir(parents=True, exist_ok=True)
-        _replace_with(out, text.encode("utf-8"))
+        _replace_with(out, data)
     except OSError as err:
         raise _error(what, out, err.strerror or str(err)) from None
     return out

@@ -10,11 +10,12 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from seqcirc.language.names import parse_component
+
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 _EDGE = re.compile(r"^(?P<sender>[^-]+)->(?P<receiver>[^\[]+)\[(?P<input>\w+)\]$")
-_INPUT_COLOURS = {"q": "#1f77b4", "k": "#ff7f0e", "v": "#2ca02c", "mlp": "#7f7f7f", "resid": "#000"}
 _SOURCE_MARKERS = {"random": ("o", 28), "group": ("s", 90), "greedy": ("D", 70)}
 _SOURCE_COLOURS = {"random": "#1f77b4", "greedy": "#d62728", "group": "#2ca02c"}
 
@@ -207,13 +208,13 @@ def _cmap() -> Any:
 
 
 def component_cell(name: str, n_heads: int) -> tuple[int, int]:
-    """ "9.1" -> (9, 1); "mlp9" -> (9, n_heads); anything else -> (-1, -1)."""
-    if name.startswith("mlp") and name[3:].isdigit():
-        return int(name[3:]), n_heads
-    layer, _, head = name.partition(".")
-    if layer.isdigit() and head.isdigit():
-        return int(layer), int(head)
-    return -1, -1
+    """ "9.1" -> (9, 1); "mlp9" -> (9, n_heads) (any spelling the language takes);
+    anything else -> (-1, -1)."""
+    found = parse_component(name)
+    if found is None:
+        return -1, -1
+    layer, head = found
+    return layer, n_heads if head is None else head
 
 
 def attention_png(pattern: Sequence[Sequence[float]], labels: Sequence[str], title: str) -> bytes:
@@ -240,79 +241,3 @@ def parse_edge(text: str) -> tuple[str, str, str] | None:
     """ "4.4->9.1[q]" -> ("4.4", "9.1", "q") (plan.Edge's str form)."""
     m = _EDGE.match(text.strip())
     return (m["sender"], m["receiver"], m["input"]) if m else None
-
-
-def _by_layer(names: Sequence[str], n_layers: int | None) -> tuple[dict[int, list[str]], int]:
-    """Components by graph column (embed -1, logits after the last layer), each column in
-    head order with the MLP last; and the last layer."""
-    layers = [component_cell(n, 10**6)[0] for n in names if component_cell(n, 10**6)[0] >= 0]
-    last = max([*layers, (n_layers or 1) - 1])
-    by_layer: dict[int, list[str]] = {}
-    for n in names:
-        layer, _ = component_cell(n, 10**6)
-        key = -1 if n == "embed" else last + 1 if n == "logits" else layer
-        by_layer.setdefault(key, []).append(n)
-    for members in by_layer.values():
-        members.sort(key=lambda n: component_cell(n, 10**6)[1])
-    return by_layer, last
-
-
-def circuit_graph_png(
-    nodes: Sequence[str],
-    edges: Sequence[str],
-    groups: Mapping[str, Sequence[str]],
-    title: str,
-    n_layers: int | None = None,
-) -> bytes:
-    """The circuit drawn left to right by layer: heads stacked over the layer's MLP,
-    coloured by role group; edges coloured by the receiver's input (q/k/v/mlp/resid)."""
-    from matplotlib.lines import Line2D
-    from matplotlib.patches import FancyArrowPatch
-
-    parsed = [e for e in map(parse_edge, edges) if e is not None]
-    names = list(dict.fromkeys([*nodes, *(s for s, _, _ in parsed), *(r for _, r, _ in parsed)]))
-    by_layer, last = _by_layer(names, n_layers)
-    pos: dict[str, tuple[float, float]] = {}
-    for layer, members in by_layer.items():
-        for i, n in enumerate(members):
-            pos[n] = (float(layer), (len(members) - 1) / 2 - i)
-    tallest = max((len(m) for m in by_layer.values()), default=1)
-    fig = _figure(min(2.5 + 0.8 * (last + 3), 14), min(2.2 + 0.45 * tallest, 10))
-    ax = fig.subplots()
-    palette = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2"]
-    group_of = {n: g for g, members in groups.items() for n in members}
-    colour_of = {g: palette[i % len(palette)] for i, g in enumerate(groups)}
-    for s, r, inp in parsed:
-        if s in pos and r in pos:
-            ax.add_patch(
-                FancyArrowPatch(
-                    pos[s], pos[r], arrowstyle="-|>", mutation_scale=12, lw=1.3,
-                    color=_INPUT_COLOURS.get(inp, "#444"), connectionstyle="arc3,rad=0.12",
-                    shrinkA=13, shrinkB=13, alpha=0.85, zorder=1,
-                )
-            )  # fmt: skip
-    for n, (x, y) in pos.items():
-        colour = colour_of.get(group_of.get(n, ""), "#d9d9d9")
-        marker = "s" if n.startswith("mlp") else "o"
-        ax.scatter(x, y, s=620 if len(n) <= 4 else 1000, marker=marker, color=colour,
-                   edgecolor="#333", zorder=2)  # fmt: skip
-        ax.text(x, y, n, ha="center", va="center", fontsize=7 if len(n) <= 4 else 6, zorder=3,
-                color="white" if n in group_of else "black")  # fmt: skip
-    handles = [Line2D([], [], marker="o", ls="", color=c, label=g) for g, c in colour_of.items()]
-    handles += [
-        Line2D([], [], color=_INPUT_COLOURS[i], label=f"edge into {i}")
-        for i in sorted({inp for _, _, inp in parsed})
-        if i in _INPUT_COLOURS
-    ]
-    if handles:
-        ax.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    xs = sorted(by_layer)
-    ax.set_xticks(xs, ["embed" if x == -1 else "logits" if x == last + 1 else str(x) for x in xs])
-    ax.set_xlim(min(xs, default=0) - 0.7, max(xs, default=0) + 0.7)
-    ax.set_ylim(-(tallest / 2) - 0.3, tallest / 2 + 0.3)
-    ax.set_yticks([])
-    ax.set_xlabel("layer (heads as circles, MLPs as squares)")
-    for side in ("top", "right", "left"):
-        ax.spines[side].set_visible(False)
-    ax.set_title(_wrap(title, 90), fontsize=9)
-    return _png(fig)
