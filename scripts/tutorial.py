@@ -174,6 +174,7 @@ def shown_paths(text: str, workdir: Path) -> str:
 # digits) and line wrapping (rich rewraps when a version string's length changes).
 _NORMALISE = [
     (re.compile(r"\b(in|took) \d+(\.\d+)?s( \(\d+:\d\d:\d\d\))?"), r"\1 <t>s"),
+    (re.compile(r"\b\d+(\.\d+)? s$", re.M), "<t> s"),  # progress lines: `clean run: ... in 0.4 s`
     (re.compile(r"={2,}"), "=="),
     (re.compile(r"^(platform|plugins:|cachedir:|hypothesis profile).*$", re.M), r"\1 <env>"),
     (re.compile(r"^((?:FAILED|ERROR) \S+) - .*$", re.M), r"\1 - <message>"),

@@ -2,12 +2,12 @@
 
 scripts/tutorial.py does the work (it also rewrites the doc: `python scripts/tutorial.py`).
 What may differ between the doc and a run, and nothing else (scripts/tutorial.py,
-`normalise`): durations ("in 8.96s"), library and interpreter versions, pytest's
-environment header lines (platform, plugins, cachedir, hypothesis profile), the message
-pytest's short summary truncates to the terminal width, the temporary folder (shown as
-/tmp/months), and whitespace, since rich rewraps a line when a version string's length
-changes. Exit codes are compared exactly: `$ echo $?` shows the one before it, and any
-other command must exit 0.
+`normalise`): durations ("in 8.96s", a progress line's "in 0.41 s"), library and
+interpreter versions, pytest's environment header lines (platform, plugins, cachedir,
+hypothesis profile), the message pytest's short summary truncates to the terminal width,
+the temporary folder (shown as /tmp/months), and whitespace, since rich rewraps a line
+when a version string's length changes. Exit codes are compared exactly: `$ echo $?`
+shows the one before it, and any other command must exit 0.
 """
 
 from __future__ import annotations

@@ -28,6 +28,7 @@ from seqcirc.engine.prepare import prepare
 from seqcirc.engine.runner import EvalState, check_live, empty_metric, node_mask, run_circuits
 from seqcirc.errors import SeqcircError
 from seqcirc.plan import CircuitPlan, Claim, Plan, to_jsonable
+from seqcirc.progress import advance, phase
 from seqcirc.results import CircuitResult, ClaimResult, EvaluationResult, Verdict, versions
 from seqcirc.stats.reporting import compare
 from seqcirc.stats.seeds import derive_seed
@@ -168,7 +169,11 @@ def evaluate_circuit(
     t_run = time.perf_counter() - t0
     ctx = ClaimContext(state, circuit, seed, m_circuit, n_boot, level, model)
     table = {**VALUE_HANDLERS, **(handlers or {})}
-    claims = tuple(_check_claim(c, ctx, table.get(c.kind)) for c in circuit.claims)
+    checked = []
+    for claim in circuit.claims:
+        checked.append(_check_claim(claim, ctx, table.get(claim.kind)))
+        advance(1, "claims")  # the enclosing phase (evaluate_plan's) counts claims
+    claims = tuple(checked)
     faith = _faithfulness_summary(
         state, circuit, m_circuit, m_empty, seed=seed, n_boot=n_boot, level=level
     )
@@ -236,22 +241,23 @@ def evaluate_plan(
     tasks: dict[Any, TokenizedTask] = {}  # circuits with the same task spec share prompts
     out = []
     for circuit in plan.circuits:
-        if isinstance(task_for, Mapping):
-            task = task_for[circuit.name]
-        else:
-            if circuit.task not in tasks:
-                tasks[circuit.task] = task_for(circuit)
-            task = tasks[circuit.task]
-        key = (id(bridge), id(task), circuit.ablation, circuit.task.metric)
-        if key not in states:
-            states[key] = prepare(
-                bridge, task, circuit.ablation, circuit.task.metric, batch_rows=batch_rows,
-                means_cache=means_cache,
+        with phase(f"circuit {circuit.name}", total=len(circuit.claims), unit="claims"):
+            if isinstance(task_for, Mapping):
+                task = task_for[circuit.name]
+            else:
+                if circuit.task not in tasks:
+                    tasks[circuit.task] = task_for(circuit)
+                task = tasks[circuit.task]
+            key = (id(bridge), id(task), circuit.ablation, circuit.task.metric)
+            if key not in states:
+                states[key] = prepare(
+                    bridge, task, circuit.ablation, circuit.task.metric, batch_rows=batch_rows,
+                    means_cache=means_cache,
+                )  # fmt: skip
+            result = evaluate_circuit(
+                states[key], circuit, seed=plan.seed, n_boot=n_boot, level=level,
+                handlers=handlers, model=model,
             )  # fmt: skip
-        result = evaluate_circuit(
-            states[key], circuit, seed=plan.seed, n_boot=n_boot, level=level,
-            handlers=handlers, model=model,
-        )  # fmt: skip
         out.append(result)
     return EvaluationResult(
         source=plan.source, seed=plan.seed, model=model_info, versions=versions(),

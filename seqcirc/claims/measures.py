@@ -20,6 +20,7 @@ from seqcirc.engine.edges import edge_mask, run_edges
 from seqcirc.engine.runner import EvalState, node_mask, run_circuits
 from seqcirc.errors import EvaluationError, SeqcircError
 from seqcirc.plan import Claim, Edge, Node
+from seqcirc.progress import phase
 
 GREEDY_STEPS = 3  # the greedy search for the worst K adds up to this many nodes
 
@@ -69,7 +70,9 @@ def single_component_ablation(
         masks.append(full & without_v)
         if circuit is not None:
             masks.append(circuit & without_v)
-    table = _scores(state, masks).reshape(len(chosen), 1 + (circuit is not None)) / fm
+    with phase("single-component ablations", total=len(masks), unit="circuits"):
+        scores = _scores(state, masks)
+    table = scores.reshape(len(chosen), 1 + (circuit is not None)) / fm
     return [
         ComponentEffect(str(v), float(row[0]), float(row[-1]))
         for v, row in zip(chosen, table, strict=True)
@@ -111,7 +114,8 @@ def minimality(
             keys.append(("C-K", v, g))
             masks.append(c & ~node_mask(state, [*rest, v]))
             keys.append(("C-K-v", v, g))
-    f = dict(zip(keys, _scores(state, masks), strict=True))
+    with phase("minimality", total=len(masks), unit="circuits"):
+        f = dict(zip(keys, _scores(state, masks), strict=True))
     fm, fc = f_model(state), f[("C", None, None)]
     out = []
     for v in circuit:
@@ -193,14 +197,17 @@ def completeness(
             for (k, src), (fmk, fck) in zip(ks, f, strict=True)
         ]
 
-    points = points_for(subsets)
-    chosen: tuple[Node, ...] = ()
-    for _ in range(min(greedy_steps, len(circuit))):
-        candidates = [((*chosen, v), "greedy") for v in circuit if v not in chosen]
-        step = points_for(candidates)
-        best = max(range(len(step)), key=lambda i: step[i].incompleteness)
-        chosen = candidates[best][0]
-        points.append(step[best])
+    steps = min(greedy_steps, len(circuit))
+    total = 2 * (len(subsets) + sum(len(circuit) - i for i in range(steps)))
+    with phase("completeness", total=total, unit="circuits"):
+        points = points_for(subsets)
+        chosen: tuple[Node, ...] = ()
+        for _ in range(steps):
+            candidates = [((*chosen, v), "greedy") for v in circuit if v not in chosen]
+            step = points_for(candidates)
+            best = max(range(len(step)), key=lambda i: step[i].incompleteness)
+            chosen = candidates[best][0]
+            points.append(step[best])
     worst = max(points, key=lambda p: p.incompleteness)
     mean = float(np.mean([p.incompleteness for p in points]))
     return Completeness(tuple(points), worst, mean, fm, seed)

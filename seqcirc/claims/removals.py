@@ -21,6 +21,7 @@ from numpy.typing import NDArray
 from seqcirc.engine.runner import EvalState, node_mask, run_circuits
 from seqcirc.errors import SeqcircError
 from seqcirc.plan import Node
+from seqcirc.progress import phase
 
 
 def removals(
@@ -48,15 +49,20 @@ def removals(
         if kept:
             removed.append(("group", name, kept))
     masks = np.stack([c & ~node_mask(state, nodes) for _, _, nodes in removed])
-    m_without = run_circuits(state, masks) if removed else np.empty((0, len(m_circuit)))
+    with phase("removals", total=len(removed), unit="circuits"):
+        m_without = run_circuits(state, masks) if removed else np.empty((0, len(m_circuit)))
     setup = {"level": level, "n_boot": n_boot, "seed": seed,
              "forward_rows": state.forward_rows - rows0}  # fmt: skip
+    entries = []
     try:
-        entries = [
-            {"kind": kind, "removed": name, "members": [str(v) for v in nodes],
-             **rise(m_circuit, m_w, state.m_model, seed=seed, n_boot=n_boot, level=level)}
-            for (kind, name, nodes), m_w in zip(removed, m_without, strict=True)
-        ]  # fmt: skip
+        with phase("removals (bootstrap)", total=len(removed), unit="intervals") as bar:
+            for (kind, name, nodes), m_w in zip(removed, m_without, strict=True):
+                entries.append(
+                    {"kind": kind, "removed": name, "members": [str(v) for v in nodes],
+                     **rise(m_circuit, m_w, state.m_model, seed=seed, n_boot=n_boot,
+                            level=level)}
+                )  # fmt: skip
+                bar.advance()
     except SeqcircError as err:
         return {"error": f"[{err.code}] {err.message}", **setup}
     return {

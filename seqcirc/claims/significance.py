@@ -27,6 +27,7 @@ from seqcirc.claims.measures import f_model
 from seqcirc.engine.runner import node_mask, run_circuits
 from seqcirc.errors import EvaluationError
 from seqcirc.plan import Claim
+from seqcirc.progress import phase
 from seqcirc.stats.baseline import (
     RandomCircuits,
     count_other_circuits,
@@ -105,7 +106,8 @@ def random_baseline(claim: Claim, ctx: ClaimContext) -> ClaimValue:
         )
     f_model(ctx.state)  # F(M) = 0 is refused as for every relative measure (E312)
     observed = float(performance_ratio(ctx.m_circuit, ctx.state.m_model))
-    values = faithfulness_of_masks(ctx.state, draws.masks)
+    with phase("random baseline", total=draws.n_circuits, unit="circuits"):
+        values = faithfulness_of_masks(ctx.state, draws.masks)
     test = random_baseline_test(observed, values, seed=ctx.seed)
     return _value(
         test, observed=observed, random_values=values.tolist(), statistic_name="performance_ratio",
@@ -161,7 +163,8 @@ def sufficiency(claim: Claim, ctx: ClaimContext) -> ClaimValue:
     )
     f_model(ctx.state)  # F(M) = 0 is refused as for every relative measure (E312)
     loss_c = abs(float(performance_ratio(ctx.m_circuit, ctx.state.m_model)) - 1.0)
-    losses = np.abs(faithfulness_of_masks(ctx.state, draws.masks) - 1.0)
+    with phase("sufficiency test", total=len(draws.masks), unit="circuits"):
+        losses = np.abs(faithfulness_of_masks(ctx.state, draws.masks) - 1.0)
     test = sufficiency_test(loss_c, losses, q=float(p.get("q", DEFAULT_QUANTILE)), seed=ctx.seed)
     return _value(test, loss="|F(X)/F(M) - 1|", circuit_loss=loss_c)
 
@@ -223,7 +226,9 @@ def minimality(claim: Claim, ctx: ClaimContext) -> ClaimValue:
     without_u = inflated.copy()
     without_u[np.arange(n), knocked] = False
     # one batched pass: C, C \ v for every v, the inflated circuits, each minus its u
-    f = run_circuits(ctx.state, np.concatenate([base[None], without_v, inflated, without_u]))
+    masks = np.concatenate([base[None], without_v, inflated, without_u])
+    with phase("minimality test", total=len(masks), unit="circuits"):
+        f = run_circuits(ctx.state, masks)
     f = f.mean(axis=1)
     scale = abs(f_model(ctx.state))
     k = len(nodes)

@@ -18,6 +18,7 @@ def compare(
     plot: str | None = typer.Option(None, "--plot", help="save the heatmaps as PNG here"),
     json_path: str | None = typer.Option(None, "--json", help="write the numbers as JSON here"),
     output: str | None = typer.Option(None, "--output", "-o", help="write the Markdown here"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress on stderr"),
 ) -> None:
     """Overlap of circuits (intersections, IoU, the shared sub-circuit) and the cross-task
     matrix: every circuit evaluated on every circuit's task data, as % of the full
@@ -25,10 +26,12 @@ def compare(
 
     Example:  seqcirc compare numerals.circ number_words.circ months.circ --plot cmp.png
     """
+    from seqcirc.report.progress import stderr_progress
     from seqcirc.usecases.compare import compare as run_compare
     from seqcirc.usecases.compare import plot_comparison, write_json, write_table
 
-    cmp = run_compare(files, model=model, seed=seed, prompts=prompts, device=device)
+    with stderr_progress(quiet=quiet):
+        cmp = run_compare(files, model=model, seed=seed, prompts=prompts, device=device)
     typer.echo(cmp.table(), nl=False)
     if output is not None:
         typer.echo(f"wrote {write_table(cmp, output)}", err=True)

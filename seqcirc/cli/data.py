@@ -28,6 +28,7 @@ def data_export(
         help="Tokenize with the tokenizer in this folder; no model or weights are loaded "
         "(needs --unfiltered when the task filters).",
     ),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress on stderr."),
 ) -> None:
     """Write a task's exact prompts, token ids and answers as JSONL.
 
@@ -36,12 +37,14 @@ def data_export(
 
     Example:  seqcirc data export hypotheses/months.circ --task months -o months.jsonl
     """
+    from seqcirc.report.progress import stderr_progress
     from seqcirc.usecases.data_export import export_circ_task
 
     target = out if out is not None else sys.stdout
-    summary = export_circ_task(
-        file, target, task=task, model=model, apply_filter=not unfiltered, tokenizer=tokenizer
-    )
+    with stderr_progress(quiet=quiet):
+        summary = export_circ_task(
+            file, target, task=task, model=model, apply_filter=not unfiltered, tokenizer=tokenizer
+        )
     where = out or "stdout"
     typer.echo(
         f"wrote {summary.n_prompts} prompts of task {summary.task} "

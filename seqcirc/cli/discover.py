@@ -24,6 +24,7 @@ def discover(
     ),
     name: str | None = typer.Option(None, "--name", help="circuit name (default: the task's)"),
     output: str | None = typer.Option(None, "--output", "-o", help="write the .circ file here"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress on stderr"),
 ) -> None:
     """Find a circuit by the paper's iterative pruning and write it as a .circ file.
 
@@ -39,12 +40,14 @@ def discover(
 
     Example:  seqcirc discover --task numerals --threshold 0.9 --edges -o numerals.circ
     """
+    from seqcirc.report.progress import stderr_progress
     from seqcirc.usecases.discover import run_discover, summary
 
-    run = run_discover(
-        model=model, set_name=task, threshold=threshold, prompts=prompts, seed=seed,
-        device=device, edges=edges, filter_correct=not no_filter, output=output, name=name,
-    )  # fmt: skip
+    with stderr_progress(quiet=quiet):
+        run = run_discover(
+            model=model, set_name=task, threshold=threshold, prompts=prompts, seed=seed,
+            device=device, edges=edges, filter_correct=not no_filter, output=output, name=name,
+        )  # fmt: skip
     if output is None:
         typer.echo(run.written.text, nl=False)
         typer.echo(summary(run), err=True)

@@ -24,6 +24,7 @@ def roles(
     limit: int = typer.Option(20, "--limit", help="rows shown (0: all)"),
     plot: str | None = typer.Option(None, "--plot", help="save a heatmap PNG here"),
     as_json: bool = typer.Option(False, "--json", help="print the full table as JSON"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress on stderr"),
 ) -> None:
     """Score every head on every role (successor, copy, previous-token, duplicate,
     induction, attends) to find candidate heads before writing a hypothesis.
@@ -32,6 +33,7 @@ def roles(
     """
     from pathlib import Path
 
+    from seqcirc.report.progress import stderr_progress
     from seqcirc.usecases.limits import check_option_sizes
     from seqcirc.usecases.roles_scan import (
         check_options,
@@ -49,10 +51,11 @@ def roles(
         "E809", top=(top, "top"), prompts=(prompts, "prompts"), seed=(seed, "seed"),
         repeat_len=(repeat_len, "half_len"),
     )  # fmt: skip
-    table = scan_model(
-        model, task, attends=pairs, top_k=top, context=context,  # type: ignore[arg-type]
-        prompts=prompts, seed=seed, half_len=repeat_len,
-    )  # fmt: skip
+    with stderr_progress(quiet=quiet):
+        table = scan_model(
+            model, task, attends=pairs, top_k=top, context=context,  # type: ignore[arg-type]
+            prompts=prompts, seed=seed, half_len=repeat_len,
+        )  # fmt: skip
     if as_json:
         if plot:
             save_plot(table, Path(plot))

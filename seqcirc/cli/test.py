@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import typer
@@ -41,7 +39,9 @@ def test_cmd(
     junit_path: str | None = typer.Option(None, "--junit", help="write JUnit XML here"),
     markdown_path: str | None = typer.Option(None, "--markdown", help="write Markdown here"),
     html_path: str | None = typer.Option(None, "--html", help="write the HTML report here"),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="print only the summary line"),
+    quiet: bool = typer.Option(
+        False, "--quiet", "-q", help="print only the summary line (no progress on stderr)"
+    ),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="show every detail"),
 ) -> None:
     """Evaluate every claim of .circ files against their models.
@@ -58,51 +58,30 @@ def test_cmd(
     from rich.console import Console
 
     from seqcirc.errors import EXIT_BAD_INPUT, EXIT_CLAIM_FAILED, EXIT_OK
+    from seqcirc.report.progress import stderr_progress
     from seqcirc.usecases.evaluate_files import ReportPaths, evaluate_files
     from seqcirc.usecases.session import Options
 
     out = Console()
     err_console = Console(stderr=True)
-    status = _Status(err_console, shown=err_console.is_terminal and not quiet)
     options = Options(
         model=model, seed=seed, prompts=prompts, device=device, batch_rows=batch_size,
         cache_dir=cache_dir, only_model=on, bos=bos,
     )  # fmt: skip
     reports = ReportPaths(json_path, junit_path, markdown_path, html_path)
     failed = unwritten = False
-    for outcome in evaluate_files(
-        files, options, reports, progress=status.update, busy=status.running
-    ):
-        _print_result(outcome.result, out, quiet=quiet, verbose=verbose)
-        for path in outcome.written:
-            err_console.print(f"wrote {path}")
-        for err in outcome.write_errors:
-            typer.echo(err.render(), err=True)
-        failed = failed or not outcome.result.passed
-        unwritten = unwritten or bool(outcome.write_errors)
+    # progress on stderr while each file is evaluated; the verdicts go to stdout between
+    with stderr_progress(quiet=quiet, console=err_console):
+        for outcome in evaluate_files(files, options, reports):
+            _print_result(outcome.result, out, quiet=quiet, verbose=verbose)
+            for path in outcome.written:
+                err_console.print(f"wrote {path}")
+            for err in outcome.write_errors:
+                typer.echo(err.render(), err=True)
+            failed = failed or not outcome.result.passed
+            unwritten = unwritten or bool(outcome.write_errors)
     # A report asked for but not written is an error even when every claim holds.
     raise typer.Exit(EXIT_BAD_INPUT if unwritten else EXIT_CLAIM_FAILED if failed else EXIT_OK)
-
-
-class _Status:
-    """rich's status line on stderr while a file is evaluated (none when quiet or piped)."""
-
-    def __init__(self, console: Any, *, shown: bool) -> None:
-        self.status = console.status("starting") if shown else None
-
-    def update(self, message: str) -> None:
-        if self.status is not None:
-            self.status.update(message)
-
-    @contextmanager
-    def running(self) -> Iterator[None]:
-        if self.status is not None:
-            self.status.start()
-        try:
-            yield
-        finally:
-            if self.status is not None:
-                self.status.stop()
 
 
 def _print_result(result: Any, out: Any, *, quiet: bool, verbose: bool) -> None:

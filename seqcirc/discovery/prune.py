@@ -27,6 +27,7 @@ from numpy.typing import NDArray
 
 from seqcirc.errors import EvaluationError, InputError
 from seqcirc.plan import AblationSpec, Edge, Node
+from seqcirc.progress import phase
 from seqcirc.tasks.types import TokenizedTask
 
 if TYPE_CHECKING:  # the claims import the engine (torch); discovery loads it when it runs
@@ -107,10 +108,11 @@ def prune(
     start_score: float = 1.0,
     lookahead: int = 1,
     on_step: StepFn | None = None,
+    label: str = "pruning",
 ) -> PruneOutcome:
     """Iterative pruning over abstract items (nodes or edges); `score` gives F(C)/F(M) of
     a batch of keep-masks. Sweeps alternate orders[0], orders[1], ... until one drops
-    nothing."""
+    nothing; each is a progress phase ("{label} sweep 2 (forward)") counting candidates."""
     if lookahead < 1:
         raise InputError(f"lookahead must be >= 1, got {lookahead}", code="E340")
     keep = np.ones(n_items, dtype=bool) if start is None else start.copy()
@@ -125,33 +127,36 @@ def prune(
         order = [i for i in orders[sweep % 2] if keep[i]]
         dropped = False
         pos = 0
-        while pos < len(order):
-            batch = _untested(keep, order[pos:], memo, lookahead)
-            if batch:
-                values = np.asarray(score(np.stack(batch)), dtype=np.float64)
-                masks_run += len(batch)
-                for m, v in zip(batch, values, strict=True):
-                    memo[m.tobytes()] = float(v)
-            fresh = {m.tobytes() for m in batch}
-            # decide in order, until a drop changes the circuit or a score is missing
+        name = f"{label} sweep {sweep + 1} ({direction})"
+        with phase(name, total=len(order), unit="candidates") as bar:
             while pos < len(order):
-                i = order[pos]
-                m = keep.copy()
-                m[i] = False
-                key = m.tobytes()
-                if key not in memo:
-                    break
-                value = memo[key]
-                removed = value > threshold
-                step = PruneStep(sweep, direction, i, value, removed, key not in fresh)
-                seen.add(key)
-                steps.append(step)
-                if on_step is not None:
-                    on_step(step)
-                pos += 1
-                if removed:
-                    keep, current, dropped = m, value, True
-                    break
+                batch = _untested(keep, order[pos:], memo, lookahead)
+                if batch:
+                    values = np.asarray(score(np.stack(batch)), dtype=np.float64)
+                    masks_run += len(batch)
+                    for m, v in zip(batch, values, strict=True):
+                        memo[m.tobytes()] = float(v)
+                fresh = {m.tobytes() for m in batch}
+                # decide in order, until a drop changes the circuit or a score is missing
+                while pos < len(order):
+                    i = order[pos]
+                    m = keep.copy()
+                    m[i] = False
+                    key = m.tobytes()
+                    if key not in memo:
+                        break
+                    value = memo[key]
+                    removed = value > threshold
+                    step = PruneStep(sweep, direction, i, value, removed, key not in fresh)
+                    seen.add(key)
+                    steps.append(step)
+                    if on_step is not None:
+                        on_step(step)
+                    bar.advance()
+                    pos += 1
+                    if removed:
+                        keep, current, dropped = m, value, True
+                        break
         sweep += 1
         if not dropped:
             break
@@ -342,7 +347,7 @@ def prune_edges(
     start_score = float(score(np.ones((1, len(cands)), dtype=bool))[0])
     outcome = prune(
         len(cands), edge_sweeps(len(cands)), score, threshold=threshold,
-        start_score=start_score, on_step=on_step,
+        start_score=start_score, on_step=on_step, label="edge pruning",
     )  # fmt: skip
     kept = tuple(e for e, k in zip(cands, outcome.keep, strict=True) if k)
     return EdgeDiscovery(kept, outcome.score, start_score, len(cands), outcome)

@@ -31,6 +31,7 @@ from seqcirc.errors import EvaluationError, InputError
 from seqcirc.forward.common import require_edges
 from seqcirc.forward.gpt2 import ModelWeights, NodeRun, Replacement, extract_weights, forward_nodes
 from seqcirc.plan import AblationSpec
+from seqcirc.progress import advance, phase
 from seqcirc.tasks.types import TokenizedTask
 
 BRIDGE_CHECK_ROWS = 2  # prompts on which our forward is checked against the bridge's
@@ -166,6 +167,7 @@ def _sweep(
         if run.logits is not None:
             parts.append(run.logits)
         visit(sl, run)
+        advance(sl.stop - sl.start, "prompts")
     return torch.cat(parts) if parts else None
 
 
@@ -248,10 +250,12 @@ def _corrupted_values(bridge: torch.nn.Module, w: ModelWeights, task: TokenizedT
             return _Values(Replacement(cached.z, cached.mlp), cached.embed)
     corr = _Acts(keep=ablation.per_prompt_values)
     # its logits are only needed where the corrupted run is the empty circuit
-    empty_logits = _sweep(
-        w, p.corrupted, p.answer_pos, rows, lambda sl, run: corr.add(run),
-        logits=ablation.patches_circuit,
-    )  # fmt: skip
+    name = "corrupted run (means)" if ablation.uses_means else "corrupted run"
+    with phase(name, total=p.corrupted.shape[0], unit="prompts"):
+        empty_logits = _sweep(
+            w, p.corrupted, p.answer_pos, rows, lambda sl, run: corr.add(run),
+            logits=ablation.patches_circuit,
+        )  # fmt: skip
     values, embed = corr.whole() if corr.keep else corr.mean(ablation.per_position)
     if cache is not None and key is not None:
         cache.store(key, Means(values.z, values.mlp, embed))
@@ -293,7 +297,8 @@ def _clean_run(w: ModelWeights, metric: str, p: _Prompts, values: _Values, rows:
         c, e = _output_change(w, run, values.nodes.rows(idx), emb_vals, p.answer_pos[sl])
         change, embed_change = torch.maximum(change, c), torch.maximum(embed_change, e)
 
-    logits = _sweep(w, p.clean, p.answer_pos, rows, visit)
+    with phase("clean run", total=p.clean.shape[0], unit="prompts"):
+        logits = _sweep(w, p.clean, p.answer_pos, rows, visit)
     assert logits is not None
     return _Clean(logits, np.concatenate(m_model), torch.cat(embeds), change, embed_change, acts)
 

@@ -42,6 +42,7 @@ from seqcirc.forward.gpt2 import (
 )
 from seqcirc.forward.nodes import Groups, Sharing
 from seqcirc.plan import AblationSpec, Node
+from seqcirc.progress import advance
 from seqcirc.tasks.types import TokenizedTask
 
 
@@ -182,6 +183,8 @@ def run_circuits(state: EvalState, masks: NDArray[np.bool_] | Tensor) -> NDArray
             groups = [Groups.of(lab).to(w.device) for lab in labels]
             for prompts in prompt_blocks:
                 out[idx, prompts] = _run_chunk(state, keep[idx], prompts, groups)
+                # circuits scored, a chunk's share: the enclosing phase counts circuits
+                advance(len(idx) * (prompts.stop - prompts.start) / n, "circuits")
     state.forward_rows += r_count * n
     return out
 

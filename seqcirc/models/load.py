@@ -42,6 +42,7 @@ from seqcirc.models.shapes import (
     resolve_name,
     shape_from_config,
 )
+from seqcirc.progress import phase
 
 DEFAULT_COMPATIBILITY_MODE = False
 
@@ -111,19 +112,15 @@ def load_model(
     key = (source, resolved, device, trust_remote_code, compatibility_mode)
     if key in _CACHE:
         return _CACHE[key]
-    if source == "hub" and (folder is None or not any(folder.glob("*.safetensors"))):
-        # Not cached, or cached without safetensors weights: fetch those (never pickle).
-        folder = _download(name_or_path, resolved)
-    assert folder is not None  # only an uncached hub model has no folder yet
-    loaded = _load_folder(
-        name_or_path,
-        source,
-        resolved,
-        folder,
-        device=device,
-        trust_remote_code=trust_remote_code,
-        compatibility_mode=compatibility_mode,
-    )
+    with phase(f"load model {name_or_path}"):
+        if source == "hub" and (folder is None or not any(folder.glob("*.safetensors"))):
+            # Not cached, or cached without safetensors weights: fetch those (never pickle).
+            folder = _download(name_or_path, resolved)
+        assert folder is not None  # only an uncached hub model has no folder yet
+        loaded = _load_folder(
+            name_or_path, source, resolved, folder, device=device,
+            trust_remote_code=trust_remote_code, compatibility_mode=compatibility_mode,
+        )  # fmt: skip
     _CACHE[key] = loaded
     return loaded
 

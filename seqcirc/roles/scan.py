@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from seqcirc.progress import advance, phase
 from seqcirc.roles.attention import PATTERN_ROLES, attends_scores, pattern_scores
 from seqcirc.roles.members import Context, bos_id
 from seqcirc.roles.ov import Target, ov_scores
@@ -100,31 +101,34 @@ def scan_roles(
     roles: list[str] = []
     cols: list[npt.NDArray[np.float64]] = []
     meta: dict[str, Any] = {"seed": seed, "n_seqs": n_seqs, "half_len": half_len}
-    if set_name is not None:
-        roles, cols, ov_meta = _ov_columns(bridge, tokenizer, set_name, top_k, context, members)
-        meta.update(ov_meta)
-    pats = pattern_scores(
-        bridge,
-        tokenizer,
-        n_seqs=n_seqs,
-        half_len=half_len,
-        seed=seed,
-        bos=bos_id(bridge, tokenizer),
-    )
-    for role, col in pats.items():
-        roles.append(role)
-        cols.append(col)
     if attends and task is None:
         from seqcirc.errors import InputError
 
         raise InputError("attends scores need a task's prompts", code="E808")
-    for src, dst in attends:
-        assert task is not None
-        roles.append(f"attends({src}->{dst})")
-        cols.append(attends_scores(bridge, task, src, dst))
-    if task is not None:
-        meta.update(task=task.name, n_prompts=task.n_prompts)
-    assert tuple(roles) == planned_roles(set_name, attends)
+    with phase("role scan", total=len(planned_roles(set_name, attends)), unit="roles") as bar:
+        if set_name is not None:
+            roles, cols, ov_meta = _ov_columns(bridge, tokenizer, set_name, top_k, context, members)
+            meta.update(ov_meta)
+        pats = pattern_scores(
+            bridge,
+            tokenizer,
+            n_seqs=n_seqs,
+            half_len=half_len,
+            seed=seed,
+            bos=bos_id(bridge, tokenizer),
+        )
+        for role, col in pats.items():
+            roles.append(role)
+            cols.append(col)
+        bar.advance(len(pats))
+        for src, dst in attends:
+            assert task is not None
+            roles.append(f"attends({src}->{dst})")
+            cols.append(attends_scores(bridge, task, src, dst))
+            bar.advance()
+        if task is not None:
+            meta.update(task=task.name, n_prompts=task.n_prompts)
+        assert tuple(roles) == planned_roles(set_name, attends)
     return RoleTable(tuple(roles), np.stack(cols), meta)
 
 
@@ -147,6 +151,7 @@ def _ov_columns(
         )  # fmt: skip
         roles += [name, f"{name}_first"]
         cols += [s.topk, s.first_in_set]
+        advance(2, "roles")
     meta = {
         "set": set_name,
         "top_k": top_k,

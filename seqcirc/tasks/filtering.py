@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from seqcirc.progress import advance
 from seqcirc.tasks.tokenization import PER_PROMPT_META
 from seqcirc.tasks.types import IntArray, TokenizedTask
 
@@ -141,6 +142,7 @@ def model_filter(
             logits = bridge(tokens)
             rows = torch.arange(tokens.shape[0], device=device)
             chunks.append(logits[rows, pos].double().cpu().numpy())
+            advance(tokens.shape[0], "prompts")
     report = filter_from_logits(np.concatenate(chunks), task.correct, task.incorrect, ratio=ratio)
     kept = keep_prompts(task, report.kept)
     kept.meta["filter"] = report.as_dict()

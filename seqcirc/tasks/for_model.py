@@ -10,6 +10,7 @@ from typing import Any
 
 from seqcirc.errors import InputError
 from seqcirc.plan import TaskSpec
+from seqcirc.progress import phase
 from seqcirc.tasks.build import build_task
 from seqcirc.tasks.filtering import FilterReport, model_filter
 from seqcirc.tasks.types import TokenizedTask
@@ -33,7 +34,8 @@ def task_for_model(
     )  # fmt: skip
     if not (spec.filter_correct and apply_filter):
         return task, None
-    task, report = model_filter(task, loaded.bridge)
+    with phase(f"filter {spec.name}", total=task.n_prompts, unit="prompts"):
+        task, report = model_filter(task, loaded.bridge)
     if report.n_kept == 0:
         raise none_kept
     return task, report

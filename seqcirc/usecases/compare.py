@@ -147,7 +147,6 @@ def compare(
     seed: int | None = None,
     prompts: int | None = None,
     device: str = "auto",
-    progress: Any = None,
 ) -> Comparison:
     """Overlap and the cross-task matrix of the node circuits in `files`."""
     from seqcirc.plan import Plan
@@ -162,7 +161,7 @@ def compare(
             hint="give --model to evaluate them all on one model",
         )
     options = Options(model=model, seed=seed, prompts=prompts, device=device)
-    session = Session(options, progress=progress)
+    session = Session(options)
     circuits = [
         apply_options(Plan(source="", circuits=(e[1],)), options).circuits[0] for e in entries
     ]
@@ -215,22 +214,25 @@ def _cross_task(
     from seqcirc.claims.measures import f_model
     from seqcirc.engine.prepare import prepare
     from seqcirc.engine.runner import node_mask, run_circuits
+    from seqcirc.progress import phase
 
     perf = np.zeros((len(node_sets), len(tasks)))
     fms, ns = [], []
     for j, (owner, base, task_seed) in enumerate(tasks):
         loaded = session.model(owner, base)
-        task = session.task(loaded, owner, base, task_seed)
-        # each circuit keeps its own ablation set-up; the means come from this task's data
-        by_ablation: dict[Any, list[int]] = {}
-        for i, ablation in enumerate(ablations):
-            by_ablation.setdefault(ablation, []).append(i)
-        fm = 0.0
-        for ablation, members in by_ablation.items():
-            state = prepare(loaded.bridge, task, ablation, owner.task.metric)
-            fm = f_model(state)
-            masks = np.stack([node_mask(state, node_sets[i]) for i in members])
-            perf[members, j] = run_circuits(state, masks).mean(axis=1) / fm
+        # one phase per column: every circuit scored on this task's data
+        with phase(f"on task {owner.task.name}", total=len(node_sets), unit="circuits"):
+            task = session.task(loaded, owner, base, task_seed)
+            # each circuit keeps its own ablation set-up; the means come from this task's data
+            by_ablation: dict[Any, list[int]] = {}
+            for i, ablation in enumerate(ablations):
+                by_ablation.setdefault(ablation, []).append(i)
+            fm = 0.0
+            for ablation, members in by_ablation.items():
+                state = prepare(loaded.bridge, task, ablation, owner.task.metric)
+                fm = f_model(state)
+                masks = np.stack([node_mask(state, node_sets[i]) for i in members])
+                perf[members, j] = run_circuits(state, masks).mean(axis=1) / fm
         fms.append(fm)
         ns.append(task.n_prompts)
     return perf, fms, ns

@@ -4,42 +4,15 @@ options and prints)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from seqcirc.discovery.circ_file import Written, render_circ, task_spec_of, task_text
-from seqcirc.discovery.prune import DEFAULT_THRESHOLD, Discovery, PruneStep
+from seqcirc.discovery.prune import DEFAULT_THRESHOLD, Discovery
 from seqcirc.errors import InputError
 from seqcirc.report.files import write_text
 from seqcirc.usecases.limits import check_option_sizes
-
-
-@contextmanager
-def sweep_progress(label: str) -> Iterator[Any]:
-    """A rich progress line on stderr (silent when stderr is not a terminal); yields the
-    on_step callback for discovery.prune.discover."""
-    from rich.console import Console
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
-    console = Console(stderr=True)
-    with Progress(
-        SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
-        console=console, disable=not console.is_terminal, transient=True,
-    ) as progress:  # fmt: skip
-        bar = progress.add_task(f"{label}: preparing", total=None)
-
-        def on_step(step: PruneStep) -> None:
-            verb = "dropped" if step.removed else "kept"
-            progress.update(
-                bar, advance=1,
-                description=f"{label}: sweep {step.sweep + 1} ({step.direction}), "
-                f"last {verb} at {step.score:.3f}",
-            )  # fmt: skip
-
-        yield on_step
 
 
 @dataclass(frozen=True)
@@ -86,9 +59,7 @@ def run_discover(
             hint="the model gets none right with p(correct) > 2 p(incorrect)",
         ),
     )  # fmt: skip
-    with sweep_progress(f"pruning {name}") as on_step:
-        found = discover(loaded.bridge, task, threshold=threshold, edges=edges,
-                         on_step=on_step, on_edge_step=on_step)  # fmt: skip
+    found = discover(loaded.bridge, task, threshold=threshold, edges=edges)
     table = scan_roles(loaded.bridge, loaded.tokenizer, set_name=set_name, seed=seed)
     table.meta["model"] = model
 

@@ -4,8 +4,7 @@ CLI only parses options and prints)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -73,21 +72,17 @@ def evaluate_files(
     files: Sequence[str],
     options: Any,
     reports: ReportPaths,
-    *,
-    progress: Callable[[str], None] | None = None,
-    busy: Callable[[], AbstractContextManager[Any]] = nullcontext,
 ) -> Iterator[FileOutcome]:
     """A FileOutcome per file, in order, after checking every input (check_inputs).
-    `options` is a session.Options; `busy` wraps each evaluation (the CLI's status line).
-    A report that fails to be written does not stop the run: its error is in the outcome."""
+    `options` is a session.Options. A report that fails to be written does not stop the
+    run: its error is in the outcome."""
     from seqcirc.report import write_reports
     from seqcirc.usecases.session import Session
 
     check_inputs(files, reports)
-    session = Session(options, progress=progress)
+    session = Session(options)
     for i, file in enumerate(files):
-        with busy():
-            result = session.evaluate_file(file)
+        result = session.evaluate_file(file)
         errors: list[SeqcircError] = []
         written = write_reports(result, **reports.numbered(i, len(files)), errors=errors)
         yield FileOutcome(result, written, errors)

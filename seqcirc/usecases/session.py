@@ -10,7 +10,7 @@ Holm runs across the p-value claims of a file (seqcirc.claims.holm).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -19,8 +19,6 @@ from seqcirc.errors import InputError, ModelUnavailableError
 from seqcirc.language.vocab import BOS_CHOICES, LIMITS
 from seqcirc.models.shapes import shape_of
 from seqcirc.plan import CircuitPlan, Plan
-
-Progress = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -112,11 +110,11 @@ def _with_bos(circuit: CircuitPlan, bos: str) -> CircuitPlan:
 
 
 class Session:
-    """Caches for one process. `progress` receives one line per slow step."""
+    """Caches for one process. Slow steps report their progress through
+    seqcirc.progress (shown only where an entry point installs a reporter)."""
 
-    def __init__(self, options: Options | None = None, progress: Progress | None = None) -> None:
+    def __init__(self, options: Options | None = None) -> None:
         self.options = options or Options()
-        self.progress = progress or (lambda _msg: None)
         self._tasks: dict[tuple[Any, ...], Any] = {}
         self._states: dict[tuple[Any, ...], Any] = {}
         self._failed_models: dict[str, ModelUnavailableError] = {}
@@ -131,7 +129,6 @@ class Session:
         key = f"{base_dir}::{name}"
         if key in self._failed_models:
             raise self._failed_models[key]
-        self.progress(f"loading model {name}")
         try:
             return load_model(name, device=self.options.device, base_dir=base_dir)
         except ModelUnavailableError as err:
@@ -144,7 +141,6 @@ class Session:
 
         key = (id(loaded), circuit.task, str(base_dir), seed)
         if key not in self._tasks:
-            self.progress(f"building task {circuit.task.name}")
             self._tasks[key], _report = task_for_model(
                 circuit.task, loaded, base_dir=base_dir, seed=seed,
                 none_kept=InputError(
@@ -208,7 +204,6 @@ class Session:
         require_fit(plan, int(loaded.bridge.cfg.d_vocab), int(loaded.bridge.cfg.n_ctx))
         if self._means_cache is None:
             self._means_cache = MeansCache.from_option(self.options.cache_dir) or False
-        self.progress(f"evaluating {len(plan.circuits)} circuit(s) on {loaded.identity.name}")
         result = evaluate_plan(
             loaded,
             plan,
