@@ -132,7 +132,9 @@ def knockout(claim: Claim, ctx: ClaimContext) -> ClaimValue:
     f_model(ctx.state)  # F(M) = 0 is refused as for every relative measure (E312)
     # keep-masks: everything but the circuit, and everything but each random set
     knocked = ~node_mask(ctx.state, ctx.circuit.nodes)
-    scores = faithfulness_of_masks(ctx.state, np.concatenate([knocked[None], ~draws.masks]))
+    masks = np.concatenate([knocked[None], ~draws.masks])
+    with phase("knock-out test", total=len(masks), unit="circuits"):
+        scores = faithfulness_of_masks(ctx.state, masks)
     observed, values = float(scores[0]), scores[1:]
     test = knockout_test(observed, values, seed=ctx.seed)
     return _value(
