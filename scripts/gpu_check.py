@@ -80,7 +80,7 @@ def split_map(layers: int, smoke: bool) -> dict[str, Any]:
     return dmap
 
 
-def run(path: Path, label: str, **options: Any) -> dict[str, Any]:
+def run(path: Path, label: str, n_boot: int, **options: Any) -> dict[str, Any]:
     import seqcirc
 
     if torch.cuda.is_available():
@@ -88,7 +88,7 @@ def run(path: Path, label: str, **options: Any) -> dict[str, Any]:
         torch.cuda.reset_peak_memory_stats()
     t0 = time.perf_counter()
     try:
-        result = seqcirc.evaluate(path, n_boot=1000, **options)
+        result = seqcirc.evaluate(path, n_boot=n_boot, **options)
     except SeqcircError as err:
         return {"run": label, "error": f"{err.code}: {err.message}"}
     c = result.circuits[0]
@@ -129,13 +129,14 @@ def main() -> None:
     prompts = args.prompts or (30 if smoke else 255)
     (work / "c.circ").write_text(CIRC.format(prompts=prompts))
     (work / "map.json").write_text(json.dumps(split_map(shape["num_hidden_layers"], smoke)))
-    path, device = work / "c.circ", "cpu" if smoke else "cuda"
+    path, device, n_boot = work / "c.circ", "cpu" if smoke else "cuda", 100 if smoke else 1000
     runs = [
-        run(path, "float32, one device", device=device),
-        run(path, "bfloat16, one device", device=device, dtype="bfloat16"),
-        run(path, "bfloat16, device map auto", dtype="bfloat16", device_map="auto"),
-        run(path, "bfloat16, device map file", dtype="bfloat16", device_map=str(work / "map.json")),
-    ]
+        run(path, "float32, one device", n_boot, device=device),
+        run(path, "bfloat16, one device", n_boot, device=device, dtype="bfloat16"),
+        run(path, "bfloat16, device map auto", n_boot, dtype="bfloat16", device_map="auto"),
+        run(path, "bfloat16, device map file", n_boot, dtype="bfloat16",
+            device_map=str(work / "map.json")),
+    ]  # fmt: skip
     ref = runs[0]
     for r in runs:
         if "error" in r:
