@@ -209,8 +209,8 @@ def test_seqcirc_on_a_split_model(tmp_path: Path) -> None:
         pytest.xfail("device-mapped models run on the hook-based engine (branch engine)")
     got = split.circuits[0]
     assert split.model["device_map"] == SPLIT
-    np.testing.assert_allclose(got.per_prompt["circuit"], whole.per_prompt["circuit"], atol=1e-5)
-    np.testing.assert_allclose(got.per_prompt["model"], whole.per_prompt["model"], atol=1e-5)
+    np.testing.assert_allclose(got.per_prompt["circuit"], whole.per_prompt["circuit"], atol=1e-4)
+    np.testing.assert_allclose(got.per_prompt["model"], whole.per_prompt["model"], atol=1e-4)
 
 
 @pytest.mark.parametrize(
