@@ -109,6 +109,21 @@ def test_unavailable_hub_name_is_one_clear_error(empty_hub, monkeypatch, offline
     assert "local folder" in err.hint and BUNDLED_NAME in err.hint  # what to do
 
 
+def test_a_tokenizer_larger_than_the_vocabulary_is_refused(tmp_path):
+    """Its ids past the vocabulary would fail in the first forward (an IndexError)."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    folder = tmp_path / "small-vocab"
+    GPT2LMHeadModel(GPT2Config(vocab_size=100, n_positions=16, n_embd=8, n_layer=1,
+                               n_head=2)).save_pretrained(folder)  # fmt: skip
+    for name in TOKENIZER_FILES:
+        shutil.copy(BUNDLED_DIR / name, folder / name)  # 226 tokens
+    with pytest.raises(ModelUnavailableError) as info:
+        load_model(str(folder))
+    assert info.value.code == "E503" and "226 tokens" in info.value.message
+    assert "vocabulary is 100" in info.value.message and info.value.hint
+
+
 def test_missing_local_folder(tmp_path):
     with pytest.raises(ModelUnavailableError) as info:
         load_model("./no-such-model", base_dir=tmp_path)

@@ -20,6 +20,18 @@ def test_cmd(
         "--device",
         help="torch device: auto (a GPU if present, else cpu), cpu, cuda, cuda:1",
     ),
+    dtype: str | None = typer.Option(
+        None,
+        "--dtype",
+        help="float32 (default) | bfloat16 | float16: the weights' dtype (the metric and "
+        "the means are accumulated in float32)",
+    ),
+    device_map: str | None = typer.Option(
+        None,
+        "--device-map",
+        help="auto | balanced | FILE (JSON: module name -> device): spread the model over "
+        "devices with Hugging Face Accelerate (cpu, disk, cuda:N)",
+    ),
     batch_size: int | None = typer.Option(
         None, "--batch-size", help="rows per forward chunk (default: from a memory budget)"
     ),
@@ -66,7 +78,7 @@ def test_cmd(
     err_console = Console(stderr=True)
     options = Options(
         model=model, seed=seed, prompts=prompts, device=device, batch_rows=batch_size,
-        cache_dir=cache_dir, only_model=on, bos=bos,
+        cache_dir=cache_dir, only_model=on, bos=bos, dtype=dtype, device_map=device_map,
     )  # fmt: skip
     reports = ReportPaths(json_path, junit_path, markdown_path, html_path)
     failed = unwritten = False

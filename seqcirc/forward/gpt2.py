@@ -207,7 +207,24 @@ def extract_weights(bridge: torch.nn.Module) -> ModelWeights:
             hint="evaluate a GPT-2-family model (gpt2-small, the bundled seqcirc-mini) or a "
             "Llama-architecture one (llama-2-7b)",
         )
+    _require_single_device(hf)
     return EXTRACTORS[arch](hf)
+
+
+def _require_single_device(hf: Any) -> None:
+    """These forwards read weights as tensors: the model must be whole on one device
+    (the rule of seqcirc.models.device.single_device)."""
+    from seqcirc.models.device import single_device
+
+    if hf is not None and single_device(hf) is None:
+        placed = getattr(hf, "hf_device_map", None) or {}
+        where = sorted({str(v) for v in placed.values()}) or ["several devices"]
+        raise EvaluationError(
+            f"the model is spread over {', '.join(where)} by a device map; the evaluator's "
+            "hand-written forward needs every weight on one device",
+            code="E302",
+            hint="leave --device-map out to run the model on one device (--device)",
+        )
 
 
 # ---------------------------------------------------------------- nodes

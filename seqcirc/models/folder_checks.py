@@ -54,7 +54,7 @@ def check_before_loading(
     meta = _meta_model(cls, config, trust_remote_code)
     if meta is not None:
         _compare(name, folder, config, meta, present)
-    return CheckedLoader(name, folder, cls)
+    return CheckedLoader(name, folder, cls, meta)
 
 
 def _model_class(config: Any) -> Any:
@@ -166,8 +166,9 @@ class CheckedLoader:
     `model_class`): loads through it, asks for transformers' loading report, and
     refuses a model whose weights did not all load or are not finite."""
 
-    def __init__(self, name: str, folder: Path, cls: Any) -> None:
+    def __init__(self, name: str, folder: Path, cls: Any, meta: Any = None) -> None:
         self.name, self.folder, self.cls = name, folder, cls
+        self.meta = meta  # the config's model on the meta device (device maps are checked on it)
 
     def from_pretrained(self, path: str, **kwargs: Any) -> Any:
         model, info = self.cls.from_pretrained(path, output_loading_info=True, **kwargs)
@@ -240,6 +241,18 @@ def check_tokenizer(name: str, folder: Path, tokenizer: Any) -> None:
             code="E503",
             hint="save the tokenizer beside the model: tokenizer.save_pretrained(folder) "
             "writes tokenizer.json and tokenizer_config.json",
+        )
+
+
+def check_vocab(name: str, folder: Path, tokenizer: Any, d_vocab: int) -> None:
+    """E503 when the tokenizer has more tokens than the model has embeddings (its ids
+    past the vocabulary would fail in the first forward, without a word why)."""
+    if d_vocab and len(tokenizer) > d_vocab:
+        raise ModelUnavailableError(
+            f"model '{name}': the tokenizer in {folder} has {len(tokenizer):,} tokens but "
+            f"the model's vocabulary is {d_vocab:,} (config.json vocab_size)",
+            code="E503",
+            hint="save the model's own tokenizer beside it: tokenizer.save_pretrained(folder)",
         )
 
 

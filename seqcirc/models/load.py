@@ -17,6 +17,20 @@ per head since attention weights sum to 1, which also cancels in z - mean(z)). Z
 ablation and raw logit values do differ between the modes; pass
 `compatibility_mode=True` to match the numerics of the paper's HookedTransformer code.
 The flag is recorded in every result's model identity.
+
+Precision and placement: `dtype` ("float32", the default, "bfloat16", "float16") is the
+dtype the weights load in (the engine accumulates the metric and the means in float32
+whatever it is); `device_map` ("auto", "balanced", ..., a JSON file or a dict of module
+names to devices) spreads the layers over devices through Hugging Face Accelerate,
+disk offload included (into a temporary folder removed at exit). Both are recorded in
+the model identity (`dtype`, and `device_map` as Accelerate placed the modules), and
+`LoadedModel.single_device` says whether the hand-written forwards may run it
+(seqcirc.models.device.single_device).
+
+A model object (`seqcirc.evaluate(path, model=..., tokenizer=...)`) is wrapped by
+`load_object` instead: a TransformerBridge as it is, a transformers PreTrainedModel in
+a TransformerBridge built around it (in place, as TransformerLens does: its submodules
+become hooked wrappers, its outputs are unchanged) with the tokenizer given.
 """
 
 from __future__ import annotations
@@ -29,8 +43,17 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any, Literal
 
-from seqcirc.errors import ModelUnavailableError
-from seqcirc.models.device import DEFAULT_DEVICE, resolve_device
+from seqcirc.errors import InputError, ModelUnavailableError
+from seqcirc.models.device import (
+    AUTO,
+    DEFAULT_DEVICE,
+    Placement,
+    check_map_modules,
+    read_device_map,
+    resolve_device,
+    resolve_dtype,
+    single_device,
+)
 from seqcirc.models.shapes import (
     ALIASES,
     BUNDLED_DIR,
@@ -46,7 +69,7 @@ from seqcirc.progress import phase
 
 DEFAULT_COMPATIBILITY_MODE = False
 
-Source = Literal["hub", "local", "bundled"]
+Source = Literal["hub", "local", "bundled", "object"]
 
 # Weight files that are unpickled when loaded (and so may execute code).
 _PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
@@ -72,9 +95,14 @@ class ModelIdentity:
     compatibility_mode: bool
     prepend_bos: bool
     device: str = "cpu"  # where it ran: results on a GPU may differ in the last digits
+    dtype: str = "float32"  # the weights' dtype (the metric and means are float32)
+    # module -> device as Accelerate placed them (None: no device map)
+    device_map: tuple[tuple[str, str], ...] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        out["device_map"] = None if self.device_map is None else dict(self.device_map)
+        return out
 
 
 @dataclass(frozen=True, eq=False)
@@ -87,6 +115,18 @@ class LoadedModel:
     def to_dict(self) -> dict[str, Any]:
         return {**self.identity.to_dict(), "shape": asdict(self.shape)}
 
+    @property
+    def device_map(self) -> dict[str, str] | None:
+        """Module -> device as Accelerate placed the model; None without a device map."""
+        dm = self.identity.device_map
+        return None if dm is None else dict(dm)
+
+    @property
+    def single_device(self) -> Any:
+        """The one torch device holding every weight, or None when the model is spread
+        over devices or offloaded: then only the hook-based engine can run it."""
+        return single_device(self.bridge)
+
 
 _CACHE: dict[tuple[object, ...], LoadedModel] = {}
 
@@ -95,6 +135,8 @@ def load_model(
     name_or_path: str,
     *,
     device: str = DEFAULT_DEVICE,
+    dtype: object = None,
+    device_map: object = None,
     trust_remote_code: bool = False,
     compatibility_mode: bool = DEFAULT_COMPATIBILITY_MODE,
     base_dir: Path | str | None = None,
@@ -104,12 +146,24 @@ def load_model(
     `name_or_path`: "seqcirc-mini", a hub name or alias ("gpt2-small", "EleutherAI/pythia-70m"),
     or a folder in Hugging Face format (relative paths are taken from `base_dir`, e.g. the
     directory of the .circ file that names it). `device`: "auto" (a GPU if present) or a
-    torch device (seqcirc.models.device.resolve_device; E405 if not here). Raises
-    ModelUnavailableError.
+    torch device (seqcirc.models.device.resolve_device; E405 if not here). `dtype`:
+    float32 (None), bfloat16 or float16 (E410). `device_map`: an Accelerate keyword, a
+    JSON file (relative to the working folder) or a dict of module names to devices
+    (seqcirc.models.device.read_device_map; E411); it excludes a `device` other than
+    "auto". Raises ModelUnavailableError.
     """
-    device = resolve_device(device)
+    dtype_name = resolve_dtype(dtype)
+    dmap = read_device_map(device_map)
+    if dmap is not None and str(device or AUTO).strip().lower() != AUTO:
+        raise InputError(
+            f"--device {device} and --device-map exclude each other",
+            code="E411",
+            hint="a device map places every module itself; leave --device at auto",
+        )
+    device = resolve_device(device) if dmap is None else AUTO
     source, folder, resolved = _locate(name_or_path, base_dir)
-    key = (source, resolved, device, trust_remote_code, compatibility_mode)
+    map_key = json.dumps(dmap, sort_keys=True)
+    key = (source, resolved, device, dtype_name, map_key, trust_remote_code, compatibility_mode)
     if key in _CACHE:
         return _CACHE[key]
     with phase(f"load model {name_or_path}"):
@@ -118,7 +172,8 @@ def load_model(
             folder = _download(name_or_path, resolved)
         assert folder is not None  # only an uncached hub model has no folder yet
         loaded = _load_folder(
-            name_or_path, source, resolved, folder, device=device,
+            name_or_path, source, resolved, folder,
+            placement=Placement(device, dtype_name, dmap),
             trust_remote_code=trust_remote_code, compatibility_mode=compatibility_mode,
         )  # fmt: skip
     _CACHE[key] = loaded
@@ -274,7 +329,7 @@ def _load_folder(
     resolved: str,
     folder: Path,
     *,
-    device: str,
+    placement: Placement,
     trust_remote_code: bool,
     compatibility_mode: bool,
 ) -> LoadedModel:
@@ -292,12 +347,15 @@ def _load_folder(
         # Weights that are not the config's model are refused before anything is built,
         # and checked again (all loaded, all finite) while TransformerLens loads them.
         loader = folder_checks.check_before_loading(name, folder, weights, trust_remote_code)
+        if loader.meta is not None:
+            check_map_modules(placement.device_map, loader.meta)
         bridge = TransformerBridge.boot_transformers(
-            str(folder), device=device, trust_remote_code=trust_remote_code, model_class=loader
-        )
+            str(folder), trust_remote_code=trust_remote_code, model_class=loader,
+            **placement.boot_kwargs(),
+        )  # fmt: skip
         if compatibility_mode:
             bridge.enable_compatibility_mode()
-    except ModelUnavailableError:
+    except (ModelUnavailableError, InputError):
         raise
     except Exception as exc:  # a broken or unsupported folder: say which and why
         raise ModelUnavailableError(
@@ -307,6 +365,7 @@ def _load_folder(
             "TransformerLens supports its architecture",
         ) from exc
     folder_checks.check_tokenizer(name, folder, bridge.tokenizer)
+    folder_checks.check_vocab(name, folder, bridge.tokenizer, shape.d_vocab)
     bridge.eval()
     identity = ModelIdentity(
         name=name,
@@ -317,6 +376,17 @@ def _load_folder(
         transformer_lens_version=version("transformer-lens"),
         compatibility_mode=compatibility_mode,
         prepend_bos=bool(bridge.cfg.default_prepend_bos),
-        device=str(device),
+        device=str(bridge.cfg.device if placement.device_map is not None else placement.device),
+        dtype=placement.dtype,
+        device_map=None if placement.device_map is None else _placed_map(bridge),
     )
     return LoadedModel(bridge=bridge, tokenizer=bridge.tokenizer, shape=shape, identity=identity)
+
+
+def _placed_map(bridge: Any) -> tuple[tuple[str, str], ...]:
+    """Module -> device as Accelerate placed them; {"": device} when it kept the model
+    whole on one device (transformers then records no map)."""
+    placed = getattr(bridge.original_model, "hf_device_map", None)
+    if not placed:
+        return (("", str(bridge.cfg.device)),)
+    return tuple((k, str(v)) for k, v in placed.items())

@@ -84,10 +84,11 @@ class Edge:
 
 @dataclass(frozen=True)
 class ModelRef:
-    """A model as the file names it. source: hub name, local folder, or the bundled model."""
+    """A model as the file names it. source: hub name, local folder, or the bundled model;
+    "object": a model object given from Python for every circuit (seqcirc.models.objects)."""
 
     name: str
-    source: Literal["hub", "local", "bundled"]
+    source: Literal["hub", "local", "bundled", "object"]
 
 
 @dataclass(frozen=True)

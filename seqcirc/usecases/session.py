@@ -17,6 +17,7 @@ from typing import Any
 
 from seqcirc.errors import InputError, ModelUnavailableError
 from seqcirc.language.vocab import BOS_CHOICES, LIMITS
+from seqcirc.models.objects import is_model_object
 from seqcirc.models.shapes import shape_of
 from seqcirc.plan import CircuitPlan, Plan
 
@@ -25,7 +26,7 @@ from seqcirc.plan import CircuitPlan, Plan
 class Options:
     """Overrides a user gives on the command line or to pytest (None = the file's own)."""
 
-    model: str | None = None
+    model: Any = None  # a name or folder, or a model object (seqcirc.models.objects)
     seed: int | None = None
     prompts: int | None = None
     device: str = "auto"
@@ -34,6 +35,9 @@ class Options:
     n_boot: int = 10_000
     only_model: str | None = None  # evaluate only the circuits stated on this model
     bos: str | None = None  # on | off | auto for every task (None: each task's own `bos`)
+    dtype: str | None = None  # float32 (None), bfloat16, float16: the weights' dtype
+    device_map: Any = None  # auto | balanced | a JSON file | a dict: Accelerate's placement
+    tokenizer: Any = None  # the tokenizer of a transformers PreTrainedModel given as model
 
 
 def apply_options(plan: Plan, options: Options) -> Plan:
@@ -52,32 +56,26 @@ def apply_options(plan: Plan, options: Options) -> Plan:
                 code="E404",
                 hint=f"its circuits are on: {', '.join(stated)}",
             )
-    if options.model is not None:
+    _check_model_options(options)
+    if is_model_object(options.model):
+        from seqcirc.models.objects import describe_object
+
+        label, shape = describe_object(options.model, options.tokenizer)
+        _require_components(circuits, shape, f"model= {label}")
+        circuits = tuple(
+            replace(c, model=replace(c.model, name=label, source="object")) for c in circuits
+        )
+    elif options.model is not None:
         from seqcirc.checks.components import resolve_model_option
 
-        resolve_model_option(options.model)  # E202 (exit 2) for a name no file could use
-        shape = shape_of(options.model)
-        bad = []
-        if shape is not None:
-            bad = [
-                f"{c.name}: {n}"
-                for c in circuits
-                for n in c.nodes
-                if n.layer >= shape.n_layers or (n.head is not None and n.head >= shape.n_heads)
-            ]
-        if bad:
-            raise InputError(
-                f"--model {options.model} lacks components the file names: {', '.join(bad[:5])}",
-                code="E401",
-                hint=f"{options.model} has {shape.n_layers} layers x {shape.n_heads} heads"
-                if shape
-                else None,
-            )
-        source = "bundled" if options.model == "seqcirc-mini" else "hub"
-        if Path(options.model).is_dir():
+        name = str(options.model)  # a pathlib.Path too
+        resolve_model_option(name)  # E202 (exit 2) for a name no file could use
+        _require_components(circuits, shape_of(name), f"--model {name}")
+        source = "bundled" if name == "seqcirc-mini" else "hub"
+        if Path(name).is_dir():
             source = "local"
         circuits = tuple(
-            replace(c, model=replace(c.model, name=options.model, source=source))  # type: ignore[arg-type]
+            replace(c, model=replace(c.model, name=name, source=source))  # type: ignore[arg-type]
             for c in circuits
         )
     if options.prompts is not None:
@@ -96,6 +94,40 @@ def apply_options(plan: Plan, options: Options) -> Plan:
         circuits = tuple(_with_bos(c, options.bos) for c in circuits)
     seed = plan.seed if options.seed is None else options.seed
     return replace(plan, circuits=circuits, seed=seed)
+
+
+def _check_model_options(options: Options) -> None:
+    """dtype (E410), the device map (E411: a keyword or a readable JSON map) and a
+    tokenizer without a model object (E412), before any model loads."""
+    from seqcirc.models.device import read_device_map, resolve_dtype
+
+    resolve_dtype(options.dtype)
+    read_device_map(options.device_map)
+    if options.tokenizer is not None and not is_model_object(options.model):
+        raise InputError(
+            "tokenizer= was given without a model object",
+            code="E412",
+            hint="tokenizer= goes with model=<a transformers PreTrainedModel>; a model "
+            "named by a string loads its own tokenizer",
+        )
+
+
+def _require_components(circuits: tuple[CircuitPlan, ...], shape: Any, what: str) -> None:
+    """E401 when the model of `what` (shape known) lacks a head or layer a circuit names."""
+    if shape is None:
+        return
+    bad = [
+        f"{c.name}: {n}"
+        for c in circuits
+        for n in c.nodes
+        if n.layer >= shape.n_layers or (n.head is not None and n.head >= shape.n_heads)
+    ]
+    if bad:
+        raise InputError(
+            f"{what} lacks components the file names: {', '.join(bad[:5])}",
+            code="E401",
+            hint=f"it has {shape.n_layers} layers x {shape.n_heads} heads",
+        )
 
 
 def _with_prompts(circuit: CircuitPlan, n: int) -> CircuitPlan:
@@ -122,15 +154,23 @@ class Session:
 
     # ---- models and tasks ---------------------------------------------------------
     def model(self, circuit: CircuitPlan, base_dir: Path) -> Any:
-        """The loaded model of a circuit (seqcirc.models.load.LoadedModel), loaded once."""
+        """The loaded model of a circuit (seqcirc.models.load.LoadedModel), loaded once;
+        a model object given as `model=` for every circuit (seqcirc.models.objects)."""
         from seqcirc.models.load import load_model
 
+        opts = self.options
+        if is_model_object(opts.model):
+            from seqcirc.models.objects import load_object
+
+            return load_object(opts.model, opts.tokenizer, dtype=opts.dtype, device=opts.device,
+                               device_map=opts.device_map)  # fmt: skip
         name = circuit.model.name
         key = f"{base_dir}::{name}"
         if key in self._failed_models:
             raise self._failed_models[key]
         try:
-            return load_model(name, device=self.options.device, base_dir=base_dir)
+            return load_model(name, device=opts.device, dtype=opts.dtype,
+                              device_map=opts.device_map, base_dir=base_dir)  # fmt: skip
         except ModelUnavailableError as err:
             self._failed_models[key] = err
             raise
@@ -225,8 +265,10 @@ def evaluate(path: str | Path, **options: Any) -> Any:
     cached across calls): `seqcirc.evaluate("hypotheses/months.circ")`.
 
     options: the fields of Options (model, seed, prompts, device, batch_rows, cache_dir,
-    n_boot);
-    calls with different options get a session of their own.
+    n_boot, dtype, device_map, tokenizer); `model` may be a model object, the model of
+    every circuit: a TransformerBridge, or a transformers PreTrainedModel with
+    `tokenizer=` (seqcirc.models.objects). Calls with different options get a session
+    of their own.
     """
     global _DEFAULT_SESSION
     wanted = Options(**options)
