@@ -60,6 +60,8 @@ _EDGES = """edge embed -> 0.0
 _SEQUENTIAL_EDGES = "\n  edge 0.3 -> mlp 0\n  edge 1.0 -> mlp 1"  # a head to its own layer's MLP
 EDGE_CIRCUITS = {
     "mean": "ablate edges",
+    # most receivers keep no edge: their input is exactly 0 (plus biases), which a norm
+    # turns into noise / sqrt(eps) unless the input is rebuilt rather than subtracted
     "zero": "ablate edges zero",
     "resample": "ablate edges resample",
     "sparse": "ablate edges\n  edge 0.1 -> 1.2 (q)\n  edge mlp 0 -> logits",

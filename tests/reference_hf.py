@@ -13,14 +13,15 @@ Meanings (docs/language.md):
 - edge circuit: each receiver (a head's q, k or v input, k and v per kv head under
   grouped-query attention; an MLP's input; the final residual before the final norm)
   gets its input in this run minus, summed over the removed edges into it, the sender's
-  output in this run minus its ablated output. A head's q/k/v input is its own copy of
-  the residual stream, run through the attention norm and the projection (the whole
-  projection, then that head's slice, so fused projections and q/k norms over all heads
-  need no special case). Heads of one layer reach the residual stream through the
-  output projection (and the post-attention norm where there is one), so their removed
-  edges into one receiver are applied together: the receiver gets
-  out(z) - out(z with those heads ablated), which is the sum of per-head terms when
-  there is no post-attention norm.
+  output in this run minus its ablated output (computed as the sum of every earlier
+  sender's output, ablated where its edge is removed: the same, without cancellation).
+  A head's q/k/v input is its own copy of the residual stream, run through the
+  attention norm and the projection (the whole projection, then that head's slice, so
+  fused projections and q/k norms over all heads need no special case). Heads of one
+  layer reach the residual stream through the output projection (and the
+  post-attention norm where there is one), so their removed edges into one receiver are
+  applied together: the receiver gets out(z) - out(z with those heads ablated), which
+  is the sum of per-head terms when there is no post-attention norm.
 - ablation values: the mean over the corrupted prompts per position, zero, or
   `resample` (each prompt's paired corrupted prompt).
 - metric: logit difference (correct - incorrect) at the answer position, per prompt.
@@ -192,47 +193,46 @@ def _hidden(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Tensor:
 
 class _EdgeRun:
     """The hooks of one edge-circuit forward: record senders' outputs in this run, and give
-    each receiver with removed edges its own input."""
+    each receiver with removed edges its own input, rebuilt as the sum of what every
+    sender before it adds to the residual stream: its output in this run, or its ablated
+    one where the edge is removed. (The same as the input in this run minus the removed
+    senders' output - ablated, since the stream is that sum; but with no cancellation,
+    which a norm would amplify where every edge into a receiver is zero-ablated.)"""
 
     def __init__(self, ref: Reference, removed: dict[tuple[str, str], set[str]]) -> None:
         self.ref, self.removed = ref, removed
         self.lay, self.size = ref.layout, ref.size
+        self.scale = getattr(ref.model.config, self.lay.resid_scale) if self.lay.resid_scale else 1
         self.resid: dict[int, Tensor] = {}  # block inputs in this run
         self.z: dict[int, Tensor] = {}  # output-projection inputs in this run
         self.mlp: dict[int, Tensor] = {}  # mlp_out outputs in this run
 
     def _attn_out(self, layer: int, z: Tensor) -> Tensor:
+        """What layer `layer`'s attention adds to the residual stream, given its z."""
         block = self.ref.blocks[layer]
         out = _module(block, self.lay.out_proj).forward(z)  # .forward: no hooks fire
         if self.lay.attn_post_norm is not None:
             out = _module(block, self.lay.attn_post_norm).forward(out)
-        return out
+        return out * self.scale
 
-    def delta(self, receiver: str, inp: str) -> Tensor | None:
-        """Sum over removed edges into this receiver: sender in this run - ablated."""
-        senders = self.removed.get((receiver, inp))
-        if not senders:
+    def input_of(self, receiver: str, inp: str, layer: int, own_heads: bool) -> Tensor | None:
+        """The receiver's input (None: no edge into it is removed): the senders of the
+        layers before `layer`, and that layer's heads too when `own_heads`."""
+        removed = self.removed.get((receiver, inp))
+        if not removed:
             return None
         abl, dh = self.ref.abl, self.size["dh"]
-        sublayers = torch.zeros_like(self.resid[0])  # what the blocks add, before any scale
-        heads: dict[int, list[int]] = {}
-        for s in senders - {EMBED}:
-            node = Node.parse(s)
-            if node.head is None:
-                sublayers = sublayers + self.mlp[node.layer] - abl[f"mlp{node.layer}"]
-            else:
-                heads.setdefault(node.layer, []).append(node.head)
-        for layer, hs in heads.items():
-            z = self.z[layer]
-            z_abl = z.clone()
-            for h in hs:
-                z_abl[..., h * dh : (h + 1) * dh] = abl[f"z{layer}"][..., h * dh : (h + 1) * dh]
-            sublayers = sublayers + self._attn_out(layer, z) - self._attn_out(layer, z_abl)
-        if self.lay.resid_scale is not None:
-            sublayers = sublayers * getattr(self.ref.model.config, self.lay.resid_scale)
-        if EMBED in senders:
-            return sublayers + self.resid[0] - abl[EMBED]
-        return sublayers
+        x = abl[EMBED] if EMBED in removed else self.resid[0]
+        for i in range(layer + own_heads):
+            z = self.z[i].clone()
+            for h in range(self.size["H"]):
+                if f"{i}.{h}" in removed:
+                    z[..., h * dh : (h + 1) * dh] = abl[f"z{i}"][..., h * dh : (h + 1) * dh]
+            x = x + self._attn_out(i, z)
+            if i < layer:
+                mlp = abl[f"mlp{i}"] if f"mlp{i}" in removed else self.mlp[i]
+                x = x + mlp * self.scale
+        return x
 
     def hooks(self) -> list[tuple[nn.Module, str, Any]]:
         lay, out = self.lay, []
@@ -244,7 +244,8 @@ class _EdgeRun:
                 out.append((_module(b, qkv.chain[-1]), "fwd", self._qkv_hook(i, qkv)))
             out.append(self._mlp_receiver(i, b))
         final = _module(self.ref.model, lay.final_norm)
-        out.append((final, "pre", self._minus(LOGITS, "resid")))
+        n_layers = len(self.ref.blocks)
+        out.append((final, "pre", self._replace(LOGITS, "resid", n_layers, False)))
         return out
 
     def _record_resid(self, layer: int):  # type: ignore[no-untyped-def]
@@ -259,26 +260,25 @@ class _EdgeRun:
 
         return fn
 
-    def _minus(self, receiver: str, inp: str):  # type: ignore[no-untyped-def]
+    def _replace(self, receiver: str, inp: str, layer: int, own_heads: bool, norm=None):  # type: ignore[no-untyped-def]
+        """A pre-hook giving a module the receiver's input (through `norm` if given)."""
+
         def fn(module, args):  # type: ignore[no-untyped-def]
-            d = self.delta(receiver, inp)
-            return None if d is None else (args[0] - d, *args[1:])
+            x = self.input_of(receiver, inp, layer, own_heads)
+            if x is None:
+                return None
+            return (norm.forward(x) if norm is not None else x, *args[1:])
 
         return fn
 
     def _mlp_receiver(self, layer: int, block: nn.Module) -> tuple[nn.Module, str, Any]:
-        lay, name = self.lay, f"mlp{layer}"
+        lay, name, own = self.lay, f"mlp{layer}", not self.lay.parallel
         if lay.mlp_norm is not None and lay.mlp_norm != lay.attn_norm:
-            return (_module(block, lay.mlp_norm), "pre", self._minus(name, "mlp"))
-        if lay.mlp_norm is None:
-            return (_module(block, lay.mlp), "pre", self._minus(name, "mlp"))
-        norm = _module(block, lay.mlp_norm)  # shared with attention: read the block input
-
-        def fn(module, args):  # type: ignore[no-untyped-def]
-            d = self.delta(name, "mlp")
-            return None if d is None else (norm.forward(self.resid[layer] - d), *args[1:])
-
-        return (_module(block, lay.mlp), "pre", fn)
+            return (_module(block, lay.mlp_norm), "pre", self._replace(name, "mlp", layer, own))
+        if lay.mlp_norm is None:  # the MLP reads the residual stream itself
+            return (_module(block, lay.mlp), "pre", self._replace(name, "mlp", layer, own))
+        norm = _module(block, lay.mlp_norm)  # shared with attention: renormalise its own copy
+        return (_module(block, lay.mlp), "pre", self._replace(name, "mlp", layer, own, norm))
 
     def _qkv_hook(self, layer: int, qkv: QKV):  # type: ignore[no-untyped-def]
         block, s = self.ref.blocks[layer], self.size
@@ -289,12 +289,10 @@ class _EdgeRun:
             out = out.clone()
             for kind, where in qkv.parts.items():
                 offset, stride = where(s)
-                count = s["H"] if kind == "q" else s["KV"]
-                for i in range(count):
-                    d = self.delta(f"{layer}.{i}", kind)
-                    if d is None:
+                for i in range(s["H"] if kind == "q" else s["KV"]):
+                    x = self.input_of(f"{layer}.{i}", kind, layer, False)
+                    if x is None:
                         continue
-                    x = self.resid[layer] - d
                     x = norm.forward(x) if norm is not None else x
                     for m in chain:  # .forward: this very hook must not fire again
                         x = m.forward(x)

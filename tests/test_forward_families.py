@@ -187,6 +187,24 @@ def test_removing_every_edge_out_of_a_node_is_its_ablation(references, family): 
         np.testing.assert_allclose(ref.edges(kept), ref.nodes(others), atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("key", ["qwen2", "gemma2"])
+def test_reference_in_float32_is_its_float64_self(references, key):  # type: ignore[no-untyped-def]
+    """Zero-ablated edge circuits leave most receivers an input of exactly 0 (plus
+    biases), where a norm amplifies rounding by 1 / sqrt(eps): the reference rebuilds
+    inputs rather than subtracting, so it stays within 1e-5 of float64 there too."""
+    family = families.BY_KEY[key]
+    _, refs, task = references(family)
+    double = families.build(family, len(families.tokenizer(family))).double()
+    double.set_attn_implementation("eager")
+    ref64 = Reference(double, task, "zero")
+    rng = np.random.default_rng(6)
+    for share in (0.05, 0.3):
+        kept = [e for e in ref64.all_edges() if rng.random() < share]
+        np.testing.assert_allclose(refs["zero"].edges(kept), ref64.edges(kept), atol=1e-5, rtol=0)
+    nodes = [Node(0, 1), Node(1)]
+    np.testing.assert_allclose(refs["zero"].nodes(nodes), ref64.nodes(nodes), atol=1e-5, rtol=0)
+
+
 def _ld(logits: torch.Tensor, task: TokenizedTask) -> np.ndarray:
     rows = torch.arange(logits.shape[0])
     at = logits[rows, torch.as_tensor(task.answer_pos)].double()
