@@ -11,18 +11,20 @@ from seqcirc.models import shapes
 from seqcirc.plan import EMBED, LOGITS, Edge, Node
 
 
-def depth(endpoint: str, architecture: str) -> float:
+def depth(endpoint: str, architecture: str, parallel: bool | None = None) -> float:
     """Order of computation: embed < heads of layer L < MLP L < heads of L+1 < logits.
 
-    GPT-NeoX (Pythia) runs attention and MLP of a layer in parallel: there the MLP of
-    layer L does not see that layer's heads.
+    Parallel blocks (GPT-NeoX/Pythia, GPT-J, Phi-2: `parallel`, else known from the
+    architecture) run attention and MLP side by side: there the MLP of layer L does not
+    see that layer's heads.
     """
     if endpoint == EMBED:
         return -1
     if endpoint == LOGITS:
         return float("inf")
     node = Node.parse(endpoint)
-    parallel = architecture.startswith("GPTNeoX")
+    if parallel is None:
+        parallel = shapes.is_parallel(architecture)
     if node.head is not None:
         return 2 * node.layer
     return 2 * node.layer + (0 if parallel else 1)
@@ -36,6 +38,7 @@ def check_edges(
 ) -> list[Edge]:
     """Every edge the statements name, one per sender, receiver and receiving input."""
     arch = getattr(shape, "architecture", "")
+    parallel = getattr(shape, "parallel", None)
     out: list[Edge] = []
     for stmt in stmts:
         senders = _endpoints(ck, stmt.sender, shape, local, "sender")
@@ -60,7 +63,7 @@ def check_edges(
         backwards = False
         for s in senders:
             for r in receivers:
-                if depth(s, arch) >= depth(r, arch):
+                if depth(s, arch, parallel) >= depth(r, arch, parallel):
                     backwards = True
                     continue
                 for inp in _inputs(r, names):

@@ -29,6 +29,12 @@ class ModelShape:
     d_vocab: int
     n_ctx: int
     architecture: str
+    n_kv_heads: int = 0  # key/value heads (grouped-query attention); 0 given: n_heads
+    parallel: bool = False  # attention and MLP both read the block's input (GPT-NeoX, GPT-J)
+
+    def __post_init__(self) -> None:
+        if self.n_kv_heads == 0:
+            object.__setattr__(self, "n_kv_heads", self.n_heads)
 
 
 # Friendly names -> Hugging Face hub ids.
@@ -57,13 +63,19 @@ KNOWN_SHAPES: dict[str, ModelShape] = {
     "gpt2-medium": ModelShape(24, 16, 1024, 64, 4096, 50257, 1024, "GPT2LMHeadModel"),
     "gpt2-large": ModelShape(36, 20, 1280, 64, 5120, 50257, 1024, "GPT2LMHeadModel"),
     "gpt2-xl": ModelShape(48, 25, 1600, 64, 6400, 50257, 1024, "GPT2LMHeadModel"),
-    "EleutherAI/pythia-70m": ModelShape(6, 8, 512, 64, 2048, 50304, 2048, _NEOX),
-    "EleutherAI/pythia-160m": ModelShape(12, 12, 768, 64, 3072, 50304, 2048, _NEOX),
-    "EleutherAI/pythia-410m": ModelShape(24, 16, 1024, 64, 4096, 50304, 2048, _NEOX),
-    "EleutherAI/pythia-1b": ModelShape(16, 8, 2048, 256, 8192, 50304, 2048, _NEOX),
-    "EleutherAI/pythia-1.4b": ModelShape(24, 16, 2048, 128, 8192, 50304, 2048, _NEOX),
-    "EleutherAI/pythia-2.8b": ModelShape(32, 32, 2560, 80, 10240, 50304, 2048, _NEOX),
-    "EleutherAI/pythia-6.9b": ModelShape(32, 32, 4096, 128, 16384, 50432, 2048, _NEOX),
+    "EleutherAI/pythia-70m": ModelShape(6, 8, 512, 64, 2048, 50304, 2048, _NEOX, parallel=True),
+    "EleutherAI/pythia-160m": ModelShape(12, 12, 768, 64, 3072, 50304, 2048, _NEOX, parallel=True),
+    "EleutherAI/pythia-410m": ModelShape(24, 16, 1024, 64, 4096, 50304, 2048, _NEOX, parallel=True),
+    "EleutherAI/pythia-1b": ModelShape(16, 8, 2048, 256, 8192, 50304, 2048, _NEOX, parallel=True),
+    "EleutherAI/pythia-1.4b": ModelShape(
+        24, 16, 2048, 128, 8192, 50304, 2048, _NEOX, parallel=True
+    ),
+    "EleutherAI/pythia-2.8b": ModelShape(
+        32, 32, 2560, 80, 10240, 50304, 2048, _NEOX, parallel=True
+    ),
+    "EleutherAI/pythia-6.9b": ModelShape(
+        32, 32, 4096, 128, 16384, 50432, 2048, _NEOX, parallel=True
+    ),
     "meta-llama/Llama-2-7b-hf": ModelShape(
         32, 32, 4096, 128, 11008, 32000, 4096, "LlamaForCausalLM"
     ),
@@ -111,19 +123,67 @@ def _size(config: dict[str, Any], *keys: str) -> int | None:
     return None
 
 
+# Spellings of each size across Hugging Face configs, first match wins.
+_KEYS = {
+    "n_layers": ("n_layer", "num_hidden_layers", "num_layers"),
+    "n_heads": ("n_head", "num_attention_heads", "num_heads"),
+    "d_model": ("n_embd", "hidden_size", "d_model"),
+    "n_kv_heads": ("num_key_value_heads", "num_kv_heads", "n_head_kv"),
+    "d_mlp": ("n_inner", "intermediate_size", "ffn_dim", "ffn_hidden_size"),
+    "n_ctx": ("n_positions", "max_position_embeddings", "n_ctx", "max_seq_len"),
+}
+# Blocks whose attention and MLP both read the block's input: always (the class), or as
+# a config flag says, with the class's default when config.json leaves it out.
+_PARALLEL_ALWAYS = frozenset({"GPTJForCausalLM", "PhiForCausalLM", "CohereForCausalLM"})
+_PARALLEL_FLAG = {
+    "GPTNeoXForCausalLM": ("use_parallel_residual", True),
+    "StableLmForCausalLM": ("use_parallel_residual", False),
+    "FalconForCausalLM": ("parallel_attn", True),
+}
+
+
+def _text_config(config: dict[str, Any]) -> dict[str, Any]:
+    """A multimodal config keeps the language model's sizes in text_config."""
+    text = config.get("text_config")
+    if isinstance(text, dict) and not any(k in config for k in _KEYS["n_layers"]):
+        return {**text, "architectures": config.get("architectures")}
+    return config
+
+
+def is_parallel(architecture: str, config: dict[str, Any] | None = None) -> bool:
+    """Do this architecture's blocks run attention and MLP side by side (so the MLP of
+    layer L does not read that layer's heads)?"""
+    if architecture in _PARALLEL_ALWAYS:
+        return True
+    flag = _PARALLEL_FLAG.get(architecture)
+    if flag is None:
+        return False
+    value = (config or {}).get(flag[0])
+    return flag[1] if value is None else bool(value)
+
+
 def shape_from_config(config: object) -> ModelShape:
-    """Read a Hugging Face config.json (GPT-2, GPT-NeoX and Llama key spellings).
+    """Read a Hugging Face config.json (GPT-2, GPT-NeoX, GPT-J, Llama-style and the other
+    spellings in _KEYS; head_dim where the config sets it; grouped-query attention).
 
     Raises KeyError when a size is missing and ValueError when the config is no JSON
     object or a size is no positive whole number."""
     if not isinstance(config, dict):
         raise ValueError(f"config.json holds a JSON {_json_kind(config)}, not an object")
-    n_layers = _size(config, "n_layer", "num_hidden_layers")
-    n_heads = _size(config, "n_head", "num_attention_heads")
-    d_model = _size(config, "n_embd", "hidden_size")
+    config = _text_config(config)
+    n_layers = _size(config, *_KEYS["n_layers"])
+    n_heads = _size(config, *_KEYS["n_heads"])
+    d_model = _size(config, *_KEYS["d_model"])
     if n_layers is None or n_heads is None or d_model is None:
         raise KeyError("config.json lacks n_layer/num_hidden_layers, n_head or n_embd")
-    d_mlp = _size(config, "n_inner", "intermediate_size") or 4 * d_model
+    n_kv = _size(config, *_KEYS["n_kv_heads"]) or n_heads
+    if config.get("multi_query") and not config.get("new_decoder_architecture"):
+        n_kv = 1  # Falcon, GPTBigCode: one key/value head whatever num_kv_heads says
+    if n_heads % n_kv:
+        raise ValueError(
+            f"config.json: {n_heads} attention heads cannot share {n_kv} key/value heads "
+            "(the number of heads must be a multiple of num_key_value_heads)"
+        )
     archs = config.get("architectures") or ["unknown"]
     if not isinstance(archs, list) or not isinstance(archs[0], str):
         raise ValueError(f"config.json: architectures must be a list of names, got {archs!r}")
@@ -131,11 +191,13 @@ def shape_from_config(config: object) -> ModelShape:
         n_layers=n_layers,
         n_heads=n_heads,
         d_model=d_model,
-        d_head=d_model // n_heads,
-        d_mlp=d_mlp,
+        d_head=_size(config, "head_dim") or d_model // n_heads,
+        d_mlp=_size(config, *_KEYS["d_mlp"]) or 4 * d_model,
         d_vocab=_size(config, "vocab_size") or 0,
-        n_ctx=_size(config, "n_positions", "max_position_embeddings") or 0,
+        n_ctx=_size(config, *_KEYS["n_ctx"]) or 0,
         architecture=archs[0],
+        n_kv_heads=n_kv,
+        parallel=is_parallel(archs[0], config),
     )
 
 
