@@ -52,3 +52,22 @@ circuit tiny on seqcirc-mini {{
 }}
 """
 )
+
+
+@pytest.fixture(autouse=True)
+def heavy_modules_imported_outside() -> None:
+    """For pytester tests: imported into a test module, it is autouse there. pytester's
+    in-process runs drop modules first imported inside them; torch's C extension does
+    not survive a second import, so import the evaluation stack here."""
+    import seqcirc.claims.evaluate
+    import seqcirc.claims.significance
+    import seqcirc.language.parser  # with its AST: the checks' isinstance tests need one copy
+    import seqcirc.models.load
+    import seqcirc.plan.compile
+    import seqcirc.report
+    import seqcirc.roles
+    import seqcirc.tasks
+    import seqcirc.usecases.session
+
+    if BUNDLED:  # loading imports the rest (torch.distributed and friends) once, here
+        seqcirc.models.load.load_model("seqcirc-mini")

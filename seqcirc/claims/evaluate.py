@@ -90,6 +90,20 @@ def _check_claim(claim: Claim, ctx: ClaimContext, handler: ClaimHandler | None) 
     return judge(claim, got, seed=seed)
 
 
+def _check_claims(
+    ctx: ClaimContext, table: Mapping[str, ClaimHandler]
+) -> tuple[tuple[ClaimResult, ...], dict[str, float]]:
+    """Every claim of the circuit, and each one's own seconds (`claim_s:<id>`: the pytest
+    plugin reports them per item, so a slow claim shows as itself)."""
+    results, seconds = [], {}
+    for claim in ctx.circuit.claims:
+        t0 = time.perf_counter()
+        results.append(_check_claim(claim, ctx, table.get(claim.kind)))
+        seconds[f"claim_s:{claim.id}"] = time.perf_counter() - t0
+        advance(1, "claims")  # the enclosing phase (evaluate_plan's) counts claims
+    return tuple(results), seconds
+
+
 def _run_circuit(state: EvalState, circuit: CircuitPlan) -> NDArray[np.float64]:
     """The circuit's per-prompt metric (after the liveness checks)."""
     if circuit.ablation.is_edge:
@@ -169,11 +183,7 @@ def evaluate_circuit(
     t_run = time.perf_counter() - t0
     ctx = ClaimContext(state, circuit, seed, m_circuit, n_boot, level, model)
     table = {**VALUE_HANDLERS, **(handlers or {})}
-    checked = []
-    for claim in circuit.claims:
-        checked.append(_check_claim(claim, ctx, table.get(claim.kind)))
-        advance(1, "claims")  # the enclosing phase (evaluate_plan's) counts claims
-    claims = tuple(checked)
+    claims, claim_seconds = _check_claims(ctx, table)
     faith = _faithfulness_summary(
         state, circuit, m_circuit, m_empty, seed=seed, n_boot=n_boot, level=level
     )
@@ -202,7 +212,7 @@ def evaluate_circuit(
         checks={"bridge_max_abs_diff": state.bridge_max_abs_diff, "dead_nodes": dead,
                 **({"means_cache": state.means_cache} if state.means_cache else {})},
         timings={**state.timings, "circuit_s": t_run,
-                 "claims_s": time.perf_counter() - t0 - t_run},
+                 "claims_s": time.perf_counter() - t0 - t_run, **claim_seconds},
         forward_rows=rows, warnings=_warnings(state, circuit, dead), removals=removed,
     )  # fmt: skip
 
