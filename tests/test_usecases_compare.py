@@ -120,7 +120,8 @@ LIBRARY = {  # two library-style files: a section per model, and one circuit nam
     "a.circ": CIRCS["num.circ"]
     + "task numerals_gpt2 = sequence(numerals, prompts=12)\n"
     + "circuit numerals_gpt2 on gpt2-small {\n  task numerals_gpt2\n  heads 9.1\n}\n",
-    "b.circ": CIRCS["mon.circ"].replace("circuit months", "circuit numerals"),
+    "b.circ": CIRCS["mon.circ"].replace("circuit months", "circuit numerals")
+    + "expect numerals on months: faithfulness(bound=point) >= -1\n",  # not compared
 }
 
 
@@ -152,6 +153,7 @@ def test_on_keeps_each_files_circuits_on_that_model(tmp_path: Path) -> None:
     a, b = _library(tmp_path)
     entries = load_circuits([a], on="seqcirc-mini")
     assert [e.name for e in entries] == ["numerals"]
+    assert [e.name for e in load_circuits([b])] == ["numerals"]  # not "numerals on months"
     # a file with no circuit on the model: E404, as `seqcirc test --on`
     with pytest.raises(InputError) as err:
         load_circuits([a, b], on="gpt2-small")

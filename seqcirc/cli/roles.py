@@ -65,6 +65,8 @@ def roles(
 
     if context not in ("prompts", "alone"):
         raise typer.BadParameter("use prompts or alone", param_hint="--context")
+    if limit < 0:
+        raise typer.BadParameter("rows shown: 0 (every head) or more", param_hint="--limit")
     options.check_outputs(
         {"json": "role table JSON", "output": "role table"}, json=json_path, output=output
     )
