@@ -44,7 +44,7 @@ def test_roles_scan_table_attends_and_heatmap(folder, tmp_path):
     assert "  previous_token     0.0 1.00" in out
     # "<bos> N born in S1 . N born in S2": S1 at 4, S2 at 9. The previous-token head
     # (0.0) looks one back, so 0; the uniform heads (layer 1, 0.2, 0.3) put 1/10 on S1.
-    header = table.splitlines()[2].split()
+    header = next(ln for ln in table.splitlines() if ln.startswith("head ")).split()
     col = header.index("attends(S2->S1)")
     rows = {ln.split()[0]: ln.split() for ln in table.splitlines() if ln[:1].isdigit()}
     assert rows["0.0"][col] == "0.000" and rows["0.2"][col] == "0.100"
@@ -64,14 +64,34 @@ def test_attends_with_the_default_prompts_runs(folder):
     assert "attends(S2->S1)" in proc.stdout
 
 
-def test_roles_json(folder):
-    proc = _seqcirc("roles", str(folder), "--task", "months", "--repeat-len", "10", "--json")
-    assert proc.returncode == 0, proc.stderr
-    data = json.loads(proc.stdout)
+def test_roles_json_to_stdout_or_a_file_and_the_table_to_a_file(folder, tmp_path):
+    from typer.testing import CliRunner
+
+    from seqcirc.cli import app
+
+    def run(*extra: str):  # in process: the model loads once for the three runs
+        args = ["roles", str(folder), "--task", "months", "--repeat-len", "10", "--limit", "4"]
+        return CliRunner().invoke(app, [*args, *extra])
+
+    proc = run("--json", "-", "--device", "cpu")
+    assert proc.exit_code == 0, proc.output
+    data = json.loads(proc.stdout)  # stdout holds the JSON alone; the table went to stderr
     rows = {r["head"]: r for r in data["rows"]}
     assert len(rows) == 8
     assert rows["1.0"]["successor"] == 1.0 and rows["1.1"]["copy"] == 1.0
     assert data["meta"]["set"] == "months" and data["meta"]["seed"] == 0
+    # the header counts the rows shown (--limit 4 of the model's 8 heads), not the OV top-k
+    assert f"roles of {folder} on months: top 4 of 8 heads, by successor" in proc.stderr
+    assert "(OV scores: top 5 of the vocabulary over 32 member positions; seed 0)" in proc.stderr
+    assert len([ln for ln in proc.stderr.splitlines() if ln[:1].isdigit()]) == 4
+    table = tmp_path / "roles.txt"
+    proc = run("--json", str(tmp_path / "r.json"), "-o", str(table))
+    assert proc.exit_code == 0 and proc.stdout == ""
+    assert json.loads((tmp_path / "r.json").read_text()) == data
+    assert table.read_text().startswith(f"roles of {folder} on months: top 4 of 8 heads")
+    # --json takes a PATH now: an option after it is not taken for one
+    proc = run("--json", "--plot")
+    assert proc.exit_code == 2 and "takes a PATH, not '--plot'" in proc.output
 
 
 def test_roles_bad_input_exits_2_before_loading(folder):

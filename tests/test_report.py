@@ -46,9 +46,14 @@ def test_terminal_rows_carry_value_interval_threshold_verdict_and_p() -> None:
     row = _line(out, "expect normalized_faithfulness >= 0.9")
     for cell in ("0.851", "[0.770, 0.930] (95%)", "lower bound >= 0.9", "FAIL"):
         assert cell in row
-    # decided on the Holm-adjusted p (0.0199 -> "0.02"), raw p beside it
+    # measured: the circuit's F(C)/F(M) and its rank among the 200 random circuits (one
+    # of them, 0.9, beats it); decided on the Holm-adjusted p (0.0199 -> "0.02"), raw p beside
     row = _line(out, "expect beats random(n=200) at p < 0.01")
-    assert re.search(r"0\.02 .*Holm-adjusted p < 0\.01 .*FAIL .*0\.00995 .*0\.02", row), row
+    assert re.search(
+        r"F\(C\)/F\(M\) = 0\.812, rank 2 of 201 .*Holm-adjusted p < 0\.01 .*FAIL "
+        r".*0\.00995 .*0\.02",
+        row,
+    ), row
     row = _line(out, "expect equivalence(epsilon=0.1) at p >= 0.05")
     assert re.search(r"0\.43 .*p >= 0\.05 .*PASS", row), row
     assert "SKIP" in _line(out, "role 1.0 successor(top=5) >= 0.25")
@@ -189,7 +194,9 @@ def test_junit_xml_counts_names_and_failure_messages() -> None:
     assert norm.get("message") == ("measured 0.851 [0.770, 0.930] (95%), needs lower bound >= 0.9")
     assert "ablation: node ablation" in (norm.text or "")
     assert "means from 64 corrupted prompts" in (norm.text or "")
-    assert failures[1].get("message") == "measured 0.02, needs Holm-adjusted p < 0.01"
+    assert failures[1].get("message") == (
+        "measured F(C)/F(M) = 0.812, rank 2 of 201; p 0.02, needs Holm-adjusted p < 0.01"
+    )
     assert len(root.findall(".//error")) == 1 and len(root.findall(".//skipped")) == 1
     assert root.findall(".//error")[0].get("message", "").startswith("[E312]")
 
@@ -208,8 +215,8 @@ def test_markdown_table_and_escaping() -> None:
         "| `expect a \\| b >= 0.8` | 20 | 0.812 | [0.741, 0.887] (95%) | >= 0.8 | ✅ pass |" in md
     )
     assert (
-        "| `expect beats random(n=200) at p < 0.01` | 24 | 0.02 | — | Holm-adjusted p < 0.01 "
-        "| ❌ fail | 0.00995 | 0.02 |" in md
+        "| `expect beats random(n=200) at p < 0.01` | 24 | F(C)/F(M) = 0.812, rank 2 of 201 | — "
+        "| Holm-adjusted p < 0.01 | ❌ fail | 0.00995 | 0.02 |" in md
     )
     assert "*Ablation set-up:* node ablation; value: mean over the corrupted prompts" in md
     assert "seed 7" in md and "torch 2.13.0" in md

@@ -80,7 +80,10 @@ def test_figures_read_optional_data() -> None:
         "Faithfulness", "Completeness", "Per-component ablation", "Attention of head 0.1",
         "The circuit",
     ]  # fmt: skip
-    assert "random-circuit baseline (200 circuits, p = 0.00995)" in figs[0].caption
+    assert (
+        "the random-circuit baseline, 200 circuits of the same size (F(C)/F(M) = 0.812, "
+        "rank 2 of 201, p = 0.00995)" in figs[0].caption
+    )
     assert figs[1].caption.startswith("4 knocked-out subsets K; worst incompleteness 0.200")
     assert figs[2].caption.startswith("each circuit component removed alone from the circuit")
     with_abl = _WithComponentAblation(

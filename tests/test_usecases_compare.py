@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from seqcirc.errors import InputError
 from seqcirc.plan import Node
 from seqcirc.usecases.compare import iou, overlap
 
@@ -90,17 +91,19 @@ def test_cross_task_matrix_matches_the_evaluator(tmp_path: Path) -> None:
 
 @needs_mini
 def test_cli_compare_writes_table_json_and_plot(tmp_path: Path) -> None:
-    for name, text in CIRCS.items():
-        (tmp_path / name).write_text(text)
+    # library-style files (LIBRARY, below): --on picks their seqcirc-mini sections, and
+    # --rename the second `numerals`, which is the months circuit
+    _library(tmp_path)
     run = subprocess.run(
-        [SEQCIRC, "compare", "num.circ", "mon.circ", "--json", "c.json", "--plot", "c.png",
-         "-o", "c.md"],
+        [SEQCIRC, "compare", "a.circ", "b.circ", "--on", "seqcirc-mini", "--rename",
+         "b.circ:numerals=months", "--json", "c.json", "--plot", "c.png", "-o", "c.md"],
         cwd=tmp_path, capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip
     assert run.returncode == 0, run.stderr
     data = json.loads((tmp_path / "c.json").read_text())
     assert data["circuits"] == ["numerals", "months"] and data["shared"] == ["0.0", "mlp0"]
-    assert (tmp_path / "c.md").read_text() == run.stdout
+    # -o: the tables go to the file instead of stdout
+    assert run.stdout == "" and "| circuit | numerals | months |" in (tmp_path / "c.md").read_text()
     assert (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
 
 
@@ -111,3 +114,88 @@ def test_cli_compare_of_different_models_exits_2(tmp_path: Path) -> None:
                          capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
     assert run.returncode == 2 and "different models" in run.stderr
     assert "Traceback" not in run.stderr
+
+
+LIBRARY = {  # two library-style files: a section per model, and one circuit name shared
+    "a.circ": CIRCS["num.circ"]
+    + "task numerals_gpt2 = sequence(numerals, prompts=12)\n"
+    + "circuit numerals_gpt2 on gpt2-small {\n  task numerals_gpt2\n  heads 9.1\n}\n",
+    "b.circ": CIRCS["mon.circ"].replace("circuit months", "circuit numerals")
+    + "expect numerals on months: faithfulness(bound=point) >= -1\n",  # not compared
+}
+
+
+def _library(tmp_path: Path) -> list[str]:
+    for name, text in LIBRARY.items():
+        (tmp_path / name).write_text(text)
+    return [str(tmp_path / name) for name in LIBRARY]
+
+
+def _error(files: list[str], **kw: object) -> InputError:
+    from seqcirc.usecases.compare import compare
+
+    with pytest.raises(InputError) as err:
+        compare(files, **kw)  # type: ignore[arg-type]
+    return err.value
+
+
+def test_mixed_models_say_which_and_point_to_on(tmp_path: Path) -> None:
+    a, _ = _library(tmp_path)
+    err = _error([a])
+    assert err.code == "E351"
+    assert "different models: gpt2-small (numerals_gpt2), seqcirc-mini (numerals)" in err.message
+    assert "--on MODEL" in (err.hint or "") and "--model MODEL" in (err.hint or "")
+
+
+def test_on_keeps_each_files_circuits_on_that_model(tmp_path: Path) -> None:
+    from seqcirc.usecases.compare_inputs import load_circuits, parse_rename
+
+    a, b = _library(tmp_path)
+    entries = load_circuits([a], on="seqcirc-mini")
+    assert [e.name for e in entries] == ["numerals"]
+    assert [e.name for e in load_circuits([b])] == ["numerals"]  # not "numerals on months"
+    # a file with no circuit on the model: E404, as `seqcirc test --on`
+    with pytest.raises(InputError) as err:
+        load_circuits([a, b], on="gpt2-small")
+    assert err.value.code == "E404" and "seqcirc-mini" in (err.value.hint or "")
+    # both files name a circuit `numerals`: E350 says where, and the way out
+    with pytest.raises(InputError) as err:
+        load_circuits([a, b], on="seqcirc-mini")
+    assert err.value.code == "E350"
+    assert f"circuit name numerals appears more than once ({a}, {b})" in err.value.message
+    assert f"--rename {b}:numerals=numerals_2" in (err.value.hint or "")
+    renamed = load_circuits([a, b], on="seqcirc-mini", renames=[parse_rename("b.circ:numerals=m")])
+    assert [(e.name, e.circuit.name, Path(e.file).name) for e in renamed] == [
+        ("numerals", "numerals", "a.circ"), ("m", "m", "b.circ"),
+    ]  # fmt: skip
+    assert renamed[1].circuit.nodes == load_circuits([b])[0].circuit.nodes
+
+
+@pytest.mark.parametrize(
+    ("rename", "text"),
+    [
+        ("numerals", "is not [FILE:]OLD=NEW"),
+        ("b.circ:numerals=9x", "is not [FILE:]OLD=NEW"),
+        ("numerals=n2", "circuit numerals is in 2 files"),
+        ("c.circ:numerals=n2", "no file c.circ was given"),
+        ("a.circ:months=n2", "no circuit named months in a.circ"),
+    ],
+)
+def test_bad_renames_are_e352_with_the_fix(tmp_path: Path, rename: str, text: str) -> None:
+    from seqcirc.usecases.compare_inputs import load_circuits, parse_rename
+
+    a, b = _library(tmp_path)
+    with pytest.raises(InputError) as err:
+        load_circuits([a, b], on="seqcirc-mini", renames=[parse_rename(rename)])
+    assert err.value.code == "E352" and text in err.value.message
+    if "2 files" in text:
+        assert err.value.hint == f"say which: --rename {b}:numerals=n2"
+
+
+def test_a_file_given_twice_is_e350(tmp_path: Path) -> None:
+    from seqcirc.usecases.compare_inputs import load_circuits
+
+    a, _ = _library(tmp_path)
+    with pytest.raises(InputError) as err:
+        load_circuits([a, a])
+    assert err.value.code == "E350" and "given twice" in err.value.message

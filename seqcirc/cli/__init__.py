@@ -11,14 +11,12 @@ from typing import TextIO
 import typer
 
 from seqcirc.cli import compare, data, discover, interop, language, roles, test, version
+from seqcirc.cli.help import Command, Group
 from seqcirc.errors import EXIT_RUNTIME, SeqcircError, SeqcircWarning
 
 app = typer.Typer(
     name="seqcirc",
-    help=(
-        "Test circuit hypotheses about transformer language models.\n\n"
-        "Example:  seqcirc check hypotheses/months.circ"
-    ),
+    cls=Group,
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -26,22 +24,33 @@ app = typer.Typer(
 
 
 @app.callback()
-def _root() -> None:
-    """Test circuit hypotheses about transformer language models."""
+def _root(
+    _version: bool = typer.Option(
+        False,
+        "--version",
+        is_eager=True,
+        callback=version.print_version,
+        help="print seqcirc's version and exit",
+    ),
+) -> None:
+    """Test circuit hypotheses about transformer language models.
+
+    Example:  seqcirc check hypotheses/months.circ
+    """
 
 
 # Registration order is the order `seqcirc --help` lists the commands in.
-app.command()(version.version)
-app.command()(roles.roles)
-app.command()(language.check)
-app.command()(language.plan)
-app.command()(language.fmt)
-app.command("test")(test.test_cmd)
-app.command()(discover.discover)
-app.command()(compare.compare)
-app.command()(interop.export)
-app.command("import")(interop.import_cmd)
-app.command()(interop.draw)
+app.command(cls=Command)(version.version)
+app.command(cls=Command)(roles.roles)
+app.command(cls=Command)(language.check)
+app.command(cls=Command)(language.plan)
+app.command(cls=Command)(language.fmt)
+app.command("test", cls=Command)(test.test_cmd)
+app.command(cls=Command)(discover.discover)
+app.command(cls=Command)(compare.compare)
+app.command(cls=Command)(interop.export)
+app.command("import", cls=Command)(interop.import_cmd)
+app.command(cls=Command)(interop.draw)
 app.add_typer(data.data_app, name="data")
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from seqcirc.cli import options
 from seqcirc.errors import SeqcircError
 
 
@@ -35,15 +36,24 @@ def check(
         raise SystemExit(2)
 
 
-def plan(file: str = typer.Argument(..., help="a .circ file", metavar="FILE")) -> None:
+def plan(
+    file: str = typer.Argument(..., help="a .circ file", metavar="FILE"),
+    output: str | None = options.output("the plan JSON"),
+) -> None:
     """Print the intervention plan a .circ file compiles to, as JSON.
 
     Example:  seqcirc plan hypotheses/months.circ
     """
     from seqcirc.plan import plan_to_json
     from seqcirc.plan.compile import compile_file
+    from seqcirc.report.files import is_stdout, write_text
 
-    typer.echo(plan_to_json(compile_file(file)))
+    options.check_outputs({"output": "plan"}, output=output)
+    text = plan_to_json(compile_file(file)) + "\n"
+    if output is None or is_stdout(output):
+        typer.echo(text, nl=False)
+    else:
+        typer.echo(f"wrote {write_text(output, text, 'plan')}", err=True)
 
 
 def fmt(

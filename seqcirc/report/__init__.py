@@ -29,11 +29,14 @@ __all__ = [
 ]
 
 
-def print_terminal(result: EvaluationResult, console: Console, verbose: bool = False) -> None:
-    """A table per circuit, notes on claims that did not pass, and a one-line summary."""
+def print_terminal(
+    result: EvaluationResult, console: Console, verbose: bool = False, layout: str = "table"
+) -> None:
+    """A table per circuit sized to the console (blocks where it does not fit, or with
+    layout="plain"), notes on claims that did not pass, and a one-line summary."""
     from seqcirc.report.terminal import print_terminal as _print
 
-    _print(result, console, verbose)
+    _print(result, console, verbose, layout)
 
 
 # keyword -> (module, writer, what the error message calls it)

@@ -47,26 +47,51 @@ def _shape(result: EvaluationResult, names: list[str]) -> tuple[int, int]:
     )
 
 
+def claim_thresholds(circuit: CircuitResult) -> list[tuple[str, float, str]]:
+    """(faithfulness variant, threshold, label) of each faithfulness claim: the line
+    its figure draws, e.g. ("performance_ratio", 0.8, "line 60: lower bound >= 0.8")."""
+    out = []
+    for claim in circuit.claims:
+        variant = (claim.detail or {}).get("variant")
+        if claim.kind in view.FAITHFULNESS_KINDS and variant:
+            label = f"line {claim.line}: {view.threshold(claim)}"
+            out.append((str(variant), float(claim.threshold), label))
+    return out
+
+
 def faithfulness_figure(circuit: CircuitResult, setup: str) -> Figure | None:
     variants = circuit.faithfulness or {}
     if not any("error" not in v for v in variants.values()):
         return None
     baseline = observed = None
-    caption = "Faithfulness variants with their paired bootstrap confidence intervals"
+    thresholds = claim_thresholds(circuit)
+    caption = "Each faithfulness variant with its paired bootstrap confidence interval"
+    if thresholds:
+        caption += (
+            "; the red dashed line is the claim's threshold. Look for the point (or, for a "
+            "bound claim, that end of the interval) on the passing side of it; 1 is the full "
+            "model"
+        )
+    else:
+        caption += ". Look for values near 1 (the full model) with narrow intervals"
     for claim in _claims(circuit, "random_baseline"):
         detail = claim.detail or {}
         # seqcirc.claims.significance records the random circuits' values as random_values
         null = detail.get("null_distribution", detail.get("random_values"))
         if isinstance(null, list) and null:
             baseline, observed = [float(x) for x in null], claim.detail.get("statistic")
+            rank = view.baseline_rank(claim)
+            where = f" ({rank.text()}, p = {view.p_text(claim)})" if rank else ""
             caption += (
-                f"; right: the random-circuit baseline ({len(null)} circuits, p = "
-                f"{view.p_text(claim)})"
+                f". Right: the random-circuit baseline, {len(null)} circuits of the same size"
+                f"{where}; look for the red line (this circuit) right of the histogram: the "
+                "rank counts the random circuits at or beyond it"
             )
             break
     png = plots.faithfulness_png(
-        variants, setup, baseline, None if observed is None else float(observed)
-    )
+        variants, setup, baseline, None if observed is None else float(observed),
+        thresholds=thresholds,
+    )  # fmt: skip
     return Figure("Faithfulness", caption + ".", png)
 
 
@@ -75,12 +100,24 @@ def completeness_figure(circuit: CircuitResult, setup: str) -> Figure | None:
         points = (claim.detail or {}).get("points")
         if isinstance(points, list) and points:
             worst = claim.detail.get("worst")
+            band = claim.threshold if claim.op in ("<=", "<") else None
             caption = (
                 f"{len(points)} knocked-out subsets K; worst incompleteness "
-                f"{view.number(worst)}, mean {view.number(claim.detail.get('mean'))}."
+                f"{view.number(worst)}, mean {view.number(claim.detail.get('mean'))}. Look for "
+                "points on the dashed line y = x: knocking K out of the circuit costs what it "
+                "costs the full model; points far from it (the greedy ones first) are where "
+                "the circuit is incomplete"
+                + (
+                    f"; the dotted lines bound |F(C \\ K) - F(M \\ K)| <= {band:g} |F(M)|, the "
+                    "claim's threshold"
+                    if band is not None
+                    else ""
+                )
             )
             full = (circuit.f_model, circuit.f_circuit)
-            return Figure("Completeness", caption, plots.completeness_png(points, setup, full))
+            band_width = None if band is None else band * abs(circuit.f_model)
+            png = plots.completeness_png(points, setup, full, band=band_width)
+            return Figure("Completeness", caption + ".", png)
     return None
 
 
@@ -114,7 +151,17 @@ def ablation_figure(result: EvaluationResult, circuit: CircuitResult, setup: str
         centre=centre,
         title=what,
     )
-    return Figure("Per-component ablation", f"{what}; colour: {label}.", png)
+    if centre == 1.0:
+        look = (
+            "Look for dark red cells (ablating that component alone costs the model much); "
+            "they should be outlined, in the circuit"
+        )
+    else:
+        look = (
+            "Look for every outlined cell blue (removing it costs the circuit); a red cell "
+            "is a component whose removal raises the circuit's score: it works against it"
+        )
+    return Figure("Per-component ablation", f"{what}; colour: {label}. {look}.", png)
 
 
 def attention_figures(circuit: CircuitResult) -> list[Figure]:
@@ -126,7 +173,16 @@ def attention_figures(circuit: CircuitResult) -> list[Figure]:
             title = f"head {head}: {claim.text or claim.id}"
             png = plots.attention_png(att["pattern"], att.get("labels", []), title)
             caption = str(att.get("caption", "mean attention pattern over the task's prompts"))
-            out.append(Figure(f"Attention of head {head}", caption + ".", png, ablated=False))
+            d = claim.detail
+            look = (
+                f"Look for a dark cell at row {d['from']}, column {d['to']}: the attention the "
+                f"claim measures ({view.number(claim.value)}; threshold {view.threshold(claim)})"
+                if d.get("role") == "attends" and "from" in d and "to" in d
+                else "Look for where each query row puts its weight"
+            )
+            out.append(
+                Figure(f"Attention of head {head}", f"{caption}. {look}.", png, ablated=False)
+            )
     return out
 
 
@@ -146,8 +202,9 @@ def graph_figure(result: EvaluationResult, circuit: CircuitResult) -> Figure | N
     else:
         caption = (f"{len(circuit.nodes)} nodes by layer; a node circuit keeps every edge "
                    "among them, from the embeddings and to the logits")  # fmt: skip
-    return Figure("The circuit", caption + "; edges coloured by the input they enter.", png,
-                  ablated=False)  # fmt: skip
+    caption += ("; edges coloured by the input they enter. Look for the path from the "
+                "early layers to the logits.")  # fmt: skip
+    return Figure("The circuit", caption, png, ablated=False)
 
 
 def circuit_figures(result: EvaluationResult, circuit: CircuitResult) -> list[Figure]:

@@ -5,18 +5,26 @@ A regular file is written to a temporary file in its own folder and moved over t
 target with os.replace, so a failed write (full disk, size limit) leaves the old file or
 none, never a truncated one. A target that exists and is not a regular file (/dev/null,
 /dev/stdout, a named pipe) is written in place: replacing it would replace the device.
+The path `-` means standard output, as every command's `--json/--markdown/--html/-o`.
 """
 
 from __future__ import annotations
 
 import os
 import stat
+import sys
 import tempfile
 from pathlib import Path
 
 from seqcirc.errors import InputError
 
 HINT = "choose a path in a folder you can write to"
+STDOUT = "-"  # the path that means standard output
+
+
+def is_stdout(path: str | Path | None) -> bool:
+    """True for the path `-` (standard output)."""
+    return path is not None and str(path) == STDOUT
 
 
 def _error(what: str, out: Path, reason: str) -> InputError:
@@ -27,6 +35,8 @@ def check_writable(path: str | Path, what: str) -> Path:
     """Raise E901 now if `path` cannot be written later: it is a folder, its folder is a
     file, or the nearest existing folder above it is not writable. Creates nothing."""
     out = Path(path)
+    if is_stdout(path):
+        return out
     if out.is_dir():
         raise _error(what, out, "it is a directory")
     if out.exists() and not stat.S_ISREG(out.stat().st_mode):
@@ -45,13 +55,21 @@ def check_writable(path: str | Path, what: str) -> Path:
 
 def write_text(path: str | Path, text: str, what: str) -> Path:
     """Write `text` to `path` (UTF-8), atomically; parent folders are made. An unwritable
-    path is the user's input error (E901)."""
+    path is the user's input error (E901); `-` writes to standard output."""
+    if is_stdout(path):
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return Path(path)
     return write_bytes(path, text.encode("utf-8"), what)
 
 
 def write_bytes(path: str | Path, data: bytes, what: str) -> Path:
-    """write_text for bytes (a PNG, an SVG)."""
+    """write_text for bytes (a PNG, an SVG); `-` writes them to standard output."""
     out = Path(path)
+    if is_stdout(path):
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+        return out
     try:
         if out.exists() and not out.is_dir() and not stat.S_ISREG(out.stat().st_mode):
             with open(out, "wb") as fh:  # a device or pipe: in place

@@ -56,9 +56,12 @@ def _suite(result: EvaluationResult, circuit: CircuitResult) -> ET.Element:
         text = view.failure_text(claim, circuit, result.source)
         if claim.verdict == "fail":
             ci = view.interval(claim)
+            shown = view.measured(claim)
+            # beats random: the rank is measured, the p-value decides
+            p = view.decided_p(claim) if view.p_values(claim) is not None else shown
             message = (
-                f"measured {view.measured(claim)}{'' if ci == view.MISSING else ' ' + ci}, "
-                f"needs {view.threshold(claim)}"
+                f"measured {shown}{'' if ci == view.MISSING else ' ' + ci}"
+                f"{'' if p == shown else '; p ' + p}, needs {view.threshold(claim)}"
             )
             ET.SubElement(case, "failure", {"message": message, "type": claim.kind}).text = text
         elif claim.verdict == "error":

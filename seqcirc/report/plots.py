@@ -47,9 +47,23 @@ def faithfulness_png(
     baseline: Sequence[float] | None = None,
     observed: float | None = None,
     baseline_label: str = "random circuits of the same size",
+    thresholds: Sequence[tuple[str, float, str]] = (),
 ) -> bytes:
-    """Each faithfulness variant with its confidence interval; beside it, when given, the
-    random-baseline distribution with the circuit's value marked."""
+    """faithfulness_fig as PNG bytes."""
+    return _png(faithfulness_fig(variants, setup, baseline, observed, baseline_label, thresholds))
+
+
+def faithfulness_fig(
+    variants: Mapping[str, Mapping[str, Any]],
+    setup: str,
+    baseline: Sequence[float] | None = None,
+    observed: float | None = None,
+    baseline_label: str = "random circuits of the same size",
+    thresholds: Sequence[tuple[str, float, str]] = (),
+) -> Figure:
+    """Each faithfulness variant with its confidence interval and, on its row, the
+    threshold of each claim about it ((variant, threshold, label)); beside it, when
+    given, the random-baseline distribution with the circuit's value marked."""
     shown = {k: v for k, v in variants.items() if "error" not in v and v.get("value") is not None}
     panels = 2 if baseline is not None and len(baseline) else 1
     fig = _figure(4.2 * panels + 1.5, 3.4)
@@ -75,6 +89,12 @@ def faithfulness_png(
                         ha="center", fontsize=8)  # fmt: skip
     ends = [x for f in shown.values() for x in (f["value"], f.get("lower"), f.get("upper"))
             if x is not None and math.isfinite(x)]  # fmt: skip
+    for variant, value, label in thresholds:
+        if variant in names:
+            i = names.index(variant)
+            ax.plot([value, value], [i - 0.35, i + 0.35], color="#d62728", ls="--", lw=1.5,
+                    label=f"claim {label}")  # fmt: skip
+            ends.append(value)
     ax.set_xlim(min([0.0, *ends]) - 0.08, max([1.0, *ends]) + 0.15)  # room for the labels
     ax.axvline(1.0, color="#555", ls="--", lw=1, label="full model (1)")
     ax.axvline(0.0, color="#bbb", ls=":", lw=1)
@@ -95,14 +115,18 @@ def faithfulness_png(
         bx.set_title("random-circuit baseline", fontsize=10)
         bx.legend(fontsize=7, loc="upper left")
     fig.suptitle(_wrap(setup), fontsize=8)
-    return _png(fig)
+    return fig
 
 
 def completeness_png(
-    points: Sequence[Mapping[str, Any]], setup: str, full: tuple[float, float] | None = None
+    points: Sequence[Mapping[str, Any]],
+    setup: str,
+    full: tuple[float, float] | None = None,
+    band: float | None = None,
 ) -> bytes:
     """F(C \\ K) against F(M \\ K) for each knocked-out K; a complete circuit keeps every
-    point on y = x (Wang et al. 2022). `full`: (F(M), F(C)), the point of K = {}."""
+    point on y = x (Wang et al. 2022). `full`: (F(M), F(C)), the point of K = {};
+    `band`: the claim's threshold in metric units, drawn as y = x +- band."""
     fig = _figure(5.2, 4.6)
     ax = fig.subplots()
     xs = [float(p["f_model_minus"]) for p in points]
@@ -132,6 +156,12 @@ def completeness_png(
     lo, hi = (min(both), max(both)) if both else (0.0, 1.0)
     pad = 0.05 * (hi - lo or 1.0)
     ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], color="#555", ls="--", lw=1, label="y = x")
+    if band is not None:
+        xs_band = [lo - pad, hi + pad]
+        bands: tuple[tuple[int, str | None], ...] = ((1, "claim's threshold"), (-1, None))
+        for sign, band_label in bands:
+            ys_band = [x + sign * band for x in xs_band]
+            ax.plot(xs_band, ys_band, color="#d62728", ls=":", lw=1, label=band_label)
     ax.set_xlim(lo - pad, hi + pad)
     ax.set_ylim(lo - pad, hi + pad)
     ax.set_aspect("equal")

@@ -9,7 +9,6 @@ so a report of an older or partial result shows "—" rather than failing:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,23 +16,10 @@ from typing import Any
 
 from seqcirc.language.vocab import P_VALUE_KINDS
 from seqcirc.plan import AblationSpec
+from seqcirc.report.measures import MISSING, baseline_rank, number, role_measure
 from seqcirc.results import CircuitResult, ClaimResult, EvaluationResult
 
 VERDICT_WORDS = {"pass": "PASS", "fail": "FAIL", "error": "ERROR", "skipped": "SKIP"}
-MISSING = "—"
-
-
-def number(x: float | None) -> str:
-    """Three decimals, or three significant digits for very large or small magnitudes."""
-    if x is None:
-        return MISSING
-    if math.isnan(x):
-        return "nan"
-    if math.isinf(x):
-        return "inf" if x > 0 else "-inf"
-    if x != 0 and (abs(x) >= 1000 or abs(x) < 0.001):
-        return f"{x:.3g}"
-    return f"{x:.3f}"
 
 
 def interval(claim: ClaimResult) -> str:
@@ -168,13 +154,35 @@ def has_p_values(circuit: CircuitResult) -> bool:
     return any(p_values(c) is not None for c in circuit.claims)
 
 
+def decided_p(claim: ClaimResult) -> str:
+    """The p-value that decided a p-value claim (Holm-adjusted or raw), printed."""
+    pv = p_values(claim)
+    return p_text(claim, adjusted=pv is not None and pv.decided_on == "adjusted")
+
+
 def measured(claim: ClaimResult) -> str:
-    """The measured value; for a p-value claim, the p-value that decided it."""
+    """The measured value; for `beats random`, the circuit's statistic and its rank among
+    the random circuits ("F(C)/F(M) = 0.986, rank 1 of 280"); for another p-value
+    claim, the p-value that decided it."""
     if claim.kind in P_VALUE_KINDS:
-        pv = p_values(claim)
-        if pv is not None:
-            return p_text(claim, adjusted=pv.decided_on == "adjusted")
+        rank = baseline_rank(claim)
+        if rank is not None:
+            return rank.text()
+        if p_values(claim) is not None:
+            return decided_p(claim)
     return number(claim.value)
+
+
+def p_line(claim: ClaimResult) -> str:
+    """ "0.00995 (floor 1/201); Holm-adjusted 0.02 over 2 p-value claims" (— without p)."""
+    pv = p_values(claim)
+    if pv is None:
+        return MISSING
+    out = p_text(claim)
+    if pv.adjusted is not None:
+        family = f" over {pv.family_size} p-value claims" if pv.family_size else ""
+        out += f"; Holm-adjusted {p_text(claim, adjusted=True)}{family}"
+    return out
 
 
 def measure_name(claim: ClaimResult, circuit: CircuitResult) -> str:
@@ -189,8 +197,13 @@ def measure_name(claim: ClaimResult, circuit: CircuitResult) -> str:
     if claim.kind == "minimality":
         return "smallest per-component drop, relative to F(M)"
     if claim.kind == "role":
-        head, role = d.get("head"), d.get("role")
-        return f"{role} score of head {head}" if head and role else "role score"
+        return role_measure(d)
+    rank = baseline_rank(claim)
+    if rank is not None:
+        return (
+            f"the circuit's {rank.symbol} ranked among itself and {rank.of - 1} random circuits "
+            "of its size; 1 = best"
+        )
     if claim.kind in P_VALUE_KINDS:
         return f"{claim.kind} p-value"
     return claim.kind
@@ -249,7 +262,9 @@ def note_text(claim: ClaimResult, source_path: str) -> str:
     if claim.verdict in ("error", "skipped") or claim.value is None:
         return f"{head}: {claim.message or 'no value'}"
     if claim.kind in P_VALUE_KINDS:
-        return f"{head}: {threshold(claim)} does not hold (p = {measured(claim)})"
+        rank = baseline_rank(claim)
+        extra = f"; {rank.text()}" if rank is not None else ""
+        return f"{head}: {threshold(claim)} does not hold (p = {decided_p(claim)}{extra})"
     shown = claim.compared if claim.compared is not None else claim.value
     what = "point value" if claim.bound == "point" else f"{claim.bound} bound"
     ci = interval(claim)
@@ -262,7 +277,9 @@ def note_text(claim: ClaimResult, source_path: str) -> str:
 
 def failure_text(claim: ClaimResult, circuit: CircuitResult, source_path: str) -> str:
     """Why a claim did not pass, for the pytest plugin's repr_failure and the reports:
-    file:line, measured value, interval, threshold and ablation set-up."""
+    file:line, measured value, interval (p-values for a test), threshold, and the
+    ablation set-up, except for a role claim: a head's own score, which no ablation
+    enters, says only what it measured."""
     where = location(source_path, claim)
     title = claim.text or claim.id
     lines = [f"{where}: {circuit.name}: {title}: {VERDICT_WORDS[claim.verdict]}"]
@@ -270,7 +287,10 @@ def failure_text(claim: ClaimResult, circuit: CircuitResult, source_path: str) -
         lines.append(f"  {claim.message}")
     if claim.value is not None:
         lines.append(f"  measured: {measured(claim)} ({measure_name(claim, circuit)})")
-        lines.append(f"  interval: {interval(claim)}")
+        if claim.kind in P_VALUE_KINDS:
+            lines.append(f"  p: {p_line(claim)}")
+        elif claim.kind != "role":
+            lines.append(f"  interval: {interval(claim)}")
         shown = claim.compared if claim.compared is not None else claim.value
         outcome = {"pass": "holds", "fail": "does not hold"}.get(claim.verdict, "undecided")
         if claim.kind in P_VALUE_KINDS:
@@ -280,8 +300,9 @@ def failure_text(claim: ClaimResult, circuit: CircuitResult, source_path: str) -
                 f"  threshold: {threshold(claim)}; compared {number(shown)} "
                 f"{claim.op} {claim.threshold:g} {outcome}"
             )
-    lines.append(f"  ablation: {ablation_setup(circuit)}")
-    lines.append(f"  {task_text(circuit)}; circuit hash {circuit.circuit_hash}")
+    if claim.kind != "role":
+        lines.append(f"  ablation: {ablation_setup(circuit)}")
+        lines.append(f"  {task_text(circuit)}; circuit hash {circuit.circuit_hash}")
     return "\n".join(lines)
 
 

@@ -162,8 +162,11 @@ def _ov_columns(
     return roles, cols, meta
 
 
-def plot_role_heatmaps(table: RoleTable, path: str | Path, title: str | None = None) -> Path:
-    """One layers x heads heatmap per role, side by side, saved as PNG; returns the path."""
+def plot_role_heatmaps(
+    table: RoleTable, path: str | Path, title: str | None = None, caption: str | None = None
+) -> Path:
+    """One layers x heads heatmap per role, side by side, saved as PNG (with `caption`
+    under them); returns the path."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -203,7 +206,9 @@ def plot_role_heatmaps(table: RoleTable, path: str | Path, title: str | None = N
     if title:
         fig.suptitle(title, fontsize=11)
     fig.tight_layout()
+    if caption:
+        fig.text(0.01, 0.0, caption, ha="left", va="top", fontsize=8, wrap=True)
     out = Path(path)
-    fig.savefig(out, dpi=120)
+    fig.savefig(out, dpi=120, bbox_inches="tight" if caption else None)
     plt.close(fig)
     return out

@@ -105,38 +105,6 @@ class Comparison:
         return "\n".join(lines) + "\n"
 
 
-Entry = tuple[str, CircuitPlan, Path, int]  # name, circuit, its file's folder, file seed
-
-
-def load_circuits(files: Sequence[str]) -> list[Entry]:
-    """The node circuits defined in the files (derived and `X on T` plans are skipped:
-    compare evaluates every circuit on every task itself)."""
-    from seqcirc.plan.compile import compile_file
-
-    out: list[Entry] = []
-    for path in files:
-        plan = compile_file(path)
-        for c in plan.circuits:
-            if c.derived_from or c.ablation.is_edge:
-                continue
-            out.append((c.name, c, Path(path).resolve().parent, plan.seed))
-    if len(out) < 1:
-        raise InputError(
-            "no node circuit in the files given",
-            code="E350",
-            hint="compare takes .circ files with `circuit NAME on MODEL {...}`",
-        )
-    names = [e[0] for e in out]
-    if len(set(names)) != len(names):
-        dup = sorted({n for n in names if names.count(n) > 1})
-        raise InputError(
-            f"circuit name(s) {', '.join(dup)} appear more than once",
-            code="E350",
-            hint="compare circuits of one model with distinct names",
-        )
-    return out
-
-
 Column = tuple[CircuitPlan, Path, int]  # a task's owner circuit, its folder, the task seed
 
 
@@ -144,28 +112,33 @@ def compare(
     files: Sequence[str],
     *,
     model: str | None = None,
+    on: str | None = None,
+    renames: Sequence[str] = (),
     seed: int | None = None,
     prompts: int | None = None,
     device: str = "auto",
 ) -> Comparison:
-    """Overlap and the cross-task matrix of the node circuits in `files`."""
+    """Overlap and the cross-task matrix of the node circuits in `files`: with `on`,
+    those stated on that model; `renames` ("[FILE:]OLD=NEW") where names collide."""
     from seqcirc.plan import Plan
+    from seqcirc.usecases.compare_inputs import load_circuits, parse_rename
     from seqcirc.usecases.session import Options, Session, apply_options
 
-    entries = load_circuits(files)
-    models = {model or e[1].model.name for e in entries}
+    entries = load_circuits(files, on=on, renames=[parse_rename(r) for r in renames])
+    models = {model or e.circuit.model.name for e in entries}
     if len(models) > 1:
         raise InputError(
-            f"the circuits are on different models ({', '.join(sorted(models))})",
+            f"the circuits are on different models: {_by_model(entries)}",
             code="E351",
-            hint="give --model to evaluate them all on one model",
+            hint="--on MODEL compares the circuits each file states on MODEL; --model MODEL "
+            "evaluates every circuit on MODEL (it must have their heads and layers)",
         )
     options = Options(model=model, seed=seed, prompts=prompts, device=device)
     session = Session(options)
     circuits = [
-        apply_options(Plan(source="", circuits=(e[1],)), options).circuits[0] for e in entries
+        apply_options(Plan(source="", circuits=(e.circuit,)), options).circuits[0] for e in entries
     ]
-    names = tuple(e[0] for e in entries)
+    names = tuple(e.name for e in entries)
     ov = overlap(names, [c.nodes for c in circuits])
     rows = list(names)
     node_sets = [c.nodes for c in circuits]
@@ -177,10 +150,15 @@ def compare(
     tasks = _task_columns(entries, circuits, seed)
     metrics = {c.task.metric for c, _, _ in tasks}
     if len(metrics) > 1:
+        used = "; ".join(
+            f"{m}: {', '.join(c.task.name for c, _, _ in tasks if c.task.metric == m)}"
+            for m in sorted(metrics)
+        )
         raise InputError(
-            f"the tasks use different metrics ({', '.join(sorted(metrics))})",
+            f"the tasks score with different metrics ({used})",
             code="E351",
-            hint="compare circuits scored with one metric",
+            hint="compare circuits whose tasks use one metric (a cross-task share of the "
+            "full model's score needs one unit)",
         )
     perf, fms, ns = _cross_task(session, tasks, node_sets, ablations)
     return Comparison(
@@ -195,15 +173,23 @@ def compare(
     )
 
 
+def _by_model(entries: Sequence[Any]) -> str:
+    """ "gpt2-small (months, numerals), seqcirc-mini (months_mini)" """
+    groups: dict[str, list[str]] = {}
+    for e in entries:
+        groups.setdefault(e.circuit.model.name, []).append(e.name)
+    return ", ".join(f"{m} ({', '.join(names)})" for m, names in sorted(groups.items()))
+
+
 def _task_columns(
-    entries: Sequence[Entry], circuits: Sequence[CircuitPlan], seed: int | None
+    entries: Sequence[Any], circuits: Sequence[CircuitPlan], seed: int | None
 ) -> list[Column]:
     """One column per distinct task (a task is its spec and seed; circuits may share one)."""
     tasks: list[Column] = []
     for e, c in zip(entries, circuits, strict=True):
-        task_seed = e[3] if seed is None else seed
+        task_seed = e.seed if seed is None else seed
         if all((t.task, s) != (c.task, task_seed) for t, _, s in tasks):
-            tasks.append((c, e[2], task_seed))
+            tasks.append((c, e.folder, task_seed))
     return tasks
 
 
@@ -281,10 +267,16 @@ def plot_comparison(cmp: Comparison, path: str | Path) -> Path:
     fig.colorbar(im2, ax=ax2, fraction=0.046, pad=0.04)
     fig.suptitle(f"seqcirc compare on {cmp.model}", fontsize=11)
     fig.tight_layout()
+    fig.text(
+        0.01, 0.0, "Look for: left, dark cells off the diagonal (circuits that share "
+        "components); right, rows near 100% across the columns (a circuit that does the other "
+        "tasks too), and the shared row: how much of each task the common sub-circuit keeps.",
+        ha="left", va="top", fontsize=8, wrap=True,
+    )  # fmt: skip
     out = Path(path)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(out, dpi=120)
+        fig.savefig(out, dpi=120, bbox_inches="tight")
     except OSError as err:
         raise InputError(f"cannot write {out}: {err.strerror or err}", code="E901") from err
     return out
@@ -298,10 +290,7 @@ def write_table(cmp: Comparison, path: str | Path) -> Path:
 
 
 def write_json(cmp: Comparison, path: str | Path) -> Path:
-    out = Path(path)
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(cmp.to_dict(), indent=2) + "\n", encoding="utf-8")
-    except OSError as err:
-        raise InputError(f"cannot write {out}: {err.strerror or err}", code="E901") from err
-    return out
+    """The numbers as JSON at `path` (`-`: stdout), atomically."""
+    from seqcirc.report.files import write_text
+
+    return write_text(path, json.dumps(cmp.to_dict(), indent=2) + "\n", "comparison JSON")

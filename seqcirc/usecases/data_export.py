@@ -71,8 +71,12 @@ def export_circ_task(
     model: str | None = None,
     apply_filter: bool = True,
     tokenizer: str | Path | None = None,
+    seed: int | None = None,
+    prompts: int | None = None,
+    device: str = "auto",
 ) -> ExportSummary:
     """Compile `circ_file`, build the task for its model, filter if asked, write JSONL.
+    `seed` and `prompts` override the file's as `seqcirc test --seed/--prompts` do.
 
     With `tokenizer` (a folder), no model is loaded: see export_with_tokenizer."""
     from seqcirc.models.load import load_model
@@ -80,15 +84,16 @@ def export_circ_task(
     from seqcirc.report.files import check_writable, write_text
     from seqcirc.tasks.export import export_lines, write_export
     from seqcirc.tasks.for_model import task_for_model
+    from seqcirc.usecases.session import Options, apply_options
 
     if isinstance(out, str | Path):  # before the model loads: a bad path fails fast
         check_writable(out, "exported prompts")
-    plan = compile_file(circ_file)
+    plan = apply_options(compile_file(circ_file), Options(seed=seed, prompts=prompts))
     spec, ref = select_task(plan, task, model)
     base = Path(circ_file).parent
     if tokenizer is not None:
         return export_with_tokenizer(spec, ref, out, Path(tokenizer), base, plan.seed, apply_filter)
-    loaded = load_model(ref.name, base_dir=base)
+    loaded = load_model(ref.name, base_dir=base, device=device)
     data, report = task_for_model(
         spec, loaded, seed=plan.seed, base_dir=base, apply_filter=apply_filter,
         none_kept=InputError(

@@ -48,6 +48,7 @@ def scan_model(
     prompts: int = 66,
     seed: int = 0,
     half_len: int = 20,
+    device: str = "auto",
     loaded: Any = None,
 ) -> RoleTable:
     """Scan every head of `model` on every role, the OV roles on ordered set `task` and
@@ -56,7 +57,7 @@ def scan_model(
     from seqcirc.plan import TaskSpec, params
     from seqcirc.tasks import build_task
 
-    lm = loaded if loaded is not None else load_model(model)
+    lm = loaded if loaded is not None else load_model(model, device=device)
     task_data = None
     if attends:
         spec = TaskSpec(name=task, generator=task, params=params(prompts=prompts, seed=seed))
@@ -83,7 +84,19 @@ def save_plot(table: RoleTable, path: Path) -> Path:
     """The role heatmaps as a PNG at `path`, titled with the model and set; returns it."""
     m = table.meta
     title = f"{m.get('model', '?')} on {m.get('set', '?')} (top {m.get('top_k')})"
-    return plot_role_heatmaps(table, path, title=title)
+    caption = (
+        "Look for bright cells: a head (row = layer, column = head) that scores near 1 on a "
+        "role; the best head of each role is named above its map. Scores: successor/copy, "
+        "the share of members whose target is in the head's OV top k; the pattern roles and "
+        "attends, attention weights."
+    )
+    return plot_role_heatmaps(table, path, title=title, caption=caption)
+
+
+def shown_heads(table: RoleTable, limit: int) -> str:
+    """ "top 4 of 8 heads" for --limit 4, "all 8 heads" for --limit 0 or beyond the model."""
+    n = table.n_layers * table.n_heads
+    return f"all {n} heads" if limit <= 0 or limit >= n else f"top {limit} of {n} heads"
 
 
 def summary(table: RoleTable, *, sort_by: str, limit: int, plot: Path | None) -> str:
@@ -95,8 +108,10 @@ def summary(table: RoleTable, *, sort_by: str, limit: int, plot: Path | None) ->
         )  # fmt: skip
     m = table.meta
     lines = [
-        f"roles of {m.get('model', '?')} on {m.get('set', '?')} "
-        f"(top {m.get('top_k')}, {m.get('n_scored')} member positions, seed {m.get('seed')})",
+        f"roles of {m.get('model', '?')} on {m.get('set', '?')}: {shown_heads(table, limit)}, "
+        f"by {sort_by}",
+        f"(OV scores: top {m.get('top_k')} of the vocabulary over {m.get('n_scored')} member "
+        f"positions; seed {m.get('seed')})",
         "",
         table.to_text(sort_by=sort_by, limit=limit or None),
         "",
