@@ -168,12 +168,13 @@ def test_a_terminal_shows_the_random_baselines_counts(circ: Path):
 
 @needs_bundled
 def test_json_on_stdout_stays_clean_while_stderr_shows_progress():
-    result = CliRunner().invoke(app, ["roles", "seqcirc-mini", "--task", "months", "--json"],
-                                env=ENV)  # fmt: skip
+    args = ["roles", "seqcirc-mini", "--task", "months", "--json", "-"]
+    result = CliRunner().invoke(app, args, env=ENV)
     assert result.exit_code == 0, result.output
     table = json.loads(result.stdout)
     n_roles = len(table["roles"])
     assert ("role scan", f"{n_roles} roles") in [(n, c) for n, c, _ in _parsed(result.stderr)]
+    assert "top" in result.stderr  # with --json -, the table itself goes to stderr too
 
 
 @needs_bundled

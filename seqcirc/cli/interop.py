@@ -7,15 +7,26 @@ import sys
 
 import typer
 
+from seqcirc.cli import options
+
 
 def export(
     file: str = typer.Argument(..., help="a .circ file", metavar="FILE"),
-    fmt: str = typer.Option("mib", "--format", help="mib: the EAP-IG/MIB graph JSON"),
-    output: str | None = typer.Option(None, "--output", "-o", help="write the JSON here"),
-    circuit: str | None = typer.Option(None, "--circuit", help="the circuit section to export"),
-    model: str | None = typer.Option(None, "--model", help="its model, if the name has several"),
+    fmt: str = typer.Option(
+        "mib", "--format", metavar="mib", help="mib: the EAP-IG/MIB graph JSON"
+    ),
+    output: str | None = options.output("the graph JSON"),
+    circuit: str | None = typer.Option(
+        None, "--circuit", metavar="NAME", help="the circuit section to export"
+    ),
+    model: str | None = typer.Option(
+        None, "--model", metavar="MODEL", help="its model, if the name has several"
+    ),
     scores: str | None = typer.Option(
-        None, "--scores", help="a graph or attribution JSON whose edge scores to write"
+        None,
+        "--scores",
+        metavar="FILE",
+        help="a graph or attribution JSON whose edge scores to write",
     ),
 ) -> None:
     """Write a circuit as the EAP-IG/MIB graph JSON (EAP-IG's Graph.from_json reads it).
@@ -29,7 +40,7 @@ def export(
     from seqcirc.usecases.interop import export_circuit, write_json
 
     done = export_circuit(file, fmt=fmt, circuit=circuit, model=model, scores=scores)
-    if output is None:
+    if output is None or output == "-":
         import json
 
         typer.echo(json.dumps(done.data))
@@ -41,21 +52,29 @@ def export(
 
 def import_cmd(
     graph: str = typer.Argument(..., help="an EAP-IG/MIB graph JSON", metavar="GRAPH.json"),
-    model: str = typer.Option(..., "--model", help="the model the graph is of"),
+    model: str = typer.Option(..., "--model", metavar="MODEL", help="the model the graph is of"),
     task: str = typer.Option(
-        ..., "--task", help="an ordered set (months), a prompt file, or FILE.circ:TASK"
+        ...,
+        "--task",
+        metavar="TASK",
+        help="an ordered set (months), a prompt file, or FILE.circ:TASK",
     ),
-    output: str | None = typer.Option(None, "--output", "-o", help="write the .circ file here"),
-    top: int | None = typer.Option(None, "--top", help="keep the N edges of largest |score|"),
+    output: str | None = options.output("the .circ file"),
+    top: int | None = typer.Option(
+        None, "--top", metavar="N", help="keep the N edges of largest |score|"
+    ),
     in_graph: bool = typer.Option(
         False, "--in-graph", help="keep the edges marked in_graph (the default when marked)"
     ),
     signed: bool = typer.Option(False, "--signed", help="--top by score, not |score|"),
     name: str | None = typer.Option(
-        None, "--name", help="circuit name (default: the graph file's name)"
+        None, "--name", metavar="NAME", help="circuit name (default: the graph file's name)"
     ),
     ablation: str = typer.Option(
-        "resample", "--ablation", help="resample (EAP-IG's patching), mean, 'mean pooled', zero"
+        "resample",
+        "--ablation",
+        metavar="ABLATION",
+        help="resample (EAP-IG's patching), mean, 'mean pooled', zero",
     ),
     edges: bool = typer.Option(
         False, "--edges", help="write edge lines even when the edges form a node circuit"
@@ -85,10 +104,10 @@ def import_cmd(
         name=name,
         ablation=ablation,
         as_edges=edges,
-        output=output,
+        output=None if output == "-" else output,
         command=command,
     )
-    if output is None:
+    if output is None or output == "-":
         typer.echo(done.text, nl=False)
         typer.echo(done.summary, err=True)
     else:
@@ -98,9 +117,15 @@ def import_cmd(
 
 def draw(
     file: str = typer.Argument(..., help="a .circ file", metavar="FILE"),
-    output: str = typer.Option(..., "--output", "-o", help="the drawing: .svg, .png or .pdf"),
-    circuit: str | None = typer.Option(None, "--circuit", help="the circuit section to draw"),
-    model: str | None = typer.Option(None, "--model", help="its model, if the name has several"),
+    output: str = typer.Option(
+        ..., "--output", "-o", metavar="PATH", help="the drawing: .svg, .png or .pdf"
+    ),
+    circuit: str | None = typer.Option(
+        None, "--circuit", metavar="NAME", help="the circuit section to draw"
+    ),
+    model: str | None = typer.Option(
+        None, "--model", metavar="MODEL", help="its model, if the name has several"
+    ),
 ) -> None:
     """Draw a circuit: embeddings -> heads and MLPs by layer -> logits.
 
