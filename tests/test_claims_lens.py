@@ -100,3 +100,28 @@ def test_require_fit_bounds_the_layer_by_the_loaded_model() -> None:
         require_fit(plan, 226, 64, n_layers=2)
     assert info.value.code == "E221" and info.value.span is not None
     assert info.value.span.line == 4
+
+
+def test_a_lens_claim_in_a_file_through_the_session(tmp_path):  # type: ignore[no-untyped-def]
+    # `seqcirc test`'s path: the file's task built for seqcirc-mini, the lens on it
+    from seqcirc.lens import logit_lens
+    from seqcirc.models.load import load_model
+    from seqcirc.plan import TaskSpec, params
+    from seqcirc.tasks import build_task
+    from seqcirc.usecases.session import Options, Session
+
+    circ = tmp_path / "lens.circ"
+    circ.write_text(
+        "task months = sequence(months, prompts=6)\n"
+        "circuit c on seqcirc-mini {\n  heads 1.0, 2.1\n  mlp 0..3\n"
+        "  expect lens(layer=3) rank(correct) <= 1\n"
+        "  expect lens(layer=0) logit(last) < 100\n}\n"
+    )
+    result = Session(Options(device="cpu", n_boot=100)).evaluate_file(circ)
+    claims = {c.line: c for c in result.circuits[0].claims}
+    assert claims[5].verdict == "pass" and claims[5].value == 1.0
+    lm = load_model("seqcirc-mini", device="cpu")
+    spec = TaskSpec(name="months", generator="months", params=params(prompts=6, seed=0))
+    task = build_task(spec, lm.tokenizer, prepend_bos=True, seed=0)
+    want = logit_lens(lm.bridge, task).per_prompt("0", "logit", "last")
+    np.testing.assert_allclose(claims[6].per_prompt, want, atol=1e-6)

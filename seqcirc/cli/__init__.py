@@ -10,7 +10,18 @@ from typing import TextIO
 
 import typer
 
-from seqcirc.cli import compare, data, discover, interop, language, roles, test, version
+from seqcirc.cli import (
+    attention,
+    compare,
+    data,
+    discover,
+    interop,
+    language,
+    lens,
+    roles,
+    test,
+    version,
+)
 from seqcirc.errors import EXIT_RUNTIME, SeqcircError, SeqcircWarning
 
 app = typer.Typer(
@@ -33,6 +44,8 @@ def _root() -> None:
 # Registration order is the order `seqcirc --help` lists the commands in.
 app.command()(version.version)
 app.command()(roles.roles)
+app.command()(lens.lens)
+app.command()(attention.attention)
 app.command()(language.check)
 app.command()(language.plan)
 app.command()(language.fmt)
