@@ -59,6 +59,7 @@ class LensResult:
     values: dict[str, dict[str, FloatArray]]
     top: IntArray
     final_max_abs_diff: float  # |lens after the last block - the model's logits|, at END
+    final_max_abs_logit: float = 0.0  # the largest |logit| of the model at END (its scale)
     meta: dict[str, Any] = field(default_factory=dict)
 
     def index(self, name: str) -> int:
@@ -192,7 +193,7 @@ def logit_lens(
     n = task.n_prompts
     values = {m: {t: np.zeros((len(rows), n)) for t in TARGETS} for m in MEASURES}
     top = np.zeros((len(rows), n), dtype=np.int64)
-    worst = 0.0
+    worst = scale = 0.0
     for s in range(0, n, batch_size):
         e = min(n, s + batch_size)
         tokens = torch.as_tensor(task.clean[s:e], device=device)
@@ -205,6 +206,8 @@ def logit_lens(
                 got = _measure(logits, torch.as_tensor(tid[s:e], device=device))
                 for m in MEASURES:
                     values[m][target][r, s:e] = got[m].double().cpu().numpy()
+        # `logits` is now the last row's: the stream after the last block
         worst = max(worst, float((logits.float() - model_logits.float()).abs().max()))
+        scale = max(scale, float(model_logits.float().abs().max()))
     meta = {"task": task.name, "n_prompts": n, "components": components, "model": "unablated"}
-    return LensResult(rows, values, top, worst, meta)
+    return LensResult(rows, values, top, worst, final_max_abs_logit=scale, meta=meta)

@@ -50,6 +50,7 @@ def lens_table(result: LensResult, tokenizer: Any = None) -> dict[str, Any]:
     return {
         "meta": dict(result.meta),
         "final_max_abs_diff": result.final_max_abs_diff,
+        "final_max_abs_logit": result.final_max_abs_logit,
         "rows": rows,
     }
 
