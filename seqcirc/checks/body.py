@@ -136,7 +136,7 @@ def _add_group(
 
 def _claim(ck: CheckContext, sec: _Section, stmt: ast.RoleStmt | ast.ExpectStmt) -> None:
     if isinstance(stmt, ast.ExpectStmt):
-        sec.claims.claim(stmt.claim)
+        sec.claims.claim(stmt.claim, sec.shape)
         sec.kept.append(stmt)
         return
     if not isinstance(stmt.head, ast.HeadRef):

@@ -207,7 +207,8 @@ class Checker:
         task = self.ck.tasks.get(e.task.name)
         if task is None:
             unknown_task(self.ck, e.task)
-        ClaimChecker(self.ck.error).claim(e.claim)
+        shape = circuit.model.shape if circuit is not None else None
+        ClaimChecker(self.ck.error).claim(e.claim, shape)
         if circuit is not None and task is not None:
             self.mod.expect_on.append((e, circuit, task))
 

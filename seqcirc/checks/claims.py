@@ -11,9 +11,11 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from seqcirc.checks.diagnostics import suggest
+from seqcirc.checks.lens import check_lens
 from seqcirc.language import ast
 from seqcirc.language import vocab as V
 from seqcirc.language.names import canonical
+from seqcirc.models.shapes import ModelShape
 from seqcirc.source import Span
 
 ErrorFn = Callable[[str, str, Span | None, str | None], None]
@@ -26,6 +28,7 @@ RANGES: dict[str, tuple[float, float, str]] = {
     # signed: below 0 when removing a component helps (>= -0.01: a little harm allowed)
     "minimality(signed)": (-1.0, 1.0, "a signed fraction of the full model's score"),
     "role": (0.0, 1.0, "a score between 0 and 1 (role scores are shares)"),
+    "prob": (0.0, 1.0, "a probability between 0 and 1"),
     "p": (0.0, 1.0, "a significance level between 0 and 1, e.g. 0.01"),
 }
 
@@ -67,6 +70,8 @@ def claim_meaning(expr: ast.ClaimExpr) -> tuple[str, dict[str, Any], str]:
     values = {a.name: a.value for a in expr.args}
     if expr.form != "value":
         return kind, values, "point"
+    if expr.measure is not None and expr.target is not None:  # lens: a point value
+        return kind, {**values, "measure": expr.measure.name, "target": expr.target.name}, "point"
     side = "lower" if expr.op in (">=", ">") else "upper"
     bound = str(values.pop("bound", side if kind == "faithfulness" else "point"))
     if kind == "faithfulness":
@@ -323,10 +328,13 @@ class ClaimChecker:
                 f"the threshold is {meaning}",
             )
 
-    def claim(self, expr: ast.ClaimExpr) -> None:
+    def claim(self, expr: ast.ClaimExpr, shape: ModelShape | None = None) -> None:
+        """`shape`: the model's, where known (a lens claim's layer is bounded by it)."""
         kind = value_kind(expr)
         if kind is None:
             self._unknown_claim(expr)
+        elif kind == "lens" or expr.measure is not None:
+            check_lens(self, expr, kind, shape)
         elif expr.form == "value":
             self._value_claim(expr, kind)
         else:

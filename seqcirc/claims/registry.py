@@ -3,7 +3,7 @@
 The one place that says which function measures a kind (evaluate_plan and the Session
 look handlers up here) and which kinds form the Holm family of a file. Kinds by family:
 - value claims, measured by every evaluate_plan run: the two faithfulness variants,
-  completeness, minimality;
+  completeness, minimality, and the logit lens (seqcirc.claims.lens: the unablated model);
 - test claims, whose value is a test's p-value (seqcirc.claims.significance);
 - role claims, measured on the model's weights and tokenizer (seqcirc.claims.roles).
 The kinds the language accepts are listed in seqcirc.language.vocab; a kind there with no
@@ -18,6 +18,7 @@ from typing import Literal
 from seqcirc.claims import significance
 from seqcirc.claims.context import ClaimHandler
 from seqcirc.claims.faithfulness import faithfulness_claim
+from seqcirc.claims.lens import lens_claim
 from seqcirc.claims.measures import completeness_claim, minimality_claim
 from seqcirc.claims.roles import role_claim
 from seqcirc.language import vocab
@@ -39,6 +40,7 @@ KINDS: dict[str, ClaimKind] = {
     "normalized_faithfulness": ClaimKind(faithfulness_claim("normalized_faithfulness"), "value"),
     "completeness": ClaimKind(completeness_claim, "value"),
     "minimality": ClaimKind(minimality_claim, "value"),
+    "lens": ClaimKind(lens_claim, "value"),
     "random_baseline": ClaimKind(significance.random_baseline, "test"),
     "knockout": ClaimKind(significance.knockout, "test"),
     "equivalence": ClaimKind(significance.equivalence, "test"),

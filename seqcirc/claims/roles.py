@@ -243,9 +243,15 @@ def role_claim(claim: Claim, ctx: ClaimContext) -> ClaimValue:
         seed=ctx.seed, groups=dict(ctx.circuit.groups),
     )  # fmt: skip
     got = measured.claim_value()
-    return replace(
-        got, detail={**got.detail, "attention": head_attention(bridge, task, measured.head)}
-    )
+    detail = {**got.detail, "attention": head_attention(bridge, task, measured.head)}
+    if measured.role == "attends" and detail.get("which") == "clean":  # token-level too
+        from seqcirc.roles.patterns import task_token_attention
+
+        pair = (str(detail["from"]), str(detail["to"]))
+        tokens = task_token_attention(bridge, ctx.model.tokenizer, task, measured.head, pair)
+        if tokens is not None:
+            detail["attention_tokens"] = tokens
+    return replace(got, detail=detail)
 
 
 ATTENTION_PROMPTS = 64  # prompts whose attention patterns the report shows for a role head

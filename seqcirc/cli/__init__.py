@@ -10,7 +10,18 @@ from typing import TextIO
 
 import typer
 
-from seqcirc.cli import compare, data, discover, interop, language, roles, test, version
+from seqcirc.cli import (
+    attention,
+    compare,
+    data,
+    discover,
+    interop,
+    language,
+    lens,
+    roles,
+    test,
+    version,
+)
 from seqcirc.cli.help import Command, Group
 from seqcirc.errors import EXIT_RUNTIME, SeqcircError, SeqcircWarning
 
@@ -42,6 +53,8 @@ def _root(
 # Registration order is the order `seqcirc --help` lists the commands in.
 app.command(cls=Command)(version.version)
 app.command(cls=Command)(roles.roles)
+app.command(cls=Command)(lens.lens)
+app.command(cls=Command)(attention.attention)
 app.command(cls=Command)(language.check)
 app.command(cls=Command)(language.plan)
 app.command(cls=Command)(language.fmt)

@@ -67,7 +67,8 @@ class Threshold:
 @dataclass(frozen=True)
 class ClaimExpr:
     """`NAME(args) OP t` (form "value"), `beats NAME(args) at STAT OP t` ("beats"),
-    `NAME(args) at STAT OP t` ("test")."""
+    `NAME(args) at STAT OP t` ("test"); a value claim may read a measure of a target,
+    `NAME(args) MEASURE(TARGET) OP t` (`lens(layer=9) rank(correct) <= 1`)."""
 
     form: str
     name: NameRef
@@ -76,6 +77,8 @@ class ClaimExpr:
     op: str
     threshold: Threshold
     span: Span
+    measure: NameRef | None = None
+    target: NameRef | None = None
 
 
 # ---- file level ---------------------------------------------------------------------

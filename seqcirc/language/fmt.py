@@ -60,6 +60,8 @@ def _model(m: ast.ModelName) -> str:
 
 def _claim(c: ast.ClaimExpr) -> str:
     head = c.name.name + _args(c.args)
+    if c.measure is not None and c.target is not None:
+        head += f" {c.measure.name}({c.target.name})"
     tail = f"{c.op} {_threshold(c.threshold)}"
     if c.form == "value":
         return f"{head} {tail}"

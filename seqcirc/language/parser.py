@@ -133,6 +133,8 @@ def _describe_terminal(parser: Lark, name: str) -> str:
 
 def _expected(parser: Lark, names: set[str] | frozenset[str]) -> str:
     words = sorted({_describe_terminal(parser, n) for n in names})
+    if "COMPARE" in names and "NAME" in names:  # a claim's name: its measure may follow
+        words = [w if w != "a name" else "a lens measure such as rank(correct)" for w in words]
     if len(words) > 8:
         words = [*words[:8], "..."]
     return ", ".join(words)

@@ -210,6 +210,13 @@ class ToAst(Transformer_NonRecursive):
             "value", self._name(name), args or (), None, str(op), threshold, self._span(meta)
         )
 
+    def measure_claim(self, meta: Meta, c: list) -> ast.ClaimExpr:
+        name, args, measure, target, op, threshold = c
+        return ast.ClaimExpr(
+            "value", self._name(name), args or (), None, str(op), threshold,
+            self._span(meta), self._name(measure), self._name(target),
+        )  # fmt: skip
+
     def beats_claim(self, meta: Meta, c: list) -> ast.ClaimExpr:
         return self._test("beats", meta, c)
 

@@ -58,7 +58,15 @@ VALUE_CLAIMS: dict[str, dict[str, type]] = {
     "faithfulness": {"variant": str, "bound": str},
     "completeness": {"random": int, "greedy": bool, "groups": bool, "bound": str},
     "minimality": {"signed": bool, "bound": str},  # signed: keep the drop's sign
+    # the logit lens on the unablated model: `expect lens(layer=9) rank(correct) <= 1`
+    "lens": {"layer": int},
 }
+# What a lens claim measures (`rank(correct)`): only `lens` takes a measure. rank: the
+# median over the task's clean prompts of the target's rank at END (1 = top); logit,
+# prob: the mean decoded logit / softmax probability. Targets: correct (the answer) and
+# last (the task's incorrect token: the last shown member).
+LENS_MEASURES = ("rank", "logit", "prob")
+LENS_TARGETS = ("correct", "last")
 FAITHFULNESS_VARIANTS = ("ratio", "normalized")
 BOUNDS = ("lower", "upper", "point")
 
@@ -166,6 +174,7 @@ LIMITS: dict[str, int] = {
     "pattern_cells": 2**24,  # n_seqs x (2 half_len + 1)^2 attention weights per head
     "layers": 1_000,  # layers of a model whose shape is not known offline
     "heads": 1_000,  # heads per layer of such a model
+    "layer": 999,  # a lens claim's layer on such a model (else the model's last layer)
     "set_depth": 100,  # nesting of set algebra (a flat chain a & b & c counts 1)
     "import_depth": 64,  # a file importing a file importing a file ... (E111)
 }

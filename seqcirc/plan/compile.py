@@ -182,17 +182,20 @@ def require_circuits(plan: Plan) -> Plan:
     return plan
 
 
-def require_fit(plan: Plan, d_vocab: int, n_ctx: int) -> None:
+def require_fit(plan: Plan, d_vocab: int, n_ctx: int, n_layers: int | None = None) -> None:
     """Role sizes the loaded model cannot meet, as input errors (exit 2) before any claim
     runs: successor/copy `top` beyond the vocabulary (E806), pattern roles' sequences
-    beyond the context (E807). `seqcirc check` finds these wherever it knows the model's
+    beyond the context (E807), a lens layer beyond the model's layers (E221, when
+    `n_layers` is given). `seqcirc check` finds these wherever it knows the model's
     shape; this covers `--model` and models whose shape is known only once loaded."""
     for circuit in plan.circuits:
         for claim in circuit.claims:
-            if claim.kind != "role":
-                continue
             p = claim.params_dict()
             span = Span(claim.path, claim.line, claim.col) if claim.path and claim.line else None
+            if claim.kind == "lens" and n_layers is not None:
+                _require_layer(p.get("layer"), n_layers, circuit.model.name, span)
+            if claim.kind != "role":
+                continue
             top = p.get("top")
             if isinstance(top, int) and not 1 <= top <= d_vocab:
                 raise InputError(
@@ -213,6 +216,16 @@ def require_fit(plan: Plan, d_vocab: int, n_ctx: int) -> None:
                     span=span,
                     hint=f"give half_len=2..{(n_ctx - 1) // 2}",
                 )
+
+
+def _require_layer(layer: object, n_layers: int, model: str, span: Span | None) -> None:
+    if isinstance(layer, int) and not 0 <= layer < n_layers:
+        raise InputError(
+            f"lens layer {layer} is out of range: {model} has {n_layers} layers",
+            code="E221",
+            span=span,
+            hint=f"give layer=0..{n_layers - 1}",
+        )
 
 
 def compile_text(text: str, path: str = "<string>") -> Plan:

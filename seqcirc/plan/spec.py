@@ -119,9 +119,10 @@ class TaskSpec:
 class Claim:
     """One expectation or role claim, with its threshold and where it was written.
 
-    kind: faithfulness | normalized_faithfulness | completeness | minimality |
+    kind: faithfulness | normalized_faithfulness | completeness | minimality | lens |
           random_baseline | equivalence | independence | sufficiency | minimality_test | role
-          (the two faithfulness kinds also carry params variant=ratio|normalized)
+          (the two faithfulness kinds also carry params variant=ratio|normalized; lens
+          carries layer, measure and target)
     bound: which statistic is compared: "lower"/"upper" confidence bound, or "point".
           p-value claims (random_baseline and the Shi et al. tests) compare the p-value
           with `op threshold` (e.g. p < 0.01) and have bound "point".

@@ -9,7 +9,8 @@ Optional inputs, read defensively (the evaluator may not record them yet):
   F(M \\ v) / F(M)}); without it, a minimality claim's per-node `drop_alone`, else
   the signed drops of `CircuitResult.removals["nodes"]`;
 - role heads' attention: a role claim's `detail["attention"]` ({"pattern": [[...]],
-  "labels": [...]});
+  "labels": [...]}), and for `attends` claims the token-level pattern,
+  `detail["attention_tokens"]` (drawn by report/attention_tokens.py);
 - model shape: `EvaluationResult.model["shape"]` (n_layers, n_heads); else inferred.
 """
 
@@ -208,12 +209,15 @@ def graph_figure(result: EvaluationResult, circuit: CircuitResult) -> Figure | N
 
 
 def circuit_figures(result: EvaluationResult, circuit: CircuitResult) -> list[Figure]:
+    from seqcirc.report.attention_tokens import token_attention_figures
+
     setup = view.ablation_setup(circuit)
     found = [
         faithfulness_figure(circuit, setup),
         completeness_figure(circuit, setup),
         ablation_figure(result, circuit, setup),
         *attention_figures(circuit),
+        *token_attention_figures(circuit),
         graph_figure(result, circuit),
     ]
     return [f for f in found if f is not None]

@@ -241,7 +241,8 @@ class Session:
         from seqcirc.plan.compile import require_fit
 
         loaded = self.model(plan.circuits[0], base_dir)
-        require_fit(plan, int(loaded.bridge.cfg.d_vocab), int(loaded.bridge.cfg.n_ctx))
+        cfg = loaded.bridge.cfg
+        require_fit(plan, int(cfg.d_vocab), int(cfg.n_ctx), int(cfg.n_layers))
         if self._means_cache is None:
             self._means_cache = MeansCache.from_option(self.options.cache_dir) or False
         result = evaluate_plan(
