@@ -31,6 +31,12 @@ def test_cmd(
         help="keep mean-ablation values on disk here across runs (default: $SEQCIRC_CACHE_DIR, "
         "else off)",
     ),
+    engine: str = typer.Option(
+        "auto",
+        "--engine",
+        help="auto | generic | fast: the forward that runs circuits (auto: the hand-written "
+        "GPT-2/Llama one where it applies, else the generic one through the bridge's hooks)",
+    ),
     bos: str | None = typer.Option(
         None,
         "--bos",
@@ -66,7 +72,7 @@ def test_cmd(
     status = _Status(err_console, shown=err_console.is_terminal and not quiet)
     options = Options(
         model=model, seed=seed, prompts=prompts, device=device, batch_rows=batch_size,
-        cache_dir=cache_dir, only_model=on, bos=bos,
+        cache_dir=cache_dir, only_model=on, bos=bos, engine=engine,
     )  # fmt: skip
     reports = ReportPaths(json_path, junit_path, markdown_path, html_path)
     failed = unwritten = False

@@ -21,6 +21,7 @@ from seqcirc.models.shapes import shape_of
 from seqcirc.plan import CircuitPlan, Plan
 
 Progress = Callable[[str], None]
+ENGINES = ("auto", "generic", "fast")  # seqcirc.forward.select.ENGINES, without torch
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,7 @@ class Options:
     n_boot: int = 10_000
     only_model: str | None = None  # evaluate only the circuits stated on this model
     bos: str | None = None  # on | off | auto for every task (None: each task's own `bos`)
+    engine: str = "auto"  # auto | generic | fast (seqcirc.forward.select)
 
 
 def apply_options(plan: Plan, options: Options) -> Plan:
@@ -88,6 +90,10 @@ def apply_options(plan: Plan, options: Options) -> Plan:
         if options.prompts > LIMITS["prompts"]:
             raise InputError(f"--prompts must be at most {LIMITS['prompts']:,}", code="E402")
         circuits = tuple(_with_prompts(c, options.prompts) for c in circuits)
+    if options.engine not in ENGINES:
+        raise InputError(
+            f"--engine must be one of {', '.join(ENGINES)}, not {options.engine!r}", code="E402"
+        )
     if options.seed is not None and not 0 <= options.seed <= LIMITS["seed"]:
         raise InputError(f"--seed must be 0..{LIMITS['seed']:,}", code="E402")
     if options.bos is not None:
@@ -218,6 +224,7 @@ class Session:
             handlers=HANDLERS,
             states=self._states,
             means_cache=self._means_cache or None,
+            engine=self.options.engine,
         )
         return replace(result, model=loaded.to_dict())
 
@@ -230,7 +237,7 @@ def evaluate(path: str | Path, **options: Any) -> Any:
     cached across calls): `seqcirc.evaluate("hypotheses/months.circ")`.
 
     options: the fields of Options (model, seed, prompts, device, batch_rows, cache_dir,
-    n_boot);
+    n_boot, engine);
     calls with different options get a session of their own.
     """
     global _DEFAULT_SESSION
