@@ -195,8 +195,8 @@ def removed_weights(graph: EdgeGraph, keep: Tensor, dtype: torch.dtype) -> Tenso
 
 @dataclass(frozen=True, eq=False)
 class SenderValues:
-    """Ablated sender outputs, sender-major: embed [1, P, S, d], heads [L][H, P, S, d],
-    mlp [L][1, P, S, d]; P = 1 (shared by every row) or the rows' own (per prompt)."""
+    """Ablated sender outputs, row-major: embed [P, 1, S, d], heads [L][P, H, S, d], mlp
+    [L][P, 1, S, d]; P = 1 (shared by every row) or one per prompt."""
 
     embed: Tensor
     heads: tuple[Tensor, ...]
@@ -207,21 +207,59 @@ class SenderValues:
     def from_nodes(cls, m: HookedModel, embed: Tensor, values: Replacement) -> SenderValues:
         layout = require_edges(m)
         per = values.z[0].dim() == 4
-        if per:  # [n, S, ...] -> sender-major [1 or H, n, S, d]
-            heads = tuple(torch.einsum("nshe,hed->hnsd", z, layout.W_O[layer].to(z))
-                          for layer, z in enumerate(values.z))  # fmt: skip
-            return cls(embed[None], heads, tuple(t[None] for t in values.mlp), True)
-        heads = tuple(torch.einsum("she,hed->hsd", z, layout.W_O[layer].to(z))[:, None]
-                      for layer, z in enumerate(values.z))  # fmt: skip
-        return cls(embed[None, None], heads, tuple(t[None, None] for t in values.mlp), False)
+        zs = values.z if per else tuple(z[None] for z in values.z)
+        heads = tuple(
+            torch.einsum("pshe,hed->phsd", z, layout.W_O[layer].to(z)) for layer, z in enumerate(zs)
+        )
+        lead = (lambda t: t[:, None]) if per else (lambda t: t[None, None])
+        return cls(lead(embed), heads, tuple(lead(t) for t in values.mlp), per)
 
     def rows(self, index: Tensor) -> SenderValues:
         if not self.per_prompt:
             return self
         return SenderValues(
-            self.embed[:, index], tuple(h[:, index] for h in self.heads),
-            tuple(t[:, index] for t in self.mlp), True,
+            self.embed[index], tuple(h[index] for h in self.heads),
+            tuple(t[index] for t in self.mlp), True,
         )  # fmt: skip
+
+
+class _Diffs:
+    """Each sender's (ablated - actual) as it is computed, row-major [B, n, S, d].
+
+    Without autograd they go into one buffer and a receiver group's shift is one matrix
+    product; with autograd (keep weights being differentiated) they stay separate blocks,
+    one product each, summed: a buffer written in place after a product has read it could
+    not be differentiated."""
+
+    def __init__(self, n_senders: int) -> None:
+        self.n_senders = n_senders
+        self.grad = torch.is_grad_enabled()
+        self.blocks: list[tuple[int, Tensor]] = []
+        self.buf: Tensor | None = None
+        self.filled = 0
+
+    def add(self, col: int, d: Tensor) -> None:
+        if self.grad:
+            self.blocks.append((col, d))
+            return
+        if self.buf is None:
+            self.buf = d.new_empty(d.shape[0], self.n_senders, *d.shape[2:])
+        self.buf[:, col : col + d.shape[1]] = d
+        self.filled = col + d.shape[1]
+
+    def shift(self, w: Tensor, n: int) -> Tensor | None:
+        """Σ_j w[..., r, j] * diff_j over the first n senders: [B, r, S, d] (w [r, N] for
+        every row, or [B, r, N] per row); None before any sender."""
+        parts = [(0, self.buf[:, :n])] if self.buf is not None else self.blocks
+        total: Tensor | None = None
+        for col, d in parts:
+            if col >= n:
+                break
+            k = min(d.shape[1], n - col)
+            flat = d[:, :k].reshape(d.shape[0], k, -1)
+            part = torch.matmul(w[..., col : col + k].to(flat), flat)
+            total = part if total is None else total + part.to(total.device)
+        return None if total is None else total.unflatten(-1, parts[0][1].shape[2:])
 
 
 # ---------------------------------------------------------------- the forward
@@ -249,27 +287,14 @@ class _EdgePass:
     def __init__(self, m: HookedModel, layout: EdgeLayout, removed: Tensor,
                  values: SenderValues) -> None:  # fmt: skip
         self.m, self.layout, self.removed, self.values = m, layout, removed, values
-        self.diffs: list[tuple[int, Tensor]] = []  # (first sender column, [n, B, S, d])
+        self.diffs = _Diffs(removed.shape[-1])
         self.attn_delta: dict[int, Tensor | None] = {}
         self.resid_pre: dict[int, Tensor] = {}
-        per = m.n_heads + 2 * m.n_kv_heads + 1
-        self.per_layer = per
+        self.per_layer = m.n_heads + 2 * m.n_kv_heads + 1
 
     def delta(self, r0: int, r1: int, n_senders: int) -> Tensor | None:
-        """Sum over removed edges into receivers r0..r1-1 from the first n_senders senders
-        of (ablated - actual): [r, B, S, d], None before any sender."""
-        total: Tensor | None = None
-        for c0, d in self.diffs:
-            if c0 >= n_senders:
-                break
-            n = min(d.shape[0], n_senders - c0)
-            w = self.removed[..., r0:r1, c0 : c0 + n].to(device=d.device, dtype=d.dtype)
-            if w.dim() == 2:  # one removal for every row: one matrix product
-                part = (w @ d[:n].reshape(n, -1)).reshape(r1 - r0, *d.shape[1:])
-            else:
-                part = torch.einsum("brn,nbsd->rbsd", w, d[:n])
-            total = part if total is None else total + part.to(total.device)
-        return total
+        """The shift of receivers r0..r1-1 from the first n_senders senders: [B, r, S, d]."""
+        return self.diffs.shift(self.removed[..., r0:r1, :], n_senders)
 
     def hooks(self) -> list[tuple[str, Hook]]:
         m = self.m
@@ -289,7 +314,7 @@ class _EdgePass:
 
     def embed(self, x: Tensor) -> None:
         self.resid_pre[0] = x
-        self.diffs.append((0, self.values.embed.to(x) - x[None]))
+        self.diffs.add(0, self.values.embed.to(x) - x[:, None])
 
     def keep_resid(self, layer: int) -> Hook:
         def hook(x: Tensor) -> None:
@@ -311,7 +336,7 @@ class _EdgePass:
             if delta is None:
                 return None
             a, b = spans[which]
-            return x + delta[a:b].permute(1, 2, 0, 3).to(x)
+            return x + delta[:, a:b].transpose(1, 2).to(x)
 
         return hook
 
@@ -319,8 +344,8 @@ class _EdgePass:
         col = 1 + layer * (self.m.n_heads + 1)
 
         def hook(z: Tensor) -> None:
-            out = torch.einsum("bshe,hed->hbsd", z, self.layout.W_O[layer].to(z))
-            self.diffs.append((col, self.values.heads[layer].to(out) - out))
+            out = torch.einsum("bshe,hed->bhsd", z, self.layout.W_O[layer].to(z))
+            self.diffs.add(col, self.values.heads[layer].to(out) - out)
 
         return hook
 
@@ -331,10 +356,10 @@ class _EdgePass:
         def hook(x: Tensor) -> Tensor | None:
             delta = self.delta(r, r + 1, n)
             if self.layout.mlp_input == "mlp_in":
-                return None if delta is None else x + delta[0].to(x)
+                return None if delta is None else x + delta[:, 0].to(x)
             block = self.m.bridge.blocks[layer]
             resid = self.resid_pre[layer]
-            resid = resid if delta is None else resid + delta[0].to(resid)
+            resid = resid if delta is None else resid + delta[:, 0].to(resid)
             normed: Tensor = block.ln1.original_component(resid)
             return normed.to(x)
 
@@ -344,14 +369,14 @@ class _EdgePass:
         col = 1 + layer * (self.m.n_heads + 1) + self.m.n_heads
 
         def hook(x: Tensor) -> None:
-            self.diffs.append((col, self.values.mlp[layer].to(x) - x[None]))
+            self.diffs.add(col, self.values.mlp[layer].to(x) - x[:, None])
 
         return hook
 
     def logits(self, x: Tensor) -> Tensor | None:
         r = self.removed.shape[-2] - 1
         delta = self.delta(r, r + 1, self.removed.shape[-1])
-        return None if delta is None else x + delta[0].to(x)
+        return None if delta is None else x + delta[:, 0].to(x)
 
 
 def forward_edges(m: HookedModel, tokens: Tensor, answer_pos: Tensor, removed: Tensor,
