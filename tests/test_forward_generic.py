@@ -217,3 +217,41 @@ def test_claims_are_the_same_on_both_engines_seqcirc_mini() -> None:
     a, b = run_edges(edge[0], keep), run_edges(edge[1], keep)
     np.testing.assert_allclose(a, b, atol=1e-5, rtol=0)
     assert np.abs(a - edge[0].m_model).max() > 0.5
+
+
+# ------------------------------------------------------------------ the option
+
+
+@pytest.mark.skipif(not BUNDLED.exists(), reason="the bundled model's weights are not built")
+def test_seqcirc_test_engine_option_reaches_the_result(tmp_path: Path) -> None:
+    import json
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    from seqcirc.usecases.session import Options, Session
+    from tests.mini_circuits import TASK, heads_but_last
+
+    (tmp_path / "c.circ").write_text(
+        TASK + f"circuit most on seqcirc-mini {{\n  heads {heads_but_last()}\n"
+        "  expect faithfulness(bound=point) >= 0.5\n}\n"
+    )
+    seqcirc = shutil.which("seqcirc", path=str(Path(sys.executable).parent)) or "seqcirc"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "NO_COLOR": "1"}
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([seqcirc, "test", "c.circ", *args], capture_output=True,
+                              text=True, cwd=tmp_path, env=env, timeout=300)  # fmt: skip
+
+    proc = run("--engine", "generic", "--prompts", "12", "--json", "out.json")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    generic = json.loads((tmp_path / "out.json").read_text())["circuits"][0]
+    assert generic["checks"]["engine"] == "generic"
+    fast = Session(Options(engine="fast", n_boot=10_000)).evaluate_file(tmp_path / "c.circ")
+    assert fast.circuits[0].checks["engine"] == "fast"
+    assert generic["claims"][0]["value"] == pytest.approx(
+        fast.circuits[0].claims[0].value, abs=1e-5
+    )
+    bad = run("--engine", "fastest")
+    assert bad.returncode == 2 and "E402" in bad.stderr and "Traceback" not in bad.stderr

@@ -321,6 +321,8 @@ class _Acts:
         n_h = self.m.n_heads
 
         def hook(z: Tensor) -> Tensor | None:
+            flat = z.dim() == 3  # a bridge without hook_z's per-head view: [B, S, H * dh]
+            z = z.unflatten(-1, (n_h, -1)) if flat else z
             new = None
             if self.replace is not None:
                 assert self.values is not None
@@ -328,7 +330,7 @@ class _Acts:
                 new = self.swap(z, cols, self.values.z[layer], 4)
             if self.capture:
                 self.z.append((z if new is None else new).clone())
-            return new
+            return new.flatten(-2) if flat and new is not None else new
 
         return hook
 

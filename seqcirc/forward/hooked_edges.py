@@ -344,6 +344,7 @@ class _EdgePass:
         col = 1 + layer * (self.m.n_heads + 1)
 
         def hook(z: Tensor) -> None:
+            z = z.unflatten(-1, (self.m.n_heads, -1)) if z.dim() == 3 else z
             out = torch.einsum("bshe,hed->bhsd", z, self.layout.W_O[layer].to(z))
             self.diffs.add(col, self.values.heads[layer].to(out) - out)
 
