@@ -413,6 +413,7 @@ def check_structure(m: HookedModel, tokens: Tensor) -> float:
         pre, post = cache[f"blocks.{L}.hook_resid_pre"], cache[f"blocks.{L}.hook_resid_post"]
         scale = float(post.abs().max()) + 1.0
         z = cache[f"blocks.{L}.attn.hook_z"]
+        z = z.unflatten(-1, (m.n_heads, -1)) if z.dim() == 3 else z
         attn = torch.einsum("bshe,hed->bsd", z, layout.W_O[L].to(pre))
         if layout.b_O[L] is not None:
             attn = attn + layout.b_O[L].to(pre)  # type: ignore[union-attr]
