@@ -625,7 +625,9 @@ def run(cfg: Config, items: tuple[str, ...], out: Path | None, in_process: bool,
     report = {
         "command": command,
         "machine": machine_info(cfg),
-        "config": {**cfg.to_dict(), "engines": list(engines), "families": list(families)},
+        "config": cfg.to_dict(),
+        "engines": list(engines),
+        "families": list(families),
         "targets": targets(cfg),
         "results": results,
     }
