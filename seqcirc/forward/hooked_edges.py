@@ -55,6 +55,7 @@ class EdgeLayout:
 
     parallel: bool  # a block's MLP reads the residual stream before the block
     mlp_input: str  # "mlp_in": hook_mlp_in; "shared_ln1": the MLP reads ln1's output
+    attn_result: bool  # the bridge gives each head's output (hook_result, use_attn_result)
     W_O: tuple[Tensor, ...]  # [H, dh, d] per layer
     b_O: tuple[Tensor | None, ...]  # [d] per layer
 
@@ -111,6 +112,7 @@ def require_edges(m: HookedModel) -> EdgeLayout:
     layout = EdgeLayout(
         parallel=parallel,
         mlp_input=_mlp_input(m, blocks[0], parallel),
+        attn_result=all(getattr(b.attn, "supports_attn_result", False) for b in blocks),
         W_O=tuple(b.attn.W_O.detach() for b in blocks),
         b_O=tuple(None if b.attn.b_O is None else b.attn.b_O.detach() for b in blocks),
     )
@@ -195,8 +197,9 @@ def removed_weights(graph: EdgeGraph, keep: Tensor, dtype: torch.dtype) -> Tenso
 
 @dataclass(frozen=True, eq=False)
 class SenderValues:
-    """Ablated sender outputs, row-major: embed [P, 1, S, d], heads [L][P, H, S, d], mlp
-    [L][P, 1, S, d]; P = 1 (shared by every row) or one per prompt."""
+    """Ablated sender outputs, position-major as the residual stream: embed [P, S, 1, d],
+    heads [L][P, S, H, d], mlp [L][P, S, 1, d]; P = 1 (shared by every row) or one per
+    prompt."""
 
     embed: Tensor
     heads: tuple[Tensor, ...]
@@ -209,9 +212,9 @@ class SenderValues:
         per = values.z[0].dim() == 4
         zs = values.z if per else tuple(z[None] for z in values.z)
         heads = tuple(
-            torch.einsum("pshe,hed->phsd", z, layout.W_O[layer].to(z)) for layer, z in enumerate(zs)
+            torch.einsum("pshe,hed->pshd", z, layout.W_O[layer].to(z)) for layer, z in enumerate(zs)
         )
-        lead = (lambda t: t[:, None]) if per else (lambda t: t[None, None])
+        lead = (lambda t: t[:, :, None]) if per else (lambda t: t[None, :, None])
         return cls(lead(embed), heads, tuple(lead(t) for t in values.mlp), per)
 
     def rows(self, index: Tensor) -> SenderValues:
@@ -224,7 +227,8 @@ class SenderValues:
 
 
 class _Diffs:
-    """Each sender's (ablated - actual) as it is computed, row-major [B, n, S, d].
+    """Each sender's (ablated - actual) as it is computed, [B, S, n, d] as the fast
+    engine keeps them.
 
     Without autograd they go into one buffer and a receiver group's shift is one matrix
     product; with autograd (keep weights being differentiated) they stay separate blocks,
@@ -236,48 +240,51 @@ class _Diffs:
         self.grad = torch.is_grad_enabled()
         self.blocks: list[tuple[int, Tensor]] = []
         self.buf: Tensor | None = None
-        self.filled = 0
 
     def add(self, col: int, d: Tensor) -> None:
         if self.grad:
             self.blocks.append((col, d))
             return
         if self.buf is None:
-            self.buf = d.new_empty(d.shape[0], self.n_senders, *d.shape[2:])
-        self.buf[:, col : col + d.shape[1]] = d
-        self.filled = col + d.shape[1]
+            self.buf = d.new_empty(*d.shape[:2], self.n_senders, d.shape[-1])
+        self.buf[:, :, col : col + d.shape[2]] = d
 
     def shift(self, w: Tensor, n: int) -> Tensor | None:
-        """Σ_j w[..., r, j] * diff_j over the first n senders: [B, r, S, d] (w [r, N] for
+        """Σ_j w[..., r, j] * diff_j over the first n senders: [B, S, r, d] (w [r, N] for
         every row, or [B, r, N] per row); None before any sender."""
-        parts = [(0, self.buf[:, :n])] if self.buf is not None else self.blocks
+        parts = [(0, self.buf[:, :, :n])] if self.buf is not None else self.blocks
         total: Tensor | None = None
         for col, d in parts:
             if col >= n:
                 break
-            k = min(d.shape[1], n - col)
-            flat = d[:, :k].reshape(d.shape[0], k, -1)
-            part = torch.matmul(w[..., col : col + k].to(flat), flat)
+            k = min(d.shape[2], n - col)
+            wk = w[..., col : col + k].to(d)
+            part = torch.matmul(wk if wk.dim() == 2 else wk[:, None], d[:, :, :k])
             total = part if total is None else total + part.to(total.device)
-        return None if total is None else total.unflatten(-1, parts[0][1].shape[2:])
+        return total
 
 
 # ---------------------------------------------------------------- the forward
 
 
 @contextmanager
-def split_inputs(bridge: Any) -> Iterator[None]:
-    """TransformerLens's per-head q/k/v inputs and hook_mlp_in, on for one forward."""
+def split_inputs(bridge: Any, attn_result: bool = False) -> Iterator[None]:
+    """TransformerLens's per-head q/k/v inputs and hook_mlp_in (and each head's output,
+    hook_result, if asked: the output projection then runs per head), on for one forward."""
     cfg = bridge.cfg
-    before = (bool(getattr(cfg, "use_split_qkv_input", False)),
-              bool(getattr(cfg, "use_hook_mlp_in", False)))  # fmt: skip
+    flags = ("use_split_qkv_input", "use_hook_mlp_in", "use_attn_result")
+    before = {f: bool(getattr(cfg, f, False)) for f in flags}
     try:
         bridge.set_use_split_qkv_input(True)
         bridge.set_use_hook_mlp_in(True)
+        if attn_result:
+            bridge.set_use_attn_result(True)
         yield
     finally:
-        bridge.set_use_split_qkv_input(before[0])
-        bridge.set_use_hook_mlp_in(before[1])
+        bridge.set_use_split_qkv_input(before["use_split_qkv_input"])
+        bridge.set_use_hook_mlp_in(before["use_hook_mlp_in"])
+        if attn_result:
+            bridge.set_use_attn_result(before["use_attn_result"])
 
 
 class _EdgePass:
@@ -293,7 +300,7 @@ class _EdgePass:
         self.per_layer = m.n_heads + 2 * m.n_kv_heads + 1
 
     def delta(self, r0: int, r1: int, n_senders: int) -> Tensor | None:
-        """The shift of receivers r0..r1-1 from the first n_senders senders: [B, r, S, d]."""
+        """The shift of receivers r0..r1-1 from the first n_senders senders: [B, S, r, d]."""
         return self.diffs.shift(self.removed[..., r0:r1, :], n_senders)
 
     def hooks(self) -> list[tuple[str, Hook]]:
@@ -302,7 +309,10 @@ class _EdgePass:
         for layer in range(m.n_layers):
             attn = f"blocks.{layer}.attn"
             out += [(f"{attn}.hook_{x}_input", self.qkv(layer, x)) for x in "qkv"]
-            out.append((f"{attn}.hook_z", self.heads(layer)))
+            if self.layout.attn_result:
+                out.append((f"{attn}.hook_result", self.results(layer)))
+            else:
+                out.append((f"{attn}.hook_z", self.heads(layer)))
             out.append((f"blocks.{layer}.hook_mlp_out", self.mlp_out(layer)))
             if self.layout.mlp_input == "mlp_in":
                 out.append((f"blocks.{layer}.hook_mlp_in", self.mlp_in(layer)))
@@ -314,7 +324,7 @@ class _EdgePass:
 
     def embed(self, x: Tensor) -> None:
         self.resid_pre[0] = x
-        self.diffs.add(0, self.values.embed.to(x) - x[:, None])
+        self.diffs.add(0, self.values.embed.to(x) - x[:, :, None])
 
     def keep_resid(self, layer: int) -> Hook:
         def hook(x: Tensor) -> None:
@@ -336,7 +346,7 @@ class _EdgePass:
             if delta is None:
                 return None
             a, b = spans[which]
-            return x + delta[:, a:b].transpose(1, 2).to(x)
+            return x + delta[:, :, a:b].to(x)
 
         return hook
 
@@ -345,7 +355,15 @@ class _EdgePass:
 
         def hook(z: Tensor) -> None:
             z = z.unflatten(-1, (self.m.n_heads, -1)) if z.dim() == 3 else z
-            out = torch.einsum("bshe,hed->bhsd", z, self.layout.W_O[layer].to(z))
+            out = torch.einsum("bshe,hed->bshd", z, self.layout.W_O[layer].to(z))
+            self.diffs.add(col, self.values.heads[layer].to(out) - out)
+
+        return hook
+
+    def results(self, layer: int) -> Hook:
+        col = 1 + layer * (self.m.n_heads + 1)
+
+        def hook(out: Tensor) -> None:  # [B, S, H, d]: each head's term, computed once
             self.diffs.add(col, self.values.heads[layer].to(out) - out)
 
         return hook
@@ -357,10 +375,10 @@ class _EdgePass:
         def hook(x: Tensor) -> Tensor | None:
             delta = self.delta(r, r + 1, n)
             if self.layout.mlp_input == "mlp_in":
-                return None if delta is None else x + delta[:, 0].to(x)
+                return None if delta is None else x + delta[:, :, 0].to(x)
             block = self.m.bridge.blocks[layer]
             resid = self.resid_pre[layer]
-            resid = resid if delta is None else resid + delta[:, 0].to(resid)
+            resid = resid if delta is None else resid + delta[:, :, 0].to(resid)
             normed: Tensor = block.ln1.original_component(resid)
             return normed.to(x)
 
@@ -370,14 +388,14 @@ class _EdgePass:
         col = 1 + layer * (self.m.n_heads + 1) + self.m.n_heads
 
         def hook(x: Tensor) -> None:
-            self.diffs.add(col, self.values.mlp[layer].to(x) - x[:, None])
+            self.diffs.add(col, self.values.mlp[layer].to(x) - x[:, :, None])
 
         return hook
 
     def logits(self, x: Tensor) -> Tensor | None:
         r = self.removed.shape[-2] - 1
         delta = self.delta(r, r + 1, self.removed.shape[-1])
-        return None if delta is None else x + delta[:, 0].to(x)
+        return None if delta is None else x + delta[:, :, 0].to(x)
 
 
 def forward_edges(m: HookedModel, tokens: Tensor, answer_pos: Tensor, removed: Tensor,
@@ -386,7 +404,7 @@ def forward_edges(m: HookedModel, tokens: Tensor, answer_pos: Tensor, removed: T
     pass. removed: removed_weights' [n_receivers, n_senders] or per row [B, ...]."""
     layout = require_edges(m)
     run = _EdgePass(m, layout, removed, values)
-    with split_inputs(m.bridge), m.hooks(run.hooks()):
+    with split_inputs(m.bridge, layout.attn_result), m.hooks(run.hooks()):
         return m.logits_at(tokens, answer_pos)
 
 
