@@ -21,7 +21,7 @@ import pytest
 import torch
 from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
 
-from seqcirc.engine.edges import edge_mask, run_edges
+from seqcirc.engine.edges import edge_mask, run_edge_circuits, run_edges
 from seqcirc.engine.prepare import prepare
 from seqcirc.engine.runner import EvalState, node_mask, run_circuits
 from seqcirc.errors import EvaluationError, InputError
@@ -313,6 +313,12 @@ def test_one_keep_row_per_batch_row(llama) -> None:  # type: ignore[no-untyped-d
     got = (logits[rows, state.correct.repeat(2)] - logits[rows, state.incorrect.repeat(2)]).numpy()
     want = np.concatenate([run_edges(state, k) for k in keeps])
     np.testing.assert_allclose(got, want, atol=1e-5, rtol=0)
+    state.edge_rows = 3  # chunks that split circuits and prompts: the runner's batching
+    np.testing.assert_allclose(run_edge_circuits(state, keeps).reshape(-1), want, atol=1e-5)
+    resample = prepare(llama, _task(), AblationSpec(granularity="edge", value="resample"))
+    resample.edge_rows = 4
+    each = np.stack([run_edges(resample, k) for k in keeps])
+    np.testing.assert_allclose(run_edge_circuits(resample, keeps), each, atol=1e-5, rtol=0)
 
 
 # ------------------------------------------------------------------ refusals and choice
