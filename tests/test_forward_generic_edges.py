@@ -26,6 +26,7 @@ from seqcirc.engine.prepare import prepare
 from seqcirc.engine.runner import EvalState, node_mask, run_circuits
 from seqcirc.errors import EvaluationError, InputError
 from seqcirc.forward import hooked_edges as he
+from seqcirc.forward import hooked_graph as hg
 from seqcirc.forward.select import select
 from seqcirc.plan import AblationSpec, Edge, Node
 from seqcirc.tasks.types import TokenizedTask
@@ -270,7 +271,7 @@ def test_llama_one_removed_qkv_edge_matches_plain_pytorch_hooks(llama, inp, head
 def _edge_metric(state: EvalState, keep: torch.Tensor) -> torch.Tensor:
     """logit_diff [B] of the edge forward with float keep weights (autograd on)."""
     w = state.weights
-    removed = he.removed_weights(state.graph, keep, w.dtype)
+    removed = hg.removed_weights(state.graph, keep, w.dtype)
     logits = he.forward_edges(w, state.clean, state.answer_pos, removed, state.edge_values)  # type: ignore[arg-type]
     rows = torch.arange(state.n_prompts)
     return logits[rows, state.correct] - logits[rows, state.incorrect]
@@ -307,7 +308,7 @@ def test_one_keep_row_per_batch_row(llama) -> None:  # type: ignore[no-untyped-d
     tokens, pos = state.clean.repeat(2, 1), state.answer_pos.repeat(2)
     values = state.edge_values
     with torch.no_grad():
-        removed = he.removed_weights(state.graph, per_row, w.dtype)
+        removed = hg.removed_weights(state.graph, per_row, w.dtype)
         logits = he.forward_edges(w, tokens, pos, removed, values)  # type: ignore[arg-type]
     rows = torch.arange(2 * N)
     got = (logits[rows, state.correct.repeat(2)] - logits[rows, state.incorrect.repeat(2)]).numpy()

@@ -50,7 +50,7 @@ def unsupported(arch: str, what: str, code: str = "E309") -> EvaluationError:
 
 class HookedModel:
     """A TransformerBridge as the engine sees it: sizes (as ModelWeights has them) and
-    forwards with node replacement (here) and edge removal (seqcirc.forward.hooked_edges)."""
+    forwards with node replacement (here) and edge removal (forward.hooked_edges)."""
 
     engine = ENGINE
 
@@ -82,7 +82,7 @@ class HookedModel:
         forward = inspect.signature(type(hf).forward).parameters
         self._keeps_logits = "logits_to_keep" in forward
         self.points = self._hook_points()
-        self.edge_layout: Any = None  # seqcirc.forward.hooked_edges.require_edges fills it
+        self.edge_layout: Any = None  # seqcirc.forward.hooked_graph.require_edges fills it
 
     def _hook_points(self) -> dict[str, Any]:
         names = [RESID_START, FINAL]
@@ -101,7 +101,7 @@ class HookedModel:
 
     @property
     def supports_edges(self) -> bool:
-        return True  # or a coded error when the graph is built (hooked_edges.require_edges)
+        return True  # or a coded error when the graph is built (hooked_graph.require_edges)
 
     def point(self, name: str) -> Any:
         if name not in self.points:

@@ -4,7 +4,7 @@ stage calls whichever engine holds the model.
 - `fast`: the hand-written forwards (seqcirc.forward.gpt2.extract_weights: GPT-2 node
   and edge circuits, Llama node circuits), which read the weights and step layer by layer;
 - `generic`: the bridge's own forward through its hook points (seqcirc.forward.hooked,
-  hooked_edges), for every architecture the TransformerBridge loads;
+  hooked_graph, hooked_edges), for every architecture the TransformerBridge loads;
 - `auto` (the default): fast where it implements the architecture, its configuration
   and the granularity (nodes or edges), generic otherwise.
 """
@@ -19,6 +19,7 @@ from torch import Tensor
 from seqcirc.errors import EvaluationError, InputError
 from seqcirc.forward import gpt2
 from seqcirc.forward import hooked_edges as he
+from seqcirc.forward import hooked_graph as hg
 from seqcirc.forward.common import ModelWeights, NodeRun, Replacement, require_edges
 from seqcirc.forward.gpt2 import EdgeGraph, EdgeValues, extract_weights
 from seqcirc.forward.hooked import HookedModel
@@ -116,7 +117,7 @@ def _at(t: Tensor, answer_pos: Tensor, per_prompt_dims: int) -> Tensor:
 
 
 def edge_graph(w: Model) -> EdgeGraph:
-    return he.edge_graph(w) if isinstance(w, HookedModel) else gpt2.edge_graph(w)
+    return hg.edge_graph(w) if isinstance(w, HookedModel) else gpt2.edge_graph(w)
 
 
 def edge_values(w: Model, embed: Tensor, values: Replacement) -> Senders:
@@ -140,7 +141,7 @@ def removed_edges(w: Model, graph: EdgeGraph, keep: Tensor) -> Tensor:
     """What forward_edges removes: bool keep [n_edges] for either engine; the generic
     engine also takes float keep weights and one keep row per batch row."""
     if isinstance(w, HookedModel):
-        return he.removed_weights(graph, keep.to(w.device), w.dtype)
+        return hg.removed_weights(graph, keep.to(w.device), w.dtype)
     return gpt2.removed_matrix(graph, keep, w.dtype).to(w.device)
 
 
@@ -158,8 +159,8 @@ def check_edge_structure(w: Model, tokens: Tensor) -> int:
     prompt-rows it ran."""
     if not isinstance(w, HookedModel):
         return 0
-    he.check_structure(w, tokens)
-    return min(he.STRUCTURE_ROWS, tokens.shape[0])
+    hg.check_structure(w, tokens)
+    return min(hg.STRUCTURE_ROWS, tokens.shape[0])
 
 
 __all__ = [
