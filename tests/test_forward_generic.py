@@ -157,6 +157,31 @@ def test_whole_model_is_exactly_one_and_nothing_is_the_empty_circuit(planted) ->
         )
 
 
+def test_the_empty_circuits_shortcut_falls_back_to_the_full_forward(planted, monkeypatch):  # type: ignore[no-untyped-def]
+    """Where the shortcut's check fails (forced here: no tolerance), every prompt gets the
+    full forward with every node replaced: the same numbers, more passes."""
+    import seqcirc.forward.hooked as hooked
+
+    bridge, task = planted
+    calls: list[int] = []
+    real = hooked.HookedModel._replaced
+
+    def counted(self, tokens, *args):  # type: ignore[no-untyped-def]
+        calls.append(tokens.shape[0])
+        return real(self, tokens, *args)
+
+    for setup in (SETUPS["mean"], EDGE_SETUPS["mean"]):
+        state = prepare(bridge, task, setup, engine="generic")
+        shortcut = empty_metric(state)
+        state._m_empty.clear()
+        calls.clear()
+        monkeypatch.setattr(hooked, "_tolerance", lambda dtype: -1.0)
+        monkeypatch.setattr(hooked.HookedModel, "_replaced", counted)
+        np.testing.assert_allclose(empty_metric(state), shortcut, atol=1e-5, rtol=0)
+        assert calls == [2, task.n_prompts]  # the check, then every prompt
+        monkeypatch.undo()
+
+
 # ------------------------------------------------------------------ the tiny Llama
 
 VOCAB, N = 40, 6

@@ -200,12 +200,19 @@ class HookedModel:
         shared = values.z[0].dim() == 3 and (embed is None or embed.dim() == 2)
         if not shared:
             return self._replaced(tokens, answer_pos, every, values, embed)
-        if embed is not None:  # every row has the same residual stream: one row holds it
-            keep, inv = torch.unique(answer_pos, return_inverse=True)
-            acts = _Acts(self, every[:1], values, None, False, embed=embed)
-            with self.hooks(acts.hooks(keep[:1])):
-                return self.logits_of(tokens[:1], keep)[0, inv]
-        return self._empty_nodes(tokens, answer_pos, values, clean_embed_answer)
+        if embed is not None:
+            out = self._empty_edges(tokens, answer_pos, values, embed)
+        else:
+            out = self._empty_nodes(tokens, answer_pos, values, clean_embed_answer)
+        # the shortcut on the first prompts against the forward it stands for; where the
+        # model is not what it assumes (a residual sum, tokens read by the embeddings
+        # only), that forward runs for every prompt
+        k = min(EMPTY_CHECK_ROWS, n)
+        exact = self._replaced(tokens[:k], answer_pos[:k], every[:k], values, embed)
+        scale = float(exact.abs().max()) + 1.0
+        if float((exact - out[:k]).abs().max()) > _tolerance(self.dtype) * scale:
+            return self._replaced(tokens, answer_pos, every, values, embed)
+        return out
 
     def _replaced(self, tokens: Tensor, answer_pos: Tensor, replace: Tensor, values: Replacement,
                   embed: Tensor | None) -> Tensor:  # fmt: skip
@@ -213,14 +220,22 @@ class HookedModel:
         with self.hooks(acts.hooks(answer_pos)):
             return self.logits_at(tokens, answer_pos)
 
+    def _empty_edges(self, tokens: Tensor, answer_pos: Tensor, values: Replacement,
+                     embed: Tensor) -> Tensor:  # fmt: skip
+        """Shared values and embeddings: every prompt's residual stream is the same at a
+        position, so one row gives the logits at every answer position."""
+        keep, inv = torch.unique(answer_pos, return_inverse=True)
+        every = torch.ones(1, 1, self.n_nodes, dtype=torch.bool, device=tokens.device)
+        acts = _Acts(self, every, values, None, False, embed=embed)
+        with self.hooks(acts.hooks(keep[:1])):
+            return self.logits_of(tokens[:1], keep)[0, inv]
+
     def _empty_nodes(self, tokens: Tensor, answer_pos: Tensor, values: Replacement,
                      clean_embed_answer: Tensor) -> Tensor:  # fmt: skip
         """Shared values, clean embeddings: with every node replaced the final residual is
         each prompt's embedding plus what every node adds at its position, C [S, d] (one
         forward of one row whose embeddings are zero); its logits come from the model's own
-        final norm and unembedding (a forward of one token per prompt). Checked against a
-        full forward on the first prompts; where the residual stream is not such a sum
-        the full forward runs for every prompt."""
+        final norm and unembedding (a forward of one token per prompt)."""
         seq = tokens.shape[1]
         every = torch.ones(1, 1, self.n_nodes, dtype=torch.bool, device=tokens.device)
         zero = torch.zeros(seq, self.d_model, dtype=self.dtype, device=self.device)
@@ -231,15 +246,7 @@ class HookedModel:
         assert acts.final is not None
         added = acts.final[0]  # [S, d]
         resid = clean_embed_answer.to(added) + added[answer_pos.to(added.device)]
-        out = self.unembed(resid)
-        k = min(EMPTY_CHECK_ROWS, tokens.shape[0])
-        every_k = every.expand(k, -1, -1)
-        exact = self._replaced(tokens[:k], answer_pos[:k], every_k, values, None)
-        scale = float(exact.abs().max()) + 1.0
-        if float((exact - out[:k]).abs().max()) > _tolerance(self.dtype) * scale:
-            every_n = every.expand(tokens.shape[0], -1, -1)
-            return self._replaced(tokens, answer_pos, every_n, values, None)
-        return out
+        return self.unembed(resid)
 
     def unembed(self, resid: Tensor) -> Tensor:
         """The model's final norm and unembedding (with whatever its head does after
