@@ -80,7 +80,7 @@ class HookedModel:
         self.dtype: torch.dtype = embedding.dtype
         self.device: torch.device = embedding.device  # where the tokens go
         forward = inspect.signature(type(hf).forward).parameters
-        self._keeps_logits = "logits_to_keep" in forward
+        self.keeps_logits = "logits_to_keep" in forward
         self.points = self._hook_points()
         self.edge_layout: Any = None  # seqcirc.forward.hooked_graph.require_edges fills it
 
@@ -148,7 +148,7 @@ class HookedModel:
 
     def logits_of(self, tokens: Tensor, positions: Tensor) -> Tensor:
         """Logits [B, k, vocab] at the positions [k] of every row."""
-        if not self._keeps_logits:
+        if not self.keeps_logits:
             return self.bridge(tokens)[:, positions]
         return self.bridge(tokens, logits_to_keep=positions)
 

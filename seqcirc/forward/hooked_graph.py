@@ -220,7 +220,10 @@ def check_structure(m: HookedModel, tokens: Tensor) -> float:
         names.append(f"blocks.{L}.hook_mlp_in" if layout.mlp_input == "mlp_in"
                      else f"blocks.{L}.mlp.hook_in")  # fmt: skip
     with torch.inference_mode(), split_inputs(m.bridge):
-        _, cache = m.bridge.run_with_cache(tokens[:STRUCTURE_ROWS], names_filter=names)
+        rows = tokens[:STRUCTURE_ROWS]
+        last = torch.tensor([rows.shape[1] - 1], device=rows.device)  # no logits needed
+        keep = {"logits_to_keep": last} if m.keeps_logits else {}
+        _, cache = m.bridge.run_with_cache(rows, names_filter=names, **keep)
     worst_sum = worst_input = 0.0
     for L in range(m.n_layers):
         pre, post = cache[f"blocks.{L}.hook_resid_pre"], cache[f"blocks.{L}.hook_resid_post"]
