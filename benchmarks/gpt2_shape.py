@@ -39,27 +39,23 @@ TINY = Shape(n_layers=2, n_heads=2, d_model=16, vocab=64, n_positions=16, init_r
 
 
 def build_model(
-    shape: Shape = GPT2_SMALL, seed: int = 0, *, device: str = "cpu", plain: bool = True
-) -> tuple[Any, Any]:
+    shape: Shape = GPT2_SMALL, seed: int = 0, *, device: str = "cpu", plain: bool = True,
+    family: str = "gpt2",
+) -> tuple[Any, Any]:  # fmt: skip
     """(plain Hugging Face model, TransformerBridge) with the same random weights, on
-    `device` (initialised on the CPU, so every device gets the same weights).
+    `device` (initialised on the CPU, so every device gets the same weights); `family`:
+    gpt2, or neox / llama of the same shape (benchmarks/families.py).
 
     The bridge replaces the modules of the model it wraps, so the bare forward gets its
     own untouched copy; `plain=False` skips that copy (None in its place)."""
     from transformer_lens.model_bridge.sources._bridge_builder import build_bridge_from_module
-    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from benchmarks.families import family_model
 
     torch.manual_seed(seed)
-    config = GPT2Config(
-        n_layer=shape.n_layers, n_head=shape.n_heads, n_embd=shape.d_model,
-        vocab_size=shape.vocab, n_positions=shape.n_positions,
-        initializer_range=shape.init_range,
-    )  # fmt: skip
-    wrapped = GPT2LMHeadModel(config).eval()
+    wrapped, arch = family_model(family, shape)
     plain_model = copy.deepcopy(wrapped).to(device) if plain else None
-    bridge = build_bridge_from_module(
-        wrapped.to(device), "GPT2LMHeadModel", hf_config=wrapped.config
-    )
+    bridge = build_bridge_from_module(wrapped.to(device), arch, hf_config=wrapped.config)
     return plain_model, bridge
 
 

@@ -18,6 +18,14 @@ Items, on a GPT-2-small-shaped model with random weights, 64 prompts x 9 tokens:
              (on a GPU its peak GPU memory is reported too, not judged: chunks there fill
              half the free GPU memory, so that peak follows the card)
 
+Engines and families: each item runs on each engine of `--engine` (default `fast,generic`:
+the hand-written GPT-2/Llama forwards and the generic one through the bridge's hooks,
+seqcirc.forward.select), and on each family of `--families` (default `gpt2,neox,llama`:
+GPT-2, and GPT-NeoX- and Llama-shaped random models of the same size, benchmarks/
+families.py; the fast engine has no NeoX forward and no Llama edge forward, so those rows
+say so). Discovery and the memory check run on GPT-2 only. A second table puts the two
+engines side by side (generic / fast).
+
 Every item runs in a fresh worker process (`--worker ITEM`). Its peak memory is the
 kernel's high-water mark of resident memory (VmHWM, the counter ru_maxrss reads) after
 the item, minus the resident set before it (model built, task loaded), with the mark
@@ -56,6 +64,7 @@ import torch
 if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.families import FAMILIES
 from benchmarks.gpt2_shape import (
     GPT2_SMALL,
     TINY,
@@ -69,6 +78,8 @@ from benchmarks.gpt2_shape import (
 )
 
 ITEMS = ("bare", "node", "edge", "baseline", "discovery", "memory")
+ENGINES = ("fast", "generic")
+FAMILY_ITEMS = ("bare", "node", "edge", "baseline")  # the items run on every family
 MEMORY_LIMIT_MB = 4096.0  # issue 12: a GPT-2-small evaluation must fit in 4 GB
 EDGE_KEEP = 0.10  # share of edges an edge circuit keeps
 NODE_KEEP = 0.30  # share of nodes the node circuit keeps (cost does not depend on it)
@@ -85,6 +96,8 @@ class Config:
     repeats: int = 3  # item runs of the cheap items; bare forwards per item
     seed: int = 0
     device: str = "cpu"
+    engine: str = "fast"  # seqcirc.forward.select: fast or generic
+    family: str = "gpt2"  # benchmarks/families.py
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -161,7 +174,7 @@ def _node_op(bridge: Any, task: Any, cfg: Config) -> Callable[[], dict[str, Any]
     from seqcirc.plan import AblationSpec
 
     def op() -> dict[str, Any]:
-        state = prepare(bridge, task, AblationSpec())
+        state = prepare(bridge, task, AblationSpec(), engine=cfg.engine)
         rng = np.random.default_rng(cfg.seed)
         mask = rng.random(state.weights.n_nodes) < NODE_KEEP
         check_live(state, mask)
@@ -188,7 +201,7 @@ def _edge_op(bridge: Any, task: Any, cfg: Config) -> Callable[[], dict[str, Any]
     from seqcirc.plan import AblationSpec
 
     def op() -> dict[str, Any]:
-        state = prepare(bridge, task, AblationSpec(granularity="edge"))
+        state = prepare(bridge, task, AblationSpec(granularity="edge"), engine=cfg.engine)
         n_edges = state.graph.n_edges
         rng = np.random.default_rng(cfg.seed)
         keep = np.zeros(n_edges, dtype=bool)
@@ -216,7 +229,7 @@ def _baseline_op(bridge: Any, task: Any, cfg: Config) -> Callable[[], dict[str, 
     from seqcirc.plan import AblationSpec
     from seqcirc.stats.baseline import mask_nodes, sample_random_circuits
 
-    state = prepare(bridge, task, AblationSpec())
+    state = prepare(bridge, task, AblationSpec(), engine=cfg.engine)
     w = state.weights
     rng = np.random.default_rng(cfg.seed)
     circuit = mask_nodes(rng.random(w.n_nodes) < NODE_KEEP, w.n_layers, w.n_heads)
@@ -244,7 +257,7 @@ def _discovery_op(bridge: Any, task: Any, cfg: Config) -> Callable[[], dict[str,
     from seqcirc.discovery.prune import discover
 
     def op() -> dict[str, Any]:
-        found = discover(bridge, task)
+        found = discover(bridge, task, engine=cfg.engine)
         out = found.outcome
         n = found.n_prompts
         # what the sequential algorithm needs: the clean and corrupted sweeps, each
@@ -277,7 +290,7 @@ def evaluation_from_nothing(bridge: Any, task: Any, cfg: Config) -> dict[str, An
     from seqcirc.plan import AblationSpec
     from seqcirc.stats.baseline import mask_nodes, sample_random_circuits
 
-    state = prepare(bridge, task, AblationSpec())
+    state = prepare(bridge, task, AblationSpec(), engine=cfg.engine)
     w = state.weights
     mask = np.random.default_rng(cfg.seed).random(w.n_nodes) < NODE_KEEP
     check_live(state, mask)
@@ -329,15 +342,18 @@ def measure(item: str, cfg: Config, hf_model: Any, bridge: Any, task: Any) -> di
     if item == "bare":
         op: Callable[[], Any] = lambda: bare_forward(hf_model, tokens)  # noqa: E731
     else:
+        from seqcirc.errors import SeqcircError
+
         try:
             op = OPS[item](bridge, task, cfg)
         except ImportError as err:  # discovery not there yet
             return {"item": item, "error": f"not available: {err}"}
+        except SeqcircError as err:  # e.g. the fast engine on an architecture it lacks
+            return {"item": item, "error": f"[{err.code}] {err.message}"}
     setup_s = time.perf_counter() - t_setup0
     rss_setup = maxrss_mb()
     runs: list[tuple[float, float]] = []
     bares: list[tuple[float, float]] = []
-    from seqcirc.errors import SeqcircError
 
     try:
         wall, cpu, detail = _timed(op, dev)
@@ -438,7 +454,9 @@ def memory_worker(cfg: Config, task_path: Path) -> dict[str, Any]:
     """A fresh process: the model (no plain copy: an evaluation needs none), the task,
     one evaluation; nothing measured before it, so the peak is the whole run's."""
     with torch_threads(cfg.threads):
-        _, bridge = build_model(cfg.shape, cfg.seed, device=cfg.device, plain=False)
+        _, bridge = build_model(
+            cfg.shape, cfg.seed, device=cfg.device, plain=False, family=cfg.family
+        )
         task, _ = load_task(task_path)
         return memory_check(cfg, bridge, task, in_process=False)
 
@@ -447,7 +465,7 @@ def worker(item: str, cfg: Config, task_path: Path) -> dict[str, Any]:
     if item == "memory":
         return memory_worker(cfg, task_path)
     with torch_threads(cfg.threads):
-        hf_model, bridge = build_model(cfg.shape, cfg.seed, device=cfg.device)
+        hf_model, bridge = build_model(cfg.shape, cfg.seed, device=cfg.device, family=cfg.family)
         task, checksum = load_task(task_path)
         if not np.isclose(weights_checksum(hf_model), checksum, rtol=1e-9):
             raise SystemExit("worker built different weights than the parent")
@@ -506,19 +524,21 @@ def _run_item(item: str, cfg: Config, task_path: Path, in_process: bool, models:
             res = json.loads(proc.stdout.strip().splitlines()[-1])
     res["loadavg_before"] = list(load_before)
     res["loadavg_after"] = list(os.getloadavg())
+    res["family"], res["engine"] = cfg.family, cfg.engine if item != "bare" else "-"
     return res
 
 
 def render_table(results: list[dict[str, Any]], cfg: Config) -> str:
     tg = targets(cfg)
     head = (
-        f"{'item':<10} {'item s':>8} {'bare s':>7} {'ratio':>7} {'cpu ratio':>9} "
-        f"{'target':>7} {'met':>4} {'peak MB':>8} {'+MB':>7} {'load':>5}  notes"
+        f"{'model':<6} {'engine':<8} {'item':<10} {'item s':>8} {'bare s':>7} {'ratio':>7} "
+        f"{'cpu ratio':>9} {'target':>7} {'met':>4} {'peak MB':>8} {'+MB':>7} {'load':>5}  notes"
     )
     lines = [head, "-" * len(head)]
     for r in results:
+        lead = f"{r.get('family', cfg.family):<6} {r.get('engine', cfg.engine):<8} "
         if "error" in r:
-            lines.append(f"{r['item']:<10} {r['error'][:100]}")
+            lines.append(f"{lead}{r['item']:<10} {r['error'][:100]}")
             continue
         mem = r["memory"]
         gpu_note = f", GPU peak {mem['gpu_peak_mb']:.0f} MB" if "gpu_peak_mb" in mem else ""
@@ -526,7 +546,7 @@ def render_table(results: list[dict[str, Any]], cfg: Config) -> str:
             d = r["detail"]
             limit = f"{r['limit_mb']:g}MB"
             lines.append(
-                f"{'memory':<10} {r['item_wall_s']:>8.2f} {'':>7} {'':>7} {'':>9} "
+                f"{lead}{'memory':<10} {r['item_wall_s']:>8.2f} {'':>7} {'':>7} {'':>9} "
                 f"{limit:>7} {'yes' if r['passed'] else 'NO':>4} "
                 f"{mem['peak_mb']:>8.0f} {'':>7} {r.get('loadavg_before', [0.0])[0]:>5.2f}  "
                 f"whole process (model {mem['after_model_mb']:.0f} MB before), "
@@ -551,7 +571,7 @@ def render_table(results: list[dict[str, Any]], cfg: Config) -> str:
             note = f"{d['forward_passes']:.2f} passes"
         note += gpu_note
         lines.append(
-            f"{r['item']:<10} {r['item_wall_s']:>8.2f} {r['bare_wall_s']:>7.3f} "
+            f"{lead}{r['item']:<10} {r['item_wall_s']:>8.2f} {r['bare_wall_s']:>7.3f} "
             f"{r['ratio_wall']:>7.2f} {r['ratio_cpu']:>9.2f} "
             f"{'' if target is None else f'{target:g}':>7} {met:>4} "
             f"{mem['peak_mb']:>8.0f} {mem['delta_mb']:>7.0f} {r['loadavg_before'][0]:>5.2f}  {note}"
@@ -559,28 +579,62 @@ def render_table(results: list[dict[str, Any]], cfg: Config) -> str:
     return "\n".join(lines)
 
 
+def side_by_side(results: list[dict[str, Any]], cfg: Config) -> str:
+    """Each family's items on both engines, as ratios to bare forwards, and generic / fast
+    (baseline: per circuit)."""
+    ratio: dict[tuple[str, str, str], float] = {}
+    for r in results:
+        if "error" not in r and "ratio_wall" in r:
+            per = r["detail"]["n_circuits"] if r["item"] == "baseline" else 1
+            ratio[(r["family"], r["item"], r["engine"])] = r["ratio_wall"] / per
+    head = f"{'model':<6} {'item':<10} {'fast':>7} {'generic':>8} {'generic/fast':>13}"
+    lines = [head, "-" * len(head)]
+    seen = dict.fromkeys(
+        (r["family"], r["item"]) for r in results if r["item"] not in ("bare", "memory")
+    )
+    for family, item in seen:
+        fast, gen = ratio.get((family, item, "fast")), ratio.get((family, item, "generic"))
+        cells = [f"{v:>7.2f}" if v is not None else f"{'-':>7}" for v in (fast, gen)]
+        both = f"{gen / fast:>13.2f}" if fast and gen else f"{'-':>13}"
+        name = "baseline/c" if item == "baseline" else item
+        lines.append(f"{family:<6} {name:<10} {cells[0]} {cells[1]:>8} {both}")
+    return "\n".join(lines)
+
+
 def run(cfg: Config, items: tuple[str, ...], out: Path | None, in_process: bool,
-        command: str) -> dict[str, Any]:  # fmt: skip
-    with torch_threads(cfg.threads):
-        hf_model, bridge = build_model(cfg.shape, cfg.seed, device=cfg.device)
-        task = random_task(hf_model, cfg.n_prompts, cfg.seq_len, cfg.seed)
+        command: str, engines: tuple[str, ...] = ENGINES,
+        families: tuple[str, ...] = ("gpt2",)) -> dict[str, Any]:  # fmt: skip
     results = []
-    with tempfile.TemporaryDirectory() as tmp, torch_threads(cfg.threads):
-        task_path = Path(tmp) / "task.npz"
-        save_task(task, task_path, weights_checksum(hf_model))
-        for item in items:
-            res = _run_item(item, cfg, task_path, in_process, (hf_model, bridge, task))
-            results.append(res)
-            print(render_table([res], cfg).splitlines()[-1], flush=True)
+    for family in families:
+        fcfg = replace(cfg, family=family)
+        with torch_threads(cfg.threads):
+            hf_model, bridge = build_model(cfg.shape, cfg.seed, device=cfg.device, family=family)
+            task = random_task(hf_model, cfg.n_prompts, cfg.seq_len, cfg.seed)
+        with tempfile.TemporaryDirectory() as tmp, torch_threads(cfg.threads):
+            task_path = Path(tmp) / "task.npz"
+            save_task(task, task_path, weights_checksum(hf_model))
+            for item in items:
+                if family != "gpt2" and item not in FAMILY_ITEMS:
+                    continue
+                for engine in engines if item != "bare" else engines[:1]:
+                    ecfg = replace(fcfg, engine=engine)
+                    res = _run_item(item, ecfg, task_path, in_process, (hf_model, bridge, task))
+                    results.append(res)
+                    print(render_table([res], ecfg).splitlines()[-1], flush=True)
+        del hf_model, bridge
     report = {
         "command": command,
         "machine": machine_info(cfg),
         "config": cfg.to_dict(),
+        "engines": list(engines),
+        "families": list(families),
         "targets": targets(cfg),
         "results": results,
     }
     print()
     print(render_table(results, cfg))
+    print()
+    print(side_by_side(results, cfg))
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(report, indent=2) + "\n")
@@ -600,6 +654,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument(
         "--device", default="cpu", help="torch device: cpu (the README's figures), cuda, auto"
+    )
+    p.add_argument("--engine", default=",".join(ENGINES), help=f"comma-separated from {ENGINES}")
+    p.add_argument(
+        "--families", default=",".join(FAMILIES), help=f"comma-separated from {FAMILIES}"
     )
     p.add_argument("--tiny", action="store_true", help="a 2x2 model (smoke test)")
     p.add_argument("--in-process", action="store_true", help="no worker processes")
@@ -627,8 +685,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     unknown = set(items) - set(ITEMS)
     if unknown:
         p.error(f"unknown items {sorted(unknown)}; choose from {ITEMS}")
+    engines = tuple(s for s in args.engine.split(",") if s)
+    families = tuple(s for s in args.families.split(",") if s)
+    if not engines or set(engines) - set(ENGINES):
+        p.error(f"--engine: choose from {ENGINES}")
+    if not families or set(families) - set(FAMILIES):
+        p.error(f"--families: choose from {FAMILIES}")
     command = " ".join(["benchmarks/run.py", *(argv if argv is not None else sys.argv[1:])])
-    return run(cfg, items, args.out, args.in_process, command)
+    return run(cfg, items, args.out, args.in_process, command, engines, families)
 
 
 if __name__ == "__main__":

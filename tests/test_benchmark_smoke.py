@@ -27,7 +27,8 @@ def test_benchmark_tiny_in_process(bench: ModuleType, tmp_path: Path) -> None:
     out = tmp_path / "results.json"
     # one thread: at this size two threads only add synchronisation (seconds under load)
     threads = torch.get_num_threads()
-    report = bench.main(["--tiny", "--in-process", "--threads", "1", "--out", str(out)])
+    report = bench.main(["--tiny", "--in-process", "--threads", "1", "--out", str(out),
+                         "--engine", "fast", "--families", "gpt2"])  # fmt: skip
     assert torch.get_num_threads() == threads  # the benchmark gives the test's count back
     assert json.loads(out.read_text()) == json.loads(json.dumps(report))
     machine = report["machine"]
@@ -62,6 +63,23 @@ def test_benchmark_tiny_in_process(bench: ModuleType, tmp_path: Path) -> None:
     table = bench.render_table(report["results"], bench.Config.from_dict(report["config"]))
     assert all(item in table for item in bench.ITEMS)
     assert "4096MB  yes" in table
+
+
+def test_benchmark_runs_the_generic_engine_on_every_family(bench: ModuleType, tmp_path: Path):  # type: ignore[no-untyped-def]
+    report = bench.main(["--tiny", "--in-process", "--threads", "1", "--out", str(tmp_path / "r"),
+                         "--items", "bare,node,edge,baseline"])  # fmt: skip
+    rows = {(r["family"], r["engine"], r["item"]): r for r in report["results"]}
+    for family in ("gpt2", "neox", "llama"):
+        for item in ("node", "edge", "baseline"):
+            assert "error" not in rows[(family, "generic", item)], rows[(family, "generic", item)]
+    # the fast engine has no GPT-NeoX forward and no Llama edge forward: a row says so
+    assert rows[("neox", "fast", "node")]["error"].startswith("[E302]")
+    assert rows[("llama", "fast", "edge")]["error"].startswith("[E302]")
+    assert "error" not in rows[("llama", "fast", "node")]
+    n = report["config"]["n_prompts"]
+    assert rows[("neox", "generic", "node")]["detail"]["forward_rows"] == 3 * n + 2
+    table = bench.side_by_side(report["results"], bench.Config.from_dict(report["config"]))
+    assert "generic/fast" in table and "neox" in table
 
 
 def _save_tiny_task(cfg: Any, path: Path, checksum_offset: float = 0.0) -> None:

@@ -121,15 +121,18 @@ def test_empty_circuit_without_a_forward_equals_every_node_ablated(bridge, task,
     assert np.abs(everything_ablated - state.m_model).max() > 0.05
 
 
-def test_edge_circuits_are_refused_with_e302(bridge, task) -> None:  # type: ignore[no-untyped-def]
+def test_edge_circuits_are_e302_on_the_fast_engine_and_generic_by_default(bridge, task) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(EvaluationError) as info:
-        prepare(bridge, task, AblationSpec(granularity="edge"))
+        prepare(bridge, task, AblationSpec(granularity="edge"), engine="fast")
     assert info.value.code == "E302"
-    assert "LlamaForCausalLM" in info.value.message and "ablate nodes" in (info.value.hint or "")
+    assert "LlamaForCausalLM" in info.value.message and "generic" in (info.value.hint or "")
     state = prepare(bridge, task, AblationSpec())
+    assert state.engine == "fast"  # node circuits: the hand-written Llama forward
     with pytest.raises(EvaluationError) as info:
         _ = state.graph
     assert info.value.code == "E302"
+    edges = prepare(bridge, task, AblationSpec(granularity="edge"))
+    assert edges.engine == "generic" and edges.graph.n_edges > 0
 
 
 LLAMA3_ROPE = {

@@ -210,6 +210,7 @@ def evaluate_circuit(
                     "empty": m_empty.tolist()},
         faithfulness=faith, claims=claims,
         checks={"bridge_max_abs_diff": state.bridge_max_abs_diff, "dead_nodes": dead,
+                "engine": state.engine,
                 **({"means_cache": state.means_cache} if state.means_cache else {})},
         timings={**state.timings, "circuit_s": t_run,
                  "claims_s": time.perf_counter() - t0 - t_run, **claim_seconds},
@@ -231,8 +232,9 @@ def evaluate_plan(
     level: float = 0.95,
     batch_rows: int | None = None,
     handlers: Mapping[str, ClaimHandler] | None = None,
-    states: dict[tuple[int, int, Any, str], EvalState] | None = None,
+    states: dict[tuple[Any, ...], EvalState] | None = None,
     means_cache: Any = None,
+    engine: str = "auto",
 ) -> EvaluationResult:
     """Every circuit of a plan. `model` is a seqcirc.models.load.LoadedModel (or a bare
     TransformerBridge); `task_for` gives each circuit's tokenized task (or maps names).
@@ -241,7 +243,8 @@ def evaluate_plan(
     `states`: a cache of prepared states to share across calls (a session keeps one, so
     corrupted means are computed once per model, task and ablation set-up).
     `means_cache`: a seqcirc.engine.means_cache.MeansCache, to keep mean-ablation values on disk
-    across processes."""
+    across processes. `engine`: auto, generic or fast (seqcirc.forward.select); each
+    circuit's result records the one that ran (checks["engine"])."""
     t0 = time.perf_counter()
     bridge = getattr(model, "bridge", model)
     identity = getattr(model, "identity", None)
@@ -258,11 +261,11 @@ def evaluate_plan(
                 if circuit.task not in tasks:
                     tasks[circuit.task] = task_for(circuit)
                 task = tasks[circuit.task]
-            key = (id(bridge), id(task), circuit.ablation, circuit.task.metric)
+            key = (id(bridge), id(task), circuit.ablation, circuit.task.metric, engine)
             if key not in states:
                 states[key] = prepare(
                     bridge, task, circuit.ablation, circuit.task.metric, batch_rows=batch_rows,
-                    means_cache=means_cache,
+                    means_cache=means_cache, engine=engine,
                 )  # fmt: skip
             result = evaluate_circuit(
                 states[key], circuit, seed=plan.seed, n_boot=n_boot, level=level,

@@ -47,6 +47,13 @@ def test_cmd(
         metavar="DIR",
         help="keep mean-ablation values on disk here across runs (default: $SEQCIRC_CACHE_DIR)",
     ),
+    engine: str = typer.Option(
+        "auto",
+        "--engine",
+        metavar="auto|generic|fast",
+        help="auto | generic | fast: the forward that runs circuits (auto: the hand-written "
+        "GPT-2/Llama one where it applies, else the generic one through the bridge's hooks)",
+    ),
     bos: str | None = typer.Option(
         None,
         "--bos",
@@ -104,6 +111,7 @@ def test_cmd(
     run_options = Options(
         model=model, seed=seed, prompts=prompts, device=device, batch_rows=batch_size,
         cache_dir=cache_dir, only_model=on, bos=bos, dtype=dtype, device_map=device_map,
+        engine=engine,
     )  # fmt: skip
     failed = unwritten = False
     # progress on stderr while each file is evaluated; the verdicts go to stdout between

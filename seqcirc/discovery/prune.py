@@ -251,8 +251,10 @@ def discover(
     edges: bool = False,
     on_step: StepFn | None = None,
     on_edge_step: StepFn | None = None,
+    engine: str = "auto",
 ) -> Discovery:
-    """Iterative node pruning on `task` (and edge pruning over the found nodes if asked)."""
+    """Iterative node pruning on `task` (and edge pruning over the found nodes if asked);
+    `engine`: auto, generic or fast (seqcirc.forward.select)."""
     from seqcirc.claims.measures import f_model, single_component_ablation
     from seqcirc.engine.prepare import prepare
     from seqcirc.engine.runner import run_circuits
@@ -262,7 +264,7 @@ def discover(
     if ablation.is_edge:
         raise InputError("discovery prunes nodes; give a node ablation set-up", code="E340")
     t0 = time.perf_counter()
-    state = prepare(bridge, task, ablation, metric, batch_rows=batch_rows)  # type: ignore[arg-type]
+    state = prepare(bridge, task, ablation, metric, batch_rows=batch_rows, engine=engine)  # type: ignore[arg-type]
     prepare_rows = state.forward_rows
     fm = _doing_the_task(f_model(state), metric)
     w = state.weights

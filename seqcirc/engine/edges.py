@@ -1,5 +1,6 @@
 """Edge circuits against a prepared state (runner.EvalState): which edges a circuit keeps,
-the liveness check, and the one-pass patched forward (seqcirc.forward.gpt2.forward_edges)."""
+the liveness check, and the one-pass patched forward of the state's engine
+(seqcirc.forward.select: gpt2.forward_edges or hooked_edges.forward_edges)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,9 @@ import torch
 from numpy.typing import NDArray
 
 from seqcirc.engine.metric import per_prompt
-from seqcirc.engine.runner import EvalState, clean_logits_at, row_chunks
+from seqcirc.engine.runner import EvalState, circuit_chunks, clean_logits_at, row_chunks
 from seqcirc.errors import EvaluationError
-from seqcirc.forward.gpt2 import EdgeValues, forward_edges, removed_matrix
+from seqcirc.forward.select import edge_values_rows, forward_edges, removed_edges
 from seqcirc.plan import Edge
 
 
@@ -27,7 +28,8 @@ def edge_mask(state: EvalState, edges: Iterable[Edge]) -> NDArray[np.bool_]:
                 f"edge {e} does not exist in this model",
                 code="E303",
                 hint="a sender must come before its receiver (embed, L.H, mlpL -> "
-                "L.H[q|k|v], mlpL[mlp], logits[resid]); an MLP receives from heads of its layer",
+                "L.H[q|k|v], mlpL[mlp], logits[resid]); an MLP receives from heads of its layer "
+                "unless the block runs attention and MLP in parallel (GPT-NeoX, Phi-2)",
             )
         mask[i] = True
     return mask
@@ -38,7 +40,7 @@ def check_live_edges(state: EvalState, keep: NDArray[np.bool_]) -> None:
     removed_senders = np.unique(graph.cols.numpy()[~keep])
     if removed_senders.size == 0:
         raise EvaluationError("the edge circuit keeps every edge: nothing to measure", code="E305")
-    # sender 0 is the embedding; sender 1 + L*(H+1) + h a head, + H the MLP
+    # sender 0 is the embedding; sender 1 + L*(H+1) + h a head, + H the MLP (either engine)
     changes = [state.embed_change]
     n_h, n_heads_total = state.weights.n_heads, state.weights.n_layers * state.weights.n_heads
     for layer in range(state.weights.n_layers):
@@ -56,7 +58,7 @@ def run_edges(state: EvalState, keep: NDArray[np.bool_]) -> NDArray[np.float64]:
     """Per-prompt metric [n] of one edge circuit (keep-mask [n_edges], edge_mask): one
     patched forward pass per chunk of prompts."""
     w = state.weights
-    removed = removed_matrix(state.graph, torch.as_tensor(keep), w.dtype).to(w.device)
+    removed = removed_edges(w, state.graph, torch.as_tensor(keep))
     values = state.edge_values
     n = state.n_prompts
     out = np.empty(n)
@@ -64,17 +66,40 @@ def run_edges(state: EvalState, keep: NDArray[np.bool_]) -> NDArray[np.float64]:
     with torch.inference_mode():
         for sl in row_chunks(n, state.edge_rows):  # rows bounded by seqcirc.engine.memory
             idx = torch.arange(sl.start, sl.stop, device=w.device)
-            vals = values
-            if per_prompt_values:
-                vals = EdgeValues(
-                    values.embed[idx],
-                    tuple(h[idx] for h in values.head_out),
-                    tuple(m[idx] for m in values.mlp),
-                )
+            vals = edge_values_rows(values, idx) if per_prompt_values else values
             logits = forward_edges(w, state.clean[idx], state.answer_pos[idx], removed, vals)
             out[sl] = per_prompt(
                 state.metric, logits, state.correct[idx], state.incorrect[idx],
                 clean_logits_at(state, idx),
             )  # fmt: skip
     state.forward_rows += n
+    return out
+
+
+def run_edge_circuits(state: EvalState, keeps: NDArray[np.bool_]) -> NDArray[np.float64]:
+    """Per-prompt metric [R, n] of R edge circuits (keep-masks [R, n_edges]). The generic
+    engine batches them: rows = circuits x prompts in chunks (seqcirc.engine.runner.
+    circuit_chunks), each row with its own removal; the fast one runs a pass per circuit."""
+    keeps = np.asarray(keeps, dtype=bool)
+    if state.engine == "fast":
+        return np.stack([run_edges(state, k) for k in keeps])
+    w, n = state.weights, state.n_prompts
+    removed = removed_edges(w, state.graph, torch.as_tensor(keeps))  # [R, receivers, senders]
+    out = np.empty((keeps.shape[0], n))
+    with torch.inference_mode():
+        for circuits, prompt_blocks in circuit_chunks(keeps.shape[0], n, state.edge_rows):
+            c = circuits.stop - circuits.start
+            for sl in prompt_blocks:
+                idx = torch.arange(sl.start, sl.stop, device=w.device).repeat(c)
+                vals = state.edge_values
+                if state.ablation.per_prompt_values:
+                    vals = edge_values_rows(vals, idx)
+                rows = removed[circuits].repeat_interleave(sl.stop - sl.start, 0)
+                logits = forward_edges(w, state.clean[idx], state.answer_pos[idx], rows, vals)
+                m = per_prompt(
+                    state.metric, logits, state.correct[idx], state.incorrect[idx],
+                    clean_logits_at(state, idx),
+                )  # fmt: skip
+                out[circuits, sl] = m.reshape(c, -1)
+    state.forward_rows += keeps.shape[0] * n
     return out

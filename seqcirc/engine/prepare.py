@@ -28,8 +28,16 @@ from seqcirc.engine.memory import (
 from seqcirc.engine.metric import check_metric, per_prompt
 from seqcirc.engine.runner import EvalState, at_answer, row_chunks
 from seqcirc.errors import EvaluationError, InputError
-from seqcirc.forward.common import require_edges
-from seqcirc.forward.gpt2 import ModelWeights, NodeRun, Replacement, extract_weights, forward_nodes
+from seqcirc.forward.common import NodeRun, Replacement
+from seqcirc.forward.select import (
+    DEFAULT_ENGINE,
+    Model,
+    check_edge_structure,
+    edge_graph,
+    engine_of,
+    forward_nodes,
+    select,
+)
 from seqcirc.plan import AblationSpec
 from seqcirc.progress import advance, phase
 from seqcirc.tasks.types import TokenizedTask
@@ -64,10 +72,10 @@ class _Prompts:
         )  # fmt: skip
 
 
-def _check_setup(task: TokenizedTask, ablation: AblationSpec, w: ModelWeights) -> None:
+def _check_setup(task: TokenizedTask, ablation: AblationSpec, w: Model) -> None:
     ablation.check()
     if ablation.is_edge:
-        require_edges(w)
+        edge_graph(w)  # E302 / E307 / E308 before any forward pass
     ablation.check_edges()
     if task.clean.shape != task.corrupted.shape:
         raise InputError(
@@ -97,7 +105,7 @@ class _Rows:
     edge: int
 
     @classmethod
-    def of(cls, w: ModelWeights, seq: int, ablation: AblationSpec, batch_rows: int | None,
+    def of(cls, w: Model, seq: int, ablation: AblationSpec, batch_rows: int | None,
            memory_budget: int | None) -> _Rows:  # fmt: skip
         """`batch_rows` if given, else as many as `memory_budget` bytes hold (default
         seqcirc.engine.memory.budget_bytes of the model's device)."""
@@ -167,7 +175,7 @@ class _Acts:
 
 
 def _sweep(
-    w: ModelWeights,
+    w: Model,
     tokens: Tensor,
     answer_pos: Tensor,
     rows: int,
@@ -186,7 +194,7 @@ def _sweep(
     return torch.cat(parts) if parts else None
 
 
-def _check_against_bridge(bridge: torch.nn.Module, w: ModelWeights, state_clean: Tensor,
+def _check_against_bridge(bridge: torch.nn.Module, w: Model, state_clean: Tensor,
                           answer_pos: Tensor, ours: Tensor) -> float:  # fmt: skip
     """Our forward must reproduce the bridge's logits: the weights were read right (a
     misread weight moves logits by their own size; rounding in half precision by a few
@@ -206,7 +214,7 @@ def _check_against_bridge(bridge: torch.nn.Module, w: ModelWeights, state_clean:
 
 
 def _output_change(
-    w: ModelWeights, run: NodeRun, values: Replacement, embed_values: Tensor, answer_pos: Tensor
+    w: Model, run: NodeRun, values: Replacement, embed_values: Tensor, answer_pos: Tensor
 ) -> tuple[Tensor, Tensor]:
     """Per node, the largest change its replacement makes to the activation it targets
     (hook_z of a head, hook_mlp_out of an MLP) at positions up to the answer (0: the
@@ -226,7 +234,7 @@ def _output_change(
     return torch.cat([torch.cat(heads), torch.stack(mlps)]), embed
 
 
-def _means_like(w: ModelWeights, seq: int) -> Means:
+def _means_like(w: Model, seq: int) -> Means:
     """Empty tensors of the names, shapes and dtype a model's mean values have."""
     z = torch.empty(seq, w.n_heads, w.d_head, dtype=w.dtype)
     m = torch.empty(seq, w.d_model, dtype=w.dtype)
@@ -244,13 +252,13 @@ class _Values:
     forward_rows: int = 0
 
 
-def _zeros(w: ModelWeights, seq: int) -> _Values:
+def _zeros(w: Model, seq: int) -> _Values:
     z0 = torch.zeros(seq, w.n_heads, w.d_head, dtype=w.dtype, device=w.device)
     m0 = torch.zeros(seq, w.d_model, dtype=w.dtype, device=w.device)
     return _Values(Replacement(tuple(z0 for _ in range(w.n_layers)), (m0,) * w.n_layers), m0)
 
 
-def _corrupted_values(bridge: torch.nn.Module, w: ModelWeights, task: TokenizedTask,
+def _corrupted_values(bridge: torch.nn.Module, w: Model, task: TokenizedTask,
                       ablation: AblationSpec, p: _Prompts, rows: int,
                       cache: MeansCache | None) -> _Values:  # fmt: skip
     """The ablation values from the corrupted run: zeros without one; means from the
@@ -262,6 +270,8 @@ def _corrupted_values(bridge: torch.nn.Module, w: ModelWeights, task: TokenizedT
     if cache is not None:
         key = cache_key(bridge, task.corrupted, task.answer_pos, ablation, dtype=w.dtype,
                         device=w.device, rows=min(rows, p.clean.shape[0]))  # fmt: skip
+        if engine_of(w) != "fast":  # the engines round differently; fast keys unchanged
+            key["engine"] = engine_of(w)
         cached = cache.load(key, _means_like(w, seq), w.device)
         if cached is not None:
             return _Values(Replacement(cached.z, cached.mlp), cached.embed)
@@ -293,7 +303,7 @@ class _Clean:
     acts: _Acts
 
 
-def _clean_run(w: ModelWeights, metric: str, p: _Prompts, values: _Values, rows: int,
+def _clean_run(w: Model, metric: str, p: _Prompts, values: _Values, rows: int,
                patch: bool) -> _Clean:  # fmt: skip
     acts = _Acts(keep=patch)
     embeds: list[Tensor] = []
@@ -320,7 +330,7 @@ def _clean_run(w: ModelWeights, metric: str, p: _Prompts, values: _Values, rows:
     return _Clean(logits, np.concatenate(m_model), torch.cat(embeds), change, embed_change, acts)
 
 
-def _patch_in(w: ModelWeights, clean: _Clean, corrupted: _Values, answer_pos: Tensor) -> _Values:
+def _patch_in(w: Model, clean: _Clean, corrupted: _Values, answer_pos: Tensor) -> _Values:
     """Patching: the replacement values are the clean activations (circuit nodes get them;
     the rest runs on the corrupted prompt), and `clean`'s change of each is measured
     against the corrupted run's activations."""
@@ -350,8 +360,11 @@ def prepare(
     batch_rows: int | None = None,
     memory_budget: int | None = None,
     means_cache: MeansCache | None = None,
+    engine: str = DEFAULT_ENGINE,
 ) -> EvalState:
     """Run the corrupted and clean prompts once and keep what every circuit needs.
+
+    `engine`: auto, generic or fast (seqcirc.forward.select); the state records which ran.
 
     Zero ablation needs no corrupted run; mean ablation keeps per-position sums only, and
     with a `means_cache` (seqcirc.engine.means_cache) takes them from disk when they are there.
@@ -361,7 +374,7 @@ def prepare(
     t0 = time.perf_counter()
     ablation = ablation or AblationSpec()
     check_metric(metric)
-    w = extract_weights(bridge)
+    w = select(bridge, engine, edges=ablation.is_edge)
     _check_setup(task, ablation, w)
     if batch_rows is not None and batch_rows < 1:
         raise InputError(f"--batch-size must be at least 1, got {batch_rows}", code="E406")
@@ -374,6 +387,7 @@ def prepare(
         values = _corrupted_values(bridge, w, task, ablation, p, rows.sweep, cache)
         clean = _clean_run(w, metric, p, values, rows.sweep, patch)
         bridge_diff = _check_against_bridge(bridge, w, p.clean, p.answer_pos, clean.logits)
+        checked = check_edge_structure(w, p.clean) if ablation.is_edge else 0
         if patch:
             values = _patch_in(w, clean, values, p.answer_pos)
     state = EvalState(
@@ -387,7 +401,7 @@ def prepare(
         edge_rows=rows.edge, bridge_max_abs_diff=bridge_diff,
         output_change=clean.change.double().cpu().numpy(),
         embed_change=float(clean.embed_change),
-        forward_rows=values.forward_rows + n + min(BRIDGE_CHECK_ROWS, n),
+        forward_rows=values.forward_rows + n + min(BRIDGE_CHECK_ROWS, n) + checked,
         means_cache=cache.last_status if cache is not None else "",
     )  # fmt: skip
     state.timings["prepare_s"] = time.perf_counter() - t0

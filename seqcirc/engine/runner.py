@@ -28,19 +28,18 @@ from torch import Tensor
 
 from seqcirc.engine.metric import per_prompt
 from seqcirc.errors import EvaluationError
-from seqcirc.forward.gpt2 import (
-    EdgeGraph,
-    EdgeValues,
-    ModelWeights,
-    Replacement,
-    all_nodes,
-    all_replaced_resid,
-    edge_graph,
-    forward_nodes,
-    node_index,
-    unembed,
-)
+from seqcirc.forward.common import ModelSizes, Replacement, all_nodes, node_index
+from seqcirc.forward.gpt2 import EdgeGraph
 from seqcirc.forward.nodes import Groups, Sharing
+from seqcirc.forward.select import (
+    Model,
+    Senders,
+    edge_graph,
+    edge_values,
+    empty_logits,
+    engine_of,
+    forward_nodes,
+)
 from seqcirc.plan import AblationSpec, Node
 from seqcirc.progress import advance
 from seqcirc.tasks.types import TokenizedTask
@@ -54,7 +53,7 @@ class EvalState:
     them (resample values, patching the circuit in); means are running sums.
     """
 
-    weights: ModelWeights
+    weights: Model  # the engine's model (seqcirc.forward.select)
     task: TokenizedTask
     ablation: AblationSpec
     metric: str
@@ -80,7 +79,7 @@ class EvalState:
     forward_rows: int = 0  # prompt-rows pushed through forward passes (cost accounting)
     means_cache: str = ""  # the on-disk means cache: "hit", "stored", "recomputed: why"
     _graph: EdgeGraph | None = None
-    _edge_values: EdgeValues | None = None
+    _edge_values: Senders | None = None
     _m_empty: dict[str, NDArray[np.float64]] = field(default_factory=dict)
 
     @property
@@ -92,16 +91,21 @@ class EvalState:
         return all_nodes(self.weights)
 
     @property
+    def engine(self) -> str:
+        """Which engine runs this state: "fast" or "generic" (seqcirc.forward.select)."""
+        return engine_of(self.weights)
+
+    @property
     def graph(self) -> EdgeGraph:
-        """Every edge of the model (E302 where the architecture has no edge forward)."""
+        """Every edge of the model (E302 / E307 / E308 where it has no edge forward)."""
         if self._graph is None:
             self._graph = edge_graph(self.weights)
         return self._graph
 
     @property
-    def edge_values(self) -> EdgeValues:
+    def edge_values(self) -> Senders:
         if self._edge_values is None:
-            self._edge_values = EdgeValues.from_nodes(self.weights, self.embed_values, self.values)
+            self._edge_values = edge_values(self.weights, self.embed_values, self.values)
         return self._edge_values
 
 
@@ -200,7 +204,7 @@ def circuit_chunks(r_count: int, n: int, rows: int) -> Iterable[tuple[slice, lis
         yield slice(c, min(c + per, r_count)), prompts
 
 
-def stage_columns(w: ModelWeights) -> list[list[int]]:
+def stage_columns(w: ModelSizes) -> list[list[int]]:
     """The mask columns each stage of the forward depends on (seqcirc.forward.nodes.Sharing):
     none before layer 0's heads, then each layer's heads and its MLP added in turn."""
     cols: list[int] = []
@@ -263,16 +267,10 @@ def empty_metric(state: EvalState, granularity: str | None = None) -> NDArray[np
             assert state.empty_logits is not None
             logits = state.empty_logits
         else:
-            if gran == "node":
-                embed = state.clean_embed_answer
-            else:
-                embed = at_answer(state.embed_values, pos, 3)
-            at = Replacement(
-                tuple(at_answer(z, pos, 4) for z in state.values.z),
-                tuple(at_answer(m, pos, 3) for m in state.values.mlp),
+            embed = None if gran == "node" else state.embed_values
+            logits = empty_logits(
+                w, state.clean, pos, state.values, embed, state.clean_embed_answer
             )
-            resid = all_replaced_resid(w, embed, at)
-            logits = unembed(w, resid.expand(state.n_prompts, -1))
         m = per_prompt(
             state.metric, logits, state.correct, state.incorrect, clean_logits_at(state, None)
         )

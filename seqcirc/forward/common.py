@@ -102,8 +102,9 @@ def unembed_bias(hf: Any) -> Tensor:
     return hf.lm_head.weight.new_zeros(hf.lm_head.weight.shape[0])
 
 
-class ModelWeights(Protocol):
-    """A model's weights as the evaluator uses them, whatever its architecture."""
+class ModelSizes(Protocol):
+    """What every engine's model says about itself (the fast engine's weights, the
+    generic engine's seqcirc.forward.hooked.HookedModel)."""
 
     @property
     def architecture(self) -> str: ...  # the Hugging Face class name
@@ -129,6 +130,10 @@ class ModelWeights(Protocol):
     def device(self) -> torch.device: ...
     @property
     def supports_edges(self) -> bool: ...
+
+
+class ModelWeights(ModelSizes, Protocol):
+    """A model's weights as the fast engine uses them, whatever its architecture."""
 
     def embed(self, tokens: Tensor) -> Tensor:
         """What the residual stream starts as: tokens [B, S] -> [B, S, d]."""
@@ -156,24 +161,24 @@ class ModelWeights(Protocol):
         ...
 
 
-def require_edges(w: ModelWeights) -> None:
-    """Edge circuits need the per-receiver forward, implemented for GPT-2 only."""
+def require_edges(w: ModelSizes) -> None:
+    """The fast engine's edge forward is written out for GPT-2 only."""
     if not w.supports_edges:
         raise EvaluationError(
-            f"edge circuits are not implemented for {w.architecture} models",
+            f"the fast engine's edge forward is not implemented for {w.architecture} models",
             code="E302",
-            hint="evaluate node circuits (`ablate nodes`, the default) on this model; edge "
-            "circuits run on GPT-2-architecture models",
+            hint="run edge circuits with the generic engine (--engine generic, or auto, the "
+            "default); the fast edge forward runs on GPT-2-architecture models",
         )
 
 
-def all_nodes(w: ModelWeights) -> tuple[Node, ...]:
+def all_nodes(w: ModelSizes) -> tuple[Node, ...]:
     """Every node in mask order: all heads layer by layer, then all MLPs."""
     heads = [Node(layer, h) for layer in range(w.n_layers) for h in range(w.n_heads)]
     return (*heads, *(Node(layer) for layer in range(w.n_layers)))
 
 
-def node_index(w: ModelWeights, node: Node) -> int:
+def node_index(w: ModelSizes, node: Node) -> int:
     if not 0 <= node.layer < w.n_layers or (
         node.head is not None and not 0 <= node.head < w.n_heads
     ):

@@ -202,10 +202,9 @@ def extract_weights(bridge: torch.nn.Module) -> ModelWeights:
     arch = type(hf).__name__
     if arch not in EXTRACTORS:
         raise EvaluationError(
-            f"the evaluator's forward supports {' and '.join(EXTRACTORS)} models, not {arch}",
+            f"the fast engine's forward supports {' and '.join(EXTRACTORS)} models, not {arch}",
             code="E302",
-            hint="evaluate a GPT-2-family model (gpt2-small, the bundled seqcirc-mini) or a "
-            "Llama-architecture one (llama-2-7b)",
+            hint="run it with the generic engine (--engine generic, or auto, the default)",
         )
     _require_single_device(hf)
     return EXTRACTORS[arch](hf)

@@ -21,6 +21,7 @@ from seqcirc.models.objects import is_model_object
 from seqcirc.models.shapes import shape_of
 from seqcirc.plan import CircuitPlan, Plan
 
+ENGINES = ("auto", "generic", "fast")  # seqcirc.forward.select.ENGINES, without torch
 
 @dataclass(frozen=True)
 class Options:
@@ -38,6 +39,7 @@ class Options:
     dtype: str | None = None  # float32 (None), bfloat16, float16: the weights' dtype
     device_map: Any = None  # auto | balanced | a JSON file | a dict: Accelerate's placement
     tokenizer: Any = None  # the tokenizer of a transformers PreTrainedModel given as model
+    engine: str = "auto"  # auto | generic | fast (seqcirc.forward.select)
 
 
 def apply_options(plan: Plan, options: Options) -> Plan:
@@ -84,6 +86,10 @@ def apply_options(plan: Plan, options: Options) -> Plan:
         if options.prompts > LIMITS["prompts"]:
             raise InputError(f"--prompts must be at most {LIMITS['prompts']:,}", code="E402")
         circuits = tuple(_with_prompts(c, options.prompts) for c in circuits)
+    if options.engine not in ENGINES:
+        raise InputError(
+            f"--engine must be one of {', '.join(ENGINES)}, not {options.engine!r}", code="E402"
+        )
     if options.seed is not None and not 0 <= options.seed <= LIMITS["seed"]:
         raise InputError(f"--seed must be 0..{LIMITS['seed']:,}", code="E402")
     if options.bos is not None:
@@ -254,6 +260,7 @@ class Session:
             handlers=HANDLERS,
             states=self._states,
             means_cache=self._means_cache or None,
+            engine=self.options.engine,
         )
         return replace(result, model=loaded.to_dict())
 
@@ -266,8 +273,8 @@ def evaluate(path: str | Path, **options: Any) -> Any:
     cached across calls): `seqcirc.evaluate("hypotheses/months.circ")`.
 
     options: the fields of Options (model, seed, prompts, device, batch_rows, cache_dir,
-    n_boot, dtype, device_map, tokenizer); `model` may be a model object, the model of
-    every circuit: a TransformerBridge, or a transformers PreTrainedModel with
+    n_boot, dtype, device_map, tokenizer, engine); `model` may be a model object, the model
+    of every circuit: a TransformerBridge, or a transformers PreTrainedModel with
     `tokenizer=` (seqcirc.models.objects). Calls with different options get a session
     of their own.
     """

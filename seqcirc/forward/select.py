@@ -1,0 +1,170 @@
+"""Which engine runs a model, chosen here and only here, and the forwards the engine/
+stage calls whichever engine holds the model.
+
+- `fast`: the hand-written forwards (seqcirc.forward.gpt2.extract_weights: GPT-2 node
+  and edge circuits, Llama node circuits), which read the weights and step layer by layer;
+- `generic`: the bridge's own forward through its hook points (seqcirc.forward.hooked,
+  hooked_graph, hooked_edges), for every architecture the TransformerBridge loads;
+- `auto` (the default): fast where it implements the architecture, its configuration
+  and the granularity (nodes or edges), generic otherwise.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from seqcirc.errors import EvaluationError, InputError
+from seqcirc.forward import gpt2
+from seqcirc.forward import hooked_edges as he
+from seqcirc.forward import hooked_graph as hg
+from seqcirc.forward.common import ModelWeights, NodeRun, Replacement, require_edges
+from seqcirc.forward.gpt2 import EdgeGraph, EdgeValues, extract_weights
+from seqcirc.forward.hooked import HookedModel
+from seqcirc.forward.nodes import Sharing
+from seqcirc.forward.nodes import forward_nodes as fast_forward_nodes
+
+ENGINES = ("auto", "generic", "fast")
+DEFAULT_ENGINE = "auto"
+
+Model = ModelWeights | HookedModel
+Senders = EdgeValues | he.SenderValues
+
+
+def check_engine(engine: str) -> str:
+    if engine not in ENGINES:
+        raise InputError(
+            f"--engine must be one of {', '.join(ENGINES)}, not {engine!r}", code="E402"
+        )
+    return engine
+
+
+def select(bridge: Any, engine: str = DEFAULT_ENGINE, *, edges: bool = False) -> Model:
+    """The model as the chosen engine runs it (see the module docstring). `fast` where
+    it cannot run the model (architecture, configuration, edges on Llama) is E302."""
+    check_engine(engine)
+    if engine == "generic":
+        return HookedModel(bridge)
+    try:
+        w = extract_weights(bridge)
+        if edges:
+            require_edges(w)
+        return w
+    except EvaluationError as err:
+        if engine == "fast" or err.code != "E302":
+            if engine == "fast" and err.code == "E302":
+                err.hint = "run it with the generic engine (--engine generic, or auto, the default)"
+            raise
+    return HookedModel(bridge)
+
+
+def engine_of(w: Model) -> str:
+    return "generic" if isinstance(w, HookedModel) else "fast"
+
+
+# ---------------------------------------------------------------- node circuits
+
+
+def forward_nodes(
+    w: Model,
+    tokens: Tensor,
+    answer_pos: Tensor,
+    *,
+    replace: Tensor | None = None,
+    values: Replacement | None = None,
+    capture: bool = False,
+    logits: bool = True,
+    share: Sharing | None = None,
+) -> NodeRun:
+    """One node forward (seqcirc.forward.nodes.forward_nodes's contract) of either engine."""
+    run = w.forward_nodes if isinstance(w, HookedModel) else _fast_nodes(w)
+    return run(tokens, answer_pos, replace=replace, values=values, capture=capture,
+               logits=logits, share=share)  # fmt: skip
+
+
+def _fast_nodes(w: ModelWeights) -> Any:
+    def run(tokens: Tensor, answer_pos: Tensor, **kw: Any) -> NodeRun:
+        return fast_forward_nodes(w, tokens, answer_pos, **kw)
+
+    return run
+
+
+def empty_logits(w: Model, tokens: Tensor, answer_pos: Tensor, values: Replacement,
+                 embed: Tensor | None, clean_embed_answer: Tensor) -> Tensor:  # fmt: skip
+    """Answer logits [n, vocab] with every node replaced; `embed`: what replaces the
+    embeddings at every position ([S, d] or [n, S, d]; edge circuits), None: each prompt
+    keeps its own (node circuits). The fast engine needs no forward for it."""
+    if isinstance(w, HookedModel):
+        return w.empty_logits(tokens, answer_pos, values, embed, clean_embed_answer)
+    at_embed = clean_embed_answer if embed is None else _at(embed, answer_pos, 3)
+    at = Replacement(
+        tuple(_at(z, answer_pos, 4) for z in values.z),
+        tuple(_at(m, answer_pos, 3) for m in values.mlp),
+    )
+    resid = gpt2.all_replaced_resid(w, at_embed, at)
+    return gpt2.unembed(w, resid.expand(tokens.shape[0], -1))
+
+
+def _at(t: Tensor, answer_pos: Tensor, per_prompt_dims: int) -> Tensor:
+    if t.dim() == per_prompt_dims:
+        return t[torch.arange(t.shape[0], device=t.device), answer_pos]
+    return t[answer_pos]
+
+
+# ---------------------------------------------------------------- edge circuits
+
+
+def edge_graph(w: Model) -> EdgeGraph:
+    return hg.edge_graph(w) if isinstance(w, HookedModel) else gpt2.edge_graph(w)
+
+
+def edge_values(w: Model, embed: Tensor, values: Replacement) -> Senders:
+    if isinstance(w, HookedModel):
+        return he.SenderValues.from_nodes(w, embed, values)
+    return EdgeValues.from_nodes(w, embed, values)
+
+
+def edge_values_rows(values: Senders, index: Tensor) -> Senders:
+    """Per-prompt sender values at the given prompts."""
+    if isinstance(values, he.SenderValues):
+        return values.rows(index)
+    return EdgeValues(
+        values.embed[index],
+        tuple(h[index] for h in values.head_out),
+        tuple(m[index] for m in values.mlp),
+    )
+
+
+def removed_edges(w: Model, graph: EdgeGraph, keep: Tensor) -> Tensor:
+    """What forward_edges removes: bool keep [n_edges] for either engine; the generic
+    engine also takes float keep weights and one keep row per batch row."""
+    if isinstance(w, HookedModel):
+        return hg.removed_weights(graph, keep.to(w.device), w.dtype)
+    return gpt2.removed_matrix(graph, keep, w.dtype).to(w.device)
+
+
+def forward_edges(w: Model, tokens: Tensor, answer_pos: Tensor, removed: Tensor,
+                  values: Senders) -> Tensor:  # fmt: skip
+    if isinstance(w, HookedModel):
+        assert isinstance(values, he.SenderValues)
+        return he.forward_edges(w, tokens, answer_pos, removed, values)
+    assert isinstance(values, EdgeValues)
+    return gpt2.forward_edges(w, tokens, answer_pos, removed, values)
+
+
+def check_edge_structure(w: Model, tokens: Tensor) -> int:
+    """The generic engine's numerical check of its edge definitions (E307 / E308); the
+    prompt-rows it ran."""
+    if not isinstance(w, HookedModel):
+        return 0
+    hg.check_structure(w, tokens)
+    return min(hg.STRUCTURE_ROWS, tokens.shape[0])
+
+
+__all__ = [
+    "DEFAULT_ENGINE", "ENGINES", "Model", "Senders", "check_edge_structure", "check_engine",
+    "edge_graph", "edge_values", "edge_values_rows", "empty_logits", "engine_of",
+    "forward_edges", "forward_nodes", "removed_edges", "select",
+]  # fmt: skip
