@@ -197,18 +197,18 @@ def _plan_circuit(path: Path) -> Any:
 
 @needs_bundled
 def test_seqcirc_on_a_split_model(tmp_path: Path) -> None:
-    """Through `seqcirc.evaluate(..., device_map=FILE)`: the numbers of the unsplit model,
-    or, while only the hand-written forwards run circuits, E302 saying why."""
+    """Through `seqcirc.evaluate(..., device_map=FILE)`: the numbers of the unsplit model.
+    The hand-written forwards refuse a split model (E302, `--engine fast`), so `auto`
+    runs it on the generic engine, whose replacements follow each activation's device."""
     path = tmp_path / "c.circ"
     path.write_text(CIRC)
     whole = Session(Options(n_boot=100)).evaluate_file(path).circuits[0]
-    try:
-        split = Session(Options(n_boot=100, device_map=SPLIT)).evaluate_file(path)
-    except EvaluationError as err:
-        assert err.code == "E302" and "device map" in err.message
-        pytest.xfail("device-mapped models run on the hook-based engine (branch engine)")
+    with pytest.raises(EvaluationError) as err:
+        Session(Options(n_boot=100, device_map=SPLIT, engine="fast")).evaluate_file(path)
+    assert err.value.code == "E302" and "device map" in err.value.message
+    split = Session(Options(n_boot=100, device_map=SPLIT)).evaluate_file(path)
     got = split.circuits[0]
-    assert split.model["device_map"] == SPLIT
+    assert split.model["device_map"] == SPLIT and got.checks["engine"] == "generic"
     np.testing.assert_allclose(got.per_prompt["circuit"], whole.per_prompt["circuit"], atol=1e-4)
     np.testing.assert_allclose(got.per_prompt["model"], whole.per_prompt["model"], atol=1e-4)
 

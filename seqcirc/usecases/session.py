@@ -23,6 +23,7 @@ from seqcirc.plan import CircuitPlan, Plan
 
 ENGINES = ("auto", "generic", "fast")  # seqcirc.forward.select.ENGINES, without torch
 
+
 @dataclass(frozen=True)
 class Options:
     """Overrides a user gives on the command line or to pytest (None = the file's own)."""
