@@ -14,15 +14,15 @@ from seqcirc.plan import EMBED, LOGITS, Edge, Node
 def depth(endpoint: str, architecture: str) -> float:
     """Order of computation: embed < heads of layer L < MLP L < heads of L+1 < logits.
 
-    GPT-NeoX (Pythia) runs attention and MLP of a layer in parallel: there the MLP of
-    layer L does not see that layer's heads.
+    GPT-NeoX (Pythia), GPT-J and Phi-2 run attention and MLP of a layer in parallel: there
+    the MLP of layer L does not see that layer's heads (seqcirc.forward.hooked_graph).
     """
     if endpoint == EMBED:
         return -1
     if endpoint == LOGITS:
         return float("inf")
     node = Node.parse(endpoint)
-    parallel = architecture.startswith("GPTNeoX")
+    parallel = architecture.startswith(("GPTNeoX", "GPTJ", "PhiForCausalLM"))
     if node.head is not None:
         return 2 * node.layer
     return 2 * node.layer + (0 if parallel else 1)
