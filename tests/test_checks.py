@@ -73,8 +73,10 @@ def test_depth_orders_the_forward_pass() -> None:
     order = ["embed", "0.3", "mlp0", "1.0", "mlp1", "logits"]
     assert [depth(e, gpt2) for e in order] == sorted(depth(e, gpt2) for e in order)
     assert depth("5.1", gpt2) < depth("mlp5", gpt2)
-    neox = "GPTNeoXForCausalLM"  # attention and MLP of one layer run in parallel
-    assert depth("5.1", neox) == depth("mlp5", neox) < depth("6.0", neox)
+    for parallel in ("GPTNeoXForCausalLM", "GPTJForCausalLM", "PhiForCausalLM"):
+        # attention and MLP of one layer run in parallel
+        assert depth("5.1", parallel) == depth("mlp5", parallel) < depth("6.0", parallel)
+    assert depth("5.1", "Phi3ForCausalLM") < depth("mlp5", "Phi3ForCausalLM")
 
 
 def test_edges_expand_groups_and_inputs_and_check_direction() -> None:
