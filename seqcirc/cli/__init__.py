@@ -10,7 +10,7 @@ from typing import TextIO
 
 import typer
 
-from seqcirc.cli import compare, data, discover, language, roles, test, version
+from seqcirc.cli import attribute, compare, data, discover, language, roles, test, version
 from seqcirc.errors import EXIT_RUNTIME, SeqcircError, SeqcircWarning
 
 app = typer.Typer(
@@ -38,6 +38,7 @@ app.command()(language.plan)
 app.command()(language.fmt)
 app.command("test")(test.test_cmd)
 app.command()(discover.discover)
+app.command()(attribute.attribute)
 app.command()(compare.compare)
 app.add_typer(data.data_app, name="data")
 

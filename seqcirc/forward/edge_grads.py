@@ -1,0 +1,224 @@
+"""Receiver gradients of the edge graph: what edge attribution (EAP, EAP-IG) reads.
+
+The evaluator's edge forward (forward.gpt2.forward_edges) ablates edge s -> r by adding
+r_e (v_s - a_s) to receiver r's own input, r_e the edge's removed weight (0: kept, 1:
+ablated), v_s the sender's ablation value and a_s its activation in that pass. At r = 0
+the derivative of the metric with respect to every removed weight is
+
+    dm/dr_e = sum over rows and positions of g_r . (v_s - a_s),
+
+g_r the gradient of the metric at r's own input: a head's q, k or v input (before its
+layer norm), an MLP's input (before its layer norm), the final residual at the answer.
+`edge_grads` computes every such sum at once from ONE forward and ONE backward: the heads
+of a layer share one layer norm in the forward, and each head's q/k/v gradient is taken
+back through that layer norm by hand (its Jacobian per token), so no per-receiver copy of
+the residual stream is kept for the backward pass.
+
+For EAP-IG a run may replace one sender block's output (the embeddings, the heads of a
+layer, or an MLP) by the constant alpha * actual + (1 - alpha) * ablated (`Mix`), and the
+differences may be taken from a reference run (`reference`, the clean run) instead of
+this one, as the EAP-IG library does.
+
+`edge_grad_fn` is the one place an architecture's implementation is chosen; GPT-2 only
+for now (E302 elsewhere). A generic edge forward can serve by implementing `EdgeGradFn`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from seqcirc.errors import EvaluationError
+from seqcirc.forward.common import ModelWeights, Replacement, attend, gather_pos
+from seqcirc.forward.gpt2 import EdgeValues, Gpt2Weights
+from seqcirc.forward.nodes import forward_nodes
+
+MetricFn = Callable[[Tensor], Tensor]  # answer logits [B, vocab] -> per-row metric [B]
+
+
+@dataclass(frozen=True)
+class Mix:
+    """Replace one sender block's output by alpha * actual + (1 - alpha) * ablated, a
+    constant (no gradient flows through the block in that run, as in the EAP-IG library).
+    block: "input" (the embeddings), "attn" (every head of `layer`), "mlp" (MLP `layer`)."""
+
+    block: Literal["input", "attn", "mlp"]
+    layer: int
+    alpha: float
+
+
+@dataclass(frozen=True, eq=False)
+class GradRun:
+    """One attribution pass over a chunk of rows."""
+
+    scores: Tensor  # [n_receivers, n_senders] float64: sum over rows of g_r . (v_s - a_s)
+    metric_sum: float  # the metric summed over the rows, in this (possibly mixed) run
+
+
+class EdgeGradFn(Protocol):
+    def __call__(
+        self,
+        w: ModelWeights,
+        tokens: Tensor,
+        answer_pos: Tensor,
+        values: EdgeValues,
+        metric: MetricFn,
+        *,
+        mix: Mix | None = None,
+        reference: EdgeValues | None = None,
+    ) -> GradRun: ...
+
+
+def edge_grad_fn(w: ModelWeights) -> EdgeGradFn:
+    """The receiver-gradient pass of `w`'s architecture (E302 where there is none)."""
+    if isinstance(w, Gpt2Weights):
+        return edge_grads
+    raise EvaluationError(
+        f"edge attribution is not implemented for {w.architecture} models",
+        code="E302",
+        hint="attribution and edge discovery need the edge forward, which runs on "
+        "GPT-2-architecture models (gpt2-small ... gpt2-xl, seqcirc-mini) for now",
+    )
+
+
+def sender_acts(w: ModelWeights, tokens: Tensor, answer_pos: Tensor) -> EdgeValues:
+    """Every sender's activation [B, S, ...] in the clean run (no gradient): the
+    embeddings, each head's output (z through its W_O), each MLP's output."""
+    with torch.inference_mode():
+        run = forward_nodes(w, tokens, answer_pos, capture=True, logits=False)
+    assert run.embed is not None
+    return EdgeValues.from_nodes(w, run.embed, Replacement(run.z, run.mlp))
+
+
+def _mixed(mix: Mix | None, block: str, layer: int, actual: Tensor, ablated: Tensor) -> Tensor:
+    if mix is None or mix.block != block or mix.layer != layer:
+        return actual
+    return mix.alpha * actual.detach() + (1.0 - mix.alpha) * ablated
+
+
+@dataclass
+class _Taped:
+    """What the forward keeps for the scores: each layer's residual before its heads
+    (detached), its fused q/k/v projection and the MLP probes (differentiated)."""
+
+    resid: list[Tensor]
+    qkv: list[Tensor]
+    mlp_probe: list[Tensor]
+    acts: EdgeValues
+
+
+def _forward(w: Gpt2Weights, tokens: Tensor, answer_pos: Tensor, values: EdgeValues,
+             mix: Mix | None) -> tuple[Tensor, Tensor, _Taped]:  # fmt: skip
+    """Answer logits [B, vocab], the final probe [B, d], and the tape."""
+    n_h, d = w.n_heads, w.d_model
+    embed = w.embed(tokens)
+    resid = _mixed(mix, "input", 0, embed, values.embed).detach().requires_grad_()
+    tape = _Taped([], [], [], EdgeValues(embed, (), ()))
+    heads, mlps = [], []
+    for layer in range(w.n_layers):
+        tape.resid.append(resid.detach())
+        x = F.layer_norm(resid, (d,), w.ln1_w[layer], w.ln1_b[layer], w.eps)
+        qkv = (x @ w.W_qkv[layer] + w.b_qkv[layer]).unflatten(-1, (3, n_h, w.d_head))
+        tape.qkv.append(qkv)
+        z = attend(qkv[..., 0, :, :], qkv[..., 1, :, :], qkv[..., 2, :, :])
+        head_out = torch.einsum("bshe,hed->bshd", z, w.W_O[layer])
+        heads.append(head_out.detach())
+        head_out = _mixed(mix, "attn", layer, head_out, values.head_out[layer])
+        resid = resid + head_out.sum(2) + w.b_O[layer]
+        probe = torch.zeros_like(resid, requires_grad=True)
+        tape.mlp_probe.append(probe)
+        out = w.mlp(layer, resid + probe)
+        mlps.append(out.detach())
+        resid = resid + _mixed(mix, "mlp", layer, out, values.mlp[layer])
+    tape.acts = EdgeValues(embed, tuple(heads), tuple(mlps))
+    final_probe = torch.zeros(resid.shape[0], d, dtype=resid.dtype, device=resid.device,
+                              requires_grad=True)  # fmt: skip
+    logits = w.unembed(gather_pos(resid, answer_pos) + final_probe)
+    return logits, final_probe, tape
+
+
+def _diffs(values: EdgeValues, ref: EdgeValues) -> Tensor:
+    """(ablated - reference) of every sender, sender-major [n_senders, B, S, d], so each
+    layer's senders are one contiguous block for the score products."""
+    b, s = ref.embed.shape[:2]
+
+    def block(t: Tensor) -> Tensor:  # [(B,) S, k, d] -> [k, B, S, d]
+        return t.expand(b, s, *t.shape[-2:]).permute(2, 0, 1, 3)
+
+    parts = [block((values.embed - ref.embed).unsqueeze(-2))]
+    for v_h, a_h, v_m, a_m in zip(values.head_out, ref.head_out, values.mlp, ref.mlp,
+                                  strict=True):  # fmt: skip
+        parts += [block(v_h - a_h), block((v_m - a_m).unsqueeze(-2))]
+    return torch.cat(parts, dim=0)
+
+
+def _through_ln1(w: Gpt2Weights, layer: int, resid: Tensor, g_qkv: Tensor) -> Tensor:
+    """Each head's q/k/v gradient [B, S, 3, H, dh] taken back through its projection and
+    the layer norm to the residual, receiver-major: [3H, B*S*d] (the layer norm's
+    Jacobian per token by hand: rstd (u - mean(u) - xhat mean(u xhat)), u = gamma W g)."""
+    b, s, d = resid.shape
+    W_h, _ = w.qkv_per_head(layer)  # [3, H, d, dh]
+    n_r = W_h.shape[0] * W_h.shape[1]
+    mu = resid.mean(-1, keepdim=True)
+    rstd = (resid.var(-1, unbiased=False, keepdim=True) + w.eps).rsqrt()  # [B, S, 1]
+    xhat = ((resid - mu) * rstd).reshape(1, b * s, d)
+    g = (g_qkv * rstd[..., None, None]).reshape(b * s, n_r, -1).transpose(0, 1)
+    u = torch.bmm(g, (W_h * w.ln1_w[layer][:, None]).reshape(n_r, d, -1).transpose(1, 2))
+    m2 = (u * xhat).mean(-1, keepdim=True)
+    u = u - u.mean(-1, keepdim=True)
+    return torch.addcmul(u, m2, xhat, value=-1.0).reshape(n_r, b * s * d)
+
+
+def edge_grads(
+    w: ModelWeights,
+    tokens: Tensor,
+    answer_pos: Tensor,
+    values: EdgeValues,
+    metric: MetricFn,
+    *,
+    mix: Mix | None = None,
+    reference: EdgeValues | None = None,
+) -> GradRun:
+    """sum over rows of g_r . (v_s - a_s) for every receiver r and sender s [n_recv,
+    n_senders] (float64), from one forward and one backward of rows `tokens` [B, S].
+
+    values: the rows' ablation values; a_s: `reference` (e.g. the clean run's
+    activations) or else this run's own; `mix`: the EAP-IG interpolation of one block."""
+    assert isinstance(w, Gpt2Weights)
+    n_h, n_layers = w.n_heads, w.n_layers
+    with torch.enable_grad():
+        logits, final_probe, tape = _forward(w, tokens, answer_pos, values, mix)
+        total = metric(logits).sum()
+        wrt = [*tape.qkv, *tape.mlp_probe, final_probe]
+        grads = torch.autograd.grad(total, wrt, allow_unused=True)
+    n_senders = 1 + n_layers * (n_h + 1)
+    per = 3 * n_h + 1
+    scores = torch.zeros(n_layers * per + 1, n_senders, dtype=torch.float64, device=w.device)
+    with torch.no_grad():
+        diffs = _diffs(values, reference if reference is not None else tape.acts)
+        flat = diffs.flatten(1)  # [n_senders, B*S*d]
+        for layer in range(n_layers):
+            n_before = 1 + layer * (n_h + 1)
+            g_qkv, g_mlp = grads[layer], grads[n_layers + layer]
+            if g_qkv is not None:  # None: the heads' output was a constant (Mix)
+                g = _through_ln1(w, layer, tape.resid[layer], g_qkv)
+                rows = slice(layer * per, layer * per + 3 * n_h)
+                scores[rows, :n_before] = (g @ flat[:n_before].T).double()
+            if g_mlp is not None:
+                n_mlp = n_before + n_h
+                s = flat[:n_mlp] @ g_mlp.reshape(-1)
+                scores[layer * per + 3 * n_h, :n_mlp] = s.double()
+        at_answer = diffs[:, torch.arange(tokens.shape[0], device=w.device), answer_pos]
+        g_final = grads[-1]
+        assert g_final is not None
+        scores[-1] = torch.einsum("bd,nbd->n", g_final, at_answer).double()
+    return GradRun(scores, float(total.detach()))
+
+
+__all__ = ["EdgeGradFn", "GradRun", "MetricFn", "Mix", "edge_grad_fn", "edge_grads",
+           "sender_acts"]  # fmt: skip
