@@ -74,7 +74,7 @@ def discover(
     if edges:
         raise InputError("--edges applies to --method prune", code="E340",
                          hint="eap, eap-ig and acdc find edge circuits already")  # fmt: skip
-    opts = EdgeOptions.check(method, threshold, steps, selection, metric)
+    opts = EdgeOptions.check(method, threshold, steps, selection, metric, ablate, prompts, seed)
     command = " ".join(["seqcirc discover", "--model", model, "--task", task, "--method",
                         method, f"--threshold {opts.threshold:g}",
                         *([f"--steps {opts.steps}"] if opts.steps else []),
@@ -83,7 +83,7 @@ def discover(
                         *([f"--ablate {ablate}"] if ablate else []),
                         f"--prompts {prompts} --seed {seed}"])  # fmt: skip
     run = run_discover_edges(
-        model=model, set_name=task, opts=opts, ablate=ablate or "mean", prompts=prompts,
+        model=model, set_name=task, opts=opts, prompts=prompts,
         seed=seed, device=device, filter_correct=not no_filter, output=output, name=name,
         command=command,
     )  # fmt: skip

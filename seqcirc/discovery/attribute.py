@@ -32,14 +32,15 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from numpy.typing import NDArray
-from torch import Tensor
 
 from seqcirc.errors import InputError
+from seqcirc.language.vocab import LIMITS, METRICS
 from seqcirc.plan import Edge
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # torch is imported where scores are computed: checks stay light
+    from torch import Tensor
+
     from seqcirc.engine.runner import EvalState
     from seqcirc.forward.edge_grads import Mix
 
@@ -77,6 +78,9 @@ class Attribution:
 
 def check_method(method: str, steps: int | None, metric: str) -> int | None:
     """The steps a method takes (None: not an IG method); E360 for what cannot run."""
+    if metric not in METRICS:
+        raise InputError(f"unknown metric {metric!r}", code="E360",
+                         hint=f"use one of {', '.join(GRAD_METRICS)}")  # fmt: skip
     if method not in METHODS:
         raise InputError(
             f"unknown attribution method {method!r}", code="E360",
@@ -84,8 +88,9 @@ def check_method(method: str, steps: int | None, metric: str) -> int | None:
         )  # fmt: skip
     if method in IG_METHODS:
         steps = DEFAULT_STEPS if steps is None else steps
-        if not 1 <= steps <= 10_000:
-            raise InputError(f"--steps must be 1..10,000, got {steps}", code="E360")
+        if not 1 <= steps <= LIMITS["ig_steps"]:
+            raise InputError(f"--steps must be 1..{LIMITS['ig_steps']:,}, got {steps}",
+                             code="E360")  # fmt: skip
     elif steps is not None:
         raise InputError(
             f"--steps applies to the integrated-gradient methods, not {method}", code="E360",
@@ -101,6 +106,8 @@ def check_method(method: str, steps: int | None, metric: str) -> int | None:
 
 def metric_fn(state: EvalState, idx: Tensor) -> Callable[[Tensor], Tensor]:
     """The per-prompt task metric of rows `idx`, differentiable (seqcirc.engine.metric)."""
+    import torch
+
     correct, incorrect = state.correct[idx], state.incorrect[idx]
     clean = state.clean_logits[idx].double() if state.clean_logits is not None else None
 
@@ -146,6 +153,8 @@ def _gradient_scores(state: EvalState, method: str, steps: int, rows: int,
                      on_step: Progress | None) -> tuple[Tensor, int, int]:  # fmt: skip
     """Summed scores [n_recv, n_senders] over prompts and runs; rows through forward and
     backward passes."""
+    import torch
+
     from seqcirc.engine.runner import row_chunks
     from seqcirc.forward.edge_grads import edge_grad_fn, sender_acts
     from seqcirc.forward.gpt2 import EdgeValues

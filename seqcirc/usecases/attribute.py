@@ -18,12 +18,12 @@ from seqcirc.plan import AblationSpec
 ABLATE_CHOICES = ("mean", "mean-pooled", "resample", "zero")
 
 
-def edge_ablation(ablate: str) -> AblationSpec:
+def edge_ablation(ablate: str, code: str = "E360") -> AblationSpec:
     """`--ablate` as the evaluator's edge set-up: mean (per position), mean-pooled,
     resample (the paired corrupted prompt: patching), zero."""
     if ablate not in ABLATE_CHOICES:
         raise InputError(
-            f"--ablate {ablate!r} is not an ablation value", code="E360",
+            f"--ablate {ablate!r} is not an ablation value", code=code,
             hint=f"use one of {', '.join(ABLATE_CHOICES)}",
         )  # fmt: skip
     value = "mean" if ablate == "mean-pooled" else ablate
@@ -85,19 +85,21 @@ def run_attribute(
     json_path: str | None = None,
     heatmap: str | None = None,
 ) -> AttributeRun:
-    from seqcirc.discovery.attribute import attribute, check_method
-    from seqcirc.discovery.attribution_out import attribution_json, plot_attribution
-    from seqcirc.engine.metric import check_metric
-    from seqcirc.engine.prepare import prepare
+    from seqcirc.discovery.attribute import check_method
     from seqcirc.report.files import check_writable, write_text
-    from seqcirc.usecases.discover import model_and_task
+    from seqcirc.usecases.discover import check_prompts
 
-    check_metric(metric)
-    check_method(method, steps, metric)
+    check_method(method, steps, metric)  # every option before torch is imported
+    check_prompts(prompts, seed, "E360")
     ablation = edge_ablation(ablate)
     for path, what in ((json_path, "attribution JSON"), (heatmap, "heatmap")):
         if path is not None:
             check_writable(path, what)
+    from seqcirc.discovery.attribute import attribute
+    from seqcirc.discovery.attribution_out import attribution_json, plot_attribution
+    from seqcirc.engine.prepare import prepare
+    from seqcirc.usecases.discover import model_and_task
+
     _task_def, loaded, task = model_and_task(
         model, set_name, name=set_name, prompts=prompts, seed=seed,
         filter_correct=filter_correct, device=device, code="E360",

@@ -42,6 +42,13 @@ def sweep_progress(label: str) -> Iterator[Any]:
         yield on_step
 
 
+def check_prompts(prompts: int, seed: int, code: str = "E340") -> None:
+    """--prompts 1..LIMITS and --seed 0..LIMITS, before anything heavy is imported."""
+    if prompts < 1:
+        raise InputError(f"--prompts must be >= 1, got {prompts}", code=code)
+    check_option_sizes(code, prompts=(prompts, "prompts"), seed=(seed, "seed"))
+
+
 def model_and_task(model: str, set_name: str, *, name: str, prompts: int, seed: int,
                    filter_correct: bool, device: str, code: str = "E340"
                    ) -> tuple[str, Any, Any]:  # fmt: skip
@@ -50,9 +57,7 @@ def model_and_task(model: str, set_name: str, *, name: str, prompts: int, seed: 
     from seqcirc.models.load import load_model
     from seqcirc.tasks.for_model import task_for_model
 
-    if prompts < 1:
-        raise InputError(f"--prompts must be >= 1, got {prompts}", code=code)
-    check_option_sizes(code, prompts=(prompts, "prompts"), seed=(seed, "seed"))
+    check_prompts(prompts, seed, code)
     task_def = task_text(name, set_name, prompts=prompts, seed=seed, filter_correct=filter_correct)
     spec = task_spec_of(task_def, model)  # also checks the set name and the model's shape
     loaded = load_model(model, device=device)

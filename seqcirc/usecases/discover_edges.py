@@ -15,6 +15,7 @@ import numpy as np
 from seqcirc.discovery.edge_circ import FoundEdges
 from seqcirc.discovery.prune import DEFAULT_THRESHOLD
 from seqcirc.errors import InputError
+from seqcirc.language.vocab import LIMITS
 from seqcirc.plan import AblationSpec
 
 EDGE_METHODS = ("eap", "eap-ig", "acdc")
@@ -30,15 +31,21 @@ class EdgeOptions:
     steps: int | None
     selection: str
     metric: str  # what ACDC tests edges by; attribution uses the task's logit_diff
+    ablation: AblationSpec
 
     @classmethod
     def check(cls, method: str, threshold: float | None, steps: int | None,
-              selection: str | None, metric: str | None) -> EdgeOptions:  # fmt: skip
+              selection: str | None, metric: str | None, ablate: str | None = None,
+              prompts: int = 1, seed: int = 0) -> EdgeOptions:  # fmt: skip
         from seqcirc.discovery.acdc import check_acdc
         from seqcirc.discovery.attribute import check_method
         from seqcirc.discovery.edge_search import SELECTIONS
         from seqcirc.discovery.prune import _check_threshold
+        from seqcirc.usecases.attribute import edge_ablation
+        from seqcirc.usecases.discover import check_prompts
 
+        check_prompts(prompts, seed)
+        ablation = edge_ablation(ablate or "mean", "E340")
         if method not in EDGE_METHODS:
             raise InputError(f"unknown method {method!r}", code="E340",
                              hint=f"use one of {', '.join(METHODS)}")  # fmt: skip
@@ -47,7 +54,7 @@ class EdgeOptions:
                 if value is not None:
                     raise InputError(f"{flag} applies to eap and eap-ig, not acdc", code="E340")
             metric = metric or "logit_diff"
-            return cls(method, check_acdc(threshold, metric), None, "", metric)
+            return cls(method, check_acdc(threshold, metric), None, "", metric, ablation)
         if metric is not None:
             raise InputError("--metric applies to acdc", code="E340",
                              hint="eap and eap-ig score the task's logit difference")  # fmt: skip
@@ -55,12 +62,15 @@ class EdgeOptions:
         _check_threshold(threshold)
         if method == "eap" and steps is not None:
             raise InputError("--steps applies to eap-ig, not eap", code="E340")
+        if steps is not None and not 1 <= steps <= LIMITS["ig_steps"]:
+            raise InputError(f"--steps must be 1..{LIMITS['ig_steps']:,}, got {steps}",
+                             code="E340")  # fmt: skip
         steps = check_method("eap-ig-inputs" if method == "eap-ig" else "eap", steps, "logit_diff")
         selection = selection or "topn"
         if selection not in SELECTIONS:
             raise InputError(f"unknown --selection {selection!r}", code="E340",
                              hint=f"use one of {', '.join(SELECTIONS)}")  # fmt: skip
-        return cls(method, threshold, steps, selection, "logit_diff")
+        return cls(method, threshold, steps, selection, "logit_diff", ablation)
 
 
 def _by_attribution(state: Any, opts: EdgeOptions, on_step: Any) -> tuple[Any, Any, str]:
@@ -119,8 +129,8 @@ class EdgeDiscoverRun:
     path: Path | None
 
 
-def run_discover_edges(*, model: str, set_name: str, opts: EdgeOptions, ablate: str = "mean",
-                       prompts: int = 1536, seed: int = 0, device: str = "auto",
+def run_discover_edges(*, model: str, set_name: str, opts: EdgeOptions, prompts: int = 1536,
+                       seed: int = 0, device: str = "auto",
                        filter_correct: bool = True, output: str | None = None,
                        name: str | None = None, command: str = "",
                        n_boot: int = 10_000) -> EdgeDiscoverRun:  # fmt: skip
@@ -130,11 +140,11 @@ def run_discover_edges(*, model: str, set_name: str, opts: EdgeOptions, ablate: 
     from seqcirc.engine.prepare import prepare
     from seqcirc.plan.compile import compile_text
     from seqcirc.report.files import write_text
-    from seqcirc.usecases.attribute import counted_progress, edge_ablation
+    from seqcirc.usecases.attribute import counted_progress
     from seqcirc.usecases.discover import model_and_task
     from seqcirc.usecases.session import Options, Session
 
-    ablation: AblationSpec = edge_ablation(ablate)
+    ablation = opts.ablation
     name = name or f"{set_name}_edges"
     task_def, loaded, task = model_and_task(
         model, set_name, name=set_name, prompts=prompts, seed=seed,
