@@ -55,10 +55,16 @@ def test_bad_attribution_options_exit_2_without_traceback() -> None:
 
 
 def test_bad_discover_method_options_exit_2() -> None:
-    for args in (["--method", "acdc"], ["--method", "prune", "--steps", "3"],
-                 ["--method", "eap", "--metric", "kl"], ["--method", "acdc", "--threshold",
-                 "0.1", "--selection", "greedy"], ["--method", "mcts"],
-                 ["--method", "eap", "--ablate", "noise"], ["--method", "eap", "--edges"]):  # fmt: skip
+    cases = (
+        ["--method", "acdc"],
+        ["--method", "prune", "--steps", "3"],
+        ["--method", "eap", "--metric", "kl"],
+        ["--method", "acdc", "--threshold", "0.1", "--selection", "greedy"],
+        ["--method", "mcts"],
+        ["--method", "eap", "--ablate", "noise"],
+        ["--method", "eap", "--edges"],
+    )
+    for args in cases:
         run = _run("discover", "--task", "months", *args, timeout=120)
         assert run.returncode == 2, (args, run.stderr)
         assert "Traceback" not in run.stderr and "error[E340]" in run.stderr, run.stderr
