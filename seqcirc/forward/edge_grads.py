@@ -126,10 +126,11 @@ def _forward(w: Gpt2Weights, tokens: Tensor, answer_pos: Tensor, values: EdgeVal
         qkv = (x @ w.W_qkv[layer] + w.b_qkv[layer]).unflatten(-1, (3, n_h, w.d_head))
         tape.qkv.append(qkv)
         z = attend(qkv[..., 0, :, :], qkv[..., 1, :, :], qkv[..., 2, :, :])
-        head_out = torch.einsum("bshe,hed->bshd", z, w.W_O[layer])
-        heads.append(head_out.detach())
-        head_out = _mixed(mix, "attn", layer, head_out, values.head_out[layer])
-        resid = resid + head_out.sum(2) + w.b_O[layer]
+        # each head's output for the differences; the residual takes the fused product
+        heads.append(torch.einsum("bshe,hed->bshd", z.detach(), w.W_O[layer]))
+        out = z.flatten(-2) @ w.W_O[layer].flatten(0, 1)
+        out = _mixed(mix, "attn", layer, out, values.head_out[layer].sum(-2))
+        resid = resid + out + w.b_O[layer]
         probe = torch.zeros_like(resid, requires_grad=True)
         tape.mlp_probe.append(probe)
         out = w.mlp(layer, resid + probe)
@@ -143,35 +144,46 @@ def _forward(w: Gpt2Weights, tokens: Tensor, answer_pos: Tensor, values: EdgeVal
 
 
 def _diffs(values: EdgeValues, ref: EdgeValues) -> Tensor:
-    """(ablated - reference) of every sender, sender-major [n_senders, B, S, d], so each
-    layer's senders are one contiguous block for the score products."""
-    b, s = ref.embed.shape[:2]
+    """(ablated - reference) of every sender [n_senders, d, B*S]: sender-major, so each
+    layer's senders are one contiguous block of rows for the score products."""
+    b, s, d = ref.embed.shape
 
-    def block(t: Tensor) -> Tensor:  # [(B,) S, k, d] -> [k, B, S, d]
-        return t.expand(b, s, *t.shape[-2:]).permute(2, 0, 1, 3)
+    def block(t: Tensor) -> Tensor:  # [(B,) S, k, d] -> [k, d, B, S]
+        return t.expand(b, s, *t.shape[-2:]).permute(2, 3, 0, 1)
 
     parts = [block((values.embed - ref.embed).unsqueeze(-2))]
     for v_h, a_h, v_m, a_m in zip(values.head_out, ref.head_out, values.mlp, ref.mlp,
                                   strict=True):  # fmt: skip
         parts += [block(v_h - a_h), block((v_m - a_m).unsqueeze(-2))]
-    return torch.cat(parts, dim=0)
+    return torch.cat(parts, dim=0).reshape(-1, d, b * s)
 
 
-def _through_ln1(w: Gpt2Weights, layer: int, resid: Tensor, g_qkv: Tensor) -> Tensor:
-    """Each head's q/k/v gradient [B, S, 3, H, dh] taken back through its projection and
-    the layer norm to the residual, receiver-major: [3H, B*S*d] (the layer norm's
-    Jacobian per token by hand: rstd (u - mean(u) - xhat mean(u xhat)), u = gamma W g)."""
+def _receivers(w: Gpt2Weights, layer: int, resid: Tensor, g_qkv: Tensor, g_mlp: Tensor
+               ) -> tuple[Tensor, Tensor]:  # fmt: skip
+    """The layer's receivers' input gradients [3H + 1, d, B*S] (each head's q, k, v, then
+    the MLP) and, for the heads, the per-token mean each still owes [3H, B*S].
+
+    A head's gradient at its own input is its q/k/v gradient taken back through its
+    projection and the layer norm: rstd (u - mean(u) - xhat mean(u xhat)), u = gamma W g.
+    Returned without the mean(u) term, which the caller subtracts against the senders'
+    per-token sums, so the only pass over [3H, d, B*S] is the one writing it."""
     b, s, d = resid.shape
     W_h, _ = w.qkv_per_head(layer)  # [3, H, d, dh]
-    n_r = W_h.shape[0] * W_h.shape[1]
+    n_r, dh = W_h.shape[0] * W_h.shape[1], W_h.shape[-1]
+    gamma = w.ln1_w[layer]
     mu = resid.mean(-1, keepdim=True)
     rstd = (resid.var(-1, unbiased=False, keepdim=True) + w.eps).rsqrt()  # [B, S, 1]
-    xhat = ((resid - mu) * rstd).reshape(1, b * s, d)
-    g = (g_qkv * rstd[..., None, None]).reshape(b * s, n_r, -1).transpose(0, 1)
-    u = torch.bmm(g, (W_h * w.ln1_w[layer][:, None]).reshape(n_r, d, -1).transpose(1, 2))
-    m2 = (u * xhat).mean(-1, keepdim=True)
-    u = u - u.mean(-1, keepdim=True)
-    return torch.addcmul(u, m2, xhat, value=-1.0).reshape(n_r, b * s * d)
+    xhat = (resid - mu) * rstd
+    g = (g_qkv * rstd[..., None, None]).reshape(b * s, n_r, dh)  # rstd folded in
+    wg = W_h.reshape(n_r, d, dh) * gamma[:, None]
+    out = torch.empty(n_r + 1, d, b * s, dtype=resid.dtype, device=resid.device)
+    torch.bmm(wg, g.permute(1, 2, 0), out=out[:n_r])  # u, rstd included: [3H, d, B*S]
+    m1 = torch.einsum("brh,rh->rb", g, wg.sum(1)) / d  # mean over d of u
+    proj = (xhat * gamma).reshape(b * s, d) @ w.W_qkv[layer]  # columns (q|k|v, head, dh)
+    m2 = (proj.reshape(b * s, n_r, dh) * g).sum(-1).T / d  # mean over d of u xhat
+    out[:n_r].addcmul_(m2[:, None, :], xhat.reshape(b * s, d).T[None], value=-1.0)
+    out[n_r] = g_mlp.reshape(b * s, d).T
+    return out, m1
 
 
 def edge_grads(
@@ -195,28 +207,24 @@ def edge_grads(
         logits, final_probe, tape = _forward(w, tokens, answer_pos, values, mix)
         total = metric(logits).sum()
         wrt = [*tape.qkv, *tape.mlp_probe, final_probe]
-        grads = torch.autograd.grad(total, wrt, allow_unused=True)
+        grads = torch.autograd.grad(total, wrt, allow_unused=True, materialize_grads=True)
     n_senders = 1 + n_layers * (n_h + 1)
     per = 3 * n_h + 1
     scores = torch.zeros(n_layers * per + 1, n_senders, dtype=torch.float64, device=w.device)
     with torch.no_grad():
         diffs = _diffs(values, reference if reference is not None else tape.acts)
-        flat = diffs.flatten(1)  # [n_senders, B*S*d]
+        flat = diffs.flatten(1)  # [n_senders, d * B * S]
+        sums = diffs.sum(1)  # [n_senders, B * S]: each sender's difference summed over d
         for layer in range(n_layers):
-            n_before = 1 + layer * (n_h + 1)
-            g_qkv, g_mlp = grads[layer], grads[n_layers + layer]
-            if g_qkv is not None:  # None: the heads' output was a constant (Mix)
-                g = _through_ln1(w, layer, tape.resid[layer], g_qkv)
-                rows = slice(layer * per, layer * per + 3 * n_h)
-                scores[rows, :n_before] = (g @ flat[:n_before].T).double()
-            if g_mlp is not None:
-                n_mlp = n_before + n_h
-                s = flat[:n_mlp] @ g_mlp.reshape(-1)
-                scores[layer * per + 3 * n_h, :n_mlp] = s.double()
-        at_answer = diffs[:, torch.arange(tokens.shape[0], device=w.device), answer_pos]
-        g_final = grads[-1]
-        assert g_final is not None
-        scores[-1] = torch.einsum("bd,nbd->n", g_final, at_answer).double()
+            n_before, rows = 1 + layer * (n_h + 1), slice(layer * per, (layer + 1) * per)
+            g, m1 = _receivers(w, layer, tape.resid[layer], grads[layer], grads[n_layers + layer])
+            s = g.flatten(1) @ flat[: n_before + n_h].T  # [3H + 1, n_before + H]
+            s[: 3 * n_h] -= m1 @ sums[: n_before + n_h].T
+            s[: 3 * n_h, n_before:] = 0.0  # a head does not read its own layer
+            scores[rows, : n_before + n_h] = s.double()
+        b = tokens.shape[0]
+        at_answer = diffs[:, :, torch.arange(b, device=w.device) * tokens.shape[1] + answer_pos]
+        scores[-1] = torch.einsum("bd,ndb->n", grads[-1], at_answer).double()
     return GradRun(scores, float(total.detach()))
 
 
