@@ -106,25 +106,30 @@ def check_method(method: str, steps: int | None, metric: str) -> int | None:
     return steps
 
 
-def metric_fn(state: EvalState, idx: Tensor) -> Callable[[Tensor], Tensor]:
-    """The per-prompt task metric of rows `idx`, differentiable (seqcirc.engine.metric)."""
+Readout = tuple[Callable[["Tensor"], "Tensor"], "Tensor | None"]  # metric, its columns
+
+
+def metric_fn(state: EvalState, idx: Tensor) -> Readout:
+    """The per-prompt task metric of rows `idx`, differentiable (seqcirc.engine.metric),
+    and the logits it reads ([B, 2]: correct, incorrect; None: the whole vocabulary)."""
     import torch
 
     correct, incorrect = state.correct[idx], state.incorrect[idx]
     clean = state.clean_logits[idx].double() if state.clean_logits is not None else None
+    if state.metric == "logit_diff":
+        pair = torch.stack([correct, incorrect], 1)
+        return (lambda x: x[:, 0].double() - x[:, 1].double()), pair
 
     def metric(logits: Tensor) -> Tensor:
         rows = torch.arange(logits.shape[0], device=logits.device)
         x = logits.double()
-        if state.metric == "logit_diff":
-            return x[rows, correct] - x[rows, incorrect]
         if state.metric == "prob":
             return torch.softmax(x, -1)[rows, correct]
         assert clean is not None  # kl: prepare keeps the full model's logits
         log_p = torch.log_softmax(clean, -1)
         return (log_p.exp() * (log_p - torch.log_softmax(x, -1))).sum(-1)
 
-    return metric
+    return metric, None
 
 
 def attribution_rows(state: EvalState) -> int:
@@ -181,9 +186,10 @@ def _gradient_scores(state: EvalState, method: str, steps: int, rows: int,
         if method != "eap":
             ref = sender_acts(w, tokens, pos)
             fwd += len(idx)
-        metric = metric_fn(state, idx)
+        metric, columns = metric_fn(state, idx)
         for mix in mixes:
-            total += grads(w, tokens, pos, vals, metric, mix=mix, reference=ref).scores
+            total += grads(w, tokens, pos, vals, metric, mix=mix, reference=ref,
+                           columns=columns).scores  # fmt: skip
             fwd, bwd, done = fwd + len(idx), bwd + len(idx), done + 1
             if on_step is not None:
                 on_step(done, len(chunks) * len(mixes))

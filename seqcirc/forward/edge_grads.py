@@ -25,6 +25,7 @@ for now (E302 elsewhere). A generic edge forward can serve by implementing `Edge
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, Protocol
@@ -38,7 +39,8 @@ from seqcirc.forward.common import ModelWeights, Replacement, attend, gather_pos
 from seqcirc.forward.gpt2 import EdgeValues, Gpt2Weights
 from seqcirc.forward.nodes import forward_nodes
 
-MetricFn = Callable[[Tensor], Tensor]  # answer logits [B, vocab] -> per-row metric [B]
+# answer logits [B, vocab] (or [B, k]: the `columns` the metric reads) -> metric [B]
+MetricFn = Callable[[Tensor], Tensor]
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,7 @@ class EdgeGradFn(Protocol):
         *,
         mix: Mix | None = None,
         reference: EdgeValues | None = None,
+        columns: Tensor | None = None,
     ) -> GradRun: ...
 
 
@@ -113,8 +116,9 @@ class _Taped:
 
 
 def _forward(w: Gpt2Weights, tokens: Tensor, answer_pos: Tensor, values: EdgeValues,
-             mix: Mix | None) -> tuple[Tensor, Tensor, _Taped]:  # fmt: skip
-    """Answer logits [B, vocab], the final probe [B, d], and the tape."""
+             mix: Mix | None, columns: Tensor | None) -> tuple[Tensor, Tensor, _Taped]:  # fmt: skip
+    """Answer logits [B, vocab] (or of `columns` [B, k] only), the final probe [B, d], and
+    the tape."""
     n_h, d = w.n_heads, w.d_model
     embed = w.embed(tokens)
     resid = _mixed(mix, "input", 0, embed, values.embed).detach().requires_grad_()
@@ -139,51 +143,67 @@ def _forward(w: Gpt2Weights, tokens: Tensor, answer_pos: Tensor, values: EdgeVal
     tape.acts = EdgeValues(embed, tuple(heads), tuple(mlps))
     final_probe = torch.zeros(resid.shape[0], d, dtype=resid.dtype, device=resid.device,
                               requires_grad=True)  # fmt: skip
-    logits = w.unembed(gather_pos(resid, answer_pos) + final_probe)
+    final = gather_pos(resid, answer_pos) + final_probe
+    if columns is None:
+        return w.unembed(final), final_probe, tape
+    x = F.layer_norm(final, (w.d_model,), w.lnf_w, w.lnf_b, w.eps)
+    logits = torch.einsum("bd,bkd->bk", x, w.W_U.T[columns]) + w.b_U[columns]
     return logits, final_probe, tape
 
 
 def _diffs(values: EdgeValues, ref: EdgeValues) -> Tensor:
-    """(ablated - reference) of every sender [n_senders, d, B*S]: sender-major, so each
+    """(ablated - reference) of every sender [n_senders, B*S, d]: sender-major, so each
     layer's senders are one contiguous block of rows for the score products."""
     b, s, d = ref.embed.shape
-
-    def block(t: Tensor) -> Tensor:  # [(B,) S, k, d] -> [k, d, B, S]
-        return t.expand(b, s, *t.shape[-2:]).permute(2, 3, 0, 1)
-
-    parts = [block((values.embed - ref.embed).unsqueeze(-2))]
+    out = torch.empty(1 + len(ref.mlp) * (ref.head_out[0].shape[-2] + 1), b, s, d,
+                      dtype=ref.embed.dtype, device=ref.embed.device)  # fmt: skip
+    torch.sub(values.embed, ref.embed, out=out[0])
+    i = 1
     for v_h, a_h, v_m, a_m in zip(values.head_out, ref.head_out, values.mlp, ref.mlp,
                                   strict=True):  # fmt: skip
-        parts += [block(v_h - a_h), block((v_m - a_m).unsqueeze(-2))]
-    return torch.cat(parts, dim=0).reshape(-1, d, b * s)
+        n_h = a_h.shape[-2]
+        out[i : i + n_h] = (v_h - a_h).expand(b, s, n_h, d).permute(2, 0, 1, 3)
+        torch.sub(v_m, a_m, out=out[i + n_h])
+        i += n_h + 1
+    return out.reshape(-1, b * s, d)
 
 
-def _receivers(w: Gpt2Weights, layer: int, resid: Tensor, g_qkv: Tensor, g_mlp: Tensor
-               ) -> tuple[Tensor, Tensor]:  # fmt: skip
-    """The layer's receivers' input gradients [3H + 1, d, B*S] (each head's q, k, v, then
-    the MLP) and, for the heads, the per-token mean each still owes [3H, B*S].
+_SCALED: weakref.WeakKeyDictionary[Gpt2Weights, dict[int, Tensor]] = weakref.WeakKeyDictionary()
+
+
+def _scaled_qkv(w: Gpt2Weights, layer: int) -> Tensor:
+    """Each receiver's q/k/v weights times the layer norm's gain, [3H, dh, d] (cached)."""
+    cache = _SCALED.setdefault(w, {})
+    if layer not in cache:
+        W_h, _ = w.qkv_per_head(layer)  # [3, H, d, dh]
+        scaled = W_h * w.ln1_w[layer][:, None]
+        cache[layer] = scaled.flatten(0, 1).transpose(1, 2).contiguous()
+    return cache[layer]
+
+
+def _receivers(w: Gpt2Weights, layer: int, resid: Tensor, g_qkv: Tensor, g_mlp: Tensor,
+               out: Tensor) -> Tensor:  # fmt: skip
+    """The layer's receivers' input gradients, written to `out` [3H + 1, B*S, d] (each
+    head's q, k, v, then the MLP: one buffer for every layer, since fresh large tensors
+    are page-faulted anew), and, for the heads, the per-token mean each owes [3H, B*S].
 
     A head's gradient at its own input is its q/k/v gradient taken back through its
     projection and the layer norm: rstd (u - mean(u) - xhat mean(u xhat)), u = gamma W g.
     Returned without the mean(u) term, which the caller subtracts against the senders'
-    per-token sums, so the only pass over [3H, d, B*S] is the one writing it."""
+    per-token sums, so the only pass over [3H, B*S, d] is the one writing it."""
     b, s, d = resid.shape
-    W_h, _ = w.qkv_per_head(layer)  # [3, H, d, dh]
-    n_r, dh = W_h.shape[0] * W_h.shape[1], W_h.shape[-1]
-    gamma = w.ln1_w[layer]
+    wg_t = _scaled_qkv(w, layer)  # [3H, dh, d]
+    n_r, dh = wg_t.shape[:2]
     mu = resid.mean(-1, keepdim=True)
     rstd = (resid.var(-1, unbiased=False, keepdim=True) + w.eps).rsqrt()  # [B, S, 1]
-    xhat = (resid - mu) * rstd
+    xhat = ((resid - mu) * rstd).reshape(b * s, d)
     g = (g_qkv * rstd[..., None, None]).reshape(b * s, n_r, dh)  # rstd folded in
-    wg = W_h.reshape(n_r, d, dh) * gamma[:, None]
-    out = torch.empty(n_r + 1, d, b * s, dtype=resid.dtype, device=resid.device)
-    torch.bmm(wg, g.permute(1, 2, 0), out=out[:n_r])  # u, rstd included: [3H, d, B*S]
-    m1 = torch.einsum("brh,rh->rb", g, wg.sum(1)) / d  # mean over d of u
-    proj = (xhat * gamma).reshape(b * s, d) @ w.W_qkv[layer]  # columns (q|k|v, head, dh)
-    m2 = (proj.reshape(b * s, n_r, dh) * g).sum(-1).T / d  # mean over d of u xhat
-    out[:n_r].addcmul_(m2[:, None, :], xhat.reshape(b * s, d).T[None], value=-1.0)
-    out[n_r] = g_mlp.reshape(b * s, d).T
-    return out, m1
+    u = torch.bmm(g.transpose(0, 1).contiguous(), wg_t, out=out[:n_r])  # [3H, B*S, d]
+    m1 = torch.einsum("brh,rh->rb", g, wg_t.sum(-1)) / d  # mean over d of u
+    m2 = torch.einsum("rbd,bd->rb", u, xhat) / d  # mean over d of u xhat
+    u.addcmul_(m2[:, :, None], xhat[None], value=-1.0)
+    out[n_r] = g_mlp.reshape(b * s, d)
+    return m1
 
 
 def edge_grads(
@@ -195,16 +215,19 @@ def edge_grads(
     *,
     mix: Mix | None = None,
     reference: EdgeValues | None = None,
+    columns: Tensor | None = None,
 ) -> GradRun:
     """sum over rows of g_r . (v_s - a_s) for every receiver r and sender s [n_recv,
     n_senders] (float64), from one forward and one backward of rows `tokens` [B, S].
 
     values: the rows' ablation values; a_s: `reference` (e.g. the clean run's
-    activations) or else this run's own; `mix`: the EAP-IG interpolation of one block."""
+    activations) or else this run's own; `mix`: the EAP-IG interpolation of one block;
+    `columns` [B, k]: the only logits `metric` reads (logit difference: 2 of the
+    vocabulary), so the rest of the unembedding is skipped."""
     assert isinstance(w, Gpt2Weights)
     n_h, n_layers = w.n_heads, w.n_layers
     with torch.enable_grad():
-        logits, final_probe, tape = _forward(w, tokens, answer_pos, values, mix)
+        logits, final_probe, tape = _forward(w, tokens, answer_pos, values, mix, columns)
         total = metric(logits).sum()
         wrt = [*tape.qkv, *tape.mlp_probe, final_probe]
         grads = torch.autograd.grad(total, wrt, allow_unused=True, materialize_grads=True)
@@ -213,18 +236,19 @@ def edge_grads(
     scores = torch.zeros(n_layers * per + 1, n_senders, dtype=torch.float64, device=w.device)
     with torch.no_grad():
         diffs = _diffs(values, reference if reference is not None else tape.acts)
-        flat = diffs.flatten(1)  # [n_senders, d * B * S]
-        sums = diffs.sum(1)  # [n_senders, B * S]: each sender's difference summed over d
+        flat = diffs.flatten(1)  # [n_senders, B * S * d]
+        sums = diffs.sum(-1)  # [n_senders, B * S]: each sender's difference summed over d
+        g = torch.empty(per, *diffs.shape[1:], dtype=diffs.dtype, device=diffs.device)
         for layer in range(n_layers):
             n_before, rows = 1 + layer * (n_h + 1), slice(layer * per, (layer + 1) * per)
-            g, m1 = _receivers(w, layer, tape.resid[layer], grads[layer], grads[n_layers + layer])
+            m1 = _receivers(w, layer, tape.resid[layer], grads[layer], grads[n_layers + layer], g)
             s = g.flatten(1) @ flat[: n_before + n_h].T  # [3H + 1, n_before + H]
             s[: 3 * n_h] -= m1 @ sums[: n_before + n_h].T
             s[: 3 * n_h, n_before:] = 0.0  # a head does not read its own layer
             scores[rows, : n_before + n_h] = s.double()
         b = tokens.shape[0]
-        at_answer = diffs[:, :, torch.arange(b, device=w.device) * tokens.shape[1] + answer_pos]
-        scores[-1] = torch.einsum("bd,ndb->n", grads[-1], at_answer).double()
+        at_answer = diffs[:, torch.arange(b, device=w.device) * tokens.shape[1] + answer_pos]
+        scores[-1] = torch.einsum("bd,nbd->n", grads[-1], at_answer).double()
     return GradRun(scores, float(total.detach()))
 
 
