@@ -167,7 +167,7 @@ def _gradient_scores(state: EvalState, method: str, steps: int, rows: int,
     from seqcirc.forward.gpt2 import EdgeValues
 
     w = state.weights
-    grads = edge_grad_fn(w)
+    impl = edge_grad_fn(w)
     mixes = _mixes(method, w.n_layers, steps)
     total = torch.zeros(state.graph.n_receivers, state.graph.n_senders, dtype=torch.float64,
                         device=w.device)  # fmt: skip
@@ -187,12 +187,15 @@ def _gradient_scores(state: EvalState, method: str, steps: int, rows: int,
             ref = sender_acts(w, tokens, pos)
             fwd += len(idx)
         metric, columns = metric_fn(state, idx)
-        for mix in mixes:
-            total += grads(w, tokens, pos, vals, metric, mix=mix, reference=ref,
-                           columns=columns).scores  # fmt: skip
+        acc = None
+        for mix in mixes:  # the runs share the differences: one contraction per chunk
+            acc = impl.receiver_grads(w, tokens, pos, vals, metric, mix=mix, columns=columns,
+                                      into=acc)  # fmt: skip
             fwd, bwd, done = fwd + len(idx), bwd + len(idx), done + 1
             if on_step is not None:
                 on_step(done, len(chunks) * len(mixes))
+        assert acc is not None
+        total += impl.contract(w, acc, vals, ref if ref is not None else acc.acts, tokens, pos)
     return total / (n * len(mixes)), fwd, bwd
 
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -54,33 +54,38 @@ class Mix:
     alpha: float
 
 
-@dataclass(frozen=True, eq=False)
-class GradRun:
-    """One attribution pass over a chunk of rows."""
+@dataclass(eq=False)
+class ReceiverGrads:
+    """The metric's gradient at every receiver's own input, summed over runs (EAP-IG's
+    steps share the sender differences, so they are contracted once).
 
-    scores: Tensor  # [n_receivers, n_senders] float64: sum over rows of g_r . (v_s - a_s)
-    metric_sum: float  # the metric summed over the rows, in this (possibly mixed) run
+    GPT-2: per layer G [3H + 1, B*S, d] (each head's q, k, v, then the MLP; the heads'
+    without the layer norm's mean term) and M1 [3H, B*S] (that term, per token), and the
+    final residual's [B, d]; `acts`: the last run's sender activations."""
 
-
-class EdgeGradFn(Protocol):
-    def __call__(
-        self,
-        w: ModelWeights,
-        tokens: Tensor,
-        answer_pos: Tensor,
-        values: EdgeValues,
-        metric: MetricFn,
-        *,
-        mix: Mix | None = None,
-        reference: EdgeValues | None = None,
-        columns: Tensor | None = None,
-    ) -> GradRun: ...
+    layers: list[tuple[Tensor, Tensor]]
+    final: Tensor
+    metric_sum: float
+    runs: int
+    acts: EdgeValues
 
 
-def edge_grad_fn(w: ModelWeights) -> EdgeGradFn:
-    """The receiver-gradient pass of `w`'s architecture (E302 where there is none)."""
+@dataclass(frozen=True)
+class EdgeGradImpl:
+    """An architecture's attribution passes: `receiver_grads` (one forward and one
+    backward, added into an earlier result) and `contract` (the sums of g_r . (v_s - a_s)
+    [n_receivers, n_senders], float64, from the gradients, the ablation values and the
+    reference activations of the same rows)."""
+
+    receiver_grads: Callable[..., ReceiverGrads]
+    contract: Callable[[ModelWeights, ReceiverGrads, EdgeValues, EdgeValues, Tensor, Tensor],
+                       Tensor]  # fmt: skip
+
+
+def edge_grad_fn(w: ModelWeights) -> EdgeGradImpl:
+    """The attribution passes of `w`'s architecture (E302 where there are none)."""
     if isinstance(w, Gpt2Weights):
-        return edge_grads
+        return EdgeGradImpl(receiver_grads, contract)
     raise EvaluationError(
         f"edge attribution is not implemented for {w.architecture} models",
         code="E302",
@@ -206,7 +211,7 @@ def _receivers(w: Gpt2Weights, layer: int, resid: Tensor, g_qkv: Tensor, g_mlp: 
     return m1
 
 
-def edge_grads(
+def receiver_grads(
     w: ModelWeights,
     tokens: Tensor,
     answer_pos: Tensor,
@@ -214,14 +219,13 @@ def edge_grads(
     metric: MetricFn,
     *,
     mix: Mix | None = None,
-    reference: EdgeValues | None = None,
     columns: Tensor | None = None,
-) -> GradRun:
-    """sum over rows of g_r . (v_s - a_s) for every receiver r and sender s [n_recv,
-    n_senders] (float64), from one forward and one backward of rows `tokens` [B, S].
+    into: ReceiverGrads | None = None,
+) -> ReceiverGrads:
+    """One forward and one backward of rows `tokens` [B, S]: every receiver's input
+    gradient of the summed metric, added into `into` if given.
 
-    values: the rows' ablation values; a_s: `reference` (e.g. the clean run's
-    activations) or else this run's own; `mix`: the EAP-IG interpolation of one block;
+    values: the rows' ablation values (for `mix`, the EAP-IG interpolation of one block);
     `columns` [B, k]: the only logits `metric` reads (logit difference: 2 of the
     vocabulary), so the rest of the unembedding is skipped."""
     assert isinstance(w, Gpt2Weights)
@@ -231,26 +235,64 @@ def edge_grads(
         total = metric(logits).sum()
         wrt = [*tape.qkv, *tape.mlp_probe, final_probe]
         grads = torch.autograd.grad(total, wrt, allow_unused=True, materialize_grads=True)
-    n_senders = 1 + n_layers * (n_h + 1)
-    per = 3 * n_h + 1
-    scores = torch.zeros(n_layers * per + 1, n_senders, dtype=torch.float64, device=w.device)
+    b, s, d = tape.resid[0].shape
     with torch.no_grad():
-        diffs = _diffs(values, reference if reference is not None else tape.acts)
+        layers = []
+        for layer in range(n_layers):
+            g = into.layers[layer][0] if into is not None else None
+            buf = torch.empty(3 * n_h + 1, b * s, d, dtype=w.dtype, device=w.device)
+            m1 = _receivers(w, layer, tape.resid[layer], grads[layer], grads[n_layers + layer],
+                            buf)  # fmt: skip
+            if into is not None and g is not None:
+                g += buf
+                into.layers[layer][1].add_(m1)
+            layers.append((buf, m1))
+    if into is None:
+        return ReceiverGrads(layers, grads[-1], float(total.detach()), 1, tape.acts)
+    into.final += grads[-1]
+    into.metric_sum += float(total.detach())
+    into.runs += 1
+    into.acts = tape.acts
+    return into
+
+
+def contract(w: ModelWeights, grads: ReceiverGrads, values: EdgeValues, reference: EdgeValues,
+             tokens: Tensor, answer_pos: Tensor) -> Tensor:  # fmt: skip
+    """sum over rows (and runs) of g_r . (v_s - a_s) for every receiver r and sender s
+    [n_receivers, n_senders], float64; a_s from `reference`: one matrix product per layer
+    against the differences of every sender before it."""
+    assert isinstance(w, Gpt2Weights)
+    n_h, n_layers = w.n_heads, w.n_layers
+    per = 3 * n_h + 1
+    scores = torch.zeros(n_layers * per + 1, 1 + n_layers * (n_h + 1), dtype=torch.float64,
+                         device=w.device)  # fmt: skip
+    with torch.no_grad():
+        diffs = _diffs(values, reference)
         flat = diffs.flatten(1)  # [n_senders, B * S * d]
         sums = diffs.sum(-1)  # [n_senders, B * S]: each sender's difference summed over d
-        g = torch.empty(per, *diffs.shape[1:], dtype=diffs.dtype, device=diffs.device)
-        for layer in range(n_layers):
+        for layer, (g, m1) in enumerate(grads.layers):
             n_before, rows = 1 + layer * (n_h + 1), slice(layer * per, (layer + 1) * per)
-            m1 = _receivers(w, layer, tape.resid[layer], grads[layer], grads[n_layers + layer], g)
             s = g.flatten(1) @ flat[: n_before + n_h].T  # [3H + 1, n_before + H]
             s[: 3 * n_h] -= m1 @ sums[: n_before + n_h].T
             s[: 3 * n_h, n_before:] = 0.0  # a head does not read its own layer
             scores[rows, : n_before + n_h] = s.double()
         b = tokens.shape[0]
         at_answer = diffs[:, torch.arange(b, device=w.device) * tokens.shape[1] + answer_pos]
-        scores[-1] = torch.einsum("bd,nbd->n", grads[-1], at_answer).double()
-    return GradRun(scores, float(total.detach()))
+        scores[-1] = torch.einsum("bd,nbd->n", grads.final, at_answer).double()
+    return scores
 
 
-__all__ = ["EdgeGradFn", "GradRun", "MetricFn", "Mix", "edge_grad_fn", "edge_grads",
-           "sender_acts"]  # fmt: skip
+def edge_grads(
+    w: ModelWeights, tokens: Tensor, answer_pos: Tensor, values: EdgeValues, metric: MetricFn,
+    *, mix: Mix | None = None, reference: EdgeValues | None = None,
+    columns: Tensor | None = None,
+) -> Tensor:  # fmt: skip
+    """One pass's scores [n_receivers, n_senders] (EAP when `mix` and `reference` are
+    None: the differences from this same clean run)."""
+    g = receiver_grads(w, tokens, answer_pos, values, metric, mix=mix, columns=columns)
+    return contract(w, g, values, reference if reference is not None else g.acts, tokens,
+                    answer_pos)  # fmt: skip
+
+
+__all__ = ["EdgeGradImpl", "MetricFn", "Mix", "ReceiverGrads", "contract", "edge_grad_fn",
+           "edge_grads", "receiver_grads", "sender_acts"]  # fmt: skip
