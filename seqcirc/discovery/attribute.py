@@ -187,6 +187,12 @@ def _gradient_scores(state: EvalState, method: str, steps: int, rows: int,
             ref = sender_acts(w, tokens, pos)
             fwd += len(idx)
         metric, columns = metric_fn(state, idx)
+        if method == "eap":
+            total += impl.edge_grads(w, tokens, pos, vals, metric, columns=columns)
+            fwd, bwd, done = fwd + len(idx), bwd + len(idx), done + 1
+            if on_step is not None:
+                on_step(done, len(chunks))
+            continue
         acc = None
         for mix in mixes:  # the runs share the differences: one contraction per chunk
             acc = impl.receiver_grads(w, tokens, pos, vals, metric, mix=mix, columns=columns,
@@ -194,8 +200,8 @@ def _gradient_scores(state: EvalState, method: str, steps: int, rows: int,
             fwd, bwd, done = fwd + len(idx), bwd + len(idx), done + 1
             if on_step is not None:
                 on_step(done, len(chunks) * len(mixes))
-        assert acc is not None
-        total += impl.contract(w, acc, vals, ref if ref is not None else acc.acts, tokens, pos)
+        assert acc is not None and ref is not None
+        total += impl.contract(w, acc, vals, ref, tokens, pos)
     return total / (n * len(mixes)), fwd, bwd
 
 

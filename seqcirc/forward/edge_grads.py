@@ -26,7 +26,7 @@ for now (E302 elsewhere). A generic edge forward can serve by implementing `Edge
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -61,31 +61,31 @@ class ReceiverGrads:
 
     GPT-2: per layer G [3H + 1, B*S, d] (each head's q, k, v, then the MLP; the heads'
     without the layer norm's mean term) and M1 [3H, B*S] (that term, per token), and the
-    final residual's [B, d]; `acts`: the last run's sender activations."""
+    final residual's [B, d]."""
 
     layers: list[tuple[Tensor, Tensor]]
     final: Tensor
     metric_sum: float
     runs: int
-    acts: EdgeValues
 
 
 @dataclass(frozen=True)
 class EdgeGradImpl:
     """An architecture's attribution passes: `receiver_grads` (one forward and one
-    backward, added into an earlier result) and `contract` (the sums of g_r . (v_s - a_s)
+    backward, added into an earlier result), `contract` (the sums of g_r . (v_s - a_s)
     [n_receivers, n_senders], float64, from the gradients, the ablation values and the
-    reference activations of the same rows)."""
+    reference activations of the same rows) and `edge_grads` (both at once for EAP)."""
 
     receiver_grads: Callable[..., ReceiverGrads]
     contract: Callable[[ModelWeights, ReceiverGrads, EdgeValues, EdgeValues, Tensor, Tensor],
                        Tensor]  # fmt: skip
+    edge_grads: Callable[..., Tensor]  # EAP: one pass, contracted as it goes
 
 
 def edge_grad_fn(w: ModelWeights) -> EdgeGradImpl:
     """The attribution passes of `w`'s architecture (E302 where there are none)."""
     if isinstance(w, Gpt2Weights):
-        return EdgeGradImpl(receiver_grads, contract)
+        return EdgeGradImpl(receiver_grads, contract, edge_grads)
     raise EvaluationError(
         f"edge attribution is not implemented for {w.architecture} models",
         code="E302",
@@ -111,13 +111,16 @@ def _mixed(mix: Mix | None, block: str, layer: int, actual: Tensor, ablated: Ten
 
 @dataclass
 class _Taped:
-    """What the forward keeps for the scores: each layer's residual before its heads
-    (detached), its fused q/k/v projection and the MLP probes (differentiated)."""
+    """What the forward keeps for the scores: each layer's residual before its heads,
+    its heads' z and its MLP's output (detached), its fused q/k/v projection and MLP probe
+    (differentiated), and the embeddings."""
 
+    embed: Tensor
     resid: list[Tensor]
+    z: list[Tensor]
+    mlp_out: list[Tensor]
     qkv: list[Tensor]
     mlp_probe: list[Tensor]
-    acts: EdgeValues
 
 
 def _forward(w: Gpt2Weights, tokens: Tensor, answer_pos: Tensor, values: EdgeValues,
@@ -127,25 +130,22 @@ def _forward(w: Gpt2Weights, tokens: Tensor, answer_pos: Tensor, values: EdgeVal
     n_h, d = w.n_heads, w.d_model
     embed = w.embed(tokens)
     resid = _mixed(mix, "input", 0, embed, values.embed).detach().requires_grad_()
-    tape = _Taped([], [], [], EdgeValues(embed, (), ()))
-    heads, mlps = [], []
+    tape = _Taped(embed, [], [], [], [], [])
     for layer in range(w.n_layers):
         tape.resid.append(resid.detach())
         x = F.layer_norm(resid, (d,), w.ln1_w[layer], w.ln1_b[layer], w.eps)
         qkv = (x @ w.W_qkv[layer] + w.b_qkv[layer]).unflatten(-1, (3, n_h, w.d_head))
         tape.qkv.append(qkv)
         z = attend(qkv[..., 0, :, :], qkv[..., 1, :, :], qkv[..., 2, :, :])
-        # each head's output for the differences; the residual takes the fused product
-        heads.append(torch.einsum("bshe,hed->bshd", z.detach(), w.W_O[layer]))
+        tape.z.append(z.detach())
         out = z.flatten(-2) @ w.W_O[layer].flatten(0, 1)
         out = _mixed(mix, "attn", layer, out, values.head_out[layer].sum(-2))
         resid = resid + out + w.b_O[layer]
         probe = torch.zeros_like(resid, requires_grad=True)
         tape.mlp_probe.append(probe)
         out = w.mlp(layer, resid + probe)
-        mlps.append(out.detach())
+        tape.mlp_out.append(out.detach())
         resid = resid + _mixed(mix, "mlp", layer, out, values.mlp[layer])
-    tape.acts = EdgeValues(embed, tuple(heads), tuple(mlps))
     final_probe = torch.zeros(resid.shape[0], d, dtype=resid.dtype, device=resid.device,
                               requires_grad=True)  # fmt: skip
     final = gather_pos(resid, answer_pos) + final_probe
@@ -156,20 +156,31 @@ def _forward(w: Gpt2Weights, tokens: Tensor, answer_pos: Tensor, values: EdgeVal
     return logits, final_probe, tape
 
 
-def _diffs(values: EdgeValues, ref: EdgeValues) -> Tensor:
-    """(ablated - reference) of every sender [n_senders, B*S, d]: sender-major, so each
-    layer's senders are one contiguous block of rows for the score products."""
-    b, s, d = ref.embed.shape
-    out = torch.empty(1 + len(ref.mlp) * (ref.head_out[0].shape[-2] + 1), b, s, d,
-                      dtype=ref.embed.dtype, device=ref.embed.device)  # fmt: skip
-    torch.sub(values.embed, ref.embed, out=out[0])
-    i = 1
-    for v_h, a_h, v_m, a_m in zip(values.head_out, ref.head_out, values.mlp, ref.mlp,
-                                  strict=True):  # fmt: skip
-        n_h = a_h.shape[-2]
-        out[i : i + n_h] = (v_h - a_h).expand(b, s, n_h, d).permute(2, 0, 1, 3)
-        torch.sub(v_m, a_m, out=out[i + n_h])
-        i += n_h + 1
+def _diffs(
+    w: Gpt2Weights, values: EdgeValues, embed: Tensor, mlp: Sequence[Tensor], *,
+    z: Sequence[Tensor] | None = None, heads: Sequence[Tensor] = (),
+) -> Tensor:  # fmt: skip
+    """(ablated - actual) of every sender [n_senders, B*S, d], sender-major, so each
+    layer's senders are one contiguous block of rows for the score products. The heads'
+    actual outputs: from their z [B, S, H, dh] (each through its W_O, written in place)
+    or given, [B, S, H, d]."""
+    b, s, d = embed.shape
+    n_h = w.n_heads
+    out = torch.empty(1 + w.n_layers * (n_h + 1), b, s, d, dtype=embed.dtype,
+                      device=embed.device)  # fmt: skip
+    torch.sub(values.embed, embed, out=out[0])
+    for layer in range(w.n_layers):
+        i = 1 + layer * (n_h + 1)
+        block = out[i : i + n_h]  # [H, B, S, d]
+        v_h = values.head_out[layer]  # [(B,) S, H, d]
+        v_h = v_h.permute(2, 0, 1, 3) if v_h.dim() == 4 else v_h.permute(1, 0, 2)[:, None]
+        if z is not None:
+            z_h = z[layer].reshape(b * s, n_h, -1).transpose(0, 1).contiguous()
+            torch.bmm(z_h, w.W_O[layer], out=block.view(n_h, b * s, d))
+            torch.sub(v_h, block, out=block)
+        else:
+            torch.sub(v_h, heads[layer].permute(2, 0, 1, 3), out=block)
+        torch.sub(values.mlp[layer], mlp[layer], out=out[i + n_h])
     return out.reshape(-1, b * s, d)
 
 
@@ -179,10 +190,9 @@ _SCALED: weakref.WeakKeyDictionary[Gpt2Weights, dict[int, Tensor]] = weakref.Wea
 def _scaled_qkv(w: Gpt2Weights, layer: int) -> Tensor:
     """Each receiver's q/k/v weights times the layer norm's gain, [3H, dh, d] (cached)."""
     cache = _SCALED.setdefault(w, {})
-    if layer not in cache:
-        W_h, _ = w.qkv_per_head(layer)  # [3, H, d, dh]
-        scaled = W_h * w.ln1_w[layer][:, None]
-        cache[layer] = scaled.flatten(0, 1).transpose(1, 2).contiguous()
+    if layer not in cache:  # W_qkv [d, 3d], columns (q|k|v, head, dh)
+        scaled = (w.W_qkv[layer] * w.ln1_w[layer][:, None]).T.contiguous()
+        cache[layer] = scaled.reshape(3 * w.n_heads, w.d_head, w.d_model)
     return cache[layer]
 
 
@@ -238,21 +248,23 @@ def receiver_grads(
     b, s, d = tape.resid[0].shape
     with torch.no_grad():
         layers = []
+        temp = None if into is None else torch.empty(3 * n_h + 1, b * s, d, dtype=w.dtype,
+                                                     device=w.device)  # fmt: skip
         for layer in range(n_layers):
-            g = into.layers[layer][0] if into is not None else None
-            buf = torch.empty(3 * n_h + 1, b * s, d, dtype=w.dtype, device=w.device)
-            m1 = _receivers(w, layer, tape.resid[layer], grads[layer], grads[n_layers + layer],
-                            buf)  # fmt: skip
-            if into is not None and g is not None:
-                g += buf
-                into.layers[layer][1].add_(m1)
-            layers.append((buf, m1))
+            g_qkv, g_mlp = grads[layer], grads[n_layers + layer]
+            if into is None:
+                buf = torch.empty(3 * n_h + 1, b * s, d, dtype=w.dtype, device=w.device)
+                layers.append((buf, _receivers(w, layer, tape.resid[layer], g_qkv, g_mlp, buf)))
+                continue
+            assert temp is not None
+            m1 = _receivers(w, layer, tape.resid[layer], g_qkv, g_mlp, temp)
+            into.layers[layer][0].add_(temp)
+            into.layers[layer][1].add_(m1)
     if into is None:
-        return ReceiverGrads(layers, grads[-1], float(total.detach()), 1, tape.acts)
+        return ReceiverGrads(layers, grads[-1], float(total.detach()), 1)
     into.final += grads[-1]
     into.metric_sum += float(total.detach())
     into.runs += 1
-    into.acts = tape.acts
     return into
 
 
@@ -263,35 +275,59 @@ def contract(w: ModelWeights, grads: ReceiverGrads, values: EdgeValues, referenc
     against the differences of every sender before it."""
     assert isinstance(w, Gpt2Weights)
     n_h, n_layers = w.n_heads, w.n_layers
-    per = 3 * n_h + 1
-    scores = torch.zeros(n_layers * per + 1, 1 + n_layers * (n_h + 1), dtype=torch.float64,
-                         device=w.device)  # fmt: skip
     with torch.no_grad():
-        diffs = _diffs(values, reference)
-        flat = diffs.flatten(1)  # [n_senders, B * S * d]
-        sums = diffs.sum(-1)  # [n_senders, B * S]: each sender's difference summed over d
+        diffs = _diffs(w, values, reference.embed, reference.mlp, heads=reference.head_out)
+        flat, sums = diffs.flatten(1), diffs.sum(-1)
+        scores = torch.zeros(n_layers * (3 * n_h + 1) + 1, diffs.shape[0], dtype=torch.float64,
+                             device=w.device)  # fmt: skip
         for layer, (g, m1) in enumerate(grads.layers):
-            n_before, rows = 1 + layer * (n_h + 1), slice(layer * per, (layer + 1) * per)
-            s = g.flatten(1) @ flat[: n_before + n_h].T  # [3H + 1, n_before + H]
-            s[: 3 * n_h] -= m1 @ sums[: n_before + n_h].T
-            s[: 3 * n_h, n_before:] = 0.0  # a head does not read its own layer
-            scores[rows, : n_before + n_h] = s.double()
-        b = tokens.shape[0]
-        at_answer = diffs[:, torch.arange(b, device=w.device) * tokens.shape[1] + answer_pos]
-        scores[-1] = torch.einsum("bd,nbd->n", grads.final, at_answer).double()
+            _layer_scores(scores, layer, n_h, g, m1, flat, sums)
+        scores[-1] = _final_scores(grads.final, diffs, tokens, answer_pos)
     return scores
 
 
 def edge_grads(
     w: ModelWeights, tokens: Tensor, answer_pos: Tensor, values: EdgeValues, metric: MetricFn,
-    *, mix: Mix | None = None, reference: EdgeValues | None = None,
-    columns: Tensor | None = None,
+    *, columns: Tensor | None = None,
 ) -> Tensor:  # fmt: skip
-    """One pass's scores [n_receivers, n_senders] (EAP when `mix` and `reference` are
-    None: the differences from this same clean run)."""
-    g = receiver_grads(w, tokens, answer_pos, values, metric, mix=mix, columns=columns)
-    return contract(w, g, values, reference if reference is not None else g.acts, tokens,
-                    answer_pos)  # fmt: skip
+    """EAP's one pass: the scores [n_receivers, n_senders] (float64) of rows `tokens`,
+    differences from this same clean run, each layer's receivers contracted as soon as
+    they are known (one buffer for all layers: fresh large tensors are page-faulted)."""
+    assert isinstance(w, Gpt2Weights)
+    n_h, n_layers = w.n_heads, w.n_layers
+    with torch.enable_grad():
+        logits, final_probe, tape = _forward(w, tokens, answer_pos, values, None, columns)
+        total = metric(logits).sum()
+        wrt = [*tape.qkv, *tape.mlp_probe, final_probe]
+        grads = torch.autograd.grad(total, wrt, allow_unused=True, materialize_grads=True)
+    per = 3 * n_h + 1
+    with torch.no_grad():
+        diffs = _diffs(w, values, tape.embed, tape.mlp_out, z=tape.z)
+        flat, sums = diffs.flatten(1), diffs.sum(-1)
+        g = torch.empty(per, *diffs.shape[1:], dtype=diffs.dtype, device=diffs.device)
+        scores = torch.zeros(n_layers * per + 1, diffs.shape[0], dtype=torch.float64,
+                             device=w.device)  # fmt: skip
+        for layer in range(n_layers):
+            m1 = _receivers(w, layer, tape.resid[layer], grads[layer], grads[n_layers + layer], g)
+            _layer_scores(scores, layer, n_h, g, m1, flat, sums)
+        scores[-1] = _final_scores(grads[-1], diffs, tokens, answer_pos)
+    return scores
+
+
+def _layer_scores(scores: Tensor, layer: int, n_h: int, g: Tensor, m1: Tensor, flat: Tensor,
+                  sums: Tensor) -> None:  # fmt: skip
+    """One layer's rows of the score matrix: its receivers' gradients [3H + 1, B*S, d]
+    (less the heads' mean terms m1) against every earlier sender's differences."""
+    per, n_before = 3 * n_h + 1, 1 + layer * (n_h + 1)
+    s = g.flatten(1) @ flat[: n_before + n_h].T  # [3H + 1, n_before + H]
+    s[: 3 * n_h] -= m1 @ sums[: n_before + n_h].T
+    s[: 3 * n_h, n_before:] = 0.0  # a head does not read its own layer
+    scores[layer * per : (layer + 1) * per, : n_before + n_h] = s.double()
+
+
+def _final_scores(g_final: Tensor, diffs: Tensor, tokens: Tensor, answer_pos: Tensor) -> Tensor:
+    rows = torch.arange(tokens.shape[0], device=tokens.device) * tokens.shape[1] + answer_pos
+    return torch.einsum("bd,nbd->n", g_final, diffs[:, rows]).double()
 
 
 __all__ = ["EdgeGradImpl", "MetricFn", "Mix", "ReceiverGrads", "contract", "edge_grad_fn",
