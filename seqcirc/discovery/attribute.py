@@ -175,6 +175,9 @@ def _gradient_scores(state: EvalState, method: str, steps: int, rows: int,
     chunks = list(row_chunks(n, rows))
     fwd = bwd = done = 0
     values = state.edge_values
+    # one buffer for every chunk's sender differences (fresh ones are page-faulted anew)
+    size = state.graph.n_senders * min(rows, n) * int(state.clean.shape[1]) * w.d_model
+    scratch = torch.empty(size, dtype=w.dtype, device=w.device)
     for sl in chunks:
         idx = torch.arange(sl.start, sl.stop, device=w.device)
         tokens, pos = state.clean[idx], state.answer_pos[idx]
@@ -188,7 +191,8 @@ def _gradient_scores(state: EvalState, method: str, steps: int, rows: int,
             fwd += len(idx)
         metric, columns = metric_fn(state, idx)
         if method == "eap":
-            total += impl.edge_grads(w, tokens, pos, vals, metric, columns=columns)
+            total += impl.edge_grads(w, tokens, pos, vals, metric, columns=columns,
+                                     scratch=scratch)  # fmt: skip
             fwd, bwd, done = fwd + len(idx), bwd + len(idx), done + 1
             if on_step is not None:
                 on_step(done, len(chunks))
@@ -201,7 +205,7 @@ def _gradient_scores(state: EvalState, method: str, steps: int, rows: int,
             if on_step is not None:
                 on_step(done, len(chunks) * len(mixes))
         assert acc is not None and ref is not None
-        total += impl.contract(w, acc, vals, ref, tokens, pos)
+        total += impl.contract(w, acc, vals, ref, tokens, pos, scratch=scratch)
     return total / (n * len(mixes)), fwd, bwd
 
 

@@ -74,11 +74,11 @@ class EdgeGradImpl:
     """An architecture's attribution passes: `receiver_grads` (one forward and one
     backward, added into an earlier result), `contract` (the sums of g_r . (v_s - a_s)
     [n_receivers, n_senders], float64, from the gradients, the ablation values and the
-    reference activations of the same rows) and `edge_grads` (both at once for EAP)."""
+    reference activations of the same rows) and `edge_grads` (both at once for EAP);
+    `scratch`, where taken, is a reusable buffer for the sender differences."""
 
     receiver_grads: Callable[..., ReceiverGrads]
-    contract: Callable[[ModelWeights, ReceiverGrads, EdgeValues, EdgeValues, Tensor, Tensor],
-                       Tensor]  # fmt: skip
+    contract: Callable[..., Tensor]
     edge_grads: Callable[..., Tensor]  # EAP: one pass, contracted as it goes
 
 
@@ -158,16 +158,21 @@ def _forward(w: Gpt2Weights, tokens: Tensor, answer_pos: Tensor, values: EdgeVal
 
 def _diffs(
     w: Gpt2Weights, values: EdgeValues, embed: Tensor, mlp: Sequence[Tensor], *,
-    z: Sequence[Tensor] | None = None, heads: Sequence[Tensor] = (),
+    z: Sequence[Tensor] | None = None, heads: Sequence[Tensor] = (), scratch: Tensor | None = None,
 ) -> Tensor:  # fmt: skip
     """(ablated - actual) of every sender [n_senders, B*S, d], sender-major, so each
     layer's senders are one contiguous block of rows for the score products. The heads'
     actual outputs: from their z [B, S, H, dh] (each through its W_O, written in place)
-    or given, [B, S, H, d]."""
+    or given, [B, S, H, d]. `scratch`: a 1-D buffer to write into when it is large
+    enough (reused across chunks: a fresh tensor this large is page-faulted anew)."""
     b, s, d = embed.shape
     n_h = w.n_heads
-    out = torch.empty(1 + w.n_layers * (n_h + 1), b, s, d, dtype=embed.dtype,
-                      device=embed.device)  # fmt: skip
+    shape = (1 + w.n_layers * (n_h + 1), b, s, d)
+    numel = shape[0] * b * s * d
+    if scratch is not None and scratch.numel() >= numel:
+        out = scratch[:numel].view(shape)
+    else:
+        out = torch.empty(shape, dtype=embed.dtype, device=embed.device)
     torch.sub(values.embed, embed, out=out[0])
     for layer in range(w.n_layers):
         i = 1 + layer * (n_h + 1)
@@ -268,15 +273,18 @@ def receiver_grads(
     return into
 
 
-def contract(w: ModelWeights, grads: ReceiverGrads, values: EdgeValues, reference: EdgeValues,
-             tokens: Tensor, answer_pos: Tensor) -> Tensor:  # fmt: skip
+def contract(
+    w: ModelWeights, grads: ReceiverGrads, values: EdgeValues, reference: EdgeValues,
+    tokens: Tensor, answer_pos: Tensor, scratch: Tensor | None = None,
+) -> Tensor:  # fmt: skip
     """sum over rows (and runs) of g_r . (v_s - a_s) for every receiver r and sender s
     [n_receivers, n_senders], float64; a_s from `reference`: one matrix product per layer
     against the differences of every sender before it."""
     assert isinstance(w, Gpt2Weights)
     n_h, n_layers = w.n_heads, w.n_layers
     with torch.no_grad():
-        diffs = _diffs(w, values, reference.embed, reference.mlp, heads=reference.head_out)
+        diffs = _diffs(w, values, reference.embed, reference.mlp, heads=reference.head_out,
+                       scratch=scratch)  # fmt: skip
         flat, sums = diffs.flatten(1), diffs.sum(-1)
         scores = torch.zeros(n_layers * (3 * n_h + 1) + 1, diffs.shape[0], dtype=torch.float64,
                              device=w.device)  # fmt: skip
@@ -288,7 +296,7 @@ def contract(w: ModelWeights, grads: ReceiverGrads, values: EdgeValues, referenc
 
 def edge_grads(
     w: ModelWeights, tokens: Tensor, answer_pos: Tensor, values: EdgeValues, metric: MetricFn,
-    *, columns: Tensor | None = None,
+    *, columns: Tensor | None = None, scratch: Tensor | None = None,
 ) -> Tensor:  # fmt: skip
     """EAP's one pass: the scores [n_receivers, n_senders] (float64) of rows `tokens`,
     differences from this same clean run, each layer's receivers contracted as soon as
@@ -302,7 +310,7 @@ def edge_grads(
         grads = torch.autograd.grad(total, wrt, allow_unused=True, materialize_grads=True)
     per = 3 * n_h + 1
     with torch.no_grad():
-        diffs = _diffs(w, values, tape.embed, tape.mlp_out, z=tape.z)
+        diffs = _diffs(w, values, tape.embed, tape.mlp_out, z=tape.z, scratch=scratch)
         flat, sums = diffs.flatten(1), diffs.sum(-1)
         g = torch.empty(per, *diffs.shape[1:], dtype=diffs.dtype, device=diffs.device)
         scores = torch.zeros(n_layers * per + 1, diffs.shape[0], dtype=torch.float64,
