@@ -10,6 +10,12 @@ Items, on a GPT-2-small-shaped model with random weights, 64 prompts x 9 tokens:
   baseline   a 200-circuit random baseline on a prepared state            target <= 1.3 x 200
   discovery  the paper's iterative pruning (seqcirc.discovery.prune): time, and forward passes
              done against the passes the sequential algorithm needs
+  eap        edge attribution of every edge from nothing (prepare + one forward and one
+             backward, seqcirc.discovery.attribute)                      target <= 4
+  eap_ig     the same by EAP-IG-inputs with 5 steps                      target <= 15
+  eap_ig_discovery  an edge circuit by EAP-IG (5 steps) and the evaluator's bisection to
+             F(C)/F(M) > 0.8: its passes over the prompts against the fewest edge
+             pruning needs (prepare + one pass per edge)                 target <= 1/20
   bare       the bare forward itself (its memory)
   memory     the 4 GB check: in a fresh process, the model built and one evaluation from
              nothing (prepare, node circuit, empty circuit, a 200-circuit random baseline,
@@ -77,9 +83,12 @@ from benchmarks.gpt2_shape import (
     weights_checksum,
 )
 
-ITEMS = ("bare", "node", "edge", "baseline", "discovery", "memory")
+ITEMS = ("bare", "node", "edge", "baseline", "discovery", "eap", "eap_ig", "eap_ig_discovery",
+         "memory")  # fmt: skip
 ENGINES = ("fast", "generic")
 FAMILY_ITEMS = ("bare", "node", "edge", "baseline")  # the items run on every family
+EAP_IG_STEPS = 5
+PASS_SHARE = 1 / 20  # eap_ig_discovery: at most this share of edge pruning's passes
 MEMORY_LIMIT_MB = 4096.0  # issue 12: a GPT-2-small evaluation must fit in 4 GB
 EDGE_KEEP = 0.10  # share of edges an edge circuit keeps
 NODE_KEEP = 0.30  # share of nodes the node circuit keeps (cost does not depend on it)
@@ -110,7 +119,8 @@ class Config:
 
 
 def targets(cfg: Config) -> dict[str, float]:
-    return {"node": 3.5, "edge": 5.0, "baseline": 1.3 * cfg.n_random}
+    return {"node": 3.5, "edge": 5.0, "baseline": 1.3 * cfg.n_random, "eap": 4.0,
+            "eap_ig": 15.0}  # fmt: skip
 
 
 def _is_cuda(device: str) -> bool:
@@ -314,11 +324,69 @@ def evaluation_from_nothing(bridge: Any, task: Any, cfg: Config) -> dict[str, An
     }
 
 
+def _attribution_op(method: str, steps: int | None) -> Any:
+    def make(bridge: Any, task: Any, cfg: Config) -> Callable[[], dict[str, Any]]:
+        from seqcirc.discovery.attribute import attribute
+        from seqcirc.engine.prepare import prepare
+        from seqcirc.plan import AblationSpec
+
+        def op() -> dict[str, Any]:
+            state = prepare(bridge, task, AblationSpec(granularity="edge"))
+            prepare_rows = state.forward_rows
+            att = attribute(state, method, steps=steps)
+            n = state.n_prompts
+            return {
+                "method": method, "steps": steps, "n_edges": len(att.edges),
+                "sum_of_scores": float(att.scores.sum()), "f_model": att.f_model,
+                "f_empty": att.f_empty, "prepare_passes": prepare_rows / n,
+                "forward_passes": (prepare_rows + att.forward_rows) / n,
+                "backward_passes": att.backward_rows / n,
+                "attribute_s": att.timings["attribute_s"],
+            }  # fmt: skip
+
+        return op
+
+    return make
+
+
+def _eap_ig_discovery_op(bridge: Any, task: Any, cfg: Config) -> Callable[[], dict[str, Any]]:
+    """EAP-IG scores, then the bisection; passes against edge pruning's fewest: prepare
+    (2) and one edge pass per edge of the model (its first sweep alone)."""
+    from seqcirc.discovery.attribute import attribute
+    from seqcirc.discovery.edge_search import search_edges
+    from seqcirc.engine.prepare import prepare
+    from seqcirc.plan import AblationSpec
+
+    def op() -> dict[str, Any]:
+        state = prepare(bridge, task, AblationSpec(granularity="edge"))
+        n = state.n_prompts
+        prepare_passes = state.forward_rows / n
+        att = attribute(state, "eap-ig-inputs", steps=EAP_IG_STEPS)
+        found = search_edges(state, att.scores, 0.8)
+        forward = prepare_passes + att.forward_rows / n + found.passes
+        backward = att.backward_rows / n
+        needed = 2 + len(att.edges)
+        return {
+            "n_edges": len(att.edges), "edges_found": int(found.keep.sum()),
+            "n_top": found.n, "score": found.score, "bisection_passes": found.passes,
+            "forward_passes": forward, "backward_passes": backward,
+            "passes": forward + backward, "pruning_passes_at_least": needed,
+            "share_of_pruning": (forward + backward) / needed,
+            "share_counting_backward_twice": (forward + 2 * backward) / needed,
+            "attribute_s": att.timings["attribute_s"],
+        }  # fmt: skip
+
+    return op
+
+
 OPS: dict[str, Callable[[Any, Any, Config], Callable[[], dict[str, Any]]]] = {
     "node": _node_op,
     "edge": _edge_op,
     "baseline": _baseline_op,
     "discovery": _discovery_op,
+    "eap": _attribution_op("eap", None),
+    "eap_ig": _attribution_op("eap-ig-inputs", EAP_IG_STEPS),
+    "eap_ig_discovery": _eap_ig_discovery_op,
 }
 
 
@@ -368,7 +436,7 @@ def measure(item: str, cfg: Config, hf_model: Any, bridge: Any, task: Any) -> di
             "gpu_peak_mb": torch.cuda.max_memory_allocated(dev) / 2**20,
             "gpu_delta_mb": (torch.cuda.max_memory_allocated(dev) - gpu0) / 2**20,
         }
-    cheap = item in ("bare", "node", "edge")
+    cheap = item in ("bare", "node", "edge", "eap")
     for r in range(cfg.repeats):  # interleaved: bare, item, bare, item, ..., bare
         bares.append(_timed(lambda: bare_forward(hf_model, tokens), dev)[:2])
         if cheap and r < cfg.repeats - 1:
@@ -531,14 +599,14 @@ def _run_item(item: str, cfg: Config, task_path: Path, in_process: bool, models:
 def render_table(results: list[dict[str, Any]], cfg: Config) -> str:
     tg = targets(cfg)
     head = (
-        f"{'model':<6} {'engine':<8} {'item':<10} {'item s':>8} {'bare s':>7} {'ratio':>7} "
+        f"{'model':<6} {'engine':<8} {'item':<16} {'item s':>8} {'bare s':>7} {'ratio':>7} "
         f"{'cpu ratio':>9} {'target':>7} {'met':>4} {'peak MB':>8} {'+MB':>7} {'load':>5}  notes"
     )
     lines = [head, "-" * len(head)]
     for r in results:
         lead = f"{r.get('family', cfg.family):<6} {r.get('engine', cfg.engine):<8} "
         if "error" in r:
-            lines.append(f"{lead}{r['item']:<10} {r['error'][:100]}")
+            lines.append(f"{lead}{r['item']:<16} {r['error'][:100]}")
             continue
         mem = r["memory"]
         gpu_note = f", GPU peak {mem['gpu_peak_mb']:.0f} MB" if "gpu_peak_mb" in mem else ""
@@ -546,7 +614,7 @@ def render_table(results: list[dict[str, Any]], cfg: Config) -> str:
             d = r["detail"]
             limit = f"{r['limit_mb']:g}MB"
             lines.append(
-                f"{lead}{'memory':<10} {r['item_wall_s']:>8.2f} {'':>7} {'':>7} {'':>9} "
+                f"{lead}{'memory':<16} {r['item_wall_s']:>8.2f} {'':>7} {'':>7} {'':>9} "
                 f"{limit:>7} {'yes' if r['passed'] else 'NO':>4} "
                 f"{mem['peak_mb']:>8.0f} {'':>7} {r.get('loadavg_before', [0.0])[0]:>5.2f}  "
                 f"whole process (model {mem['after_model_mb']:.0f} MB before), "
@@ -567,11 +635,22 @@ def render_table(results: list[dict[str, Any]], cfg: Config) -> str:
                 f"{r['ratio_wall'] / d['forward_passes']:.2f} bare per pass, "
                 f"{d['nodes_found']} nodes, {d['n_sweeps']} sweeps"
             )
+        elif r["item"] == "eap_ig_discovery":
+            share = d["share_of_pruning"]
+            met = "yes" if share <= PASS_SHARE else "NO"
+            note = (
+                f"{d['passes']:.1f} passes (fwd + bwd; {d['bisection_passes']} bisection) vs "
+                f">= {d['pruning_passes_at_least']} for edge pruning: {share:.4f} (target "
+                f"<= 1/20; backward counted twice {d['share_counting_backward_twice']:.4f}); "
+                f"{d['edges_found']} edges, F/F(M) {d['score']:.3f}"
+            )
+        elif "backward_passes" in d:
+            note = f"{d['forward_passes']:.0f} forward + {d['backward_passes']:.0f} backward passes"
         elif "forward_passes" in d:
             note = f"{d['forward_passes']:.2f} passes"
         note += gpu_note
         lines.append(
-            f"{lead}{r['item']:<10} {r['item_wall_s']:>8.2f} {r['bare_wall_s']:>7.3f} "
+            f"{lead}{r['item']:<16} {r['item_wall_s']:>8.2f} {r['bare_wall_s']:>7.3f} "
             f"{r['ratio_wall']:>7.2f} {r['ratio_cpu']:>9.2f} "
             f"{'' if target is None else f'{target:g}':>7} {met:>4} "
             f"{mem['peak_mb']:>8.0f} {mem['delta_mb']:>7.0f} {r['loadavg_before'][0]:>5.2f}  {note}"

@@ -60,6 +60,15 @@ def test_benchmark_tiny_in_process(bench: ModuleType, tmp_path: Path) -> None:
     # on a CPU discovery scores one candidate at a time: no pass beyond what it needs
     assert disc["masks_run"] == disc["masks_needed"]
     assert disc["forward_rows"] == disc["forward_passes_needed"] * disc["n_prompts"] + 2
+    # attribution: prepare (2 sweeps + 2 bridge rows), then EAP's forward and backward;
+    # EAP-IG's clean reference and one forward and backward per step
+    prep = 2 + 2 / n
+    eap, ig = by_item["eap"]["detail"], by_item["eap_ig"]["detail"]
+    assert (eap["forward_passes"], eap["backward_passes"]) == (pytest.approx(prep + 1), 1)
+    assert (ig["forward_passes"], ig["backward_passes"]) == (pytest.approx(prep + 6), 5)
+    found = by_item["eap_ig_discovery"]["detail"]
+    assert found["passes"] == pytest.approx(prep + 6 + found["bisection_passes"] + 5)
+    assert found["pruning_passes_at_least"] == 2 + found["n_edges"] and found["score"] > 0.8
     table = bench.render_table(report["results"], bench.Config.from_dict(report["config"]))
     assert all(item in table for item in bench.ITEMS)
     assert "4096MB  yes" in table

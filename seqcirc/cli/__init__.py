@@ -12,6 +12,7 @@ import typer
 
 from seqcirc.cli import (
     attention,
+    attribute,
     compare,
     data,
     discover,
@@ -60,6 +61,7 @@ app.command(cls=Command)(language.plan)
 app.command(cls=Command)(language.fmt)
 app.command("test", cls=Command)(test.test_cmd)
 app.command(cls=Command)(discover.discover)
+app.command(cls=Command)(attribute.attribute)
 app.command(cls=Command)(compare.compare)
 app.command(cls=Command)(interop.export)
 app.command("import", cls=Command)(interop.import_cmd)

@@ -184,7 +184,7 @@ class Written:
 Evaluate = Callable[[str], Any]  # .circ text -> EvaluationResult
 
 
-def _floor(x: float, step: float = 0.01) -> float:
+def floor_to(x: float, step: float = 0.01) -> float:
     return math.floor(x / step + 1e-9) * step
 
 
@@ -279,7 +279,7 @@ class _Layout:
         return [*lines, f"  expect faithfulness >= {expect.edge_faithfulness!r}", "}"]
 
 
-def _measured(text: str, evaluate: Evaluate) -> dict[str, dict[str, Any]]:
+def measured(text: str, evaluate: Evaluate) -> dict[str, dict[str, Any]]:
     """circuit -> "kind:bound" -> the claim's text, value, compared value and verdict."""
     from seqcirc.plan.compile import compile_text
 
@@ -301,11 +301,11 @@ def _expectations(got: Mapping[str, Mapping[str, Any]], name: str, edges: bool) 
     edge_lower = -1.0
     if edges:
         edge_lower = max(
-            0.0, _floor(float(got[f"{name}_edges"]["faithfulness:lower"]["compared"]) - 0.01)
+            0.0, floor_to(float(got[f"{name}_edges"]["faithfulness:lower"]["compared"]) - 0.01)
         )
     return _Expect(
-        faithfulness=max(0.0, round(_floor(lower - 0.01), 2)),
-        minimality=round(_floor(mini), 2) if mini >= 0.01 else None,
+        faithfulness=max(0.0, round(floor_to(lower - 0.01), 2)),
+        minimality=round(floor_to(mini), 2) if mini >= 0.01 else None,
         random_ok=node["random_baseline:point"]["verdict"] == "pass",
         random_p=float("nan") if p_value is None else float(p_value),
         edge_faithfulness=round(edge_lower, 2),
@@ -330,12 +330,12 @@ def render_circ(
     # 1. measure with thresholds that cannot fail, on the final layout (claims' seeds
     #    derive from their line numbers, so the layout must not change afterwards)
     draft = layout.text(_DRAFT)
-    expect = _expectations(_measured(draft, evaluate), name, d.edges is not None)
+    expect = _expectations(measured(draft, evaluate), name, d.edges is not None)
     # 2. thresholds with a margin below what was measured, then evaluate the final text
     final = layout.text(expect)
     if final.count("\n") != draft.count("\n"):
         raise EvaluationError("internal: the written layout changed", code="E343")
-    check = _measured(final, evaluate)
+    check = measured(final, evaluate)
     failed = [
         f"{c}: {v['text']} ({v['verdict']}, {v['value']})"
         for c, claims in check.items()

@@ -177,6 +177,7 @@ LIMITS: dict[str, int] = {
     "layer": 999,  # a lens claim's layer on such a model (else the model's last layer)
     "set_depth": 100,  # nesting of set algebra (a flat chain a & b & c counts 1)
     "import_depth": 64,  # a file importing a file importing a file ... (E111)
+    "ig_steps": 10_000,  # interpolation steps of `seqcirc attribute` / `discover` (EAP-IG)
 }
 
 POSITION = re.compile(r"(S|N)([1-9]\d{0,3})|END")

@@ -15,6 +15,35 @@ from seqcirc.report.files import write_text
 from seqcirc.usecases.limits import check_option_sizes
 
 
+def check_prompts(prompts: int, seed: int, code: str = "E340") -> None:
+    """--prompts 1..LIMITS and --seed 0..LIMITS, before anything heavy is imported."""
+    if prompts < 1:
+        raise InputError(f"--prompts must be >= 1, got {prompts}", code=code)
+    check_option_sizes(code, prompts=(prompts, "prompts"), seed=(seed, "seed"))
+
+
+def model_and_task(model: str, set_name: str, *, name: str, prompts: int, seed: int,
+                   filter_correct: bool, device: str, code: str = "E340"
+                   ) -> tuple[str, Any, Any]:  # fmt: skip
+    """The task definition the written file will state, the loaded model, and the task's
+    prompts for it, built exactly as that file will build them; `code`: of a bad size."""
+    from seqcirc.models.load import load_model
+    from seqcirc.tasks.for_model import task_for_model
+
+    check_prompts(prompts, seed, code)
+    task_def = task_text(name, set_name, prompts=prompts, seed=seed, filter_correct=filter_correct)
+    spec = task_spec_of(task_def, model)  # also checks the set name and the model's shape
+    loaded = load_model(model, device=device)
+    task, _report = task_for_model(
+        spec, loaded, seed=seed,
+        none_kept=InputError(
+            f"task {spec.name}: the filter kept no prompts", code="T406",
+            hint="the model gets none right with p(correct) > 2 p(incorrect)",
+        ),
+    )  # fmt: skip
+    return task_def, loaded, task
+
+
 @dataclass(frozen=True)
 class DiscoverRun:
     discovery: Discovery
@@ -39,25 +68,14 @@ def run_discover(
     n_boot: int = 10_000,
 ) -> DiscoverRun:
     from seqcirc.discovery.prune import discover
-    from seqcirc.models.load import load_model
     from seqcirc.plan.compile import compile_text
     from seqcirc.roles.scan import scan_roles
-    from seqcirc.tasks.for_model import task_for_model
     from seqcirc.usecases.session import Options, Session
 
-    if prompts < 1:
-        raise InputError(f"--prompts must be >= 1, got {prompts}", code="E340")
-    check_option_sizes("E340", prompts=(prompts, "prompts"), seed=(seed, "seed"))
     name = name or set_name
-    task_def = task_text(name, set_name, prompts=prompts, seed=seed, filter_correct=filter_correct)
-    spec = task_spec_of(task_def, model)  # also checks the set name and the model's shape
-    loaded = load_model(model, device=device)
-    task, _report = task_for_model(
-        spec, loaded, seed=seed,
-        none_kept=InputError(
-            f"task {spec.name}: the filter kept no prompts", code="T406",
-            hint="the model gets none right with p(correct) > 2 p(incorrect)",
-        ),
+    task_def, loaded, task = model_and_task(
+        model, set_name, name=name, prompts=prompts, seed=seed,
+        filter_correct=filter_correct, device=device,
     )  # fmt: skip
     found = discover(loaded.bridge, task, threshold=threshold, edges=edges)
     table = scan_roles(loaded.bridge, loaded.tokenizer, set_name=set_name, seed=seed)
