@@ -1,7 +1,7 @@
 """How well attribution ranks the edges of the bundled model: every method's scores
 against the exact effect of each edge ablated alone (one evaluator pass per edge).
 
-    .venv/bin/python scripts/attribution_ranks.py [--task months] [--prompts 256]
+    .venv/bin/python scripts/attribution_ranks.py [--task months] [--prompts 255]
 
 Prints Spearman's rank correlation of each method's scores with the exact effects (and
 of their absolute values), and how many of the exact top-10 edges by |effect| each
@@ -22,7 +22,7 @@ def main(argv: list[str] | None = None) -> None:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     p.add_argument("--model", default="seqcirc-mini")
     p.add_argument("--task", default="months")
-    p.add_argument("--prompts", type=int, default=256)
+    p.add_argument("--prompts", type=int, default=255, help="a multiple of 3")
     p.add_argument("--ablate", default="mean", help="mean | mean-pooled | resample | zero")
     p.add_argument("--steps", type=int, default=5)
     args = p.parse_args(argv)

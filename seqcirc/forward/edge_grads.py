@@ -9,18 +9,21 @@ the derivative of the metric with respect to every removed weight is
 
 g_r the gradient of the metric at r's own input: a head's q, k or v input (before its
 layer norm), an MLP's input (before its layer norm), the final residual at the answer.
-`edge_grads` computes every such sum at once from ONE forward and ONE backward: the heads
-of a layer share one layer norm in the forward, and each head's q/k/v gradient is taken
-back through that layer norm by hand (its Jacobian per token), so no per-receiver copy of
-the residual stream is kept for the backward pass.
+One forward and one backward give every g_r: the heads of a layer share one layer norm
+in the forward, and each head's q/k/v gradient is taken back through it by hand (its
+Jacobian per token), so no per-receiver copy of the residual stream is kept; the MLP and
+logits inputs get zero probes autograd differentiates against. The sums are then one
+matrix product per layer against the (ablated - actual) differences of every earlier
+sender (`contract`; `edge_grads` does both for EAP, layer by layer).
 
 For EAP-IG a run may replace one sender block's output (the embeddings, the heads of a
-layer, or an MLP) by the constant alpha * actual + (1 - alpha) * ablated (`Mix`), and the
-differences may be taken from a reference run (`reference`, the clean run) instead of
-this one, as the EAP-IG library does.
+layer, or an MLP) by the constant alpha * actual + (1 - alpha) * ablated (`Mix`); the
+receivers' gradients are summed over the runs (`ReceiverGrads`) and contracted once with
+the differences from the clean run, as the EAP-IG library takes them.
 
-`edge_grad_fn` is the one place an architecture's implementation is chosen; GPT-2 only
-for now (E302 elsewhere). A generic edge forward can serve by implementing `EdgeGradFn`.
+`edge_grad_fn` is the one place an architecture's implementation (`EdgeGradImpl`) is
+chosen; GPT-2 only for now (E302 elsewhere). Another edge forward serves by giving the
+same three passes.
 """
 
 from __future__ import annotations
