@@ -90,8 +90,9 @@ def _random_masks(
     )  # fmt: skip
 
 
-def random_baseline(claim: Claim, ctx: ClaimContext) -> ClaimValue:
-    _node_circuit(ctx, "random-circuit baseline")
+def _size_class(claim: Claim, ctx: ClaimContext, what: str, hint: str) -> RandomCircuits:
+    """The random circuits of the claim's size class (`n`, `layer_matched`,
+    `complement_only`; every one of them when there are at most n), E332 when empty."""
     p = _params(claim)
     draws = _random_masks(
         ctx, int(p.get("n", DEFAULT_RANDOM)),
@@ -100,10 +101,17 @@ def random_baseline(claim: Claim, ctx: ClaimContext) -> ClaimValue:
     )  # fmt: skip
     if draws.n_circuits == 0:
         raise EvaluationError(
-            "no other circuit has this circuit's size: there is nothing to compare it with",
+            f"no other {what} has this circuit's size: there is nothing to compare it with",
             code="E332",
-            hint="drop the layer-matched option, or compare a circuit that leaves more out",
+            hint=hint,
         )
+    return draws
+
+
+def random_baseline(claim: Claim, ctx: ClaimContext) -> ClaimValue:
+    _node_circuit(ctx, "random-circuit baseline")
+    hint = "drop the layer-matched option, or compare a circuit that leaves more out"
+    draws = _size_class(claim, ctx, "circuit", hint)
     f_model(ctx.state)  # F(M) = 0 is refused as for every relative measure (E312)
     observed = float(performance_ratio(ctx.m_circuit, ctx.state.m_model))
     with phase("random baseline", total=draws.n_circuits, unit="circuits"):
@@ -117,18 +125,9 @@ def random_baseline(claim: Claim, ctx: ClaimContext) -> ClaimValue:
 
 def knockout(claim: Claim, ctx: ClaimContext) -> ClaimValue:
     _node_circuit(ctx, "knock-out test")
-    p = _params(claim)
-    draws = _random_masks(
-        ctx, int(p.get("n", DEFAULT_RANDOM)),
-        layer_matched=bool(p.get("layer_matched", False)),
-        complement_only=bool(p.get("complement_only", False)), exact_if_fewer=True,
-    )  # fmt: skip
-    if draws.n_circuits == 0:
-        raise EvaluationError(
-            "no other node set has this circuit's size: there is nothing to compare it with",
-            code="E332",
-            hint="drop the layer-matched option, or knock out a smaller circuit",
-        )
+    draws = _size_class(
+        claim, ctx, "node set", "drop the layer-matched option, or knock out a smaller circuit"
+    )
     f_model(ctx.state)  # F(M) = 0 is refused as for every relative measure (E312)
     # keep-masks: everything but the circuit, and everything but each random set
     knocked = ~node_mask(ctx.state, ctx.circuit.nodes)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -296,21 +296,14 @@ def knockout_test(observed: float, random_values: ArrayLike, *, seed: int) -> Te
 
     `observed` is F(M without C)/F(M), `random_values` F(M without R)/F(M) for random R
     of C's size drawn with `seed`. H0: knocking out C lowers the score no more than
-    knocking out a random set does; p = (1 + #{random <= observed}) / (R + 1).
+    knocking out a random set does: the random baseline with the comparison flipped,
+    p = (1 + #{random <= observed}) / (R + 1).
     """
-    seed = check_seed(seed)
-    values = as_scores(random_values, "random_values")
-    p = random_baseline_p(-float(observed), -values)
-    return TestResult(
-        test="knockout",
-        statistic=float(observed),
-        p_value=p,
-        n=int(values.size),
-        params=(),
-        seed=seed,
+    test = random_baseline_test(observed, random_values, seed=seed, higher_is_better=False)
+    return replace(
+        test, test="knockout", params=(),
         rejection_means="knocking the circuit out costs more than knocking out random sets",
-        null_distribution=values,
-    )
+    )  # fmt: skip
 
 
 def random_baseline_test(
