@@ -160,14 +160,22 @@ def test_misaligned_twins_name_the_line(words_tok):
     )
 
 
-def test_prompts_of_different_lengths_are_refused(words_tok):
+def test_prompts_of_different_lengths_are_padded_on_the_right(words_tok):
     recs = [
         _rec("John born in 4. Mary born in", "John born in 9. Mary born in", line=1),
         _rec("Mary born in", "John born in", line=3),
     ]
-    with pytest.raises(DiagnosticsError) as err:
-        tokenize_records(recs, words_tok, name="t", prepend_bos=False)
-    assert "prompt p.jsonl:3 has 3 tokens but p.jsonl:1 has 8" in err.value.render()
+    task = tokenize_records(recs, words_tok, name="t", prepend_bos=True)
+    short = [words_tok.bos_token_id, *words_tok("Mary born in")["input_ids"]]
+    assert task.lengths is not None and task.lengths.tolist() == [9, 4]
+    assert task.answer_pos.tolist() == [8, 3]  # each prompt's own last token
+    assert task.clean[1].tolist() == short + [0] * 5  # no pad or EOS token: id 0
+    assert task.real_ids(1) == short and task.real_ids(1, "corrupted")[1] != short[1]
+    same = tokenize_records(recs[:1] * 2, words_tok, name="t", prepend_bos=True)
+    assert same.lengths is None and not same.ragged
+    with pytest.raises(InputError) as err:
+        task.require_one_length("this")
+    assert err.value.code == "T315" and "4 to 9 tokens" in err.value.message
 
 
 def test_multi_token_answer_from_a_file():

@@ -25,6 +25,7 @@ from seqcirc.claims.registry import VALUE_HANDLERS
 from seqcirc.claims.removals import removals
 from seqcirc.engine.edges import check_live_edges, edge_mask, run_edges
 from seqcirc.engine.prepare import prepare
+from seqcirc.engine.ragged import unnamed_tokens, uses_slot_means
 from seqcirc.engine.runner import EvalState, check_live, empty_metric, node_mask, run_circuits
 from seqcirc.errors import SeqcircError
 from seqcirc.plan import CircuitPlan, Claim, Plan, to_jsonable
@@ -146,10 +147,19 @@ def _warnings(state: EvalState, circuit: CircuitPlan, dead: list[str]) -> tuple[
         for v in dead
         if v not in map(str, circuit.nodes)
     ]
-    if circuit.ablation.per_position_means and len(set(state.task.answer_pos.tolist())) > 1:
+    if (  # a ragged task's means are per named position (seqcirc.engine.ragged)
+        circuit.ablation.per_position_means
+        and not state.task.ragged
+        and len(set(state.task.answer_pos.tolist())) > 1
+    ):
         warnings.append(
             "prompts put the answer at different positions: per-position means mix "
             "tokens of different roles"
+        )
+    if uses_slot_means(state.task, circuit.ablation) and (k := unnamed_tokens(state.task)):
+        warnings.append(
+            f"prompts of different lengths: means are taken per named position; the {k} "
+            "tokens that are no named position share one mean over them all"
         )
     return tuple(warnings)
 

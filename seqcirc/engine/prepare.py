@@ -26,6 +26,7 @@ from seqcirc.engine.memory import (
     rows_for,
 )
 from seqcirc.engine.metric import check_metric, per_prompt
+from seqcirc.engine.ragged import RaggedMeans, check_ragged, uses_slot_means
 from seqcirc.engine.runner import EvalState, at_answer, row_chunks
 from seqcirc.errors import EvaluationError, InputError
 from seqcirc.forward.common import NodeRun, Replacement
@@ -87,6 +88,7 @@ def _check_setup(task: TokenizedTask, ablation: AblationSpec, w: Model) -> None:
         raise InputError(
             f"prompts of {task.seq_len} tokens exceed the model's context", code="E321"
         )
+    check_ragged(task, ablation)  # E323: per-position means of prompts of different lengths
     for name in ablation.positions or ():
         if name not in task.positions:
             raise InputError(
@@ -105,13 +107,13 @@ class _Rows:
     edge: int
 
     @classmethod
-    def of(cls, w: Model, seq: int, ablation: AblationSpec, batch_rows: int | None,
+    def of(cls, w: Model, task: TokenizedTask, ablation: AblationSpec, batch_rows: int | None,
            memory_budget: int | None) -> _Rows:  # fmt: skip
         """`batch_rows` if given, else as many as `memory_budget` bytes hold (default
         seqcirc.engine.memory.budget_bytes of the model's device)."""
         budget = memory_budget if memory_budget is not None else budget_bytes(w.device)
-        shape = ForwardShape.of(w, seq)
-        own = ablation.per_prompt_values
+        shape = ForwardShape.of(w, task.seq_len)
+        own = ablation.per_prompt_values or uses_slot_means(task, ablation)
         return cls(
             batch_rows or rows_for(budget, node_row_bytes(shape, per_prompt_values=own)),
             batch_rows or rows_for(budget, node_row_bytes(shape, capture=True)),
@@ -276,14 +278,23 @@ def _corrupted_values(bridge: torch.nn.Module, w: Model, task: TokenizedTask,
         if cached is not None:
             return _Values(Replacement(cached.z, cached.mlp), cached.embed)
     corr = _Acts(keep=ablation.per_prompt_values)
+    ragged = (
+        RaggedMeans(task, ablation.per_position) if task.ragged and ablation.uses_means else None
+    )
+
+    def visit(sl: slice, run: NodeRun) -> None:
+        corr.add(run) if ragged is None else ragged.add(sl, run)
+
     # its logits are only needed where the corrupted run is the empty circuit
     name = "corrupted run (means)" if ablation.uses_means else "corrupted run"
     with phase(name, total=p.corrupted.shape[0], unit="prompts"):
         empty_logits = _sweep(
-            w, p.corrupted, p.answer_pos, rows, lambda sl, run: corr.add(run),
-            logits=ablation.patches_circuit,
-        )  # fmt: skip
-    values, embed = corr.whole() if corr.keep else corr.mean(ablation.per_position)
+            w, p.corrupted, p.answer_pos, rows, visit, logits=ablation.patches_circuit
+        )
+    if ragged is not None:
+        values, embed = ragged.values(w.n_layers)
+    else:
+        values, embed = corr.whole() if corr.keep else corr.mean(ablation.per_position)
     if cache is not None and key is not None:
         cache.store(key, Means(values.z, values.mlp, embed))
     return _Values(values, embed, empty_logits, p.clean.shape[0])
@@ -380,8 +391,9 @@ def prepare(
         raise InputError(f"--batch-size must be at least 1, got {batch_rows}", code="E406")
     p = _Prompts.of(task, w.device)
     n = p.clean.shape[0]
-    rows = _Rows.of(w, p.clean.shape[1], ablation, batch_rows, memory_budget)
-    cache = means_cache if ablation.uses_means else None
+    rows = _Rows.of(w, task, ablation, batch_rows, memory_budget)
+    # ragged tasks' means are not cached (seqcirc.engine.ragged takes them its own way)
+    cache = means_cache if ablation.uses_means and not task.ragged else None
     patch = ablation.patches_circuit
     with torch.inference_mode():
         values = _corrupted_values(bridge, w, task, ablation, p, rows.sweep, cache)

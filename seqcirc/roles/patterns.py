@@ -79,7 +79,9 @@ def token_strings(tokenizer: Any, ids: Sequence[int]) -> tuple[str, ...]:
 
 
 def task_group(task: TokenizedTask, tokenizer: Any, limit: int | None = None) -> PromptGroup:
-    """A task's clean prompts (the first `limit`) as one group."""
+    """A task's clean prompts (the first `limit`) as one group (T315 for prompts of
+    different lengths: a group's patterns are averaged index by index)."""
+    task.require_one_length("a token-level attention pattern (averaged index by index)")
     n = task.n_prompts if limit is None else min(limit, task.n_prompts)
     text = token_strings(tokenizer, [int(t) for t in task.clean[0]])
     return PromptGroup(
@@ -166,11 +168,12 @@ def task_token_attention(
     bridge: Any, tokenizer: Any, task: TokenizedTask, head: str, pair: tuple[str, str]
 ) -> dict[str, Any] | None:
     """One head's token-level pattern on a task's first REPORT_PROMPTS clean prompts,
-    with its `pair` (from, to) cell, for the HTML report (None for long prompts)."""
+    with its `pair` (from, to) cell, for the HTML report (None for long prompts, or
+    prompts of different lengths: their tokens do not line up)."""
     from seqcirc.language.names import parse_component
 
     got = parse_component(head)
-    if got is None or got[1] is None or task.seq_len > REPORT_MAX_TOKENS:
+    if got is None or got[1] is None or task.seq_len > REPORT_MAX_TOKENS or task.ragged:
         return None
     group = task_group(task, tokenizer, REPORT_PROMPTS)
     pats = head_patterns(bridge, group, [(got[0], got[1])])[(got[0], got[1])]

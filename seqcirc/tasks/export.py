@@ -68,8 +68,8 @@ def export_lines(task: TokenizedTask, tokenizer: Any = None) -> list[str]:
             "corrupted": task.corrupted_text[i] if task.corrupted_text else None,
             "correct": correct_text[i],
             "incorrect": incorrect_text[i],
-            "clean_ids": task.clean[i].tolist(),
-            "corrupted_ids": task.corrupted[i].tolist(),
+            "clean_ids": task.real_ids(i, "clean"),  # without the right padding
+            "corrupted_ids": task.real_ids(i, "corrupted"),
             "correct_id": int(task.correct[i]),
             "incorrect_id": int(task.incorrect[i]),
             "positions": {k: int(v[i]) for k, v in sorted(task.positions.items())},

@@ -2,9 +2,10 @@
 
 Every named word (members S_i, names N_i) must be exactly one token together with the
 whitespace before it, answers must be one token, no word may become the unknown token,
-and all prompts of a task, clean and corrupted, must have one token length with named
+and each clean prompt and its corrupted twin must have one token length with named
 positions at the same index. Any violation is an InputError naming the word and the
-tokens it became; nothing is dropped or padded.
+tokens it became; nothing is dropped. Prompts of different lengths are padded on the
+right to the longest (TokenizedTask.lengths); what cannot use them refuses (T315).
 
 The tokenizer is a Hugging Face fast tokenizer (character offsets are needed to map
 words to tokens): GPT-2's byte-level BPE, or the bundled model's word-level one.
@@ -16,6 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from seqcirc.errors import Diagnostic, DiagnosticsError, InputError
 from seqcirc.source import Span
@@ -122,12 +124,11 @@ def tokenize_records(
     answer_token = _answer_tokens(records, tokenizer, name, problems)
     positions = _named_positions(records, tokenizer, name, clean, corrupted, len(bos), problems)
     problems.raise_if_any()
-    common = _common_length(records, clean[0], corrupted[0], name, problems)
+    lengths = _twin_lengths(records, clean[0], corrupted[0], name, problems)
     problems.raise_if_any()
 
-    n = len(records)
     pos_arrays = {k: np.asarray(v, dtype=np.int64) for k, v in positions.items()}
-    pos_arrays["END"] = np.full(n, common - 1 + len(bos), dtype=np.int64)
+    pos_arrays["END"] = np.asarray(lengths, dtype=np.int64) - 1 + len(bos)
     task_meta = dict(meta or {})
     task_meta.update(
         prepend_bos=prepend_bos,
@@ -135,16 +136,36 @@ def tokenize_records(
         incorrect_text=tuple(r.incorrect for r in records),
         templates=tuple(r.template for r in records),
     )
+    ragged = len(set(lengths)) > 1
+    pad = _pad_id(tokenizer)
     return TokenizedTask(
         name=name,
-        clean=np.asarray([bos + x for x in clean[0]], dtype=np.int64).reshape(n, -1),
-        corrupted=np.asarray([bos + x for x in corrupted[0]], dtype=np.int64).reshape(n, -1),
+        clean=_padded([bos + x for x in clean[0]], pad),
+        corrupted=_padded([bos + x for x in corrupted[0]], pad),
         correct=np.asarray([answer_token[r.correct] for r in records], dtype=np.int64),
         incorrect=np.asarray([answer_token[r.incorrect] for r in records], dtype=np.int64),
         positions=pos_arrays,
         clean_text=tuple(r.clean for r in records),
         corrupted_text=tuple(r.corrupted for r in records),
         meta=task_meta,
+        lengths=np.asarray(lengths, dtype=np.int64) + len(bos) if ragged else None,
+    )
+
+
+def _pad_id(tokenizer: Any) -> int:
+    """The id padding is written with. Right padding is never attended by a real token,
+    so its value does not matter; the tokenizer's pad (or EOS) keeps exports readable."""
+    for tid in (tokenizer.pad_token_id, tokenizer.eos_token_id):
+        if tid is not None:
+            return int(tid)
+    return 0
+
+
+def _padded(rows: list[list[int]], pad: int) -> npt.NDArray[np.int64]:
+    """[n, longest] token ids, each row padded on the right with `pad`."""
+    longest = max(len(r) for r in rows)
+    return np.asarray([r + [pad] * (longest - len(r)) for r in rows], dtype=np.int64).reshape(
+        len(rows), longest
     )
 
 
@@ -261,14 +282,14 @@ def _unknown_words(
     return True
 
 
-def _common_length(
+def _twin_lengths(
     records: Sequence[PromptRecord],
     clean_ids: list[list[int]],
     corr_ids: list[list[int]],
     name: str,
     problems: _Problems,
-) -> int:
-    """The one token length of every prompt, clean and corrupted (T314, T315)."""
+) -> list[int]:
+    """Each prompt's token length, which its corrupted twin must share (T314)."""
     lengths = [len(x) for x in clean_ids]
     for i, rec in enumerate(records):
         if len(corr_ids[i]) != lengths[i]:
@@ -279,16 +300,4 @@ def _common_length(
                 rec,
                 "clean and corrupted prompts must have the same token length",
             )
-    common = lengths[0]
-    for i, rec in enumerate(records):
-        if lengths[i] != common:
-            first = records[0].where or "prompt 0"
-            problems.add(
-                "T315",
-                f"task {name}: prompt {rec.where or i} has {lengths[i]} tokens but "
-                f"{first} has {common}: {rec.clean!r}",
-                rec,
-                "all prompts of a task must have the same token length (positions are "
-                "compared across prompts); split differing prompts into separate tasks",
-            )
-    return common
+    return lengths
