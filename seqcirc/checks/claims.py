@@ -207,6 +207,14 @@ class ClaimChecker:
                 spans["fillers"],
                 _hint(str(fillers), V.FILLERS, "fillers"),
             )
+        s1 = values.get("s1")
+        if s1 is not None and s1 not in V.S1_CHOICES:
+            self.error(
+                "E251", f"unknown s1 `{s1}`", spans["s1"], _hint(str(s1), V.S1_CHOICES, "s1")
+            )
+        partner = values.get("filter_with")
+        if partner is not None:
+            self.sequence_name(str(partner), spans["filter_with"])
         if quoted and not ("{N}" in str(template) and "{S}" in str(template)):
             self.error(
                 "E251",

@@ -129,8 +129,12 @@ TASK_PARAMS: dict[str, type] = {
     "start": int,
     "range": int,
     "fillers": str,  # names (default) | paper: the authors' nouns and first names
+    "s1": str,  # random (default) | balanced: each of the first `start` members equally often
+    "filter_with": str,  # a sequence: `filter correct` keeps prompt i only if its version
+    # in that sequence passes too (the authors' joint filter of number words and months)
 }
 FILLERS = ("names", "paper")
+S1_CHOICES = ("random", "balanced")
 TASK_DEFAULTS: dict[str, object] = {
     "template": "all",
     "members": DEFAULT_MEMBERS,

@@ -7,7 +7,7 @@ the model and passes the per-prompt probabilities in.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -29,6 +29,8 @@ class FilterReport:
     n_not_top1: int  # dropped because the top-1 token was not the correct one
     n_low_ratio: int  # top-1 right (or not checked) but p(correct) <= ratio * p(incorrect)
     ratio: float
+    partner: str | None = None  # the joint filter's other sequence (`filter_with`)
+    n_partner: int = 0  # passed here, dropped because the partner's version failed
 
     @property
     def n_kept(self) -> int:
@@ -36,10 +38,11 @@ class FilterReport:
 
     def summary(self) -> str:
         dropped = self.n_total - self.n_kept
+        joint = f", {self.n_partner} whose {self.partner} version failed" if self.partner else ""
         return (
             f"kept {self.n_kept} of {self.n_total} prompts (top-1 correct and "
             f"p(correct) > {self.ratio:g}·p(incorrect)); dropped {dropped}: "
-            f"{self.n_not_top1} not top-1, {self.n_low_ratio} below the ratio"
+            f"{self.n_not_top1} not top-1, {self.n_low_ratio} below the ratio{joint}"
         )
 
     def as_dict(self) -> dict[str, object]:
@@ -49,7 +52,15 @@ class FilterReport:
             "n_not_top1": self.n_not_top1,
             "n_low_ratio": self.n_low_ratio,
             "ratio": self.ratio,
-        }
+        } | ({"partner": self.partner, "n_partner": self.n_partner} if self.partner else {})
+
+    def joined(self, partner: FilterReport, name: str) -> FilterReport:
+        """The joint filter: kept here and in `partner` (the same prompts in sequence
+        `name`); prompts dropped here keep their reason, the rest count as the partner's."""
+        if partner.n_total != self.n_total:
+            raise ValueError(f"{partner.n_total} partner prompts for {self.n_total}")
+        kept = np.intersect1d(self.kept, partner.kept).astype(np.int64)
+        return replace(self, kept=kept, partner=name, n_partner=self.n_kept - int(kept.shape[0]))
 
 
 def filter_correct(

@@ -17,12 +17,18 @@ Parameters (TaskSpec.params):
             answer inside the range; 8 for 12 members, 4 shown, k = 1)
   fillers   names (default: seqcirc's first names, which seqcirc-mini knows) | paper
             (the authors' object nouns for done/lost, their first names for born)
+  s1        random (default: S1 drawn uniformly from the first `start` members) |
+            balanced (the authors': within each template every one of the first `start`
+            members is S1 equally often, counts differing by at most one, in a seeded order)
+  filter_with  another sequence: with `filter correct`, prompt i is kept only if its
+            version in that sequence (the same draws) passes too (the authors' joint
+            filter of number words and months; seqcirc.tasks.for_model runs it)
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -32,6 +38,7 @@ from seqcirc.language.vocab import (
     DEFAULT_MEMBERS,
     DEFAULT_PROMPTS,
     INCORRECT_CHOICES,
+    S1_CHOICES,
     TASK_PARAMS,
     TEMPLATES,
 )
@@ -55,6 +62,8 @@ class GeneratorConfig:
     range: int
     corruption: CorruptionSpec
     fillers: str = "names"
+    s1: str = "random"
+    filter_with: str | None = None
 
     def as_params(self) -> dict[str, object]:
         """The resolved parameters, for TokenizedTask.meta and exports."""
@@ -70,7 +79,13 @@ class GeneratorConfig:
             "range": self.range,
             "corruption": self.corruption.kind,
             "no_successor_end": self.corruption.no_successor_end,
-        } | ({"fillers": self.fillers} if self.fillers != "names" else {})
+        } | self._options()
+
+    def _options(self) -> dict[str, object]:
+        """The options at other than their defaults (so earlier metas are unchanged)."""
+        out: dict[str, object] = {"fillers": self.fillers, "s1": self.s1}
+        out = {k: v for k, v in out.items() if v != {"fillers": "names", "s1": "random"}[k]}
+        return out | ({"filter_with": self.filter_with} if self.filter_with else {})
 
 
 def _unit(template_words: str) -> str:
@@ -147,8 +162,65 @@ def parse_config(spec: TaskSpec, seed: int | None = None) -> GeneratorConfig:
     corruption = parse_corruption(task, spec.corruption, spec.corruption_params)
     return GeneratorConfig(
         gen, templates, members, prompts, seed_used, interval, start, n_range, corruption,
-        str(fillers),
+        str(fillers), _s1(task, raw), _filter_with(spec, gen, raw),
     )  # fmt: skip
+
+
+def _s1(task: str, raw: dict[str, object]) -> str:
+    value = raw.get("s1", "random")
+    if value not in S1_CHOICES:
+        raise InputError(
+            f"task {task}: unknown s1 {value!r}", code="T102", hint="s1: random, balanced"
+        )
+    return str(value)
+
+
+def _filter_with(spec: TaskSpec, gen: str, raw: dict[str, object]) -> str | None:
+    """The partner sequence of the joint filter, checked: a filter to join, another set
+    whose prompts the same parameters generate (the partner's own config must parse)."""
+    value = raw.get("filter_with")
+    if value is None:
+        return None
+    task = spec.name
+    if not isinstance(value, str) or value not in ORDERED_SETS or value == gen:
+        raise InputError(
+            f"task {task}: filter_with must name another sequence, got {value!r}",
+            code="T102",
+            hint=did_you_mean(str(value), ORDERED_SETS) + "e.g. filter_with=months",
+        )
+    if not spec.filter_correct:
+        raise InputError(
+            f"task {task}: filter_with={value} joins the filter, but the task has none",
+            code="T102",
+            hint="add `filter correct` to the task",
+        )
+    parse_config(partner_spec(spec))  # T105 where its set is too small for the parameters
+    return value
+
+
+def partner_spec(spec: TaskSpec) -> TaskSpec:
+    """The task's prompts in its `filter_with` sequence: the same parameters and seed, so
+    prompt i differs only in the members' set; no joint filter of its own."""
+    params = dict(spec.params)
+    partner = str(params.pop("filter_with"))
+    return replace(
+        spec, name=f"{spec.name}[{partner}]", generator=partner, params=tuple(params.items())
+    )
+
+
+def _s1_order(cfg: GeneratorConfig, rng: np.random.Generator) -> list[int] | None:
+    """s1=balanced: prompt i's S1 index; within each template the first `start` members
+    equally often (at most one apart), shuffled by the task's generator. None: random."""
+    if cfg.s1 != "balanced":
+        return None
+    n_templates = len(cfg.templates)
+    out = [0] * cfg.prompts
+    for t in range(n_templates):
+        slots = list(range(t, cfg.prompts, n_templates))
+        values = rng.permutation(np.resize(np.arange(cfg.start), len(slots)))
+        for i, v in zip(slots, values, strict=True):
+            out[i] = int(v)
+    return out
 
 
 def _check_names(spec: TaskSpec) -> tuple[str, dict[str, object]]:
@@ -271,10 +343,11 @@ def generate_prompts(spec: TaskSpec, seed: int | None = None) -> list[PromptReco
     words = ORDERED_SETS[cfg.generator]
     n_templates = len(cfg.templates)
     steps = np.arange(cfg.members, dtype=np.int64) * cfg.interval
+    balanced = _s1_order(cfg, rng)
     out: list[PromptRecord] = []
     for i in range(cfg.prompts):
         key, unit = cfg.templates[i % n_templates]
-        s1 = int(rng.integers(0, cfg.start))
+        s1 = int(rng.integers(0, cfg.start)) if balanced is None else balanced[i]
         clean_idx = s1 + steps
         pool = fillers_for(cfg.fillers, key)
         name_idx = rng.choice(len(pool), size=cfg.members + 1, replace=False)
