@@ -233,6 +233,7 @@ def test_every_node_claim_runs_alike_on_both_engines(models):  # type: ignore[no
         shared = [w for w in circuit.warnings if "share one mean" in w]
         assert bool(shared) == (setup == "mean")
         assert not [w for w in circuit.warnings if "mix tokens" in w]
+        assert circuit.task["lengths"] == [7, 5, 9, 6, 8, 5]  # the result records them
 
 
 def test_attends_reads_each_prompts_own_positions(models):  # type: ignore[no-untyped-def]
@@ -242,6 +243,32 @@ def test_attends_reads_each_prompts_own_positions(models):  # type: ignore[no-un
     got = attends_scores(bridge, task, "END", "S", batch_size=4)
     want = np.mean([attends_scores(bridge, alone(task, i), "END", "S") for i in range(6)], 0)
     np.testing.assert_allclose(got, want, atol=1e-6)
+
+
+@pytest.mark.parametrize("method", ["eap", "eap-ig-inputs", "exact"])
+def test_attribution_of_padded_prompts_is_the_mean_of_each_alone(models, method):  # type: ignore[no-untyped-def]
+    from seqcirc.discovery.attribute import attribute
+
+    bridge, task = models["gpt2"], ragged_task(5, (5, 8, 6))
+    spec = AblationSpec(granularity="edge", value="resample")
+    steps = 3 if method.startswith("eap-ig") else None
+    got = attribute(prepare(bridge, task, spec, batch_rows=2), method, steps=steps).scores
+    want = np.mean([attribute(prepare(bridge, alone(task, i), spec), method, steps=steps).scores
+                    for i in range(3)], 0)  # fmt: skip
+    np.testing.assert_allclose(got, want, atol=1e-5, rtol=0)
+
+
+def test_the_logit_lens_reads_each_prompts_own_end(models):  # type: ignore[no-untyped-def]
+    from seqcirc.lens.stream import logit_lens
+
+    bridge, task = models["llama"], ragged_task(6)
+    got = logit_lens(bridge, task, components=True, batch_size=4)
+    for i in range(task.n_prompts):
+        one = logit_lens(bridge, alone(task, i), components=True)
+        assert (got.top[:, i] == one.top[:, 0]).all()
+        for m, by_target in one.values.items():
+            for target, v in by_target.items():
+                np.testing.assert_allclose(got.values[m][target][:, i], v[:, 0], atol=1e-4)
 
 
 def test_two_names_on_one_token_are_refused(models):  # type: ignore[no-untyped-def]
