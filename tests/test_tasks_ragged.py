@@ -280,6 +280,19 @@ def test_two_names_on_one_token_are_refused(models):  # type: ignore[no-untyped-
     prepare(models["gpt2"], task, AblationSpec(value="resample"))  # no means: no clash
 
 
+def test_a_subset_of_one_length_is_an_ordinary_task() -> None:
+    task = ragged_task()
+    some = task.subset(np.array([0, 2, 3]))
+    assert some.ragged and some.seq_len == 9 and some.lengths.tolist() == [7, 9, 6]  # type: ignore[union-attr]
+    one = task.subset(np.array([1, 5]))  # both 5 tokens: the padding goes
+    assert (
+        not one.ragged
+        and one.seq_len == 5
+        and one.clean.tolist() == task.clean[[1, 5], :5].tolist()
+    )
+    assert one.answer_pos.tolist() == [4, 4]
+
+
 def test_index_by_index_consumers_refuse_ragged_prompts() -> None:
     from seqcirc.roles.patterns import task_group
 

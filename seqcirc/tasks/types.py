@@ -74,11 +74,17 @@ class TokenizedTask:
         )
 
     def subset(self, index: IntArray) -> TokenizedTask:
-        """The prompts at `index` (e.g. those kept by the paper's filter)."""
+        """The prompts at `index` (e.g. those kept by the paper's filter). Where they all
+        have one length, the padding goes: the subset is an ordinary task."""
+        lengths = None if self.lengths is None else self.lengths[index]
+        width = self.seq_len
+        if lengths is not None and lengths.size and np.all(lengths == lengths[0]):
+            width = int(lengths[0])
+            lengths = None
         return TokenizedTask(
             name=self.name,
-            clean=self.clean[index],
-            corrupted=self.corrupted[index],
+            clean=self.clean[index, :width],
+            corrupted=self.corrupted[index, :width],
             correct=self.correct[index],
             incorrect=self.incorrect[index],
             positions={k: v[index] for k, v in self.positions.items()},
@@ -87,5 +93,5 @@ class TokenizedTask:
                 tuple(self.corrupted_text[i] for i in index) if self.corrupted_text else ()
             ),
             meta=dict(self.meta),
-            lengths=None if self.lengths is None else self.lengths[index],
+            lengths=lengths,
         )
