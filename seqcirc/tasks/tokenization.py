@@ -1,7 +1,8 @@
 """Text prompts -> TokenizedTask, with the checks that make per-position claims sound.
 
 Every named word (members S_i, names N_i) must be exactly one token together with the
-whitespace before it, answers must be one token, no word may become the unknown token,
+whitespace before it, answers must be one token (several where the metric generates),
+no word may become the unknown token,
 and all prompts of a task, clean and corrupted, must have one token length with named
 positions at the same index. Any violation is an InputError naming the word and the
 tokens it became; nothing is dropped or padded.
@@ -107,11 +108,15 @@ def tokenize_records(
     name: str,
     prepend_bos: bool,
     meta: dict[str, object] | None = None,
+    generates: bool = False,
 ) -> TokenizedTask:
     """Check and tokenize prompt pairs into an aligned TokenizedTask.
 
     Positions are token indices counting the BOS token when prepend_bos is set; "END" is
     the last token of each prompt (the one whose next-token prediction is scored).
+    `generates`: the metric decodes a continuation and reads the answers as text, so an
+    answer may be several tokens (correct/incorrect then hold each one's first token)
+    and the task keeps the tokenizer's decode.
     """
     if not records:
         raise InputError(f"task {name}: no prompts", code="T302")
@@ -119,7 +124,7 @@ def tokenize_records(
     problems = _Problems()
     clean = _encode(tokenizer, [r.clean for r in records])
     corrupted = _encode(tokenizer, [r.corrupted for r in records])
-    answer_token = _answer_tokens(records, tokenizer, name, problems)
+    answer_token = _answer_tokens(records, tokenizer, name, problems, several=generates)
     positions = _named_positions(records, tokenizer, name, clean, corrupted, len(bos), problems)
     problems.raise_if_any()
     common = _common_length(records, clean[0], corrupted[0], name, problems)
@@ -145,6 +150,7 @@ def tokenize_records(
         clean_text=tuple(r.clean for r in records),
         corrupted_text=tuple(r.corrupted for r in records),
         meta=task_meta,
+        decode=tokenizer.decode if generates else None,
     )
 
 
@@ -159,27 +165,38 @@ def _bos(tokenizer: Any, name: str) -> list[int]:
 
 
 def _answer_tokens(
-    records: Sequence[PromptRecord], tokenizer: Any, name: str, problems: _Problems
+    records: Sequence[PromptRecord],
+    tokenizer: Any,
+    name: str,
+    problems: _Problems,
+    *,
+    several: bool = False,
 ) -> dict[str, int]:
-    """answer text -> its token id, for every answer that is one known token (T310)."""
+    """answer text -> its token id, for every answer that is one known token (T310);
+    `several`: answers of several known tokens too, as their first token."""
     unk = tokenizer.unk_token_id
     answer_texts = sorted({r.correct for r in records} | {r.incorrect for r in records})
     answer_ids, _ = _encode(tokenizer, answer_texts)
     answer_token: dict[str, int] = {}
     for text, ids in zip(answer_texts, answer_ids, strict=True):
-        if len(ids) == 1 and ids[0] != unk:
+        if ids and (len(ids) == 1 or several) and unk not in ids:
             answer_token[text] = ids[0]
             continue
         what = (
             "the unknown token" if ids == [unk] else f"{len(ids)} tokens: {_show(tokenizer, ids)}"
         )
         rec = next(r for r in records if text in (r.correct, r.incorrect))
+        if several:  # generation: only an answer the model could not write is refused
+            what = f"{_show(tokenizer, ids)}, with the unknown token" if ids else "no tokens"
         problems.add(
             "T310",
-            f"task {name}: answer {text!r} is {what}; an answer must be one token",
+            f"task {name}: answer {text!r} is {what}; an answer must be "
+            + ("known tokens" if several else "one token"),
             rec,
-            "choose members the tokenizer keeps whole (with their leading space)",
-        )
+            "use answers the tokenizer can write" if several else
+            "choose members the tokenizer keeps whole (with their leading space), or score "
+            "several-token answers by generation: metric accuracy(generate, max_new_tokens=N)",
+        )  # fmt: skip
     return answer_token
 
 

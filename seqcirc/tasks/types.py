@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -30,6 +31,8 @@ class TokenizedTask:
     clean_text: tuple[str, ...] = ()
     corrupted_text: tuple[str, ...] = ()
     meta: dict[str, object] = field(default_factory=dict)  # generator, params, seed, filter counts
+    # token ids -> text, the tokenizer's; kept where the metric generates (answers as text)
+    decode: Callable[[list[int]], str] | None = field(default=None, compare=False, repr=False)
 
     @property
     def n_prompts(self) -> int:
@@ -57,4 +60,5 @@ class TokenizedTask:
                 tuple(self.corrupted_text[i] for i in index) if self.corrupted_text else ()
             ),
             meta=dict(self.meta),
+            decode=self.decode,
         )

@@ -1,0 +1,83 @@
+"""Greedy decoding under node replacement, for either engine (seqcirc.forward.select).
+
+Each step runs the prompt and the tokens generated so far through the engine's node
+forward with the intervention applied at every position, and appends the arg-max token
+of the last position. There is no KV cache: step t reruns S + t tokens (a cache would
+need every engine's attention to take past keys and values with the replacement masks
+offset; a few short continuations cost a few forwards of the prompt). Rows are
+independent: a row's tokens never depend on another row's.
+
+Replacement values at the generated positions (docs/language.md, "Generation"): a
+position after the prompt gets the value of the prompt's last position (END), per
+position or per prompt as the values are, so mean ablation uses the corrupted prompts'
+mean at END, resample the paired corrupted prompt's activation at END, zero stays zero.
+A mask given per position must cover the generated positions too (the engine's
+seqcirc.engine.generation marks them off the named positions).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from seqcirc.forward.common import Replacement
+from seqcirc.forward.select import Model, forward_nodes
+
+
+def extend_values(values: Replacement, new: int) -> Replacement:
+    """Values [(n,) S, ...] as [(n,) S + new, ...]: each new position gets position S - 1's."""
+
+    def extend(t: Tensor, per_prompt_dims: int) -> Tensor:
+        axis = 1 if t.dim() == per_prompt_dims else 0
+        last = t.narrow(axis, t.shape[axis] - 1, 1)
+        shape = list(t.shape)
+        shape[axis] = new
+        return torch.cat([t, last.expand(shape)], axis)
+
+    if new == 0:
+        return values
+    return Replacement(
+        tuple(extend(z, 4) for z in values.z), tuple(extend(m, 3) for m in values.mlp)
+    )
+
+
+def greedy(
+    w: Model,
+    tokens: Tensor,
+    max_new_tokens: int,
+    *,
+    replace: Tensor | None = None,
+    values: Replacement | None = None,
+) -> Tensor:
+    """Generated token ids [B, max_new_tokens] of prompts tokens [B, S] (the prediction at
+    the last position each step), with nodes replaced where `replace` [B, 1, n_nodes] (the
+    same at every position) or [B, S + max_new_tokens - 1, n_nodes] says by `values` (per
+    position [S, ...], or one row per batch row [B, S, ...]; extend_values extends them).
+    Nothing stops at an end-of-text token: every row gets max_new_tokens tokens."""
+    n, seq = tokens.shape
+    ext = None if values is None else extend_values(values, max_new_tokens - 1)
+    out = tokens.new_empty(n, max_new_tokens)
+    seqs = tokens
+    for step in range(max_new_tokens):
+        length = seq + step
+        run = forward_nodes(
+            w, seqs, torch.full((n,), length - 1, dtype=torch.long, device=tokens.device),
+            replace=None if replace is None else replace[:, : min(length, replace.shape[1])],
+            values=None if ext is None else _upto(ext, length),
+        )  # fmt: skip
+        assert run.logits is not None
+        out[:, step] = run.logits.argmax(-1)
+        seqs = torch.cat([seqs, out[:, step : step + 1]], 1)
+    return out
+
+
+def _upto(values: Replacement, length: int) -> Replacement:
+    """The first `length` positions of values [(n,) S', ...]."""
+
+    def cut(t: Tensor, per_prompt_dims: int) -> Tensor:
+        return t[:, :length] if t.dim() == per_prompt_dims else t[:length]
+
+    return Replacement(tuple(cut(z, 4) for z in values.z), tuple(cut(m, 3) for m in values.mlp))
+
+
+__all__ = ["extend_values", "greedy"]
