@@ -24,7 +24,7 @@ from tests.llama_tiny import WORDS
 from tests.tasks_fixtures import prefix_merges
 
 DIGITS = "0123456789"
-STEPS = 150
+STEPS = 90
 # The task the model is trained on and the tests score: "6 7 8 9" -> " 10" and
 # "3 5 7 9" -> " 11", every member one token, every answer two.
 TRAIN_STARTS = ((6, 1), (3, 2))  # (start, interval): S1 one of the first `start` members

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from seqcirc.engine.generation import generate_scores
+from seqcirc.engine.generation import Decoding, answer_patterns, generate_scores
 from seqcirc.engine.prepare import prepare
 from seqcirc.engine.runner import empty_metric, node_mask, run_circuits
 from seqcirc.errors import SeqcircError
@@ -150,3 +150,15 @@ def test_seqcirc_mini_generates_as_the_reference() -> None:
     for keep, got in zip(circuits, run_circuits(state, masks), strict=True):
         want = ref.generate(keep, 2)
         np.testing.assert_array_equal(got, ref.accuracy(want, task.decode))
+
+
+def test_matching_hand_worked() -> None:
+    """The default: the answer as a whole word after optional whitespace; `match` with
+    {answer} escaped ("1.5" is no pattern of any digit)."""
+    texts = {0: " 12.", 1: " 123", 2: "12 Mary", 3: " 1", 4: "x 12", 5: " 1.5", 6: " 1x5"}
+    decode = lambda ids: texts[ids[0]]  # noqa: E731
+    ids = torch.arange(7)[:, None]
+    default = Decoding(1, answer_patterns(None, [" 12"] * 5 + [" 1.5"] * 2), decode)
+    assert default.score(ids, torch.arange(7)).tolist() == [1, 0, 1, 0, 0, 1, 0]
+    dot = Decoding(1, answer_patterns(r"\s*{answer}\.", [" 12"] * 7), decode)
+    assert dot.score(ids, torch.arange(7)).tolist() == [1, 0, 0, 0, 0, 0, 0]

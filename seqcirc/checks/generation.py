@@ -31,7 +31,7 @@ def check_generation(claims: Any, clause: ast.TaskClause, values: dict[str, Any]
             "E251", f"`generate` applies to {', '.join(V.GENERATE_METRICS)}, not `{metric}`",
             spans["generate"], "write `metric accuracy(generate, max_new_tokens=3)`",
         )  # fmt: skip
-    if "max_new_tokens" not in values:
+    if "max_new_tokens" not in spans:  # (given but not a whole number: reported already)
         claims.error(
             "E251", "a generating metric needs `max_new_tokens=N`", clause.span,
             "e.g. `metric accuracy(generate, max_new_tokens=3)`: at most that many tokens decoded",

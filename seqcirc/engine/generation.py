@@ -90,17 +90,23 @@ def generation_of(task: TokenizedTask, ablation: AblationSpec, w: Model) -> Deco
             "build the task with seqcirc.tasks.build.build_task from a TaskSpec whose "
             "metric generates",
         )
-    pattern = str(setup.get("match") or DEFAULT_MATCH)
     answers = task.meta.get("correct_text")
     if not isinstance(answers, tuple | list) or len(answers) != task.n_prompts:
         raise _error(f"task {task.name} has no answer text per prompt", "rebuild the task")
+    patterns = answer_patterns(setup.get("match"), [str(a) for a in answers])
+    return Decoding(steps, patterns, task.decode)
+
+
+def answer_patterns(match: str | None, answers: list[str]) -> tuple[re.Pattern[str], ...]:
+    """Per answer, `match` (default DEFAULT_MATCH) with {answer} the answer text stripped
+    of surrounding whitespace and escaped, compiled."""
+    pattern = match or DEFAULT_MATCH
     compiled: dict[str, re.Pattern[str]] = {}
     for answer in answers:
         if answer not in compiled:
-            compiled[answer] = re.compile(
-                pattern.replace(ANSWER_PLACEHOLDER, re.escape(str(answer).strip()))
-            )
-    return Decoding(steps, tuple(compiled[a] for a in answers), task.decode)
+            text = re.escape(answer.strip())
+            compiled[answer] = re.compile(pattern.replace(ANSWER_PLACEHOLDER, text))
+    return tuple(compiled[a] for a in answers)
 
 
 def generate_scores(
@@ -136,4 +142,4 @@ def generate_scores(
     return out
 
 
-__all__ = ["DEFAULT_MATCH", "Decoding", "generate_scores", "generation_of"]
+__all__ = ["DEFAULT_MATCH", "Decoding", "answer_patterns", "generate_scores", "generation_of"]

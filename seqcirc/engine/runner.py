@@ -191,7 +191,8 @@ def run_circuits(state: EvalState, masks: NDArray[np.bool_] | Tensor) -> NDArray
                 out[idx, prompts] = _run_chunk(state, keep[idx], prompts, groups)
                 # circuits scored, a chunk's share: the enclosing phase counts circuits
                 advance(len(idx) * (prompts.stop - prompts.start) / n, "circuits")
-    state.forward_rows += r_count * n
+    steps = 1 if state.generation is None else state.generation.max_new_tokens
+    state.forward_rows += r_count * n * steps
     return out
 
 
