@@ -2,10 +2,12 @@
 
 Each step runs the prompt and the tokens generated so far through the engine's node
 forward with the intervention applied at every position, and appends the arg-max token
-of the last position. There is no KV cache: step t reruns S + t tokens (a cache would
-need every engine's attention to take past keys and values with the replacement masks
-offset; a few short continuations cost a few forwards of the prompt). Rows are
-independent: a row's tokens never depend on another row's.
+of the last position. There is no KV cache: step t reruns S + t tokens, so N tokens
+cost N forwards of up to S + N - 1 tokens. The fast engine's hand-written forwards take
+no past keys and values; the generic one could only take them through the bridge, whose
+attention (TransformerLens 4.3) leaves Hugging Face's DynamicCache empty, so a cached
+second step attends to nothing before it. Rows are independent: a row's tokens never
+depend on another row's.
 
 Replacement values at the generated positions (docs/language.md, "Generation"): a
 position after the prompt gets the value of the prompt's last position (END), per
