@@ -7,6 +7,7 @@ coded errors at their line and column."""
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
@@ -71,6 +72,11 @@ def test_knockout_scored_by_generation_matches_the_reference(circ: Path) -> None
     assert full.mean() > 0.5
     assert claim.detail["observed"] == pytest.approx(knocked.mean() / full.mean(), abs=1e-12)
     assert np.all(np.asarray(claim.detail["random_values"]) >= 0)
+    # the same weights handed in from Python (model= with tokenizer=): the same numbers
+    obj = seqcirc.evaluate(circ, model=copy.deepcopy(model), tokenizer=tok)
+    (same,) = obj.circuits[0].claims
+    assert same.detail["observed"] == claim.detail["observed"]
+    assert same.detail["random_values"] == claim.detail["random_values"]
 
 
 def test_seqcirc_test_evaluates_it(circ: Path) -> None:
