@@ -1,8 +1,9 @@
 """Text prompts -> TokenizedTask, with the checks that make per-position claims sound.
 
 Every named word (members S_i, names N_i) must be exactly one token together with the
-whitespace before it, answers must be one token (several where the metric generates),
-no word may become the unknown token,
+whitespace before it, answers must be one token (where the metric generates, answers
+may be several tokens and a named word too, named at its last token), no word may
+become the unknown token,
 and all prompts of a task, clean and corrupted, must have one token length with named
 positions at the same index. Any violation is an InputError naming the word and the
 tokens it became; nothing is dropped or padded.
@@ -101,6 +102,19 @@ def _word_token(
     return None, hits
 
 
+def _last_token(
+    offsets: list[tuple[int, int]], hits: list[int], start: int, end: int
+) -> int | None:
+    """Where a word of several tokens is named (generating tasks): its last token, when
+    its tokens are consecutive, hold nothing outside the word and its leading whitespace
+    (no "." merged in), and the last one ends the word."""
+    if not hits or hits != list(range(hits[0], hits[-1] + 1)):
+        return None
+    if any(offsets[i][1] > end for i in hits) or offsets[hits[-1]][1] != end:
+        return None
+    return hits[-1] if offsets[hits[-1]][0] >= start else None
+
+
 def tokenize_records(
     records: Sequence[PromptRecord],
     tokenizer: Any,
@@ -116,7 +130,8 @@ def tokenize_records(
     the last token of each prompt (the one whose next-token prediction is scored).
     `generates`: the metric decodes a continuation and reads the answers as text, so an
     answer may be several tokens (correct/incorrect then hold each one's first token)
-    and the task keeps the tokenizer's decode.
+    and the task keeps the tokenizer's decode; a named word may be several tokens too
+    (Llama-2's "▁" + "5"), named at its last token.
     """
     if not records:
         raise InputError(f"task {name}: no prompts", code="T302")
@@ -125,7 +140,9 @@ def tokenize_records(
     clean = _encode(tokenizer, [r.clean for r in records])
     corrupted = _encode(tokenizer, [r.corrupted for r in records])
     answer_token = _answer_tokens(records, tokenizer, name, problems, several=generates)
-    positions = _named_positions(records, tokenizer, name, clean, corrupted, len(bos), problems)
+    positions = _named_positions(
+        records, tokenizer, name, clean, corrupted, len(bos), problems, several=generates
+    )
     problems.raise_if_any()
     common = _common_length(records, clean[0], corrupted[0], name, problems)
     problems.raise_if_any()
@@ -208,9 +225,12 @@ def _named_positions(
     corrupted: Encoded,
     n_bos: int,
     problems: _Problems,
+    *,
+    several: bool = False,
 ) -> dict[str, list[int]]:
     """Named position -> its token index in each prompt (T311-T313, T316): every named
-    word one known token, at the same index in the clean and corrupted twins."""
+    word one known token (`several`: or its last token, _last_token), at the same index
+    in the clean and corrupted twins."""
     n = len(records)
     positions: dict[str, list[int]] = {}
     for i, rec in enumerate(records):
@@ -224,6 +244,8 @@ def _named_positions(
                 continue  # file prompts name clean words; the twin is at the same index
             for pos, start, end in words:
                 tok, hits = _word_token(text, offs, start, end)
+                if tok is None and several:
+                    tok = _last_token(offs, hits, start, end)
                 if tok is None:
                     problems.add(
                         "T312",
