@@ -1,12 +1,11 @@
 """A tiny Llama whose tokenizer splits every numeral into single digits, as Llama-2's
 does, built and trained in code (seconds; no download).
 
-The tokenizer is transformers' LlamaTokenizer (Metaspace "▁", BPE) over merges that make
-each task word one piece with its leading "▁" and each digit one piece, "▁" + digit where
-a number starts: " 10" is "▁1" + "0", so a numeral of k digits is k tokens and members
-1-9 stay one token (the generator's named positions need that). The model is trained to
-continue "... 6. Emma born in" with " 10" (members 1-9, shown at interval 1 or 2), so the
-answer of a numerals task from start=6 is two tokens and greedy decoding finds it.
+The tokenizer is tests/llama_tiny.py's Llama-2-style one: a numeral is "▁" and then one
+piece per digit (" 10" is "▁" + "1" + "0"), so with a generating metric a member is named
+at its last digit and an answer is two or three tokens. The model is trained to continue
+the numerals prompts below (members 1-9, shown at interval 1 or 2; answers up to 11),
+so greedy decoding finds " 10" as three tokens.
 """
 
 from __future__ import annotations
@@ -20,22 +19,17 @@ from transformers import LlamaConfig, LlamaForCausalLM, LlamaTokenizer
 
 from seqcirc.plan import TaskSpec, params
 from seqcirc.tasks.build import build_task
-from tests.llama_tiny import WORDS
-from tests.tasks_fixtures import prefix_merges
+from tests.llama_tiny import llama_tokenizer
 
-DIGITS = "0123456789"
-STEPS = 90
-# The task the model is trained on and the tests score: "6 7 8 9" -> " 10" and
-# "3 5 7 9" -> " 11", every member one token, every answer two.
+STEPS = 120
+# The tasks the model is trained on and the tests score: "6 7 8 9" -> " 10" and
+# "3 5 7 9" -> " 11" among them; every member "▁" + a digit, answers of 2 or 3 tokens.
 TRAIN_STARTS = ((6, 1), (3, 2))  # (start, interval): S1 one of the first `start` members
 
 
 def digit_tokenizer() -> LlamaTokenizer:
-    vocab: dict[str, int] = {"<unk>": 0, "<s>": 1, "</s>": 2}
-    for ch in sorted(set("▁.," + DIGITS + "".join(WORDS))):
-        vocab.setdefault(ch, len(vocab))
-    merges = prefix_merges(["▁" + w for w in WORDS] + ["▁" + d for d in DIGITS], vocab)
-    return LlamaTokenizer(vocab=vocab, merges=merges)
+    """Llama-2's scheme (tests/llama_tiny.py): " 10" is "▁" + "1" + "0"."""
+    return llama_tokenizer()
 
 
 def numerals_spec(start: int, interval: int = 1, prompts: int = 24, seed: int = 0) -> TaskSpec:

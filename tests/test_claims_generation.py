@@ -1,6 +1,6 @@
 """#20's done-when for generation: a `.circ` states a knock-out claim on a model whose
 tokenizer splits numerals into digits (tests/digits_tiny.py), scored by greedy
-generation (`metric accuracy(generate, max_new_tokens=3)`: " 10" is "▁1" + "0"), and
+generation (`metric accuracy(generate, max_new_tokens=3)`: " 10" is "▁" + "1" + "0"), and
 `seqcirc test` and the Python API evaluate it; the knocked-out ratio equals the one the
 independent reference (tests/generate_reference.py) decodes. Bad generating metrics are
 coded errors at their line and column."""
@@ -64,7 +64,7 @@ def test_knockout_scored_by_generation_matches_the_reference(circ: Path) -> None
     model, tok = trained_digit_llama()
     task = build_task(circuit.task, tok, prepend_bos=True, seed=plan.seed)
     assert {len(tok(a, add_special_tokens=False)["input_ids"]) for a in
-            task.meta["correct_text"]} == {1, 2}  # fmt: skip
+            task.meta["correct_text"]} == {2, 3}  # "▁" + digits  # fmt: skip
     ref = GenerationReference(model, task, "zero")
     every = {Node(i, h) for i in range(2) for h in range(4)} | {Node(0), Node(1)}
     full = ref.accuracy(ref.generate(every, 3), tok.decode)

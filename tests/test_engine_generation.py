@@ -84,7 +84,7 @@ def test_digit_llama_generates_as_the_reference(digits, engine: str, value: str)
     circuits = _circuits(2, 4)
     full = ref.accuracy(ref.generate(_circuits(2, 4)[0] | {Node(0, 0)}, STEPS), tok.decode)
     np.testing.assert_array_equal(state.m_model, full)
-    assert state.m_model.mean() > 0.5  # the trained model writes " 10" as "▁1" + "0"
+    assert state.m_model.mean() > 0.5  # the trained model writes " 10" as "▁" + "1" + "0"
     masks = np.stack([node_mask(state, c) for c in circuits])
     scores = run_circuits(state, masks)
     seen = set()
