@@ -86,10 +86,10 @@ def test_cmd(
       seqcirc test hypotheses/*.circ --seed 1 --junit results.xml --format plain
       seqcirc test hypotheses/months.circ --on seqcirc-mini --json - | jq .seed
 
-    A knock-out claim scored by greedy generation (docs/language.md, "Generation"):
+    Example, a knock-out claim scored by greedy generation (docs/language.md, "Generation"):
       task digits = sequence(numerals, members=4, start=6, range=20)
         corrupt shuffled_members
-        metric accuracy(generate, max_new_tokens=3)  # Llama-2: " 10" is "▁" + "1" + "0"
+        metric accuracy(generate, max_new_tokens=3)  # " 10": 3 tokens on Llama-2
       circuit c on "path/to/model" {
         ablate nodes zero
         heads 0.0, 0.1, 1.0
