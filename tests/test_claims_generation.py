@@ -117,3 +117,17 @@ def test_filter_with_a_generating_metric_is_refused() -> None:
         check_text(text, "bad.circ")
     (diag,) = info.value.diagnostics
     assert diag.code == "E251" and diag.span is not None and diag.span.line == 5
+
+
+@pytest.mark.parametrize(
+    ("ablate", "what"),
+    [("ablate edges zero", "edges"), ("ablate nodes resample direction patch", "patching")],
+)
+def test_edges_and_patching_with_generation_are_e251_at_check(ablate: str, what: str) -> None:
+    text = TASK + CIRCUIT.format(folder="seqcirc-mini").replace('"seqcirc-mini"', "seqcirc-mini")
+    text = text.replace("ablate nodes zero", ablate)
+    with pytest.raises(SeqcircError) as info:
+        check_text(text, "bad.circ")
+    found = [d for d in info.value.diagnostics if "generating metric" in d.message]
+    assert len(found) == 1 and found[0].code == "E251" and what in found[0].message
+    assert found[0].span is not None and found[0].span.line == 8

@@ -68,4 +68,28 @@ def check_generation_filter(error: Any, clauses: dict[str, ast.TaskClause]) -> N
         )  # fmt: skip
 
 
-__all__ = ["check_generation", "check_generation_filter"]
+def generates(task: ast.TaskDef | None) -> bool:
+    """Whether the task's metric generates (`metric accuracy(generate, ...)`)."""
+    metric = next((c for c in task.clauses if c.kind == "metric"), None) if task else None
+    return metric is not None and any(a.name == "generate" and a.value is True for a in metric.args)
+
+
+def check_generation_ablation(error: Any, stmt: ast.AblateStmt, task: ast.TaskDef | None) -> None:
+    """A generating metric scores node circuits ablated in place: edges and patching
+    are E251 at `seqcirc check` (E328 where a plan is built by hand)."""
+    if not generates(task):
+        return
+    for opt in stmt.options:
+        edges = opt.kind == "granularity" and V.GRANULARITIES.get(opt.value) == "edge"
+        patch = opt.kind == "direction" and V.DIRECTIONS.get(opt.value) == "patch_circuit"
+        if edges or patch:
+            error(
+                "E251", f"a generating metric cannot score {'edges' if edges else 'patching'}",
+                opt.span, "generation runs node circuits ablated in place (`ablate nodes ...`, "
+                "direction complement); score this one with a metric at the answer position",
+            )  # fmt: skip
+
+
+__all__ = [
+    "check_generation", "check_generation_ablation", "check_generation_filter", "generates",
+]  # fmt: skip
