@@ -9,6 +9,7 @@ from seqcirc.checks.claims import ClaimChecker
 from seqcirc.checks.components import check_head, mlp_nodes
 from seqcirc.checks.context import CheckContext
 from seqcirc.checks.edges import check_edges, edge_order
+from seqcirc.checks.generation import check_generation_ablation
 from seqcirc.checks.resolved import Circuit, ResolvedModel
 from seqcirc.checks.roles import check_role
 from seqcirc.checks.scope import (
@@ -226,6 +227,7 @@ def _ablation(ck: CheckContext, stmt: ast.AblateStmt, task: ast.TaskDef | None) 
                 span,
                 "resample and zero ablations need no per-position statistics",
             )
+    check_generation_ablation(ck.error, stmt, task)
     if {"per_position", "pooled"} <= seen:
         span = next(o.span for o in stmt.options if o.kind == "pooled")
         ck.error(

@@ -18,6 +18,7 @@ from seqcirc.checks.claims import ClaimChecker
 from seqcirc.checks.components import resolve_model
 from seqcirc.checks.context import CheckContext
 from seqcirc.checks.diagnostics import CheckError
+from seqcirc.checks.generation import check_generation_filter
 from seqcirc.checks.resolved import Module
 from seqcirc.checks.scope import check_group_name, file_group, unknown_task
 from seqcirc.errors import Diagnostic, InputError, SeqcircError
@@ -173,6 +174,7 @@ class Checker:
                 self.ck.error("E210", f"`{clause.kind}` is given twice", clause.span)
             seen[clause.kind] = clause
             claims.task_clause(clause)
+        check_generation_filter(self.ck.error, seen)
 
     # ---- circuits -----------------------------------------------------------------
     def _circuit(self, c: ast.CircuitDef) -> None:

@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from seqcirc.checks.diagnostics import suggest
+from seqcirc.checks.generation import check_generation
 from seqcirc.checks.lens import check_lens
 from seqcirc.language import ast
 from seqcirc.language import vocab as V
@@ -303,8 +304,9 @@ class ClaimChecker:
                     name.span,
                     _hint(name.name, V.METRICS, "metrics"),
                 )
-            values = self.args(clause.args, dict.fromkeys(V.METRIC_ARGS, str), "metric")
+            values = self.args(clause.args, V.METRIC_PARAMS, "metric")
             self.choices(clause.args, values, V.METRIC_ARGS)
+            check_generation(self, clause, values)
         elif clause.kind == "bos":
             if name.name not in V.BOS_CHOICES:
                 self.error(

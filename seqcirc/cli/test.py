@@ -85,6 +85,16 @@ def test_cmd(
       seqcirc test hypotheses/months.circ --on seqcirc-mini --html months.html
       seqcirc test hypotheses/*.circ --seed 1 --junit results.xml --format plain
       seqcirc test hypotheses/months.circ --on seqcirc-mini --json - | jq .seed
+
+    Example, a knock-out claim scored by greedy generation (docs/language.md, "Generation"):
+      task digits = sequence(numerals, members=4, start=6, range=20)
+        corrupt shuffled_members
+        metric accuracy(generate, max_new_tokens=3)  # " 10": 3 tokens on Llama-2
+      circuit c on "path/to/model" {
+        ablate nodes zero
+        heads 0.0, 0.1, 1.0
+        expect knockout(n=20) at p < 0.05
+      }
     """
     from rich.console import Console
 

@@ -17,6 +17,7 @@ import torch
 from numpy.typing import NDArray
 from torch import Tensor
 
+from seqcirc.engine.generation import generate_scores, generation_of
 from seqcirc.engine.means_cache import Means, MeansCache, cache_key
 from seqcirc.engine.memory import (
     ForwardShape,
@@ -387,6 +388,7 @@ def prepare(
     check_metric(metric)
     w = select(bridge, engine, edges=ablation.is_edge)
     _check_setup(task, ablation, w)
+    generation = generation_of(task, ablation, w)  # E328 before any forward pass
     if batch_rows is not None and batch_rows < 1:
         raise InputError(f"--batch-size must be at least 1, got {batch_rows}", code="E406")
     p = _Prompts.of(task, w.device)
@@ -416,6 +418,13 @@ def prepare(
         forward_rows=values.forward_rows + n + min(BRIDGE_CHECK_ROWS, n) + checked,
         means_cache=cache.last_status if cache is not None else "",
     )  # fmt: skip
+    if generation is not None:  # the full model's score: its own greedy continuations
+        state.generation = generation
+        with torch.inference_mode():
+            state.m_model = generate_scores(
+                w, generation, p.clean, torch.arange(n, device=w.device), rows.sweep
+            )
+        state.forward_rows += n * generation.max_new_tokens
     state.timings["prepare_s"] = time.perf_counter() - t0
     return state
 

@@ -26,6 +26,7 @@ import torch
 from numpy.typing import NDArray
 from torch import Tensor
 
+from seqcirc.engine.generation import Decoding, generate_scores
 from seqcirc.engine.metric import per_prompt
 from seqcirc.errors import EvaluationError
 from seqcirc.forward.common import ModelSizes, Replacement, all_nodes, node_index
@@ -78,6 +79,7 @@ class EvalState:
     timings: dict[str, float] = field(default_factory=dict)
     forward_rows: int = 0  # prompt-rows pushed through forward passes (cost accounting)
     means_cache: str = ""  # the on-disk means cache: "hit", "stored", "recomputed: why"
+    generation: Decoding | None = None  # a generating metric (seqcirc.engine.generation)
     _graph: EdgeGraph | None = None
     _edge_values: Senders | None = None
     _m_empty: dict[str, NDArray[np.float64]] = field(default_factory=dict)
@@ -189,7 +191,8 @@ def run_circuits(state: EvalState, masks: NDArray[np.bool_] | Tensor) -> NDArray
                 out[idx, prompts] = _run_chunk(state, keep[idx], prompts, groups)
                 # circuits scored, a chunk's share: the enclosing phase counts circuits
                 advance(len(idx) * (prompts.stop - prompts.start) / n, "circuits")
-    state.forward_rows += r_count * n
+    steps = 1 if state.generation is None else state.generation.max_new_tokens
+    state.forward_rows += r_count * n * steps
     return out
 
 
@@ -238,6 +241,13 @@ def _run_chunk(
     if state.keep_pos is not None:
         kept = kept & state.keep_pos[rows][:, :, None]
     patch = state.ablation.patches_circuit
+    if state.generation is not None:  # greedy decoding: the circuit's 0/1 per prompt
+        keep_rows = torch.as_tensor(keep, device=w.device).repeat_interleave(p, 0)
+        m = generate_scores(
+            w, state.generation, state.clean[rows], rows, state.capture_rows,
+            keep=keep_rows, keep_pos=state.keep_pos, values=state.values,
+        )  # fmt: skip
+        return m.reshape(c, p)
     tokens = state.corrupted if patch else state.clean
     share = Sharing(rows, tuple(g.times(p) for g in groups))
     run = forward_nodes(
@@ -263,7 +273,9 @@ def empty_metric(state: EvalState, granularity: str | None = None) -> NDArray[np
         return state._m_empty[gran]
     w, pos = state.weights, state.answer_pos
     with torch.inference_mode():
-        if state.ablation.patches_circuit:
+        if state.generation is not None:  # every node replaced while decoding
+            m = _generated_empty(state)
+        elif state.ablation.patches_circuit:
             assert state.empty_logits is not None
             logits = state.empty_logits
         else:
@@ -271,8 +283,21 @@ def empty_metric(state: EvalState, granularity: str | None = None) -> NDArray[np
             logits = empty_logits(
                 w, state.clean, pos, state.values, embed, state.clean_embed_answer
             )
-        m = per_prompt(
-            state.metric, logits, state.correct, state.incorrect, clean_logits_at(state, None)
-        )
+        if state.generation is None:
+            m = per_prompt(
+                state.metric, logits, state.correct, state.incorrect,
+                clean_logits_at(state, None),
+            )  # fmt: skip
     state._m_empty[gran] = m
     return m
+
+
+def _generated_empty(state: EvalState) -> NDArray[np.float64]:
+    assert state.generation is not None
+    n, w = state.n_prompts, state.weights
+    prompts = torch.arange(n, device=w.device)
+    none = torch.zeros(n, w.n_nodes, dtype=torch.bool, device=w.device)
+    return generate_scores(
+        w, state.generation, state.clean, prompts, state.capture_rows, keep=none,
+        values=state.values,
+    )  # fmt: skip

@@ -101,6 +101,18 @@ METRIC_ARGS: dict[str, tuple[str, ...]] = {
     "correct": CORRECT_CHOICES,
     "incorrect": INCORRECT_CHOICES,
 }
+# Every parameter a `metric` clause takes, with its type: correct/incorrect name the
+# answers; `accuracy(generate, max_new_tokens=N, match="REGEX")` scores greedy decoding
+# (docs/language.md, "Generation"); in `match`, {answer} stands for the answer text.
+METRIC_PARAMS: dict[str, type] = {
+    "correct": str,
+    "incorrect": str,
+    "generate": bool,
+    "max_new_tokens": int,
+    "match": str,
+}
+GENERATE_METRICS = ("accuracy",)  # the metrics `generate` applies to
+ANSWER_PLACEHOLDER = "{answer}"
 # Corruption -> what the corrupted prompt is (seqcirc.tasks.corrupt draws it).
 CORRUPTIONS: dict[str, str] = {
     "random_members": (
@@ -182,6 +194,7 @@ LIMITS: dict[str, int] = {
     "set_depth": 100,  # nesting of set algebra (a flat chain a & b & c counts 1)
     "import_depth": 64,  # a file importing a file importing a file ... (E111)
     "ig_steps": 10_000,  # interpolation steps of `seqcirc attribute` / `discover` (EAP-IG)
+    "max_new_tokens": 256,  # tokens generated per prompt: metric accuracy(generate, ...)
 }
 
 POSITION = re.compile(r"(S|N)([1-9]\d{0,3})|END")

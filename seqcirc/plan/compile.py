@@ -36,6 +36,7 @@ def task_spec(task: ast.TaskDef, task_dir: str, file_dir: str) -> TaskSpec:
         "incorrect": str(metric_args.get("incorrect", "last")),
         "filter_correct": "filter" in clauses,
         "bos": clauses["bos"].name.name if "bos" in clauses else "auto",
+        "metric_params": params(**{k: v for k, v in metric_args.items() if k in _GENERATION}),
     }
     if isinstance(task.source, ast.FileSource):
         file = Path(task_dir, task.source.path)
@@ -44,6 +45,9 @@ def task_spec(task: ast.TaskDef, task_dir: str, file_dir: str) -> TaskSpec:
     values = dict(V.TASK_DEFAULTS)
     values.update({a.name: a.value for a in task.source.args})
     return TaskSpec(generator=task.source.set_name.name, params=params(**values), **common)  # type: ignore[arg-type]
+
+
+_GENERATION = ("generate", "max_new_tokens", "match")
 
 
 def _relpath(path: str, start: str) -> str:

@@ -92,6 +92,19 @@ class ModelRef:
 
 
 @dataclass(frozen=True)
+class Generation:
+    """`metric accuracy(generate, max_new_tokens=N, match=REGEX)`: greedy decoding of at
+    most N tokens, scored 1 where `match` (default DEFAULT_MATCH; {answer} is the answer
+    text, stripped and escaped) matches at the start of the decoded continuation."""
+
+    max_new_tokens: int
+    match: str | None = None
+
+    def to_meta(self) -> dict[str, object]:
+        return {"max_new_tokens": self.max_new_tokens, "match": self.match}
+
+
+@dataclass(frozen=True)
 class TaskSpec:
     """Where prompts come from and how they are scored."""
 
@@ -108,6 +121,17 @@ class TaskSpec:
     # auto | on | off: prepend BOS (auto: as the model's loader does). Left out of plan
     # JSON at its default, so plans and circuit hashes from before it stay the same.
     bos: str = field(default="auto", metadata={OMIT_DEFAULT: True})
+    # generate, max_new_tokens, match of `metric accuracy(generate, ...)` (Generation);
+    # left out of plan JSON when empty, as bos.
+    metric_params: Params = field(default=(), metadata={OMIT_DEFAULT: True})
+
+    @property
+    def generation(self) -> Generation | None:
+        """How the metric generates, or None for a metric read at the answer position."""
+        p = dict(self.metric_params)
+        if not p.get("generate"):
+            return None
+        return Generation(int(p["max_new_tokens"]), p.get("match"))
 
     def effective_bos(self, model_default: bool) -> bool:
         """Whether this task's prompts start with BOS on a model whose loader says
@@ -192,7 +216,7 @@ def to_jsonable(obj: Any) -> Any:
             value = getattr(obj, f.name)
             if f.metadata.get(OMIT_DEFAULT) and value == f.default:
                 continue
-            if f.name in ("params", "corruption_params", "extra"):
+            if f.name in ("params", "corruption_params", "extra", "metric_params"):
                 out[f.name] = {k: to_jsonable(v) for k, v in value}
             elif f.name == "groups":
                 out[f.name] = {k: [str(n) for n in v] for k, v in value}
@@ -216,6 +240,7 @@ __all__ = [
     "CircuitPlan",
     "Claim",
     "Edge",
+    "Generation",
     "ModelRef",
     "Node",
     "Plan",

@@ -67,6 +67,10 @@ def ablation_setup(circuit: CircuitResult) -> str:
     if a.get("means_from"):
         parts.append(f"means from {a['means_from']}")
     parts.append(f"metric {circuit.metric}")
+    gen = ((circuit.task or {}).get("meta") or {}).get("generation")
+    if gen:  # accuracy of greedy continuations (docs/language.md, "Generation")
+        parts[-1] += f" of {gen['max_new_tokens']} generated tokens"
+        parts[-1] += f" matching {gen['match']}" if gen.get("match") else ""
     bos = (circuit.task or {}).get("bos")
     if bos is not None:  # results from before the `bos` setting lack it
         parts.append(f"BOS {bos}")

@@ -67,4 +67,10 @@ def build_task(
     meta["metric"] = spec.metric
     bos = spec.effective_bos(prepend_bos)
     meta["bos"] = "on" if bos else "off"
-    return tokenize_records(records, tokenizer, name=spec.name, prepend_bos=bos, meta=meta)
+    generation = spec.generation
+    if generation is not None:
+        meta["generation"] = generation.to_meta()
+    return tokenize_records(
+        records, tokenizer, name=spec.name, prepend_bos=bos, meta=meta,
+        generates=generation is not None,
+    )  # fmt: skip

@@ -1,8 +1,10 @@
 """Text prompts -> TokenizedTask, with the checks that make per-position claims sound.
 
 Every named word (members S_i, names N_i) must be exactly one token together with the
-whitespace before it, answers must be one token, no word may become the unknown token,
-and each clean prompt and its corrupted twin must have one token length with named
+whitespace before it, answers must be one token (where the metric generates, answers
+may be several tokens and a named word too, named at its last token), no word may
+become the unknown token, and each clean prompt and its corrupted twin must have one
+token length with named
 positions at the same index. Any violation is an InputError naming the word and the
 tokens it became; nothing is dropped. Prompts of different lengths are padded on the
 right to the longest (TokenizedTask.lengths); what cannot use them refuses (T315).
@@ -102,6 +104,19 @@ def _word_token(
     return None, hits
 
 
+def _last_token(
+    offsets: list[tuple[int, int]], hits: list[int], start: int, end: int
+) -> int | None:
+    """Where a word of several tokens is named (generating tasks): its last token, when
+    its tokens are consecutive, hold nothing outside the word and its leading whitespace
+    (no "." merged in), and the last one ends the word."""
+    if not hits or hits != list(range(hits[0], hits[-1] + 1)):
+        return None
+    if any(offsets[i][1] > end for i in hits) or offsets[hits[-1]][1] != end:
+        return None
+    return hits[-1] if offsets[hits[-1]][0] >= start else None
+
+
 def tokenize_records(
     records: Sequence[PromptRecord],
     tokenizer: Any,
@@ -109,11 +124,16 @@ def tokenize_records(
     name: str,
     prepend_bos: bool,
     meta: dict[str, object] | None = None,
+    generates: bool = False,
 ) -> TokenizedTask:
     """Check and tokenize prompt pairs into an aligned TokenizedTask.
 
     Positions are token indices counting the BOS token when prepend_bos is set; "END" is
     the last token of each prompt (the one whose next-token prediction is scored).
+    `generates`: the metric decodes a continuation and reads the answers as text, so an
+    answer may be several tokens (correct/incorrect then hold each one's first token)
+    and the task keeps the tokenizer's decode; a named word may be several tokens too
+    (Llama-2's "▁" + "5"), named at its last token.
     """
     if not records:
         raise InputError(f"task {name}: no prompts", code="T302")
@@ -121,8 +141,10 @@ def tokenize_records(
     problems = _Problems()
     clean = _encode(tokenizer, [r.clean for r in records])
     corrupted = _encode(tokenizer, [r.corrupted for r in records])
-    answer_token = _answer_tokens(records, tokenizer, name, problems)
-    positions = _named_positions(records, tokenizer, name, clean, corrupted, len(bos), problems)
+    answer_token = _answer_tokens(records, tokenizer, name, problems, several=generates)
+    positions = _named_positions(
+        records, tokenizer, name, clean, corrupted, len(bos), problems, several=generates
+    )
     problems.raise_if_any()
     lengths = _twin_lengths(records, clean[0], corrupted[0], name, problems)
     problems.raise_if_any()
@@ -149,6 +171,7 @@ def tokenize_records(
         corrupted_text=tuple(r.corrupted for r in records),
         meta=task_meta,
         lengths=np.asarray(lengths, dtype=np.int64) + len(bos) if ragged else None,
+        decode=tokenizer.decode if generates else None,
     )
 
 
@@ -180,27 +203,38 @@ def _bos(tokenizer: Any, name: str) -> list[int]:
 
 
 def _answer_tokens(
-    records: Sequence[PromptRecord], tokenizer: Any, name: str, problems: _Problems
+    records: Sequence[PromptRecord],
+    tokenizer: Any,
+    name: str,
+    problems: _Problems,
+    *,
+    several: bool = False,
 ) -> dict[str, int]:
-    """answer text -> its token id, for every answer that is one known token (T310)."""
+    """answer text -> its token id, for every answer that is one known token (T310);
+    `several`: answers of several known tokens too, as their first token."""
     unk = tokenizer.unk_token_id
     answer_texts = sorted({r.correct for r in records} | {r.incorrect for r in records})
     answer_ids, _ = _encode(tokenizer, answer_texts)
     answer_token: dict[str, int] = {}
     for text, ids in zip(answer_texts, answer_ids, strict=True):
-        if len(ids) == 1 and ids[0] != unk:
+        if ids and (len(ids) == 1 or several) and unk not in ids:
             answer_token[text] = ids[0]
             continue
         what = (
             "the unknown token" if ids == [unk] else f"{len(ids)} tokens: {_show(tokenizer, ids)}"
         )
         rec = next(r for r in records if text in (r.correct, r.incorrect))
+        if several:  # generation: only an answer the model could not write is refused
+            what = f"{_show(tokenizer, ids)}, with the unknown token" if ids else "no tokens"
         problems.add(
             "T310",
-            f"task {name}: answer {text!r} is {what}; an answer must be one token",
+            f"task {name}: answer {text!r} is {what}; an answer must be "
+            + ("known tokens" if several else "one token"),
             rec,
-            "choose members the tokenizer keeps whole (with their leading space)",
-        )
+            "use answers the tokenizer can write" if several else
+            "choose members the tokenizer keeps whole (with their leading space), or score "
+            "several-token answers by generation: metric accuracy(generate, max_new_tokens=N)",
+        )  # fmt: skip
     return answer_token
 
 
@@ -212,9 +246,12 @@ def _named_positions(
     corrupted: Encoded,
     n_bos: int,
     problems: _Problems,
+    *,
+    several: bool = False,
 ) -> dict[str, list[int]]:
     """Named position -> its token index in each prompt (T311-T313, T316): every named
-    word one known token, at the same index in the clean and corrupted twins."""
+    word one known token (`several`: or its last token, _last_token), at the same index
+    in the clean and corrupted twins."""
     n = len(records)
     positions: dict[str, list[int]] = {}
     for i, rec in enumerate(records):
@@ -228,6 +265,8 @@ def _named_positions(
                 continue  # file prompts name clean words; the twin is at the same index
             for pos, start, end in words:
                 tok, hits = _word_token(text, offs, start, end)
+                if tok is None and several:
+                    tok = _last_token(offs, hits, start, end)
                 if tok is None:
                     problems.add(
                         "T312",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -37,6 +38,8 @@ class TokenizedTask:
     corrupted_text: tuple[str, ...] = ()
     meta: dict[str, object] = field(default_factory=dict)  # generator, params, seed, filter counts
     lengths: IntArray | None = None  # per prompt when they differ (ragged, right-padded)
+    # token ids -> text, the tokenizer's; kept where the metric generates (answers as text)
+    decode: Callable[[list[int]], str] | None = field(default=None, compare=False, repr=False)
 
     @property
     def n_prompts(self) -> int:
@@ -94,4 +97,5 @@ class TokenizedTask:
             ),
             meta=dict(self.meta),
             lengths=lengths,
+            decode=self.decode,
         )
