@@ -188,11 +188,19 @@ def test_ragged_prompts_generate_as_each_prompt_alone(digits, engine: str) -> No
     keep = torch.as_tensor(node_mask(state, _circuits(2, 4)[2]))
     replace = (~keep)[None, None].expand(n, 1, -1)
     with torch.inference_mode():
-        padded = greedy(w, tokens, STEPS, replace=replace,
-                        values=extend_values(noisy, STEPS - 1, lengths - 1), lengths=lengths)
+        padded = greedy(
+            w,
+            tokens,
+            STEPS,
+            replace=replace,
+            values=extend_values(noisy, STEPS - 1, lengths - 1),
+            lengths=lengths,
+        )
         for i, length in enumerate(lengths.tolist()):
-            alone = type(values)(tuple(z[i : i + 1, :length] for z in values.z),
-                                 tuple(m[i : i + 1, :length] for m in values.mlp))
+            alone = type(values)(
+                tuple(z[i : i + 1, :length] for z in values.z),
+                tuple(m[i : i + 1, :length] for m in values.mlp),
+            )
             want = greedy(w, tokens[i : i + 1, :length], STEPS, replace=replace[i : i + 1],
                           values=extend_values(alone, STEPS - 1))  # fmt: skip
             np.testing.assert_array_equal(padded[i : i + 1].numpy(), want.numpy())
