@@ -94,7 +94,11 @@ COMPARISONS: dict[str, Callable[[float, float], bool]] = {
 }
 
 # ---- tasks --------------------------------------------------------------------------
-METRICS = ("logit_diff", "prob", "accuracy", "kl")
+METRICS = ("logit_diff", "prob", "accuracy", "kl", "logprob")
+# The metrics that read every token of a several-token answer (teacher-forced; docs/
+# language.md); the others read one answer token, and such a task's answers must be one
+# token each (T310).
+MULTI_TOKEN_METRICS = ("logit_diff", "accuracy", "logprob")
 CORRECT_CHOICES = ("next",)
 INCORRECT_CHOICES = ("last",)
 METRIC_ARGS: dict[str, tuple[str, ...]] = {

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from seqcirc.errors import InputError
+from seqcirc.language.vocab import MULTI_TOKEN_METRICS
 from seqcirc.plan import TaskSpec
 from seqcirc.tasks.generate import generate_prompts, parse_config
 from seqcirc.tasks.prompt_files import load_prompt_file
@@ -59,7 +60,8 @@ def build_task(
 
     tokenizer: a Hugging Face fast tokenizer (PreTrainedTokenizerBase). prepend_bos is
     the model's default; the task's `bos` setting overrides it (spec.effective_bos).
-    Positions count the BOS token when one is prepended. Raises InputError on any
+    Positions count the BOS token when one is prepended. An answer may be several tokens
+    when the task's metric reads them all (MULTI_TOKEN_METRICS). Raises InputError on any
     tokenization problem.
     """
     records, meta = prompt_records(spec, base_dir=base_dir, seed=seed)
@@ -67,4 +69,7 @@ def build_task(
     meta["metric"] = spec.metric
     bos = spec.effective_bos(prepend_bos)
     meta["bos"] = "on" if bos else "off"
-    return tokenize_records(records, tokenizer, name=spec.name, prepend_bos=bos, meta=meta)
+    return tokenize_records(
+        records, tokenizer, name=spec.name, prepend_bos=bos, meta=meta,
+        multi_token=spec.metric in MULTI_TOKEN_METRICS,
+    )  # fmt: skip

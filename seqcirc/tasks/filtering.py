@@ -132,6 +132,7 @@ def model_filter(
     """
     import torch
 
+    task.require_one_token("the filter `filter correct`")
     param = next(bridge.parameters(), None)
     device = param.device if param is not None else torch.device("cpu")
     chunks = []

@@ -1,7 +1,8 @@
 """Text prompts -> TokenizedTask, with the checks that make per-position claims sound.
 
 Every named word (members S_i, names N_i) must be exactly one token together with the
-whitespace before it, answers must be one token, no word may become the unknown token,
+whitespace before it, answers must be one token (or, with `multi_token`, at least one),
+no word may become the unknown token,
 and all prompts of a task, clean and corrupted, must have one token length with named
 positions at the same index. Any violation is an InputError naming the word and the
 tokens it became; nothing is dropped or padded.
@@ -20,7 +21,7 @@ import numpy as np
 from seqcirc.errors import Diagnostic, DiagnosticsError, InputError
 from seqcirc.source import Span
 from seqcirc.tasks.records import PromptRecord
-from seqcirc.tasks.types import TokenizedTask
+from seqcirc.tasks.types import ANSWER_PAD, TokenizedTask
 
 # TokenizedTask.meta entries with one value per prompt (kept aligned by keep_prompts).
 PER_PROMPT_META = ("correct_text", "incorrect_text", "templates")
@@ -107,11 +108,14 @@ def tokenize_records(
     name: str,
     prepend_bos: bool,
     meta: dict[str, object] | None = None,
+    multi_token: bool = False,
 ) -> TokenizedTask:
     """Check and tokenize prompt pairs into an aligned TokenizedTask.
 
     Positions are token indices counting the BOS token when prepend_bos is set; "END" is
     the last token of each prompt (the one whose next-token prediction is scored).
+    `multi_token`: an answer may be several tokens (T310 otherwise); each answer is
+    tokenized alone, with its leading whitespace, as the continuation of its prompt.
     """
     if not records:
         raise InputError(f"task {name}: no prompts", code="T302")
@@ -119,7 +123,7 @@ def tokenize_records(
     problems = _Problems()
     clean = _encode(tokenizer, [r.clean for r in records])
     corrupted = _encode(tokenizer, [r.corrupted for r in records])
-    answer_token = _answer_tokens(records, tokenizer, name, problems)
+    answer_token = _answer_tokens(records, tokenizer, name, problems, multi_token)
     positions = _named_positions(records, tokenizer, name, clean, corrupted, len(bos), problems)
     problems.raise_if_any()
     common = _common_length(records, clean[0], corrupted[0], name, problems)
@@ -135,17 +139,33 @@ def tokenize_records(
         incorrect_text=tuple(r.incorrect for r in records),
         templates=tuple(r.template for r in records),
     )
+    correct_ids, correct_len = _padded([answer_token[r.correct] for r in records])
+    incorrect_ids, incorrect_len = _padded([answer_token[r.incorrect] for r in records])
+    several = bool(max(correct_len.max(), incorrect_len.max()) > 1)
     return TokenizedTask(
         name=name,
         clean=np.asarray([bos + x for x in clean[0]], dtype=np.int64).reshape(n, -1),
         corrupted=np.asarray([bos + x for x in corrupted[0]], dtype=np.int64).reshape(n, -1),
-        correct=np.asarray([answer_token[r.correct] for r in records], dtype=np.int64),
-        incorrect=np.asarray([answer_token[r.incorrect] for r in records], dtype=np.int64),
+        correct=correct_ids[:, 0].copy(),
+        incorrect=incorrect_ids[:, 0].copy(),
         positions=pos_arrays,
         clean_text=tuple(r.clean for r in records),
         corrupted_text=tuple(r.corrupted for r in records),
         meta=task_meta,
+        correct_ids=correct_ids if several else None,
+        incorrect_ids=incorrect_ids if several else None,
+        correct_len=correct_len if several else None,
+        incorrect_len=incorrect_len if several else None,
     )
+
+
+def _padded(answers: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
+    """Token-id lists as [n, A] padded with ANSWER_PAD, and their lengths [n]."""
+    lengths = np.asarray([len(a) for a in answers], dtype=np.int64)
+    out = np.full((len(answers), int(lengths.max())), ANSWER_PAD, dtype=np.int64)
+    for i, a in enumerate(answers):
+        out[i, : len(a)] = a
+    return out, lengths
 
 
 def _bos(tokenizer: Any, name: str) -> list[int]:
@@ -159,26 +179,37 @@ def _bos(tokenizer: Any, name: str) -> list[int]:
 
 
 def _answer_tokens(
-    records: Sequence[PromptRecord], tokenizer: Any, name: str, problems: _Problems
-) -> dict[str, int]:
-    """answer text -> its token id, for every answer that is one known token (T310)."""
+    records: Sequence[PromptRecord],
+    tokenizer: Any,
+    name: str,
+    problems: _Problems,
+    multi_token: bool = False,
+) -> dict[str, list[int]]:
+    """answer text -> its token ids, for every answer that is one known token, or with
+    `multi_token` one or more known tokens (T310)."""
     unk = tokenizer.unk_token_id
     answer_texts = sorted({r.correct for r in records} | {r.incorrect for r in records})
     answer_ids, _ = _encode(tokenizer, answer_texts)
-    answer_token: dict[str, int] = {}
+    answer_token: dict[str, list[int]] = {}
     for text, ids in zip(answer_texts, answer_ids, strict=True):
-        if len(ids) == 1 and ids[0] != unk:
-            answer_token[text] = ids[0]
+        known = bool(ids) and (unk is None or unk not in ids)
+        if known and (len(ids) == 1 or multi_token):
+            answer_token[text] = list(ids)
             continue
-        what = (
-            "the unknown token" if ids == [unk] else f"{len(ids)} tokens: {_show(tokenizer, ids)}"
-        )
+        if ids == [unk]:
+            what = "the unknown token"
+        elif ids and not known:
+            what = f"{len(ids)} tokens with the unknown one: {_show(tokenizer, ids)}"
+        else:
+            what = f"{len(ids)} tokens" + (f": {_show(tokenizer, ids)}" if ids else "")
         rec = next(r for r in records if text in (r.correct, r.incorrect))
         problems.add(
             "T310",
-            f"task {name}: answer {text!r} is {what}; an answer must be one token",
+            f"task {name}: answer {text!r} is {what}; an answer must be "
+            + ("known tokens" if multi_token else "one token"),
             rec,
-            "choose members the tokenizer keeps whole (with their leading space)",
+            "choose members the tokenizer keeps whole (with their leading space)"
+            + ("" if multi_token else ", or use the metric logit_diff, logprob or accuracy"),
         )
     return answer_token
 
