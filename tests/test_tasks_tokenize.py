@@ -3,6 +3,7 @@ tokenizers built in code."""
 
 from __future__ import annotations
 
+import json
 import re
 
 import numpy as np
@@ -186,6 +187,15 @@ def test_multi_token_answer_from_a_file():
     assert tok.convert_ids_to_tokens(task.correct_ids[0].tolist()) == ["Ġ1", "2"]  # type: ignore[index]
     assert task.incorrect_ids.tolist() == [[task.incorrect[0]]]  # type: ignore[union-attr]
     assert task.correct[0] == task.correct_ids[0, 0]  # type: ignore[index]
+    from seqcirc.tasks.export import export_lines
+    from seqcirc.tasks.filtering import keep_prompts
+
+    row = json.loads(export_lines(task)[1])
+    assert row["correct_ids"] == task.correct_ids[0].tolist() and row["correct"] == " 12"  # type: ignore[index]
+    sub = task.subset(np.asarray([0]))  # no answer texts in meta: decoded, every token
+    sub.meta.pop("correct_text"), sub.meta.pop("incorrect_text")
+    assert json.loads(export_lines(sub, tok)[1])["correct"] == " 12"
+    assert keep_prompts(task, [0]).correct_len.tolist() == [2]  # type: ignore[union-attr]
 
 
 def test_bos_required_when_prepending():

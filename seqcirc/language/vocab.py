@@ -133,7 +133,9 @@ TASK_PARAMS: dict[str, type] = {
     "start": int,
     "range": int,
     "fillers": str,  # names (default) | paper: the authors' nouns and first names
+    "step": int,  # numerals only: the members are step, 2 step, ..., 100 step
 }
+STEP_SEQUENCES = ("numerals",)  # the sequences `step` applies to
 FILLERS = ("names", "paper")
 TASK_DEFAULTS: dict[str, object] = {
     "template": "all",
@@ -182,6 +184,7 @@ LIMITS: dict[str, int] = {
     "set_depth": 100,  # nesting of set algebra (a flat chain a & b & c counts 1)
     "import_depth": 64,  # a file importing a file importing a file ... (E111)
     "ig_steps": 10_000,  # interpolation steps of `seqcirc attribute` / `discover` (EAP-IG)
+    "step": 10_000,  # numerals `step`: members up to 100 x 10,000 = 1,000,000
 }
 
 POSITION = re.compile(r"(S|N)([1-9]\d{0,3})|END")

@@ -17,6 +17,8 @@ Parameters (TaskSpec.params):
             answer inside the range; 8 for 12 members, 4 shown, k = 1)
   fillers   names (default: seqcirc's first names, which seqcirc-mini knows) | paper
             (the authors' object nouns for done/lost, their first names for born)
+  step      numerals only: the members are step, 2 step, ..., 100 step (default 1), so
+            step=10 gives "10 20 30 40" -> " 50" (members_of)
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ from seqcirc.language.vocab import (
     DEFAULT_MEMBERS,
     DEFAULT_PROMPTS,
     INCORRECT_CHOICES,
+    LIMITS,
+    STEP_SEQUENCES,
     TASK_PARAMS,
     TEMPLATES,
 )
@@ -55,22 +59,27 @@ class GeneratorConfig:
     range: int
     corruption: CorruptionSpec
     fillers: str = "names"
+    step: int = 1
 
     def as_params(self) -> dict[str, object]:
         """The resolved parameters, for TokenizedTask.meta and exports."""
         keys = [k for k, _ in self.templates]
-        return {
-            "template": keys[0] if len(keys) == 1 else "all",
-            "templates": {k: unit for k, unit in self.templates},
-            "members": self.members,
-            "prompts": self.prompts,
-            "seed": self.seed,
-            "interval": self.interval,
-            "start": self.start,
-            "range": self.range,
-            "corruption": self.corruption.kind,
-            "no_successor_end": self.corruption.no_successor_end,
-        } | ({"fillers": self.fillers} if self.fillers != "names" else {})
+        return (
+            {
+                "template": keys[0] if len(keys) == 1 else "all",
+                "templates": {k: unit for k, unit in self.templates},
+                "members": self.members,
+                "prompts": self.prompts,
+                "seed": self.seed,
+                "interval": self.interval,
+                "start": self.start,
+                "range": self.range,
+                "corruption": self.corruption.kind,
+                "no_successor_end": self.corruption.no_successor_end,
+            }
+            | ({"fillers": self.fillers} if self.fillers != "names" else {})
+            | ({"step": self.step} if self.step != 1 else {})
+        )
 
 
 def _unit(template_words: str) -> str:
@@ -147,8 +156,28 @@ def parse_config(spec: TaskSpec, seed: int | None = None) -> GeneratorConfig:
     corruption = parse_corruption(task, spec.corruption, spec.corruption_params)
     return GeneratorConfig(
         gen, templates, members, prompts, seed_used, interval, start, n_range, corruption,
-        str(fillers),
+        str(fillers), _step(task, gen, raw),
     )  # fmt: skip
+
+
+def _step(task: str, gen: str, raw: dict[str, object]) -> int:
+    step = _int_param(task, raw, "step", 1, 1)
+    if step > LIMITS["step"]:
+        raise InputError(f"task {task}: step must be <= {LIMITS['step']}, got {step}", code="T102")
+    if step != 1 and gen not in STEP_SEQUENCES:
+        raise InputError(
+            f"task {task}: step applies to {', '.join(STEP_SEQUENCES)}, not {gen}",
+            code="T102",
+            hint="leave step out, or use sequence(numerals, step=10)",
+        )
+    return step
+
+
+def members_of(cfg: GeneratorConfig) -> tuple[str, ...]:
+    """The ordered set a task draws from: the set itself, or its numerals times `step`
+    (10, 20, ..., 1000 for step=10)."""
+    words = ORDERED_SETS[cfg.generator]
+    return words if cfg.step == 1 else tuple(str(cfg.step * int(w)) for w in words)
 
 
 def _check_names(spec: TaskSpec) -> tuple[str, dict[str, object]]:
@@ -268,7 +297,7 @@ def generate_prompts(spec: TaskSpec, seed: int | None = None) -> list[PromptReco
     """
     cfg = parse_config(spec, seed)
     rng = np.random.default_rng(cfg.seed)
-    words = ORDERED_SETS[cfg.generator]
+    words = members_of(cfg)
     n_templates = len(cfg.templates)
     steps = np.arange(cfg.members, dtype=np.int64) * cfg.interval
     out: list[PromptRecord] = []
