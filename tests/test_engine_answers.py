@@ -285,3 +285,31 @@ def test_seqcirc_mini_member_and_full_stop(metric: str) -> None:
         np.testing.assert_allclose(row, ref.run(keep, 2), atol=1e-5)
     if metric == "accuracy":  # trained to predict members only, it misses the full stop
         assert state.m_model.tolist() == [0.0] * 4
+
+
+def test_what_reads_one_answer_token_refuses_several(tiny: Any) -> None:
+    """The paper's filter and the logit lens read one token (T310); gradient attribution
+    of a metric with several reads, and ratios to F(M) of logprob, are refused too."""
+    from seqcirc.claims.measures import f_model
+    from seqcirc.claims.removals import removals
+    from seqcirc.discovery.attribute import attribute
+    from seqcirc.errors import EvaluationError
+    from seqcirc.lens.stream import logit_lens
+    from seqcirc.tasks.filtering import model_filter
+
+    _, bridge, task = tiny
+    for run in (lambda: model_filter(task, bridge), lambda: logit_lens(bridge, task)):
+        with pytest.raises(InputError) as err:
+            run()
+        assert err.value.code == "T310"
+    state = prepare(bridge, task, AblationSpec(granularity="edge"), "logprob")
+    with pytest.raises(InputError) as err:  # logprob has no gradient method (yet)
+        attribute(state, "eap")
+    assert err.value.code == "E365"
+    exact = attribute(state, "exact")  # one edge circuit per edge: several reads each
+    assert np.isfinite(exact.scores).all() and np.abs(exact.scores).max() > 0
+    with pytest.raises(EvaluationError) as info:
+        f_model(state)
+    assert info.value.code == "E312"
+    table = removals(state, [], {}, state.m_model, seed=0, n_boot=10, level=0.95)
+    assert table["error"].startswith("[E312]")

@@ -249,14 +249,6 @@ def attribute(
     from seqcirc.forward.gpt2 import sender_names
 
     steps = check_method(method, steps, state.metric)
-    if state.reads is not None and method != "exact":  # several answer tokens
-        raise InputError(
-            f"{method} reads one position per prompt; the metric {state.metric} reads every "
-            "token of this task's several-token answers",
-            code="E365",
-            hint="use --metric logit_diff (its one read is the first differing token), or "
-            "--method exact",
-        )
     if batch_rows is not None and batch_rows < 1:
         raise InputError(f"--batch-size must be at least 1, got {batch_rows}", code="E406")
     t0 = time.perf_counter()
