@@ -66,6 +66,8 @@ class Reference:
         ]
         self.read = first if metric == "logit_diff" else [len(c) - 1 for c in self.c]
         self.corr_acts = [self._capture(self._seq(task.corrupted, i)) for i in range(len(first))]
+        if value == "patch":  # the circuit's clean activations, into the corrupted run
+            self.corr_acts = [self._capture(self._seq(task.clean, i)) for i in range(len(first))]
 
     def _seq(self, prompts: np.ndarray, i: int) -> torch.Tensor:
         return torch.as_tensor([prompts[i].tolist() + self.c[i][: self.read[i]]])
@@ -96,7 +98,7 @@ class Reference:
     def _values(self, i: int, name: str, length: int) -> torch.Tensor:
         """Ablation values [length, d] for prompt i: its own corrupted twin (resample), or
         per position the mean over corrupted prompts with a token there."""
-        if self.value == "resample":
+        if self.value in ("resample", "patch"):
             return self.corr_acts[i][name][:length]
         rows = []
         for p in range(length):
@@ -109,7 +111,8 @@ class Reference:
         the appended answer tokens) where kept nodes stay clean, elsewhere ablated."""
         out = []
         for i in range(self.task.n_prompts):
-            seq = self._seq(self.task.clean, i)
+            patch = self.value == "patch"
+            seq = self._seq(self.task.corrupted if patch else self.task.clean, i)
             length, end = seq.shape[1], int(self.task.answer_pos[i])
             on = torch.ones(length, dtype=torch.bool)
             if keep_at is not None:
@@ -133,6 +136,8 @@ class Reference:
                     -1,
                 ).repeat_interleave(d_head, -1)
                 mlp_on = (on if ("m", layer) in keep else torch.zeros_like(on))[:, None]
+                if patch:  # circuit nodes get the clean values, the rest runs as it is
+                    heads, mlp_on = ~heads, ~mlp_on
                 handles.append(
                     b.attn.c_proj.register_forward_pre_hook(
                         lambda m, a, z=z_abl, k=heads: (torch.where(k, a[0], z[None]),)
@@ -196,19 +201,25 @@ def test_several_token_answers_match_the_reference(tiny: Any, metric: str, engin
         assert len(set(np.round(got[1], 6))) > 1
 
 
-@pytest.mark.parametrize("setup", ["resample", "named"])
-def test_resample_and_named_positions(tiny: Any, setup: str) -> None:
+@pytest.mark.parametrize("setup", ["resample", "named", "patch"])
+def test_resample_named_positions_and_patching(tiny: Any, setup: str) -> None:
     model, bridge, task = tiny
     cfg = model.config
-    value = "resample" if setup == "resample" else "mean"
+    value = {"resample": "resample", "named": "mean", "patch": "patch"}[setup]
     positions = ("S1", "END") if setup == "named" else None
     ref = Reference(model, task, "logprob", value)
-    state = prepare(bridge, task, AblationSpec(value=value, positions=positions), "logprob")
+    spec = AblationSpec(
+        value="resample" if setup == "patch" else value,
+        positions=positions,
+        direction="patch_circuit" if setup == "patch" else "ablate_complement",
+    )
+    state = prepare(bridge, task, spec, "logprob")
     masks, kept = _masks(cfg.n_layer, cfg.n_head, seed=1)
     got = run_circuits(state, masks[1:])
     for row, keep in zip(got, kept[1:], strict=True):
         want = ref.run(keep, cfg.n_head, list(positions) if positions else None)
         np.testing.assert_allclose(row, want, atol=1e-5)
+    np.testing.assert_allclose(empty_metric(state), ref.run(set(), cfg.n_head), atol=1e-5)
 
 
 def test_edges_of_both_engines_agree_and_the_full_graph_is_the_model(tiny: Any) -> None:
@@ -313,3 +324,18 @@ def test_what_reads_one_answer_token_refuses_several(tiny: Any) -> None:
     assert info.value.code == "E312"
     table = removals(state, [], {}, state.m_model, seed=0, n_boot=10, level=0.95)
     assert table["error"].startswith("[E312]")
+
+
+def test_means_of_padded_answers_are_cached(tiny: Any, tmp_path: Path) -> None:
+    """The on-disk means of a padded teacher-forced task: stored, then read back alike."""
+    from seqcirc.engine.means_cache import MeansCache
+
+    _, bridge, task = tiny
+    masks = _masks(bridge.cfg.n_layers, bridge.cfg.n_heads, seed=4)[0]
+    first = prepare(bridge, task, AblationSpec(), "logprob", means_cache=MeansCache(tmp_path))
+    again = prepare(bridge, task, AblationSpec(), "logprob", means_cache=MeansCache(tmp_path))
+    assert (first.means_cache, again.means_cache) == ("stored", "hit")
+    np.testing.assert_array_equal(run_circuits(first, masks), run_circuits(again, masks))
+    # logit_diff appends fewer tokens (up to the first differing one): other means
+    other = prepare(bridge, task, AblationSpec(), "logit_diff", means_cache=MeansCache(tmp_path))
+    assert other.means_cache == "stored"
