@@ -69,7 +69,7 @@ class TokenizedTask:
             for x in (self.correct_len, self.incorrect_len)
         )
 
-    def require_one_token(self, what: str) -> None:
+    def require_one_token(self, what: str, hint: str | None = None) -> None:
         """T310 where `what` (a metric, the filter, a lens) reads one answer token."""
         if not self.multi_token:
             return
@@ -81,7 +81,8 @@ class TokenizedTask:
             f"task {self.name}: {what} needs one-token answers, but prompt {i}'s answer is "
             f"{int(lengths[i])} tokens",
             code="T310",
-            hint="use the metric logit_diff, logprob or accuracy (they read every answer "
+            hint=hint
+            or "use the metric logit_diff, logprob or accuracy (they read every answer "
             "token), or choose answers the tokenizer keeps whole",
         )
 
