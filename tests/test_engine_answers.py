@@ -46,9 +46,9 @@ def _records(pairs: list[tuple[str, str]], range_: int = 9) -> list[Any]:
 @pytest.fixture(scope="module")
 def tiny() -> tuple[Any, Any, TokenizedTask]:
     tok = gpt2_like(exclude=["10", "11", "12"])  # " 12" -> "Ġ1" + "2"
-    model = build(BY_KEY["gpt2"], len(tok), seed=0)
+    model = build(BY_KEY["gpt2"], len(tok), seed=0)  # the reference's; the bridge wraps a twin
     task = tokenize_records(_records(PAIRS), tok, name="t", prepend_bos=True, multi_token=True)
-    return model, bridge_of(model), task
+    return model, bridge_of(build(BY_KEY["gpt2"], len(tok), seed=0)), task
 
 
 class Reference:
@@ -73,14 +73,20 @@ class Reference:
         return torch.as_tensor([prompts[i].tolist() + self.c[i][: self.read[i]]])
 
     def _blocks(self) -> list[Any]:
-        return list(self.model.transformer.h)
+        body = getattr(self.model, "transformer", None)
+        return list(body.h) if body is not None else list(self.model.model.layers)
+
+    @staticmethod
+    def _out_proj(block: Any) -> Any:
+        """The attention output projection, whose input is hook_z (GPT-2, Llama)."""
+        return block.attn.c_proj if hasattr(block, "attn") else block.self_attn.o_proj
 
     def _capture(self, seq: torch.Tensor) -> dict[str, torch.Tensor]:
         acts: dict[str, torch.Tensor] = {}
         handles = []
         for layer, b in enumerate(self._blocks()):
             handles.append(
-                b.attn.c_proj.register_forward_pre_hook(
+                self._out_proj(b).register_forward_pre_hook(
                     lambda m, a, layer=layer: acts.__setitem__(f"z{layer}", a[0][0].clone())
                 )
             )
@@ -139,7 +145,7 @@ class Reference:
                 if patch:  # circuit nodes get the clean values, the rest runs as it is
                     heads, mlp_on = ~heads, ~mlp_on
                 handles.append(
-                    b.attn.c_proj.register_forward_pre_hook(
+                    self._out_proj(b).register_forward_pre_hook(
                         lambda m, a, z=z_abl, k=heads: (torch.where(k, a[0], z[None]),)
                     )
                 )
@@ -339,3 +345,33 @@ def test_means_of_padded_answers_are_cached(tiny: Any, tmp_path: Path) -> None:
     # logit_diff appends fewer tokens (up to the first differing one): other means
     other = prepare(bridge, task, AblationSpec(), "logit_diff", means_cache=MeansCache(tmp_path))
     assert other.means_cache == "stored"
+
+
+@pytest.mark.parametrize("engine", ["fast", "generic"])
+@pytest.mark.parametrize("metric", ["logprob", "logit_diff"])
+def test_llama_numerals_are_three_pieces(metric: str, engine: str) -> None:
+    """The tiny Llama's tokenizer splits " 12" into "▁" + "1" + "2", as Llama-2's does:
+    logit_diff of " 31" against " 30" reads END + 2, logprob three tokens."""
+    from tests.llama_tiny import bridge_of_llama, llama_tokenizer, tiny_llama
+
+    tok = llama_tokenizer()
+    model = tiny_llama(len(tok))
+    spec = TaskSpec("t", generator="number_words", params=params(prompts=5, seed=2,
+                    template="born_in"))  # fmt: skip
+    pairs = [(" 31", " 30"), (" 5", " 7"), (" 12", " 9"), (" 10", " 11"), (" 8", " 9")]
+    recs = [replace(r, correct=c, incorrect=i)
+            for r, (c, i) in zip(generate_prompts(spec), pairs, strict=True)]  # fmt: skip
+    task = tokenize_records(recs, tok, name="t", prepend_bos=True, multi_token=True)
+    assert task.correct_len.tolist() == [3, 2, 3, 3, 2]  # type: ignore[union-attr]
+    ref = Reference(model, task, metric)
+    if metric == "logit_diff":
+        assert ref.read == [2, 1, 1, 2, 1]
+    bridge = bridge_of_llama(tiny_llama(len(tok)))  # the same weights; the bridge wraps its own
+    state = prepare(bridge, task, AblationSpec(), metric, engine=engine)
+    cfg = model.config
+    n_layers, n_heads = cfg.num_hidden_layers, cfg.num_attention_heads
+    np.testing.assert_allclose(state.m_model, ref.run(set(_nodes(n_layers, n_heads)), n_heads),
+                               atol=1e-5)  # fmt: skip
+    masks, kept = _masks(n_layers, n_heads, seed=5)
+    for row, keep in zip(run_circuits(state, masks), kept, strict=True):
+        np.testing.assert_allclose(row, ref.run(keep, n_heads), atol=1e-5)
