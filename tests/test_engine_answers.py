@@ -4,8 +4,9 @@ here: the Hugging Face model's own forward of each prompt alone (its prompt foll
 its answer tokens, no padding), with plain hooks replacing hook_z (the input of
 attn.c_proj) and the MLP's output, and mean values taken prompt by prompt over the
 corrupted prompts that have a token at each position. On a tiny GPT-2 built in code
-(" 10", " 11", " 12" two tokens each) and on seqcirc-mini (the answer " 7." is the member
-and the full stop, two tokens of its word-level tokenizer).
+(" 10", " 11", " 12" two tokens each), the tiny Llama (numerals are "▁" + digits) and
+seqcirc-mini (the answer " 7." is the member and the full stop, two tokens of its
+word-level tokenizer); edge circuits against node circuits and across the two engines.
 """
 
 from __future__ import annotations
@@ -243,6 +244,15 @@ def test_edges_of_both_engines_agree_and_the_full_graph_is_the_model(tiny: Any) 
     full = np.ones((1, n), dtype=bool)
     full[0, 0] = False
     assert not np.allclose(run_edge_circuits(fast, full)[0], empty_metric(fast))
+    # every edge out of a node removed = that node ablated (node runs: the reference above)
+    nodes = prepare(bridge, task, AblationSpec(), "logprob", engine="fast")
+    for i, node in enumerate(nodes.nodes[:3]):
+        keep = np.asarray([e.sender != str(node) for e in fast.graph.edges])
+        mask = np.ones((1, len(nodes.nodes)), dtype=bool)
+        mask[0, i] = False
+        np.testing.assert_allclose(
+            run_edge_circuits(fast, keep[None])[0], run_circuits(nodes, mask)[0], atol=1e-5
+        )
 
 
 def test_one_token_answers_are_untouched(tiny: Any) -> None:
