@@ -69,7 +69,7 @@ def run_edges(state: EvalState, keep: NDArray[np.bool_]) -> NDArray[np.float64]:
             vals = edge_values_rows(values, rows) if per_prompt_values else values
             logits = forward_edges(w, state.clean[rows], pos, removed, vals)
             out[sl] = score_rows(state, logits, idx)
-    state.forward_rows += n
+    state.forward_rows += n * (1 if state.reads is None else state.reads.k)
     return out
 
 
@@ -96,7 +96,7 @@ def run_edge_circuits(state: EvalState, keeps: NDArray[np.bool_]) -> NDArray[np.
                 rows = removed[circuits].repeat_interleave(per, 0)
                 logits = forward_edges(w, state.clean[prompts], pos, rows, vals)
                 out[circuits, sl] = score_rows(state, logits, idx).reshape(c, -1)
-    state.forward_rows += keeps.shape[0] * n
+    state.forward_rows += keeps.shape[0] * n * (1 if state.reads is None else state.reads.k)
     return out
 
 

@@ -474,7 +474,8 @@ def prepare(
         edge_rows=rows.edge, bridge_max_abs_diff=bridge_diff,
         output_change=clean.change.double().cpu().numpy(),
         embed_change=float(clean.embed_change),
-        forward_rows=values.forward_rows + n + min(BRIDGE_CHECK_ROWS, n) + checked,
+        forward_rows=values.forward_rows + n + min(BRIDGE_CHECK_ROWS, n) + checked
+        + (0 if p.reads is None else n * p.reads.k * (2 if patch else 1)),  # the reads
         means_cache=cache.last_status if cache is not None else "",
         reads=None if p.reads is None else replace(p.reads, clean_embed=clean.embed_answer),
     )  # fmt: skip

@@ -205,7 +205,7 @@ def run_circuits(state: EvalState, masks: NDArray[np.bool_] | Tensor) -> NDArray
                 out[idx, prompts] = _run_chunk(state, keep[idx], prompts, groups)
                 # circuits scored, a chunk's share: the enclosing phase counts circuits
                 advance(len(idx) * (prompts.stop - prompts.start) / n, "circuits")
-    state.forward_rows += r_count * n
+    state.forward_rows += r_count * n * (1 if state.reads is None else state.reads.k)
     return out
 
 
