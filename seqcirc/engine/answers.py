@@ -82,8 +82,8 @@ def teacher_forced(task: TokenizedTask, metric: str) -> Forced:
         appended = c_len - 1
         read = np.minimum(np.arange(c_ids.shape[1])[None, :], (c_len - 1)[:, None])
         incorrect = task.incorrect
-    clean, valid = _append(task.clean, c_ids, appended)
-    corrupted, _ = _append(task.corrupted, c_ids, appended)
+    clean, valid = _append(task.clean, c_ids, appended, end)
+    corrupted, _ = _append(task.corrupted, c_ids, appended, end)
     correct = c_ids[rows[:, None], read]
     return Forced(clean, corrupted, valid, appended, end[:, None] + read,
                   np.minimum(c_len, read.shape[1]) if metric != "logit_diff"
@@ -119,21 +119,23 @@ def _first_difference(task: TokenizedTask) -> IntArray:
 
 
 def _append(
-    prompts: IntArray, answers: IntArray, count: IntArray
+    prompts: IntArray, answers: IntArray, count: IntArray, end: IntArray
 ) -> tuple[IntArray, NDArray[np.bool_] | None]:
-    """Each prompt followed by the first count[i] tokens of its answer, right-padded with
-    its own last token to one length; and where the tokens are real (None: everywhere)."""
+    """Each prompt with the first count[i] tokens of its answer after its END, right-padded
+    with its own last token to one length; and where the tokens are real (None:
+    everywhere). Prompts of one length end at their last column, so the answers follow it."""
     n, seq = prompts.shape
-    width = int(count.max())
-    if width == 0:
+    last = end + count  # each row's last real position
+    width = max(seq, int(last.max()) + 1)
+    if width == seq and (count == 0).all():
         return prompts, None
-    out = np.empty((n, seq + width), dtype=np.int64)
+    out = np.empty((n, width), dtype=np.int64)
     out[:, :seq] = prompts
     for i in range(n):
-        k = int(count[i])
-        out[i, seq : seq + k] = answers[i, :k]
-        out[i, seq + k :] = out[i, seq + k - 1]
-    valid = np.arange(seq + width)[None, :] < (seq + count)[:, None]
+        e, k = int(end[i]), int(count[i])
+        out[i, e + 1 : e + 1 + k] = answers[i, :k]
+        out[i, e + 1 + k :] = out[i, e + k]
+    valid = np.arange(width)[None, :] <= last[:, None]
     return out, None if valid.all() else valid
 
 
