@@ -33,7 +33,7 @@ def f_model(state: EvalState) -> float:
             "measures relative to F(M) are undefined for logprob (its 0 is certainty, so "
             "F(M) < 0 and every ratio would turn around)",
             code="E312",
-            hint="use logit_diff or accuracy for minimality and completeness",
+            hint="use logit_diff or accuracy for minimality, completeness and discovery",
         )
     if value == 0.0:
         raise EvaluationError(
