@@ -187,12 +187,20 @@ def test_task_spec_defaults_and_values() -> None:
 @pytest.mark.parametrize(
     "args",
     ["members=1", "range=13", "start=9", "interval=0", "template=sung_in",
-     'template="{N} only"', "prompts=0", "members=x", "fillers=objects"],
+     'template="{N} only"', "prompts=0", "members=x", "fillers=objects", "step=10"],
 )  # fmt: skip
 def test_task_parameter_values_are_checked(args: str) -> None:
     assert _codes(
         f"task months = sequence(months, {args})\ncircuit months on gpt2 {{ heads 1.1 }}"
     ) == ["E251"]
+
+
+@pytest.mark.parametrize("args", ["step=0", "step=10001", "step=x"])
+def test_numeral_steps_are_checked(args: str) -> None:
+    assert _codes(f"task t = sequence(numerals, {args})\ncircuit t on gpt2 {{ heads 1.1 }}") == [
+        "E251"
+    ]
+    check_text("task t = sequence(numerals, step=100)\ncircuit t on gpt2 { heads 1.1 }")
 
 
 def test_imports_bring_groups_tasks_and_circuits_but_not_transitively(tmp_path: Path) -> None:

@@ -111,7 +111,7 @@ def test_numerals_on_llama_2_stop_with_the_errors_the_comment_names(
     from dataclasses import replace
 
     spec = llama["knocked_20_17"].task
-    numerals = replace(spec, name="numerals_llama", generator="numerals")
+    numerals = replace(spec, name="numerals_llama", generator="numerals", metric="prob")
     with pytest.raises(SeqcircError) as info:
         build_task(numerals, llama_tokenizer(), prepend_bos=True, seed=0)
     codes = {d.code for d in info.value.diagnostics}

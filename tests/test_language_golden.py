@@ -23,7 +23,7 @@ REGEN = os.environ.get("SEQCIRC_REGEN_GOLDEN") == "1"
 
 VALID = sorted((ROOT / GOLDEN / "valid").glob("*.circ"))
 INVALID = sorted((ROOT / GOLDEN / "invalid").glob("*.circ"))
-HYPOTHESES = ["numerals", "number_words", "months", "shared"]
+HYPOTHESES = ["numerals", "number_words", "months", "shared", "intervals"]
 
 
 @pytest.fixture(autouse=True)

@@ -254,6 +254,25 @@ def test_byte_identical_across_processes():
     assert len(digests) == 1
 
 
+@pytest.mark.parametrize(("step", "members"), [(10, 4), (100, 3)])
+def test_step_numerals_are_multiples(step: int, members: int) -> None:
+    """step=10: "10 20 30 40" -> " 50"; step=100: "100 200 300" -> " 400"; corrupted
+    members are multiples too, and the default step leaves every prompt as it was."""
+    recs = generate_prompts(spec(step=step, members=members, prompts=60, seed=4, range=12))
+    for r in recs:
+        shown = [int(w) for w in members_of(r, members)]
+        assert [x % step for x in shown] == [0] * members
+        assert shown == [shown[0] + step * k for k in range(members)]
+        assert r.correct == f" {shown[-1] + step}" and r.incorrect == f" {shown[-1]}"
+        assert all(int(w) % step == 0 for w in members_of(r, members, corrupted=True))
+    firsts = {int(members_of(r, members)[0]) for r in recs}
+    assert min(firsts) == step and max(firsts) <= step * (12 - members)
+    plain = generate_prompts(spec(prompts=30, seed=4))
+    assert generate_prompts(spec(prompts=30, seed=4, step=1)) == plain
+    assert "step" not in parse_config(spec(prompts=30)).as_params()
+    assert parse_config(spec(step=10, prompts=30)).as_params()["step"] == 10
+
+
 # --- errors -------------------------------------------------------------------------
 
 
@@ -273,6 +292,9 @@ def test_byte_identical_across_processes():
         (spec(template="{S} then {N}."), "T103", "words before {S}"),
         (spec(corruption="random_member"), "T110", "did you mean random_members"),
         (TaskSpec("t", "months", correct="prev"), "T104", "correct=next"),
+        (spec("months", step=10), "T102", "step applies to numerals, not months"),
+        (spec(step=0), "T102", "step must be >= 1"),
+        (spec(step=10_001), "T102", "step must be <= 10000"),
     ],
     ids=lambda x: x if isinstance(x, str) else None,
 )

@@ -4,6 +4,7 @@ tokenize fail with the right code before any model would run."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -63,9 +64,13 @@ def test_every_gpt2_small_task_tokenizes(gpt2: Any, path: Path, spec: TaskSpec) 
 
 def test_spanish_months_on_gpt2_fail_with_t310(gpt2: Any) -> None:
     """Spanish month names are several GPT-2 tokens (" enero" 2, " septiembre" 4): the
-    task stops at tokenization with T310 (answers) and T312 (shown members)."""
+    task stops at tokenization with T310 (answers, under a one-token metric) and T312
+    (shown members)."""
     spec = TaskSpec(
-        "spanish", generator="spanish_months", params=params(prompts=48, seed=0, start=8)
+        "spanish",
+        generator="spanish_months",
+        params=params(prompts=48, seed=0, start=8),
+        metric="prob",
     )
     with pytest.raises(DiagnosticsError) as err:
         build_task(spec, gpt2, prepend_bos=True)
@@ -101,3 +106,29 @@ def test_the_authors_fillers_tokenize_on_gpt2_with_and_without_bos(
         assert word in (PAPER_NAMES if template == "born_in" else PAPER_OBJECTS)
     # seqcirc's default names do not: "Emma" at the start is 2 GPT-2 tokens
     assert len(gpt2.tokenize("Emma")) == 2
+
+
+@pytest.mark.parametrize(("step", "members", "range_", "longest"),
+                         [(10, 4, 59, ["Ġ5", "90"]), (100, 3, 22, ["Ġ2", "200"])])  # fmt: skip
+def test_intervaled_numerals_have_several_token_answers_on_gpt2(
+    gpt2: Any, step: int, members: int, range_: int, longest: list[str]
+) -> None:
+    """hypotheses/intervals.circ's remark: numerals stepping by 10 up to " 590" (by 100 up
+    to " 2200") keep every shown member one GPT-2 token, but the last answer is two; the
+    metrics that read every answer token take them, a one-token metric stops (T310)."""
+    spec = TaskSpec(
+        "tens", generator="numerals", corruption="shuffled_members",
+        params=params(prompts=300, seed=0, step=step, members=members, range=range_,
+                      fillers="paper"),
+    )  # fmt: skip
+    task = build_task(spec, gpt2, prepend_bos=True)
+    ids, lengths = task.answer_ids("correct")
+    assert task.multi_token and set(lengths.tolist()) == {1, 2}
+    two = [i for i in range(task.n_prompts) if lengths[i] == 2]
+    assert {tuple(gpt2.convert_ids_to_tokens(ids[i, :2].tolist())) for i in two} == {tuple(longest)}
+    assert [task.meta["correct_text"][i] for i in two] == [  # type: ignore[index]
+        " " + str(step * range_)
+    ] * len(two)
+    with pytest.raises(DiagnosticsError) as err:
+        build_task(replace(spec, metric="prob"), gpt2, prepend_bos=True)
+    assert {d.code for d in err.value.diagnostics} == {"T310"}

@@ -3,6 +3,7 @@ tokenizers built in code."""
 
 from __future__ import annotations
 
+import json
 import re
 
 import numpy as np
@@ -29,9 +30,11 @@ def gpt2_tok():
     return gpt2_like()
 
 
-def spec(generator="numerals", corruption="random_members", **kw):
+def spec(generator="numerals", corruption="random_members", metric="logit_diff", **kw):
     kw.setdefault("prompts", 30)
-    return TaskSpec(name="t", generator=generator, params=params(**kw), corruption=corruption)
+    return TaskSpec(
+        name="t", generator=generator, params=params(**kw), corruption=corruption, metric=metric
+    )
 
 
 def check_task(task, tok, bos: bool, space: str, first_space: str = ""):
@@ -99,7 +102,7 @@ def test_seed_argument_reaches_the_generator(words_tok):
 def test_multi_token_member_is_named():
     tok = gpt2_like(exclude=["12"])  # " 12" becomes "Ġ1" + "2"
     with pytest.raises(DiagnosticsError) as err:
-        build_task(spec("numerals", prompts=90), tok, prepend_bos=True)
+        build_task(spec("numerals", prompts=90, metric="prob"), tok, prepend_bos=True)
     text = err.value.render()
     assert "answer ' 12' is 2 tokens: 'Ġ1' + '2'" in text
     assert re.search(r"S[1-4] '12' is not one token: the (clean|corrupted) prompt splits it "
@@ -186,6 +189,21 @@ def test_multi_token_answer_from_a_file():
     assert "p.jsonl:1:1: error[T310]: task t: answer ' 12' is 2 tokens: 'Ġ1' + '2'" in (
         err.value.render()
     )
+    # the metrics that read every answer token take it (tokenize_records's multi_token)
+    task = tokenize_records(recs, tok, name="t", prepend_bos=False, multi_token=True)
+    assert task.multi_token and task.correct_len.tolist() == [2]  # type: ignore[union-attr]
+    assert tok.convert_ids_to_tokens(task.correct_ids[0].tolist()) == ["Ġ1", "2"]  # type: ignore[index]
+    assert task.incorrect_ids.tolist() == [[task.incorrect[0]]]  # type: ignore[union-attr]
+    assert task.correct[0] == task.correct_ids[0, 0]  # type: ignore[index]
+    from seqcirc.tasks.export import export_lines
+    from seqcirc.tasks.filtering import keep_prompts
+
+    row = json.loads(export_lines(task)[1])
+    assert row["correct_ids"] == task.correct_ids[0].tolist() and row["correct"] == " 12"  # type: ignore[index]
+    sub = task.subset(np.asarray([0]))  # no answer texts in meta: decoded, every token
+    sub.meta.pop("correct_text"), sub.meta.pop("incorrect_text")
+    assert json.loads(export_lines(sub, tok)[1])["correct"] == " 12"
+    assert keep_prompts(task, [0]).correct_len.tolist() == [2]  # type: ignore[union-attr]
 
 
 def test_bos_required_when_prepending():

@@ -230,9 +230,18 @@ class ClaimChecker:
             ("start", 1),
             ("range", 2),
             ("seed", 0),
+            ("step", 1),
         ):
             self.at_least(values, key, low, spans.get(key, span), "")
         self.limit(values, "prompts", spans.get("prompts", span), "the prompts of one task")
+        self.limit(values, "step", spans.get("step", span), "the step of numerals")
+        if "step" in values and src.set_name.name not in V.STEP_SEQUENCES:
+            self.error(
+                "E251",
+                f"`step` applies to {', '.join(V.STEP_SEQUENCES)}, not {src.set_name.name}",
+                spans["step"],
+                "leave step out, or use sequence(numerals, step=10)",
+            )
         self.limit(values, "seed", spans.get("seed", span), "seeds: a signed 64-bit integer")
         rng = values.get("range", default_range)
         if size and rng > size:

@@ -99,11 +99,14 @@ def faithfulness(
     """A faithfulness variant with its paired bootstrap interval over prompts."""
     from seqcirc.stats.bootstrap import normalized_faithfulness_ci, performance_ratio_ci
 
-    if variant == "performance_ratio" and metric == "kl":
+    if variant == "performance_ratio" and metric in ("kl", "logprob"):
         raise EvaluationError(
-            "the performance ratio is undefined for kl (the full model's kl is 0)",
+            "the performance ratio is undefined for kl (the full model's kl is 0)"
+            if metric == "kl"
+            else "the performance ratio of logprob would grow as the circuit gets worse (its "
+            "0 is certainty, not chance)",
             code="E312",
-            hint="claim normalized faithfulness for kl",
+            hint=f"claim normalized faithfulness for {metric}",
         )
     value = float(_ratio(variant, m_circuit, m_model, m_empty))
     if variant == "performance_ratio":

@@ -28,6 +28,13 @@ GREEDY_STEPS = 3  # the greedy search for the worst K adds up to this many nodes
 def f_model(state: EvalState) -> float:
     """F(M); relative measures are undefined when it is 0 (e.g. kl)."""
     value = float(np.mean(state.m_model))
+    if state.metric == "logprob":  # its 0 is certainty: dividing by F(M) < 0 flips signs
+        raise EvaluationError(
+            "measures relative to F(M) are undefined for logprob (its 0 is certainty, so "
+            "F(M) < 0 and every ratio would turn around)",
+            code="E312",
+            hint="use logit_diff or accuracy for minimality, completeness and discovery",
+        )
     if value == 0.0:
         raise EvaluationError(
             f"F(M) = E {state.metric} of the full model is 0: relative measures are undefined",

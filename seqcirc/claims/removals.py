@@ -42,6 +42,9 @@ def removals(
     rise_upper (the interval of F(C \\ v)/F(M) - F(C)/F(M)), unbounded, harmful.
     A F(M) of 0 gives {"error": ...} (the ratios are undefined)."""
     rows0 = state.forward_rows
+    if state.metric == "logprob":  # F(M) < 0: the ratios below would turn around
+        return {"error": "[E312] removal ratios are undefined for logprob (its 0 is certainty)",
+                "level": level, "n_boot": n_boot, "seed": seed, "forward_rows": 0}  # fmt: skip
     c = node_mask(state, circuit)
     removed: list[tuple[str, str, tuple[Node, ...]]] = [("node", str(v), (v,)) for v in circuit]
     for name, members in groups.items():

@@ -84,6 +84,7 @@ def test_cmd(
     Examples:
       seqcirc test hypotheses/months.circ --on seqcirc-mini --html months.html
       seqcirc test hypotheses/*.circ --seed 1 --junit results.xml --format plain
+      seqcirc test hypotheses/intervals.circ  # numerals by tens: ... 30 40 -> 50
       seqcirc test hypotheses/months.circ --on seqcirc-mini --json - | jq .seed
 
     Example, a knock-out claim scored by greedy generation (docs/language.md, "Generation"):

@@ -10,8 +10,7 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
-from seqcirc.engine.metric import per_prompt
-from seqcirc.engine.runner import EvalState, circuit_chunks, clean_logits_at, row_chunks
+from seqcirc.engine.runner import EvalState, circuit_chunks, row_chunks, score_rows
 from seqcirc.errors import EvaluationError
 from seqcirc.forward.select import edge_values_rows, forward_edges, removed_edges
 from seqcirc.plan import Edge
@@ -66,13 +65,11 @@ def run_edges(state: EvalState, keep: NDArray[np.bool_]) -> NDArray[np.float64]:
     with torch.inference_mode():
         for sl in row_chunks(n, state.edge_rows):  # rows bounded by seqcirc.engine.memory
             idx = torch.arange(sl.start, sl.stop, device=w.device)
-            vals = edge_values_rows(values, idx) if per_prompt_values else values
-            logits = forward_edges(w, state.clean[idx], state.answer_pos[idx], removed, vals)
-            out[sl] = per_prompt(
-                state.metric, logits, state.correct[idx], state.incorrect[idx],
-                clean_logits_at(state, idx),
-            )  # fmt: skip
-    state.forward_rows += n
+            rows, pos = _reads(state, idx)
+            vals = edge_values_rows(values, rows) if per_prompt_values else values
+            logits = forward_edges(w, state.clean[rows], pos, removed, vals)
+            out[sl] = score_rows(state, logits, idx)
+    state.forward_rows += n * (1 if state.reads is None else state.reads.k)
     return out
 
 
@@ -91,15 +88,20 @@ def run_edge_circuits(state: EvalState, keeps: NDArray[np.bool_]) -> NDArray[np.
             c = circuits.stop - circuits.start
             for sl in prompt_blocks:
                 idx = torch.arange(sl.start, sl.stop, device=w.device).repeat(c)
+                prompts, pos = _reads(state, idx)
                 vals = state.edge_values
                 if state.ablation.per_prompt_values:
-                    vals = edge_values_rows(vals, idx)
-                rows = removed[circuits].repeat_interleave(sl.stop - sl.start, 0)
-                logits = forward_edges(w, state.clean[idx], state.answer_pos[idx], rows, vals)
-                m = per_prompt(
-                    state.metric, logits, state.correct[idx], state.incorrect[idx],
-                    clean_logits_at(state, idx),
-                )  # fmt: skip
-                out[circuits, sl] = m.reshape(c, -1)
-    state.forward_rows += keeps.shape[0] * n
+                    vals = edge_values_rows(vals, prompts)
+                per = prompts.shape[0] // c
+                rows = removed[circuits].repeat_interleave(per, 0)
+                logits = forward_edges(w, state.clean[prompts], pos, rows, vals)
+                out[circuits, sl] = score_rows(state, logits, idx).reshape(c, -1)
+    state.forward_rows += keeps.shape[0] * n * (1 if state.reads is None else state.reads.k)
     return out
+
+
+def _reads(state: EvalState, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The rows of prompts `idx`, one per read of the metric, and their positions."""
+    if state.reads is None:
+        return idx, state.answer_pos[idx]
+    return state.reads.expand(idx)

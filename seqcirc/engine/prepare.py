@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 from numpy.typing import NDArray
 from torch import Tensor
 
+from seqcirc.engine.answers import Forced, Reads, one_token_input, teacher_forced
 from seqcirc.engine.generation import generate_scores, generation_of
-from seqcirc.engine.means_cache import Means, MeansCache, cache_key
+from seqcirc.engine.means_cache import Means, MeansCache, array_digest, cache_key
 from seqcirc.engine.memory import (
     ForwardShape,
     budget_bytes,
@@ -58,23 +59,32 @@ def _tensor(a: object, device: torch.device) -> Tensor:
 
 @dataclass(frozen=True, eq=False)
 class _Prompts:
-    """A task's token ids and answer positions on the model's device."""
+    """A task's token ids (teacher-forced: seqcirc.engine.answers) and answer positions on
+    the model's device; `reads` where the metric reads several positions per prompt."""
 
     clean: Tensor  # [n, S]
     corrupted: Tensor  # [n, S]
-    answer_pos: Tensor  # [n]
+    answer_pos: Tensor  # [n] the (first) position the metric reads
     correct: Tensor  # [n]
     incorrect: Tensor  # [n]
+    last_pos: Tensor  # [n] the last position the metric reads
+    valid: Tensor | None  # [n, S] False at padding (None: none)
+    reads: Reads | None
 
     @classmethod
-    def of(cls, task: TokenizedTask, dev: torch.device) -> _Prompts:
+    def of(cls, forced: Forced, dev: torch.device) -> _Prompts:
+        valid = None if forced.valid is None else torch.as_tensor(forced.valid, device=dev)
         return cls(
-            _tensor(task.clean, dev), _tensor(task.corrupted, dev), _tensor(task.answer_pos, dev),
-            _tensor(task.correct, dev), _tensor(task.incorrect, dev),
+            _tensor(forced.clean, dev), _tensor(forced.corrupted, dev),
+            _tensor(forced.read_pos[:, 0], dev), _tensor(forced.correct[:, 0], dev),
+            _tensor(forced.incorrect, dev), _tensor(forced.last_pos, dev), valid,
+            Reads.of(forced, dev),
         )  # fmt: skip
 
 
-def _check_setup(task: TokenizedTask, ablation: AblationSpec, w: Model) -> None:
+def _check_setup(
+    task: TokenizedTask, ablation: AblationSpec, w: Model, seq: int, forced: bool
+) -> None:
     ablation.check()
     if ablation.is_edge:
         edge_graph(w)  # E302 / E307 / E308 before any forward pass
@@ -85,11 +95,22 @@ def _check_setup(task: TokenizedTask, ablation: AblationSpec, w: Model) -> None:
             "shape; per-position means need aligned prompts",
             code="E321",
         )
-    if task.seq_len > w.n_ctx:
+    if seq > w.n_ctx:
         raise InputError(
-            f"prompts of {task.seq_len} tokens exceed the model's context", code="E321"
+            f"prompts of {seq} tokens (answer tokens appended) exceed the model's context"
+            if seq > task.seq_len
+            else f"prompts of {seq} tokens exceed the model's context",
+            code="E321",
         )
     check_ragged(task, ablation)  # E323: per-position means of prompts of different lengths
+    if forced and task.ragged:
+        raise InputError(
+            f"task {task.name}: answers of several tokens are teacher-forced after prompts "
+            "of one length; these prompts have different lengths",
+            code="E329",
+            hint="split the prompts into one task per length, or score by generation: "
+            "metric accuracy(generate, max_new_tokens=N)",
+        )
     for name in ablation.positions or ():
         if name not in task.positions:
             raise InputError(
@@ -108,18 +129,21 @@ class _Rows:
     edge: int
 
     @classmethod
-    def of(cls, w: Model, task: TokenizedTask, ablation: AblationSpec, batch_rows: int | None,
-           memory_budget: int | None) -> _Rows:  # fmt: skip
+    def of(cls, w: Model, task: TokenizedTask, seq: int, ablation: AblationSpec,
+           batch_rows: int | None, memory_budget: int | None, reads: int = 1) -> _Rows:  # fmt: skip
         """`batch_rows` if given, else as many as `memory_budget` bytes hold (default
-        seqcirc.engine.memory.budget_bytes of the model's device)."""
+        seqcirc.engine.memory.budget_bytes of the model's device). With several reads per
+        prompt a circuit's prompt is `reads` rows, so circuit and edge chunks take fewer."""
         budget = memory_budget if memory_budget is not None else budget_bytes(w.device)
-        shape = ForwardShape.of(w, task.seq_len)
+        shape = ForwardShape.of(w, seq)
         own = ablation.per_prompt_values or uses_slot_means(task, ablation)
         return cls(
-            batch_rows or rows_for(budget, node_row_bytes(shape, per_prompt_values=own)),
+            max(1, (batch_rows or rows_for(budget, node_row_bytes(shape, per_prompt_values=own)))
+                // reads),
             batch_rows or rows_for(budget, node_row_bytes(shape, capture=True)),
-            batch_rows or rows_for(budget, edge_row_bytes(shape, per_prompt_values=own)),
-        )
+            max(1, (batch_rows or rows_for(budget, edge_row_bytes(shape, per_prompt_values=own)))
+                // reads),
+        )  # fmt: skip
 
 
 class _Acts:
@@ -133,17 +157,25 @@ class _Acts:
         self.parts: list[NodeRun] = []
         self.sums: NodeRun | None = None
         self.n = 0
+        self.count: Tensor | None = None  # [S] rows with a real token (padding: answers)
         self.dtype = torch.float32
 
-    def add(self, run: NodeRun) -> None:
+    def add(self, run: NodeRun, valid: Tensor | None = None) -> None:
+        """One chunk's activations; `valid` [b, S]: where its tokens are real (padded
+        positions are left out of the means)."""
         assert run.embed is not None
         self.n += run.embed.shape[0]
         self.dtype = run.embed.dtype
         if self.keep:
             self.parts.append(run)
             return
+        if valid is not None:
+            part = valid.sum(0, dtype=torch.float32)
+            self.count = part if self.count is None else self.count + part
 
         def total(t: Tensor) -> Tensor:
+            if valid is not None:
+                t = t * valid.reshape(*valid.shape, *(1,) * (t.dim() - 2)).to(t.dtype)
             return t.sum(0, dtype=torch.float32)
 
         z, mlp = tuple(total(t) for t in run.z), tuple(total(t) for t in run.mlp)
@@ -168,6 +200,8 @@ class _Acts:
         assert self.sums is not None and self.sums.embed is not None
 
         def of(t: Tensor) -> Tensor:
+            if self.count is not None:
+                return _counted_mean(t, self.count, per_position).to(self.dtype)
             if per_position:
                 return (t / self.n).to(self.dtype)
             mean = t.sum(0, keepdim=True) / (self.n * t.shape[0])
@@ -175,6 +209,25 @@ class _Acts:
 
         z, mlp = tuple(of(t) for t in self.sums.z), tuple(of(t) for t in self.sums.mlp)
         return Replacement(z, mlp), of(self.sums.embed)
+
+
+def _counted_mean(t: Tensor, count: Tensor, per_position: bool) -> Tensor:
+    """Sums [S, ...] over the rows real at each position, divided by their count [S]."""
+    c = count.reshape(-1, *(1,) * (t.dim() - 1))
+    if per_position:
+        return t / c
+    return (t.sum(0, keepdim=True) / count.sum()).expand_as(t).contiguous()
+
+
+def _read_logits(w: Model, tokens: Tensor, reads: Reads, rows: int) -> Tensor:
+    """Logits [n, K, vocab] at every position the metric reads (one row per read)."""
+    parts = []
+    for sl in row_chunks(tokens.shape[0], max(1, rows // reads.k)):
+        idx, pos = reads.expand(torch.arange(sl.start, sl.stop, device=tokens.device))
+        run = forward_nodes(w, tokens[idx], pos)
+        assert run.logits is not None
+        parts.append(run.logits.reshape(sl.stop - sl.start, reads.k, -1))
+    return torch.cat(parts)
 
 
 def _sweep(
@@ -271,8 +324,11 @@ def _corrupted_values(bridge: torch.nn.Module, w: Model, task: TokenizedTask,
         return _zeros(w, seq)
     key = None
     if cache is not None:
-        key = cache_key(bridge, task.corrupted, task.answer_pos, ablation, dtype=w.dtype,
-                        device=w.device, rows=min(rows, p.clean.shape[0]))  # fmt: skip
+        key = cache_key(bridge, p.corrupted.cpu().numpy(), p.answer_pos.cpu().numpy(),
+                        ablation, dtype=w.dtype, device=w.device,
+                        rows=min(rows, p.clean.shape[0]))  # fmt: skip
+        if p.valid is not None:  # padded answers: means over the real tokens only
+            key["valid"] = array_digest(p.valid.cpu().numpy())
         if engine_of(w) != "fast":  # the engines round differently; fast keys unchanged
             key["engine"] = engine_of(w)
         cached = cache.load(key, _means_like(w, seq), w.device)
@@ -283,15 +339,23 @@ def _corrupted_values(bridge: torch.nn.Module, w: Model, task: TokenizedTask,
         RaggedMeans(task, ablation.per_position) if task.ragged and ablation.uses_means else None
     )
 
+    valid = p.valid
+
     def visit(sl: slice, run: NodeRun) -> None:
-        corr.add(run) if ragged is None else ragged.add(sl, run)
+        if ragged is not None:
+            ragged.add(sl, run)
+        else:
+            corr.add(run, None if valid is None else valid[sl])
 
     # its logits are only needed where the corrupted run is the empty circuit
     name = "corrupted run (means)" if ablation.uses_means else "corrupted run"
     with phase(name, total=p.corrupted.shape[0], unit="prompts"):
         empty_logits = _sweep(
-            w, p.corrupted, p.answer_pos, rows, visit, logits=ablation.patches_circuit
-        )
+            w, p.corrupted, p.answer_pos, rows, visit,
+            logits=ablation.patches_circuit and p.reads is None,
+        )  # fmt: skip
+        if ablation.patches_circuit and p.reads is not None:
+            empty_logits = _read_logits(w, p.corrupted, p.reads, rows)
     if ragged is not None:
         values, embed = ragged.values(w.n_layers)
     else:
@@ -323,43 +387,60 @@ def _clean_run(w: Model, metric: str, p: _Prompts, values: _Values, rows: int,
     change = torch.zeros(w.n_nodes, dtype=w.dtype, device=w.device)
     embed_change = torch.zeros((), dtype=w.dtype, device=w.device)
 
+    reads = p.reads
+
     def visit(sl: slice, run: NodeRun) -> None:
         nonlocal change, embed_change
         assert run.logits is not None and run.embed is not None
-        m_model.append(per_prompt(metric, run.logits, p.correct[sl], p.incorrect[sl], run.logits))
-        embeds.append(at_answer(run.embed, p.answer_pos[sl], 3))
+        if reads is None:
+            m_model.append(
+                per_prompt(metric, run.logits, p.correct[sl], p.incorrect[sl], run.logits)
+            )
+            embeds.append(at_answer(run.embed, p.answer_pos[sl], 3))
+        else:  # the clean embeddings at every read
+            local = torch.arange(run.embed.shape[0], device=run.embed.device)[:, None]
+            embeds.append(run.embed[local, reads.pos[sl]])
         if patch:
             acts.add(run)
             return
         idx = torch.arange(sl.start, sl.stop, device=w.device)
         emb_vals = values.embed[idx] if values.embed.dim() == 3 else values.embed
-        c, e = _output_change(w, run, values.nodes.rows(idx), emb_vals, p.answer_pos[sl])
+        c, e = _output_change(w, run, values.nodes.rows(idx), emb_vals, p.last_pos[sl])
         change, embed_change = torch.maximum(change, c), torch.maximum(embed_change, e)
 
     with phase("clean run", total=p.clean.shape[0], unit="prompts"):
         logits = _sweep(w, p.clean, p.answer_pos, rows, visit)
     assert logits is not None
+    if reads is not None:
+        read = _read_logits(w, p.clean, reads, rows)
+        m_model.append(per_prompt(metric, read, reads.tokens, p.incorrect, None, reads.count))
     return _Clean(logits, np.concatenate(m_model), torch.cat(embeds), change, embed_change, acts)
 
 
-def _patch_in(w: Model, clean: _Clean, corrupted: _Values, answer_pos: Tensor) -> _Values:
+def _patch_in(w: Model, clean: _Clean, corrupted: _Values, last_pos: Tensor) -> _Values:
     """Patching: the replacement values are the clean activations (circuit nodes get them;
     the rest runs on the corrupted prompt), and `clean`'s change of each is measured
     against the corrupted run's activations."""
     values, embed = clean.acts.whole()
     actual = NodeRun(None, corrupted.embed, corrupted.nodes.z, corrupted.nodes.mlp, corrupted.embed)
-    clean.change, clean.embed_change = _output_change(w, actual, values, embed, answer_pos)
+    clean.change, clean.embed_change = _output_change(w, actual, values, embed, last_pos)
     return _Values(values, embed, corrupted.empty_logits, corrupted.forward_rows)
 
 
-def _keep_positions(task: TokenizedTask, ablation: AblationSpec, p: _Prompts) -> Tensor | None:
-    """[n, S]: where circuit nodes stay clean (named positions); None: everywhere."""
+def _keep_positions(task: TokenizedTask, ablation: AblationSpec, p: _Prompts,
+                    appended: Tensor) -> Tensor | None:  # fmt: skip
+    """[n, S]: where circuit nodes stay clean (named positions; END also covers the
+    answer tokens appended after it); None: everywhere."""
     if ablation.positions is None:
         return None
     n, dev = p.clean.shape[0], p.clean.device
     keep_pos = torch.zeros(p.clean.shape, dtype=torch.bool, device=dev)
     for name in ablation.positions:
         keep_pos[torch.arange(n, device=dev), _tensor(task.positions[name], dev)] = True
+    if "END" in ablation.positions:
+        end = _tensor(task.positions["END"], dev)[:, None]
+        seq = torch.arange(p.clean.shape[1], device=dev)[None, :]
+        keep_pos |= (seq > end) & (seq <= end + appended[:, None])
     return keep_pos
 
 
@@ -387,13 +468,16 @@ def prepare(
     ablation = ablation or AblationSpec()
     check_metric(metric)
     w = select(bridge, engine, edges=ablation.is_edge)
-    _check_setup(task, ablation, w)
     generation = generation_of(task, ablation, w)  # E328 before any forward pass
+    # a generating metric decodes from the prompt alone: nothing is teacher-forced
+    plain = one_token_input(task)
+    forced = teacher_forced(task, metric) if generation is None and task.multi_token else plain
+    _check_setup(task, ablation, w, int(forced.clean.shape[1]), forced is not plain)
     if batch_rows is not None and batch_rows < 1:
         raise InputError(f"--batch-size must be at least 1, got {batch_rows}", code="E406")
-    p = _Prompts.of(task, w.device)
+    p = _Prompts.of(forced, w.device)
     n = p.clean.shape[0]
-    rows = _Rows.of(w, task, ablation, batch_rows, memory_budget)
+    rows = _Rows.of(w, task, p.clean.shape[1], ablation, batch_rows, memory_budget, forced.reads)
     # ragged tasks' means are not cached (seqcirc.engine.ragged takes them its own way)
     cache = means_cache if ablation.uses_means and not task.ragged else None
     patch = ablation.patches_circuit
@@ -403,20 +487,24 @@ def prepare(
         bridge_diff = _check_against_bridge(bridge, w, p.clean, p.answer_pos, clean.logits)
         checked = check_edge_structure(w, p.clean) if ablation.is_edge else 0
         if patch:
-            values = _patch_in(w, clean, values, p.answer_pos)
+            values = _patch_in(w, clean, values, p.last_pos)
     state = EvalState(
         weights=w, task=task, ablation=ablation, metric=metric, clean=p.clean,
         corrupted=p.corrupted, correct=p.correct, incorrect=p.incorrect,
-        answer_pos=p.answer_pos, keep_pos=_keep_positions(task, ablation, p),
-        values=values.nodes, embed_values=values.embed, clean_embed_answer=clean.embed_answer,
+        answer_pos=p.answer_pos,
+        keep_pos=_keep_positions(task, ablation, p, _tensor(forced.appended, w.device)),
+        values=values.nodes, embed_values=values.embed,
+        clean_embed_answer=clean.embed_answer if p.reads is None else clean.embed_answer[:, 0],
         clean_logits=clean.logits if metric == "kl" else None,
         empty_logits=values.empty_logits if patch else None,
         m_model=clean.m_model, batch_rows=rows.circuit, capture_rows=rows.sweep,
         edge_rows=rows.edge, bridge_max_abs_diff=bridge_diff,
         output_change=clean.change.double().cpu().numpy(),
         embed_change=float(clean.embed_change),
-        forward_rows=values.forward_rows + n + min(BRIDGE_CHECK_ROWS, n) + checked,
+        forward_rows=values.forward_rows + n + min(BRIDGE_CHECK_ROWS, n) + checked
+        + (0 if p.reads is None else n * p.reads.k * (2 if patch else 1)),  # the reads
         means_cache=cache.last_status if cache is not None else "",
+        reads=None if p.reads is None else replace(p.reads, clean_embed=clean.embed_answer),
     )  # fmt: skip
     if generation is not None:  # the full model's score: its own greedy continuations
         state.generation = generation

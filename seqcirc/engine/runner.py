@@ -26,6 +26,7 @@ import torch
 from numpy.typing import NDArray
 from torch import Tensor
 
+from seqcirc.engine.answers import Reads
 from seqcirc.engine.generation import Decoding, generate_scores
 from seqcirc.engine.metric import per_prompt
 from seqcirc.errors import EvaluationError
@@ -80,6 +81,9 @@ class EvalState:
     forward_rows: int = 0  # prompt-rows pushed through forward passes (cost accounting)
     means_cache: str = ""  # the on-disk means cache: "hit", "stored", "recomputed: why"
     generation: Decoding | None = None  # a generating metric (seqcirc.engine.generation)
+    # several positions read per prompt (answers of several tokens: seqcirc.engine.answers);
+    # None: one, at answer_pos, scoring correct / incorrect
+    reads: Reads | None = None
     _graph: EdgeGraph | None = None
     _edge_values: Senders | None = None
     _m_empty: dict[str, NDArray[np.float64]] = field(default_factory=dict)
@@ -127,6 +131,18 @@ def at_answer(t: Tensor, answer_pos: Tensor, per_prompt_dims: int) -> Tensor:
     if t.dim() == per_prompt_dims:
         return t[torch.arange(t.shape[0], device=t.device), answer_pos]
     return t[answer_pos]
+
+
+def _empty_reads(state: EvalState, gran: str, reads: Reads) -> Tensor:
+    """The empty circuit's logits at every read: each prompt as one row per read."""
+    assert reads.clean_embed is not None
+    rows, pos = reads.expand(torch.arange(state.n_prompts, device=state.weights.device))
+    embed = None if gran == "node" else state.embed_values
+    if embed is not None and embed.dim() == 3:
+        embed = embed[rows]
+    clean_embed = reads.clean_embed.reshape(rows.shape[0], -1)
+    return empty_logits(state.weights, state.clean[rows], pos, state.values.rows(rows), embed,
+                        clean_embed)  # fmt: skip
 
 
 # ---------------------------------------------------------------- node circuits
@@ -192,7 +208,7 @@ def run_circuits(state: EvalState, masks: NDArray[np.bool_] | Tensor) -> NDArray
                 # circuits scored, a chunk's share: the enclosing phase counts circuits
                 advance(len(idx) * (prompts.stop - prompts.start) / n, "circuits")
     steps = 1 if state.generation is None else state.generation.max_new_tokens
-    state.forward_rows += r_count * n * steps
+    state.forward_rows += r_count * n * steps * (1 if state.reads is None else state.reads.k)
     return out
 
 
@@ -249,17 +265,32 @@ def _run_chunk(
         )  # fmt: skip
         return m.reshape(c, p)
     tokens = state.corrupted if patch else state.clean
-    share = Sharing(rows, tuple(g.times(p) for g in groups))
+    reads, pos, prompt_rows = state.reads, state.answer_pos[rows], rows
+    stages = tuple(g.times(p) for g in groups)
+    if reads is not None:  # each row as one row per read (i * K + k)
+        prompt_rows, pos = reads.expand(rows)
+        kept = kept.repeat_interleave(reads.k, 0)
+        stages = tuple(g.times(reads.k) for g in stages)
     run = forward_nodes(
-        w, tokens[rows], state.answer_pos[rows],
-        replace=kept if patch else ~kept, values=state.values, share=share,
+        w, tokens[prompt_rows], pos,
+        replace=kept if patch else ~kept, values=state.values, share=Sharing(prompt_rows, stages),
     )  # fmt: skip
     assert run.logits is not None
-    m = per_prompt(
-        state.metric, run.logits, state.correct[rows], state.incorrect[rows],
-        clean_logits_at(state, rows),
-    )  # fmt: skip
+    m = score_rows(state, run.logits, rows)
     return m.reshape(c, p)
+
+
+def score_rows(state: EvalState, logits: Tensor, rows: Tensor) -> NDArray[np.float64]:
+    """The metric of rows whose prompts are `rows`, from their logits (one per read)."""
+    if state.reads is None:
+        return per_prompt(
+            state.metric, logits, state.correct[rows], state.incorrect[rows],
+            clean_logits_at(state, rows),
+        )  # fmt: skip
+    reads = state.reads
+    logits = logits.reshape(rows.shape[0], reads.k, -1)
+    return per_prompt(state.metric, logits, reads.tokens[rows], state.incorrect[rows], None,
+                      reads.count[rows])  # fmt: skip
 
 
 def empty_metric(state: EvalState, granularity: str | None = None) -> NDArray[np.float64]:
@@ -272,22 +303,22 @@ def empty_metric(state: EvalState, granularity: str | None = None) -> NDArray[np
     if gran in state._m_empty:
         return state._m_empty[gran]
     w, pos = state.weights, state.answer_pos
+    prompts = torch.arange(state.n_prompts, device=w.device)
     with torch.inference_mode():
         if state.generation is not None:  # every node replaced while decoding
             m = _generated_empty(state)
         elif state.ablation.patches_circuit:
             assert state.empty_logits is not None
             logits = state.empty_logits
-        else:
+        elif state.reads is None:
             embed = None if gran == "node" else state.embed_values
             logits = empty_logits(
                 w, state.clean, pos, state.values, embed, state.clean_embed_answer
             )
+        else:
+            logits = _empty_reads(state, gran, state.reads)
         if state.generation is None:
-            m = per_prompt(
-                state.metric, logits, state.correct, state.incorrect,
-                clean_logits_at(state, None),
-            )  # fmt: skip
+            m = score_rows(state, logits, prompts)
     state._m_empty[gran] = m
     return m
 

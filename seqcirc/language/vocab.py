@@ -94,7 +94,11 @@ COMPARISONS: dict[str, Callable[[float, float], bool]] = {
 }
 
 # ---- tasks --------------------------------------------------------------------------
-METRICS = ("logit_diff", "prob", "accuracy", "kl")
+METRICS = ("logit_diff", "prob", "accuracy", "kl", "logprob")
+# The metrics that read every token of a several-token answer (teacher-forced; docs/
+# language.md); the others read one answer token, and such a task's answers must be one
+# token each (T310).
+MULTI_TOKEN_METRICS = ("logit_diff", "accuracy", "logprob")
 CORRECT_CHOICES = ("next",)
 INCORRECT_CHOICES = ("last",)
 METRIC_ARGS: dict[str, tuple[str, ...]] = {
@@ -144,7 +148,9 @@ TASK_PARAMS: dict[str, type] = {
     "s1": str,  # random (default) | balanced: each of the first `start` members equally often
     "filter_with": str,  # a sequence: `filter correct` keeps prompt i only if its version
     # in that sequence passes too (the authors' joint filter of number words and months)
+    "step": int,  # numerals only: the members are step, 2 step, ..., 100 step
 }
+STEP_SEQUENCES = ("numerals",)  # the sequences `step` applies to
 FILLERS = ("names", "paper")
 S1_CHOICES = ("random", "balanced")
 TASK_DEFAULTS: dict[str, object] = {
@@ -195,6 +201,7 @@ LIMITS: dict[str, int] = {
     "import_depth": 64,  # a file importing a file importing a file ... (E111)
     "ig_steps": 10_000,  # interpolation steps of `seqcirc attribute` / `discover` (EAP-IG)
     "max_new_tokens": 256,  # tokens generated per prompt: metric accuracy(generate, ...)
+    "step": 10_000,  # numerals `step`: members up to 100 x 10,000 = 1,000,000
 }
 
 POSITION = re.compile(r"(S|N)([1-9]\d{0,3})|END")

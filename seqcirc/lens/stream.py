@@ -157,6 +157,10 @@ def _streams(
 
 
 def _targets(task: TokenizedTask, vocab: int) -> dict[str, IntArray]:
+    task.require_one_token(
+        "the logit lens (its targets are one token at END)",
+        "choose a task whose answers the tokenizer keeps whole",
+    )
     out = {"correct": np.asarray(task.correct), "last": np.asarray(task.incorrect)}
     for name, ids in out.items():
         if ids.size and (ids.min() < 0 or ids.max() >= vocab):

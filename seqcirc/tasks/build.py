@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from seqcirc.errors import InputError
+from seqcirc.language.vocab import MULTI_TOKEN_METRICS
 from seqcirc.plan import TaskSpec
 from seqcirc.tasks.generate import generate_prompts, parse_config
 from seqcirc.tasks.prompt_files import load_prompt_file
@@ -59,7 +60,8 @@ def build_task(
 
     tokenizer: a Hugging Face fast tokenizer (PreTrainedTokenizerBase). prepend_bos is
     the model's default; the task's `bos` setting overrides it (spec.effective_bos).
-    Positions count the BOS token when one is prepended. Raises InputError on any
+    Positions count the BOS token when one is prepended. An answer may be several tokens
+    when the task's metric reads them all (MULTI_TOKEN_METRICS). Raises InputError on any
     tokenization problem.
     """
     records, meta = prompt_records(spec, base_dir=base_dir, seed=seed)
@@ -72,5 +74,5 @@ def build_task(
         meta["generation"] = generation.to_meta()
     return tokenize_records(
         records, tokenizer, name=spec.name, prepend_bos=bos, meta=meta,
-        generates=generation is not None,
+        multi_token=spec.metric in MULTI_TOKEN_METRICS, generates=generation is not None,
     )  # fmt: skip

@@ -47,7 +47,7 @@ def _answers(task: TokenizedTask, key: str, ids: Any, tokenizer: Any) -> list[st
             f"task {task.name}: meta[{key!r}] does not match the {task.n_prompts} prompts "
             "(a subset?); pass the tokenizer to decode the answer ids"
         )
-    return [tokenizer.decode([int(i)]) for i in ids]
+    return [tokenizer.decode([int(t) for t in row[:n]]) for row, n in zip(*ids, strict=True)]
 
 
 def export_lines(task: TokenizedTask, tokenizer: Any = None) -> list[str]:
@@ -58,8 +58,9 @@ def export_lines(task: TokenizedTask, tokenizer: Any = None) -> list[str]:
     """
     meta = {k: v for k, v in task.meta.items() if k not in PER_PROMPT_META}
     lines = [json.dumps({"task": task.name, "meta": _plain(meta)}, sort_keys=True)]
-    correct_text = _answers(task, "correct_text", task.correct, tokenizer)
-    incorrect_text = _answers(task, "incorrect_text", task.incorrect, tokenizer)
+    correct_ids, incorrect_ids = task.answer_ids("correct"), task.answer_ids("incorrect")
+    correct_text = _answers(task, "correct_text", correct_ids, tokenizer)
+    incorrect_text = _answers(task, "incorrect_text", incorrect_ids, tokenizer)
     templates = _per_prompt(task, "templates")
     for i in range(task.n_prompts):
         row: dict[str, Any] = {
@@ -74,6 +75,9 @@ def export_lines(task: TokenizedTask, tokenizer: Any = None) -> list[str]:
             "incorrect_id": int(task.incorrect[i]),
             "positions": {k: int(v[i]) for k, v in sorted(task.positions.items())},
         }
+        if task.multi_token:  # every answer token (correct_id: the first)
+            for key, (ids, n) in (("correct_ids", correct_ids), ("incorrect_ids", incorrect_ids)):
+                row[key] = ids[i, : n[i]].tolist()
         if templates is not None:
             row["template"] = templates[i]
         lines.append(json.dumps(row, sort_keys=True, ensure_ascii=False))

@@ -143,6 +143,10 @@ def model_filter(
     """
     import torch
 
+    task.require_one_token(
+        "the filter `filter correct`",
+        "leave out `filter correct`, or choose answers the tokenizer keeps whole",
+    )
     param = next(bridge.parameters(), None)
     device = param.device if param is not None else torch.device("cpu")
     chunks = []

@@ -23,6 +23,8 @@ Parameters (TaskSpec.params):
   filter_with  another sequence: with `filter correct`, prompt i is kept only if its
             version in that sequence (the same draws) passes too (the authors' joint
             filter of number words and months; seqcirc.tasks.for_model runs it)
+  step      numerals only: the members are step, 2 step, ..., 100 step (default 1), so
+            step=10 gives "10 20 30 40" -> " 50" (members_of)
 """
 
 from __future__ import annotations
@@ -38,7 +40,9 @@ from seqcirc.language.vocab import (
     DEFAULT_MEMBERS,
     DEFAULT_PROMPTS,
     INCORRECT_CHOICES,
+    LIMITS,
     S1_CHOICES,
+    STEP_SEQUENCES,
     TASK_PARAMS,
     TEMPLATES,
 )
@@ -64,6 +68,7 @@ class GeneratorConfig:
     fillers: str = "names"
     s1: str = "random"
     filter_with: str | None = None
+    step: int = 1
 
     def as_params(self) -> dict[str, object]:
         """The resolved parameters, for TokenizedTask.meta and exports."""
@@ -85,6 +90,7 @@ class GeneratorConfig:
         """The options at other than their defaults (so earlier metas are unchanged)."""
         out: dict[str, object] = {"fillers": self.fillers, "s1": self.s1}
         out = {k: v for k, v in out.items() if v != {"fillers": "names", "s1": "random"}[k]}
+        out |= {"step": self.step} if self.step != 1 else {}
         return out | ({"filter_with": self.filter_with} if self.filter_with else {})
 
 
@@ -162,8 +168,28 @@ def parse_config(spec: TaskSpec, seed: int | None = None) -> GeneratorConfig:
     corruption = parse_corruption(task, spec.corruption, spec.corruption_params)
     return GeneratorConfig(
         gen, templates, members, prompts, seed_used, interval, start, n_range, corruption,
-        str(fillers), _s1(task, raw), _filter_with(spec, gen, raw),
+        str(fillers), _s1(task, raw), _filter_with(spec, gen, raw), _step(task, gen, raw),
     )  # fmt: skip
+
+
+def _step(task: str, gen: str, raw: dict[str, object]) -> int:
+    step = _int_param(task, raw, "step", 1, 1)
+    if step > LIMITS["step"]:
+        raise InputError(f"task {task}: step must be <= {LIMITS['step']}, got {step}", code="T102")
+    if step != 1 and gen not in STEP_SEQUENCES:
+        raise InputError(
+            f"task {task}: step applies to {', '.join(STEP_SEQUENCES)}, not {gen}",
+            code="T102",
+            hint="leave step out, or use sequence(numerals, step=10)",
+        )
+    return step
+
+
+def members_of(cfg: GeneratorConfig) -> tuple[str, ...]:
+    """The ordered set a task draws from: the set itself, or its numerals times `step`
+    (10, 20, ..., 1000 for step=10)."""
+    words = ORDERED_SETS[cfg.generator]
+    return words if cfg.step == 1 else tuple(str(cfg.step * int(w)) for w in words)
 
 
 def _s1(task: str, raw: dict[str, object]) -> str:
@@ -340,7 +366,7 @@ def generate_prompts(spec: TaskSpec, seed: int | None = None) -> list[PromptReco
     """
     cfg = parse_config(spec, seed)
     rng = np.random.default_rng(cfg.seed)
-    words = ORDERED_SETS[cfg.generator]
+    words = members_of(cfg)
     n_templates = len(cfg.templates)
     steps = np.arange(cfg.members, dtype=np.int64) * cfg.interval
     balanced = _s1_order(cfg, rng)

@@ -1,10 +1,10 @@
 """Text prompts -> TokenizedTask, with the checks that make per-position claims sound.
 
 Every named word (members S_i, names N_i) must be exactly one token together with the
-whitespace before it, answers must be one token (where the metric generates, answers
-may be several tokens and a named word too, named at its last token), no word may
-become the unknown token, and each clean prompt and its corrupted twin must have one
-token length with named
+whitespace before it, answers must be one token (or, with `multi_token` or where the
+metric generates, several; a generating metric also names a word of several tokens at
+its last token), no word may become the unknown token, and each clean prompt and its
+corrupted twin must have one token length with named
 positions at the same index. Any violation is an InputError naming the word and the
 tokens it became; nothing is dropped. Prompts of different lengths are padded on the
 right to the longest (TokenizedTask.lengths); what cannot use them refuses (T315).
@@ -24,7 +24,7 @@ import numpy.typing as npt
 from seqcirc.errors import Diagnostic, DiagnosticsError, InputError
 from seqcirc.source import Span
 from seqcirc.tasks.records import PromptRecord
-from seqcirc.tasks.types import TokenizedTask
+from seqcirc.tasks.types import ANSWER_PAD, TokenizedTask
 
 # TokenizedTask.meta entries with one value per prompt (kept aligned by keep_prompts).
 PER_PROMPT_META = ("correct_text", "incorrect_text", "templates")
@@ -124,16 +124,18 @@ def tokenize_records(
     name: str,
     prepend_bos: bool,
     meta: dict[str, object] | None = None,
+    multi_token: bool = False,
     generates: bool = False,
 ) -> TokenizedTask:
     """Check and tokenize prompt pairs into an aligned TokenizedTask.
 
     Positions are token indices counting the BOS token when prepend_bos is set; "END" is
     the last token of each prompt (the one whose next-token prediction is scored).
+    `multi_token`: an answer may be several tokens (T310 otherwise); each answer is
+    tokenized alone, with its leading whitespace, as the continuation of its prompt.
     `generates`: the metric decodes a continuation and reads the answers as text, so an
-    answer may be several tokens (correct/incorrect then hold each one's first token)
-    and the task keeps the tokenizer's decode; a named word may be several tokens too
-    (Llama-2's "▁" + "5"), named at its last token.
+    answer may be several tokens and the task keeps the tokenizer's decode; a named
+    word may be several tokens too (Llama-2's "▁" + "5"), named at its last token.
     """
     if not records:
         raise InputError(f"task {name}: no prompts", code="T302")
@@ -141,7 +143,9 @@ def tokenize_records(
     problems = _Problems()
     clean = _encode(tokenizer, [r.clean for r in records])
     corrupted = _encode(tokenizer, [r.corrupted for r in records])
-    answer_token = _answer_tokens(records, tokenizer, name, problems, several=generates)
+    answer_token = _answer_tokens(
+        records, tokenizer, name, problems, multi_token or generates, generates=generates
+    )
     positions = _named_positions(
         records, tokenizer, name, clean, corrupted, len(bos), problems, several=generates
     )
@@ -160,18 +164,25 @@ def tokenize_records(
     )
     ragged = len(set(lengths)) > 1
     pad = _pad_id(tokenizer)
+    correct_ids, correct_len = _padded_answers([answer_token[r.correct] for r in records])
+    incorrect_ids, incorrect_len = _padded_answers([answer_token[r.incorrect] for r in records])
+    several = bool(max(correct_len.max(), incorrect_len.max()) > 1)
     return TokenizedTask(
         name=name,
         clean=_padded([bos + x for x in clean[0]], pad),
         corrupted=_padded([bos + x for x in corrupted[0]], pad),
-        correct=np.asarray([answer_token[r.correct] for r in records], dtype=np.int64),
-        incorrect=np.asarray([answer_token[r.incorrect] for r in records], dtype=np.int64),
+        correct=correct_ids[:, 0].copy(),
+        incorrect=incorrect_ids[:, 0].copy(),
         positions=pos_arrays,
         clean_text=tuple(r.clean for r in records),
         corrupted_text=tuple(r.corrupted for r in records),
         meta=task_meta,
         lengths=np.asarray(lengths, dtype=np.int64) + len(bos) if ragged else None,
         decode=tokenizer.decode if generates else None,
+        correct_ids=correct_ids if several else None,
+        incorrect_ids=incorrect_ids if several else None,
+        correct_len=correct_len if several else None,
+        incorrect_len=incorrect_len if several else None,
     )
 
 
@@ -192,6 +203,15 @@ def _padded(rows: list[list[int]], pad: int) -> npt.NDArray[np.int64]:
     )
 
 
+def _padded_answers(answers: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
+    """Token-id lists as [n, A] padded with ANSWER_PAD, and their lengths [n]."""
+    lengths = np.asarray([len(a) for a in answers], dtype=np.int64)
+    out = np.full((len(answers), int(lengths.max())), ANSWER_PAD, dtype=np.int64)
+    for i, a in enumerate(answers):
+        out[i, : len(a)] = a
+    return out, lengths
+
+
 def _bos(tokenizer: Any, name: str) -> list[int]:
     if tokenizer.bos_token_id is None:
         raise InputError(
@@ -207,33 +227,40 @@ def _answer_tokens(
     tokenizer: Any,
     name: str,
     problems: _Problems,
+    multi_token: bool = False,
     *,
-    several: bool = False,
-) -> dict[str, int]:
-    """answer text -> its token id, for every answer that is one known token (T310);
-    `several`: answers of several known tokens too, as their first token."""
+    generates: bool = False,
+) -> dict[str, list[int]]:
+    """answer text -> its token ids, for every answer that is one known token, or with
+    `multi_token` one or more known tokens (T310); `generates` words the refusal for a
+    generating metric."""
     unk = tokenizer.unk_token_id
     answer_texts = sorted({r.correct for r in records} | {r.incorrect for r in records})
     answer_ids, _ = _encode(tokenizer, answer_texts)
-    answer_token: dict[str, int] = {}
+    answer_token: dict[str, list[int]] = {}
     for text, ids in zip(answer_texts, answer_ids, strict=True):
-        if ids and (len(ids) == 1 or several) and unk not in ids:
-            answer_token[text] = ids[0]
+        known = bool(ids) and (unk is None or unk not in ids)
+        if known and (len(ids) == 1 or multi_token):
+            answer_token[text] = list(ids)
             continue
-        what = (
-            "the unknown token" if ids == [unk] else f"{len(ids)} tokens: {_show(tokenizer, ids)}"
-        )
+        if ids == [unk]:
+            what = "the unknown token"
+        elif ids and not known:
+            what = f"{len(ids)} tokens with the unknown one: {_show(tokenizer, ids)}"
+        else:
+            what = f"{len(ids)} tokens" + (f": {_show(tokenizer, ids)}" if ids else "")
         rec = next(r for r in records if text in (r.correct, r.incorrect))
-        if several:  # generation: only an answer the model could not write is refused
+        if generates:  # generation: only an answer the model could not write is refused
             what = f"{_show(tokenizer, ids)}, with the unknown token" if ids else "no tokens"
         problems.add(
             "T310",
             f"task {name}: answer {text!r} is {what}; an answer must be "
-            + ("known tokens" if several else "one token"),
+            + ("known tokens" if multi_token else "one token"),
             rec,
-            "use answers the tokenizer can write" if several else
-            "choose members the tokenizer keeps whole (with their leading space), or score "
-            "several-token answers by generation: metric accuracy(generate, max_new_tokens=N)",
+            "use answers the tokenizer can write" if generates else
+            "choose members the tokenizer keeps whole (with their leading space)"
+            + ("" if multi_token else ", or use the metric logit_diff, logprob or accuracy, "
+               "or score by generation: metric accuracy(generate, max_new_tokens=N)"),
         )  # fmt: skip
     return answer_token
 
