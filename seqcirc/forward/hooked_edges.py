@@ -61,7 +61,7 @@ class SenderValues:
         )  # fmt: skip
 
 
-Rebuilt = tuple[Tensor, Tensor]  # receivers' inputs [B, S, r, d], where to use them
+Rebuilt = tuple[Tensor, Tensor | None]  # receivers' inputs [B, S, r, d], where to use them
 
 
 class _Outputs:
@@ -124,7 +124,6 @@ class _EdgePass:
                  values: SenderValues) -> None:  # fmt: skip
         self.m, self.layout, self.removed, self.values = m, layout, removed, values
         self.outputs = _Outputs(removed.shape[-1])
-        self.attn_input: dict[int, Rebuilt | None] = {}
         self.resid_pre: dict[int, Tensor] = {}
         self.bases: dict[tuple[int, bool], Tensor] = {}
         self.per_layer = m.n_heads + 2 * m.n_kv_heads + 1
@@ -153,19 +152,18 @@ class _EdgePass:
     def rebuilt(self, r0: int, r1: int, layer: int, own_heads: bool) -> Rebuilt | None:
         """Receivers r0..r1-1 (their senders: those before `layer`, and its heads if
         own_heads): (inputs rebuilt [B, S, r, d], mask [1 or B, 1, r, 1] of those to
-        rebuild), or None where no row removes an edge into them."""
+        rebuild, None for all), or None where no row removes an edge into them."""
         m = self.m
         n = 1 + layer * (m.n_heads + 1) + (m.n_heads if own_heads else 0)
         changed = self.changed_cpu[..., r0:r1]
         if not self.every and not bool(changed.any()):
             return None
         kept = self.outputs.weighted(1 - self.removed[..., r0:r1, :], n)
-        inputs = kept + self._base(layer, own_heads)[:, :, None].to(kept)
+        inputs = kept.add_(self._base(layer, own_heads)[:, :, None].to(kept))
         if self.every or bool(changed.all()):
-            mask = torch.ones((), dtype=torch.bool, device=inputs.device)
-        else:
-            mask = self.changed[..., r0:r1].to(inputs.device)
-            mask = mask[None, None, :, None] if mask.dim() == 1 else mask[:, None, :, None]
+            return inputs, None  # no select: a pass over [B, S, r, d] saved
+        mask = self.changed[..., r0:r1].to(inputs.device)
+        mask = mask[None, None, :, None] if mask.dim() == 1 else mask[:, None, :, None]
         return inputs, mask
 
     def hooks(self) -> list[tuple[str, Hook]]:
@@ -203,16 +201,15 @@ class _EdgePass:
                  "v": (m.n_heads + m.n_kv_heads, m.n_heads + 2 * m.n_kv_heads)}  # fmt: skip
 
         def hook(x: Tensor) -> Tensor | None:  # x [B, S, heads, d]
-            if layer not in self.attn_input:
-                r0 = layer * self.per_layer
-                self.attn_input[layer] = self.rebuilt(r0, r0 + spans["v"][1], layer, False)
-            found = self.attn_input[layer]
+            a, b = spans[which]  # one product per input: a contiguous result for the bridge
+            r0 = layer * self.per_layer
+            found = self.rebuilt(r0 + a, r0 + b, layer, False)
             if found is None:
                 return None
-            a, b = spans[which]
             inputs, mask = found
-            mask = mask if mask.dim() == 0 else mask[:, :, a:b]
-            return torch.where(mask.to(x.device), inputs[:, :, a:b].to(x), x)
+            if mask is None:
+                return inputs.to(x)
+            return torch.where(mask.to(x.device), inputs.to(x), x)
 
         return hook
 
@@ -265,10 +262,11 @@ class _EdgePass:
         return None if found is None else _chosen(*found, x)
 
 
-def _chosen(inputs: Tensor, mask: Tensor, x: Tensor) -> Tensor:
+def _chosen(inputs: Tensor, mask: Tensor | None, x: Tensor) -> Tensor:
     """One receiver's input [B, S, d]: rebuilt (inputs [B, S, 1, d]) where mask says."""
-    mask = mask if mask.dim() == 0 else mask[:, :, 0]
-    return torch.where(mask.to(x.device), inputs[:, :, 0].to(x), x)
+    if mask is None:
+        return inputs[:, :, 0].to(x)
+    return torch.where(mask[:, :, 0].to(x.device), inputs[:, :, 0].to(x), x)
 
 
 def forward_edges(m: HookedModel, tokens: Tensor, answer_pos: Tensor, removed: Tensor,
