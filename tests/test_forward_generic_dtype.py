@@ -1,8 +1,11 @@
-"""The generic engine in half precision: the mean-ablation values of a bfloat16 model are
-accumulated in float32 (seqcirc.engine.prepare's sums, fed by the bridge's hook points),
-checked against TransformerLens's own cache of the same bridge averaged in float64 over
-enough prompts that a bfloat16 running sum would be off by several units of its last
-place."""
+"""The generic engine in half precision:
+
+- the mean-ablation values of a bfloat16 model are accumulated in float32
+  (seqcirc.engine.prepare's sums, fed by the bridge's hook points), checked against
+  TransformerLens's own cache of the same bridge averaged in float64 over enough prompts
+  that a bfloat16 running sum would be off by many units of its last place;
+- zero-ablated edge circuits in bfloat16 stay within a few of its steps of float32 (edge
+  receivers' inputs rebuilt from their senders, seqcirc.forward.hooked_edges)."""
 
 from __future__ import annotations
 
@@ -71,3 +74,25 @@ def test_bfloat16_means_are_accumulated_in_float32() -> None:
         assert _ulps(ours, exact) <= 1.5
     # a running sum in bfloat16 is many units off: why the sums are float32
     assert _ulps(naive, want["blocks.0.hook_mlp_out"]) > 8
+
+
+def test_bfloat16_zero_ablated_edge_circuits_stay_near_float32() -> None:
+    """Zero ablation leaves receivers that keep few edges an input near 0, which an
+    RMSNorm scales up by 1 / sqrt(eps): rebuilt from the kept senders it is exact there,
+    and bfloat16 stays within a few steps of its logits (~0.125 at this Llama's ~30) of
+    float32. Moving the input by the removed senders instead (x - Σ removed) cancels
+    bfloat16 values of the stream's size there: 6.8 off, more than the metric itself."""
+    from seqcirc.engine.edges import run_edges
+    from tests.test_forward_generic_edges import _task as edge_task
+
+    spec = AblationSpec(granularity="edge", value="zero")
+    states = [
+        prepare(bridge_of_llama(tiny_llama(VOCAB).to(dtype)), edge_task(), spec)
+        for dtype in (torch.float32, torch.bfloat16)
+    ]
+    rng = np.random.default_rng(0)
+    for share in (0.05, 0.3, 0.9):
+        keep = rng.random(states[0].graph.n_edges) < share
+        full, half = (run_edges(s, keep) for s in states)
+        assert np.abs(half - full).max() <= 0.5
+        assert np.abs(full - states[0].m_model).max() > 1.0  # the circuit moves the metric

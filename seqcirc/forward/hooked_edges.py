@@ -134,18 +134,20 @@ class _EdgePass:
 
     def _base(self, layer: int, own_heads: bool) -> Tensor:
         """Σ ablated outputs of the senders before `layer` (and its heads if own_heads),
-        plus those layers' attention biases: [P, S, d]."""
+        plus those layers' attention biases: [P, S, d], summed in float32 at least (a
+        half-precision model's values, added up over the layers, round once)."""
         key = (layer, own_heads)
         if key not in self.bases:
             v, b_O = self.values, self.layout.b_O
+            acc = torch.promote_types(v.embed.dtype, torch.float32)
             if own_heads:
-                base = self._base(layer, False) + v.heads[layer].sum(2)
+                base = self._base(layer, False) + v.heads[layer].sum(2, dtype=acc)
                 bias = b_O[layer]
                 base = base if bias is None else base + bias.to(base)
             elif layer == 0:
-                base = v.embed[:, :, 0]
+                base = v.embed[:, :, 0].to(acc)
             else:
-                base = self._base(layer - 1, True) + v.mlp[layer - 1][:, :, 0]
+                base = self._base(layer - 1, True) + v.mlp[layer - 1][:, :, 0].to(acc)
             self.bases[key] = base
         return self.bases[key]
 
