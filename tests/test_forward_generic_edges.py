@@ -265,6 +265,42 @@ def test_llama_one_removed_qkv_edge_matches_plain_pytorch_hooks(llama, inp, head
     assert np.abs(ours - state.m_model).max() > 1e-3
 
 
+def _edge_logits(state: EvalState, keep: torch.Tensor) -> torch.Tensor:
+    w = state.weights
+    removed = hg.removed_weights(state.graph, keep, w.dtype)
+    with torch.inference_mode():
+        return he.forward_edges(w, state.clean, state.answer_pos, removed, state.edge_values)  # type: ignore[arg-type]
+
+
+def test_receivers_are_rebuilt_from_their_senders_not_moved(llama) -> None:  # type: ignore[no-untyped-def]
+    """Zero-ablated, with every edge into layer 0 kept and none after: layer 0's heads and
+    MLP write into the stream, but every later receiver keeps nothing, so its input is
+    exactly 0 (Llama has no attention bias), the RMSNorms give 0 and so do the logits (no
+    lm_head bias), to the bit. Moving the input instead (x - Σ removed senders' outputs)
+    leaves rounding noise there, which RMSNorm scales by 1 / sqrt(eps). Keeping one more
+    edge, embed -> logits, the final norm reads exactly the embeddings."""
+    state = prepare(llama, _task(), AblationSpec(granularity="edge", value="zero"))
+    graph = state.graph
+    layer0 = {"mlp0", *(f"0.{h}" for h in range(4))}
+    keep = torch.tensor([e.receiver in layer0 for e in graph.edges])
+    logits = _edge_logits(state, keep)
+    assert torch.equal(logits, torch.zeros_like(logits))
+    keep[graph.index[Edge("embed", "logits", "resid")]] = True
+    rows = torch.arange(N)
+    embed = llama.original_model.get_input_embeddings()(state.clean)[rows, state.answer_pos]
+    with torch.inference_mode():
+        want = state.weights.unembed(embed)  # type: ignore[attr-defined]
+    np.testing.assert_allclose(_edge_logits(state, keep).numpy(), want.numpy(), atol=1e-6, rtol=0)
+    assert float(want.abs().max()) > 1.0
+
+
+def test_nothing_removed_is_the_clean_run_to_the_bit(llama) -> None:  # type: ignore[no-untyped-def]
+    state = prepare(llama, _task(), EDGES)
+    logits = _edge_logits(state, torch.ones(state.graph.n_edges, dtype=torch.bool))
+    with torch.inference_mode():
+        assert torch.equal(logits, state.weights.logits_at(state.clean, state.answer_pos))  # type: ignore[attr-defined]
+
+
 # ------------------------------------------------------------------ keep weights
 
 

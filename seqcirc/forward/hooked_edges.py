@@ -2,13 +2,15 @@
 points (the graph it runs is seqcirc.forward.hooked_graph; the fast forward, GPT-2 only,
 is forward/gpt2.py).
 
-A receiver's input is its input in this pass plus, for each removed edge, the sender's
-ablated output minus its output in this pass (the standard formulation, as
-gpt2.forward_edges): per-head q/k/v inputs before the block's norm (TransformerLens's
-`hook_q_input`/`hook_k_input`/`hook_v_input` with `use_split_qkv_input`), the MLP's at
-`hook_mlp_in` (before its norm), the logits' at `ln_final.hook_in`. Each head's output
-is read at `hook_result` (`use_attn_result`) where the bridge gives it, else computed
-from hook_z and W_O.
+A receiver's input is what its senders add to the residual stream, each as in this
+pass where its edge is kept and ablated where it is removed (the standard formulation,
+as gpt2.forward_edges, which moves the input by ablated - actual instead; the sums are
+the same, the rounding is not: see _EdgePass): per-head q/k/v inputs before the block's
+norm (TransformerLens's `hook_q_input`/`hook_k_input`/`hook_v_input` with
+`use_split_qkv_input`), the MLP's at `hook_mlp_in` (before its norm), the logits' at
+`ln_final.hook_in`. A receiver with no removed edge keeps its input in this pass, bit
+for bit. Each head's output is read at `hook_result` (`use_attn_result`) where the
+bridge gives it, else computed from hook_z and W_O.
 
 Removal is a float per (row and) edge: removed = 1 - keep, 1 ablates, 0 keeps, values
 between interpolate; the forward is differentiable in it (run it outside inference mode).
@@ -59,14 +61,17 @@ class SenderValues:
         )  # fmt: skip
 
 
-class _Diffs:
-    """Each sender's (ablated - actual) as it is computed, [B, S, n, d] as the fast
+Rebuilt = tuple[Tensor, Tensor | None]  # receivers' inputs [B, S, r, d], where to use them
+
+
+class _Outputs:
+    """Each sender's (actual - ablated) output as it is computed, [B, S, n, d] as the fast
     engine keeps them.
 
-    Without autograd they go into one buffer and a receiver group's shift is one matrix
-    product; with autograd (keep weights being differentiated) they stay separate blocks,
-    one product each, summed: a buffer written in place after a product has read it could
-    not be differentiated."""
+    Without autograd they go into one buffer and a receiver group's kept share is one
+    matrix product; with autograd (keep weights being differentiated) they stay separate
+    blocks, one product each, summed: a buffer written in place after a product has read
+    it could not be differentiated."""
 
     def __init__(self, n_senders: int) -> None:
         self.n_senders = n_senders
@@ -82,9 +87,9 @@ class _Diffs:
             self.buf = d.new_empty(*d.shape[:2], self.n_senders, d.shape[-1])
         self.buf[:, :, col : col + d.shape[2]] = d
 
-    def shift(self, w: Tensor, n: int) -> Tensor | None:
-        """Σ_j w[..., r, j] * diff_j over the first n senders: [B, S, r, d] (w [r, N] for
-        every row, or [B, r, N] per row); None before any sender."""
+    def weighted(self, w: Tensor, n: int) -> Tensor:
+        """Σ_j w[..., r, j] * (actual_j - ablated_j) over the first n senders: [B, S, r, d]
+        (w [r, N] for every row, or [B, r, N] per row)."""
         parts = [(0, self.buf[:, :, :n])] if self.buf is not None else self.blocks
         total: Tensor | None = None
         for col, d in parts:
@@ -94,6 +99,7 @@ class _Diffs:
             wk = w[..., col : col + k].to(d)
             part = torch.matmul(wk if wk.dim() == 2 else wk[:, None], d[:, :, :k])
             total = part if total is None else total + part.to(total.device)
+        assert total is not None, "a receiver before its first sender"
         return total
 
 
@@ -101,20 +107,66 @@ class _Diffs:
 
 
 class _EdgePass:
-    """One edge forward's hooks: each sender's (ablated - actual) recorded as it is
-    computed, each receiver's input moved by the removed share of those differences."""
+    """One edge forward's hooks: each sender's (actual - ablated) output recorded as it
+    is computed; each receiver into which some edge is removed gets its input rebuilt from
+    its senders (the kept ones' outputs in this pass, the removed ones' ablated outputs),
+    the others keep theirs.
+
+    Rebuilt, not moved: Σ_j kept_j (actual_j - ablated_j) + Σ_j ablated_j + the
+    attention biases before it. Moving the input (x - Σ_removed (actual - ablated), the
+    same sum) cancels: where few edges are kept and their senders are zero-ablated the
+    input is nearly 0, and an RMSNorm (no mean to subtract, eps ~ 1e-6) turns the
+    cancellation's rounding into 1e-4 .. 1e-3 of the logits; rebuilt, it is exactly the
+    kept senders' outputs (0 where none is kept). Σ_j ablated_j over a receiver's senders
+    is a prefix of the sender order, computed once per pass (`_base`)."""
 
     def __init__(self, m: HookedModel, layout: EdgeLayout, removed: Tensor,
                  values: SenderValues) -> None:  # fmt: skip
         self.m, self.layout, self.removed, self.values = m, layout, removed, values
-        self.diffs = _Diffs(removed.shape[-1])
-        self.attn_delta: dict[int, Tensor | None] = {}
+        self.outputs = _Outputs(removed.shape[-1])
         self.resid_pre: dict[int, Tensor] = {}
+        self.bases: dict[tuple[int, bool], Tensor] = {}
         self.per_layer = m.n_heads + 2 * m.n_kv_heads + 1
+        # which receivers (per row) have a removed edge: removal is 0 off the graph
+        self.changed = (removed != 0).any(-1)  # [R] or [B, R]
+        self.changed_cpu = self.changed.cpu()  # one transfer, for the per-group choice
+        self.every = removed.requires_grad  # differentiated: every input rebuilt
 
-    def delta(self, r0: int, r1: int, n_senders: int) -> Tensor | None:
-        """The shift of receivers r0..r1-1 from the first n_senders senders: [B, S, r, d]."""
-        return self.diffs.shift(self.removed[..., r0:r1, :], n_senders)
+    def _base(self, layer: int, own_heads: bool) -> Tensor:
+        """Σ ablated outputs of the senders before `layer` (and its heads if own_heads),
+        plus those layers' attention biases: [P, S, d], summed in float32 at least (a
+        half-precision model's values, added up over the layers, round once)."""
+        key = (layer, own_heads)
+        if key not in self.bases:
+            v, b_O = self.values, self.layout.b_O
+            acc = torch.promote_types(v.embed.dtype, torch.float32)
+            if own_heads:
+                base = self._base(layer, False) + v.heads[layer].sum(2, dtype=acc)
+                bias = b_O[layer]
+                base = base if bias is None else base + bias.to(base)
+            elif layer == 0:
+                base = v.embed[:, :, 0].to(acc)
+            else:
+                base = self._base(layer - 1, True) + v.mlp[layer - 1][:, :, 0].to(acc)
+            self.bases[key] = base
+        return self.bases[key]
+
+    def rebuilt(self, r0: int, r1: int, layer: int, own_heads: bool) -> Rebuilt | None:
+        """Receivers r0..r1-1 (their senders: those before `layer`, and its heads if
+        own_heads): (inputs rebuilt [B, S, r, d], mask [1 or B, 1, r, 1] of those to
+        rebuild, None for all), or None where no row removes an edge into them."""
+        m = self.m
+        n = 1 + layer * (m.n_heads + 1) + (m.n_heads if own_heads else 0)
+        changed = self.changed_cpu[..., r0:r1]
+        if not self.every and not bool(changed.any()):
+            return None
+        kept = self.outputs.weighted(1 - self.removed[..., r0:r1, :], n)
+        inputs = kept.add_(self._base(layer, own_heads)[:, :, None].to(kept))
+        if self.every or bool(changed.all()):
+            return inputs, None  # no select: a pass over [B, S, r, d] saved
+        mask = self.changed[..., r0:r1].to(inputs.device)
+        mask = mask[None, None, :, None] if mask.dim() == 1 else mask[:, None, :, None]
+        return inputs, mask
 
     def hooks(self) -> list[tuple[str, Hook]]:
         m = self.m
@@ -137,7 +189,7 @@ class _EdgePass:
 
     def embed(self, x: Tensor) -> None:
         self.resid_pre[0] = x
-        self.diffs.add(0, self.values.embed.to(x) - x[:, :, None])
+        self.outputs.add(0, x[:, :, None] - self.values.embed.to(x))
 
     def keep_resid(self, layer: int) -> Hook:
         def hook(x: Tensor) -> None:
@@ -151,15 +203,15 @@ class _EdgePass:
                  "v": (m.n_heads + m.n_kv_heads, m.n_heads + 2 * m.n_kv_heads)}  # fmt: skip
 
         def hook(x: Tensor) -> Tensor | None:  # x [B, S, heads, d]
-            if layer not in self.attn_delta:
-                r0 = layer * self.per_layer
-                n_before = 1 + layer * (m.n_heads + 1)
-                self.attn_delta[layer] = self.delta(r0, r0 + spans["v"][1], n_before)
-            delta = self.attn_delta[layer]
-            if delta is None:
+            a, b = spans[which]  # one product per input: a contiguous result for the bridge
+            r0 = layer * self.per_layer
+            found = self.rebuilt(r0 + a, r0 + b, layer, False)
+            if found is None:
                 return None
-            a, b = spans[which]
-            return x + delta[:, :, a:b].to(x)
+            inputs, mask = found
+            if mask is None:
+                return inputs.to(x)
+            return torch.where(mask.to(x.device), inputs.to(x), x)
 
         return hook
 
@@ -169,7 +221,7 @@ class _EdgePass:
         def hook(z: Tensor) -> None:
             z = z.unflatten(-1, (self.m.n_heads, -1)) if z.dim() == 3 else z
             out = torch.einsum("bshe,hed->bshd", z, self.layout.W_O[layer].to(z))
-            self.diffs.add(col, self.values.heads[layer].to(out) - out)
+            self.outputs.add(col, out - self.values.heads[layer].to(out))
 
         return hook
 
@@ -177,22 +229,23 @@ class _EdgePass:
         col = 1 + layer * (self.m.n_heads + 1)
 
         def hook(out: Tensor) -> None:  # [B, S, H, d]: each head's term, computed once
-            self.diffs.add(col, self.values.heads[layer].to(out) - out)
+            self.outputs.add(col, out - self.values.heads[layer].to(out))
 
         return hook
 
     def mlp_in(self, layer: int) -> Hook:
         r = layer * self.per_layer + self.per_layer - 1
-        n = self.layout.mlp_senders(self.m, layer)
+        own_heads = not self.layout.parallel
 
         def hook(x: Tensor) -> Tensor | None:
-            delta = self.delta(r, r + 1, n)
+            found = self.rebuilt(r, r + 1, layer, own_heads)
+            if found is None:
+                return None
+            inputs, mask = found
             if self.layout.mlp_input == "mlp_in":
-                return None if delta is None else x + delta[:, :, 0].to(x)
-            block = self.m.bridge.blocks[layer]
-            resid = self.resid_pre[layer]
-            resid = resid if delta is None else resid + delta[:, :, 0].to(resid)
-            normed: Tensor = block.ln1.original_component(resid)
+                return _chosen(inputs, mask, x)
+            resid = _chosen(inputs, mask, self.resid_pre[layer])  # the MLP reads ln1's output
+            normed: Tensor = self.m.bridge.blocks[layer].ln1.original_component(resid)
             return normed.to(x)
 
         return hook
@@ -201,14 +254,21 @@ class _EdgePass:
         col = 1 + layer * (self.m.n_heads + 1) + self.m.n_heads
 
         def hook(x: Tensor) -> None:
-            self.diffs.add(col, self.values.mlp[layer].to(x) - x[:, :, None])
+            self.outputs.add(col, x[:, :, None] - self.values.mlp[layer].to(x))
 
         return hook
 
     def logits(self, x: Tensor) -> Tensor | None:
         r = self.removed.shape[-2] - 1
-        delta = self.delta(r, r + 1, self.removed.shape[-1])
-        return None if delta is None else x + delta[:, :, 0].to(x)
+        found = self.rebuilt(r, r + 1, self.m.n_layers, False)
+        return None if found is None else _chosen(*found, x)
+
+
+def _chosen(inputs: Tensor, mask: Tensor | None, x: Tensor) -> Tensor:
+    """One receiver's input [B, S, d]: rebuilt (inputs [B, S, 1, d]) where mask says."""
+    if mask is None:
+        return inputs[:, :, 0].to(x)
+    return torch.where(mask[:, :, 0].to(x.device), inputs[:, :, 0].to(x), x)
 
 
 def forward_edges(m: HookedModel, tokens: Tensor, answer_pos: Tensor, removed: Tensor,
@@ -217,6 +277,8 @@ def forward_edges(m: HookedModel, tokens: Tensor, answer_pos: Tensor, removed: T
     pass. removed: removed_weights' [n_receivers, n_senders] or per row [B, ...]."""
     layout = require_edges(m)
     run = _EdgePass(m, layout, removed, values)
+    if not run.every and not bool(run.changed_cpu.any()):
+        return m.logits_at(tokens, answer_pos)  # nothing removed: the clean run, bit for bit
     with split_inputs(m.bridge, layout.attn_result), m.hooks(run.hooks()):
         return m.logits_at(tokens, answer_pos)
 
