@@ -183,3 +183,31 @@ def test_models_without_an_edge_forward_are_refused() -> None:
     with pytest.raises(EvaluationError) as err:
         edge_grad_fn(w)
     assert err.value.code == "E302"
+
+
+@pytest.mark.parametrize(("value", "metric", "method"), [
+    ("mean", "logit_diff", "eap"), ("resample", "prob", "eap"), ("zero", "kl", "eap"),
+    ("mean", "kl", "eap-ig-inputs"), ("resample", "logit_diff", "eap-ig-activations"),
+])  # fmt: skip
+def test_from_nothing_equals_attribution_on_a_prepared_state(tiny, value, metric, method):  # type: ignore[no-untyped-def]
+    """attribute_from_nothing: prepare's clean sweep replaced by the attribution's own
+    pass; the same scores and a state equal to prepare()'s, one pass fewer."""
+    from seqcirc.discovery.attribute import attribute_from_nothing
+
+    _hf, bridge, task = tiny
+    st = _state(tiny, value, metric)
+    steps = None if method == "eap" else 2
+    want = attribute(st, method, steps=steps, batch_rows=4)
+    spec = AblationSpec(granularity="edge", value=value)
+    got, st2 = attribute_from_nothing(bridge, task, spec, metric, method, steps=steps,
+                                      batch_rows=4)  # fmt: skip
+    np.testing.assert_allclose(got.scores, want.scores, atol=1e-9)
+    assert (got.f_model, got.f_empty) == pytest.approx((want.f_model, want.f_empty), abs=1e-9)
+    assert (got.forward_rows, got.backward_rows) == (want.forward_rows, want.backward_rows)
+    np.testing.assert_allclose(st2.m_model, st.m_model, atol=1e-9)
+    np.testing.assert_allclose(st2.output_change, st.output_change, atol=1e-9)
+    assert st2.embed_change == pytest.approx(st.embed_change, abs=1e-9)
+    torch.testing.assert_close(st2.clean_embed_answer, st.clean_embed_answer)
+    if metric == "kl":
+        torch.testing.assert_close(st2.clean_logits, st.clean_logits)
+    assert st2.forward_rows == st.forward_rows - task.n_prompts  # no clean sweep

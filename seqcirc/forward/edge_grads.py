@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from seqcirc.errors import EvaluationError
-from seqcirc.forward.common import ModelWeights, Replacement, attend, gather_pos
+from seqcirc.forward.common import ModelWeights, NodeRun, Replacement, attend, gather_pos
 from seqcirc.forward.gpt2 import EdgeValues, Gpt2Weights
 from seqcirc.forward.nodes import forward_nodes
 
@@ -82,7 +82,7 @@ class EdgeGradImpl:
 
     receiver_grads: Callable[..., ReceiverGrads]
     contract: Callable[..., Tensor]
-    edge_grads: Callable[..., Tensor]  # EAP: one pass, contracted as it goes
+    edge_grads: Callable[..., tuple[Tensor, NodeRun]]  # EAP: one pass, contracted as it goes
 
 
 def edge_grad_fn(w: object) -> EdgeGradImpl:
@@ -98,11 +98,15 @@ def edge_grad_fn(w: object) -> EdgeGradImpl:
     )
 
 
-def sender_acts(w: ModelWeights, tokens: Tensor, answer_pos: Tensor) -> EdgeValues:
-    """Every sender's activation [B, S, ...] in the clean run (no gradient): the
-    embeddings, each head's output (z through its W_O), each MLP's output."""
+def sender_run(w: ModelWeights, tokens: Tensor, answer_pos: Tensor) -> NodeRun:
+    """The rows' clean run (no gradient): answer logits and every activation captured."""
     with torch.inference_mode():
-        run = forward_nodes(w, tokens, answer_pos, capture=True, logits=False)
+        return forward_nodes(w, tokens, answer_pos, capture=True, logits=True)
+
+
+def sender_acts_of(w: ModelWeights, run: NodeRun) -> EdgeValues:
+    """Every sender's activation [B, S, ...] in a captured run: the embeddings, each
+    head's output (z through its W_O), each MLP's output."""
     assert run.embed is not None
     return EdgeValues.from_nodes(w, run.embed, Replacement(run.z, run.mlp))
 
@@ -125,16 +129,17 @@ class _Taped:
     mlp_out: list[Tensor]
     qkv: list[Tensor]
     mlp_probe: list[Tensor]
+    final: Tensor
 
 
 def _forward(w: Gpt2Weights, tokens: Tensor, answer_pos: Tensor, values: EdgeValues,
              mix: Mix | None, columns: Tensor | None) -> tuple[Tensor, Tensor, _Taped]:  # fmt: skip
     """Answer logits [B, vocab] (or of `columns` [B, k] only), the final probe [B, d], and
-    the tape."""
+    the tape (its `final`: the residual at the answer)."""
     n_h, d = w.n_heads, w.d_model
     embed = w.embed(tokens)
     resid = _mixed(mix, "input", 0, embed, values.embed).detach().requires_grad_()
-    tape = _Taped(embed, [], [], [], [], [])
+    tape = _Taped(embed, [], [], [], [], [], embed)
     for layer in range(w.n_layers):
         tape.resid.append(resid.detach())
         x = F.layer_norm(resid, (d,), w.ln1_w[layer], w.ln1_b[layer], w.eps)
@@ -153,6 +158,7 @@ def _forward(w: Gpt2Weights, tokens: Tensor, answer_pos: Tensor, values: EdgeVal
     final_probe = torch.zeros(resid.shape[0], d, dtype=resid.dtype, device=resid.device,
                               requires_grad=True)  # fmt: skip
     final = gather_pos(resid, answer_pos) + final_probe
+    tape.final = final.detach()
     if columns is None:
         return w.unembed(final), final_probe, tape
     x = F.layer_norm(final, (w.d_model,), w.lnf_w, w.lnf_b, w.eps)
@@ -301,10 +307,12 @@ def contract(
 def edge_grads(
     w: ModelWeights, tokens: Tensor, answer_pos: Tensor, values: EdgeValues, metric: MetricFn,
     *, columns: Tensor | None = None, scratch: Tensor | None = None,
-) -> Tensor:  # fmt: skip
+) -> tuple[Tensor, NodeRun]:  # fmt: skip
     """EAP's one pass: the scores [n_receivers, n_senders] (float64) of rows `tokens`,
     differences from this same clean run, each layer's receivers contracted as soon as
-    they are known (one buffer for all layers: fresh large tensors are page-faulted)."""
+    they are known (one buffer for all layers: fresh large tensors are page-faulted);
+    and that clean run (answer logits [B, vocab], every activation: what prepare's
+    clean sweep would give)."""
     assert isinstance(w, Gpt2Weights)
     n_h, n_layers = w.n_heads, w.n_layers
     with torch.enable_grad():
@@ -323,7 +331,9 @@ def edge_grads(
             m1 = _receivers(w, layer, tape.resid[layer], grads[layer], grads[n_layers + layer], g)
             _layer_scores(scores, layer, n_h, g, m1, flat, sums)
         scores[-1] = _final_scores(grads[-1], diffs, tokens, answer_pos)
-    return scores
+        full = logits.detach() if columns is None else w.unembed(tape.final)
+    run = NodeRun(full, tape.final, tuple(tape.z), tuple(tape.mlp_out), tape.embed)
+    return scores, run
 
 
 def _layer_scores(scores: Tensor, layer: int, n_h: int, g: Tensor, m1: Tensor, flat: Tensor,
@@ -343,4 +353,4 @@ def _final_scores(g_final: Tensor, diffs: Tensor, tokens: Tensor, answer_pos: Te
 
 
 __all__ = ["EdgeGradImpl", "MetricFn", "Mix", "ReceiverGrads", "contract", "edge_grad_fn",
-           "edge_grads", "receiver_grads", "sender_acts"]  # fmt: skip
+           "edge_grads", "receiver_grads", "sender_acts_of", "sender_run"]  # fmt: skip
