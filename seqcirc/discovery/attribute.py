@@ -188,7 +188,7 @@ class _Scorer:
         assert isinstance(w, Gpt2Weights)  # edge_grad_fn refused every other model
         self.w, self.method, self.on_step = w, method, on_step
         self.mixes = _mixes(method, w.n_layers, steps)
-        graph = edge_graph(w)
+        graph = edge_graph(w)  # built once per shape
         self.total = torch.zeros(graph.n_receivers, graph.n_senders, dtype=torch.float64,
                                  device=w.device)  # fmt: skip
         self.fwd = self.bwd = self.done = 0

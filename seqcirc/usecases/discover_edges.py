@@ -19,7 +19,7 @@ from seqcirc.language.vocab import LIMITS
 from seqcirc.plan import AblationSpec
 
 EDGE_METHODS = ("eap", "eap-ig", "acdc")
-METHODS = ("prune", *EDGE_METHODS)
+METHODS = ("prune", "paper", *EDGE_METHODS)
 
 
 @dataclass(frozen=True)
