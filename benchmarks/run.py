@@ -10,8 +10,9 @@ Items, on a GPT-2-small-shaped model with random weights, 64 prompts x 9 tokens:
   baseline   a 200-circuit random baseline on a prepared state            target <= 1.3 x 200
   discovery  the paper's iterative pruning (seqcirc.discovery.prune): time, and forward passes
              done against the passes the sequential algorithm needs
-  eap        edge attribution of every edge from nothing (prepare + one forward and one
-             backward, seqcirc.discovery.attribute)                      target <= 4
+  eap        edge attribution of every edge from nothing (the corrupted run + one forward
+             and one backward, seqcirc.discovery.attribute.attribute_from_nothing: its
+             forward is the evaluator's clean sweep)                     target <= 4
   eap_ig     the same by EAP-IG-inputs with 5 steps                      target <= 15
   eap_ig_discovery  an edge circuit by EAP-IG (5 steps) and the evaluator's bisection to
              F(C)/F(M) > 0.8: its passes over the prompts against the fewest edge
