@@ -211,3 +211,19 @@ def test_from_nothing_equals_attribution_on_a_prepared_state(tiny, value, metric
     if metric == "kl":
         torch.testing.assert_close(st2.clean_logits, st.clean_logits)
     assert st2.forward_rows == st.forward_rows - task.n_prompts  # no clean sweep
+
+
+@pytest.mark.parametrize("value", ["mean", "resample"])
+def test_fast_engine_runs_many_edge_circuits_in_one_pass(tiny, value):  # type: ignore[no-untyped-def]
+    """The GPT-2 edge forward with one removal per row (what ACDC's batches and the
+    authors' edge pruning run): each circuit's metric equals its own pass, in chunks that
+    split circuits and prompts."""
+    from seqcirc.engine.edges import run_edge_circuits, run_edges
+
+    st = _state(tiny, value)
+    assert st.engine == "fast"
+    keeps = np.random.default_rng(3).random((5, st.graph.n_edges)) < 0.5
+    each = np.stack([run_edges(st, k) for k in keeps])
+    for rows in (4, 100):
+        st.edge_rows = rows
+        np.testing.assert_allclose(run_edge_circuits(st, keeps), each, atol=1e-9, rtol=0)

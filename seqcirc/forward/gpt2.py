@@ -329,9 +329,10 @@ def _graph_of_shape(n_layers: int, n_heads: int) -> EdgeGraph:
 
 
 def removed_matrix(graph: EdgeGraph, keep: Tensor, dtype: torch.dtype) -> Tensor:
-    """[n_receivers, n_senders]: 1 where an edge exists and is removed (not kept)."""
-    out = torch.zeros(graph.n_receivers, graph.n_senders, dtype=dtype)
-    out[graph.rows, graph.cols] = (~keep).to(dtype)
+    """[n_receivers, n_senders]: 1 where an edge exists and is removed (not kept); keep
+    [R, n_edges] (R circuits): [R, n_receivers, n_senders]."""
+    out = torch.zeros(*keep.shape[:-1], graph.n_receivers, graph.n_senders, dtype=dtype)
+    out[..., graph.rows, graph.cols] = (~keep).to(dtype)
     return out
 
 
@@ -365,21 +366,30 @@ def forward_edges(
 
     One pass: each receiver's input is the actual residual plus, for each removed edge,
     (ablated - actual) of its sender, both taken in this same pass.
-    removed: [n_receivers, n_senders] (removed_matrix), already on the weights' device.
+    removed: [n_receivers, n_senders] (removed_matrix), or [B, n_receivers, n_senders]: one
+    removal per row (many circuits in one pass), already on the weights' device.
     """
     require_edges(w)
     assert isinstance(w, Gpt2Weights)
     n_h, d = w.n_heads, w.d_model
     batch, seq = tokens.shape
     resid = w.embed(tokens)
-    n_senders = removed.shape[1]
+    n_senders = removed.shape[-1]
     diffs = resid.new_zeros(batch * seq, n_senders, d)  # ablated - actual, per sender
     diffs[:, 0] = (values.embed - resid).reshape(-1, d)
     per = 3 * n_h + 1
+
+    def removed_sum(rows: Tensor, n: int) -> Tensor:
+        """sum over the first n senders of rows' removed weights x their diffs [BS, r, d]."""
+        if removed.dim() == 2:
+            return torch.matmul(rows[:, :n], diffs[:, :n])
+        d4 = diffs.view(batch, seq, n_senders, d)[:, :, :n]
+        return torch.matmul(rows[:, None, :, :n], d4).reshape(batch * seq, -1, d)
+
     for layer in range(w.n_layers):
         n_before = 1 + layer * (n_h + 1)
-        rows = removed[layer * per : (layer + 1) * per]
-        delta = torch.matmul(rows[: 3 * n_h, :n_before], diffs[:, :n_before])  # [BS, 3H, d]
+        rows = removed[..., layer * per : (layer + 1) * per, :]
+        delta = removed_sum(rows[..., : 3 * n_h, :], n_before)  # [BS, 3H, d]
         x_in = resid.reshape(-1, 1, d) + delta
         x = F.layer_norm(x_in, (d,), w.ln1_w[layer], w.ln1_b[layer], w.eps)
         # [3H, BS, d] @ [3H, d, dh] -> q, k, v per head from its own input
@@ -394,7 +404,7 @@ def forward_edges(
         )
         resid = resid + head_out.sum(2) + w.b_O[layer]
         n_mlp = n_before + n_h
-        delta_mlp = torch.matmul(rows[3 * n_h : per, :n_mlp], diffs[:, :n_mlp])  # [BS, 1, d]
+        delta_mlp = removed_sum(rows[..., 3 * n_h : per, :], n_mlp)  # [BS, 1, d]
         x = F.layer_norm(
             resid + delta_mlp.reshape(batch, seq, d), (d,), w.ln2_w[layer], w.ln2_b[layer], w.eps
         )
@@ -403,5 +413,5 @@ def forward_edges(
         resid = resid + out
     final = gather_pos(resid, answer_pos)
     ans_rows = torch.arange(batch, device=tokens.device) * seq + answer_pos
-    final = final + torch.matmul(removed[-1:], diffs[ans_rows]).squeeze(1)
+    final = final + torch.matmul(removed[..., -1:, :], diffs[ans_rows]).squeeze(1)
     return w.unembed(final)
