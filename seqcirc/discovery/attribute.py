@@ -30,7 +30,7 @@ import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -45,7 +45,6 @@ if TYPE_CHECKING:  # torch is imported where scores are computed: checks stay li
     from seqcirc.engine.runner import EvalState
     from seqcirc.forward.common import NodeRun, Replacement
     from seqcirc.forward.edge_grads import Mix
-    from seqcirc.forward.gpt2 import EdgeValues
     from seqcirc.tasks.types import TokenizedTask
 
 METHODS = ("eap", "eap-ig-inputs", "eap-ig-activations", "exact")
@@ -177,24 +176,28 @@ class _Scorer:
     """The gradient methods' sums [n_recv, n_senders] over prompts and runs, chunk by
     chunk; rows through forward and backward passes; the sender differences' buffer."""
 
-    def __init__(self, w: object, method: str, steps: int, n: int, rows: int, seq: int,
+    def __init__(self, w: Any, method: str, steps: int, n: int, rows: int, seq: int,
                  on_step: Progress | None) -> None:  # fmt: skip
         import torch
 
         from seqcirc.forward.edge_grads import edge_grad_fn
-        from seqcirc.forward.gpt2 import Gpt2Weights, edge_graph
+        from seqcirc.forward.gpt2 import Gpt2Weights
+        from seqcirc.forward.select import edge_graph
 
-        self.impl = edge_grad_fn(w)  # E302 before any pass on a model without one
-        assert isinstance(w, Gpt2Weights)  # edge_grad_fn refused every other model
-        self.w, self.method, self.on_step = w, method, on_step
-        self.mixes = _mixes(method, w.n_layers, steps)
-        graph = edge_graph(w)  # built once per shape
+        # E302 before any pass where the method has none (the generic engine: EAP alone)
+        self.impl = edge_grad_fn(w, method)
+        self.w = w  # Gpt2Weights, or (EAP) the generic engine's HookedModel
+        self.method, self.on_step = method, on_step
+        self.mixes = _mixes(method, self.w.n_layers, steps)
+        graph = edge_graph(self.w)
         self.total = torch.zeros(graph.n_receivers, graph.n_senders, dtype=torch.float64,
-                                 device=w.device)  # fmt: skip
+                                 device=self.w.device)  # fmt: skip
         self.fwd = self.bwd = self.done = 0
         self.units = -(-n // rows) * len(self.mixes)
-        # one buffer for every chunk's sender differences (fresh ones are page-faulted anew)
-        size = graph.n_senders * min(rows, n) * seq * w.d_model
+        # one buffer for every chunk's sender differences (fresh ones are page-faulted
+        # anew); the generic engine's EAP has none
+        fast = isinstance(w, Gpt2Weights)
+        size = graph.n_senders * min(rows, n) * seq * self.w.d_model if fast else 0
         self.scratch = torch.empty(size, dtype=w.dtype, device=w.device)
 
     def _step(self, b: int) -> None:
@@ -202,8 +205,8 @@ class _Scorer:
         if self.on_step is not None:
             self.on_step(self.done, self.units)
 
-    def chunk(self, tokens: Tensor, pos: Tensor, vals: EdgeValues,
-              readout_of: Callable[[Tensor | None], Readout]) -> NodeRun:  # fmt: skip
+    def chunk(self, tokens: Tensor, pos: Tensor, vals: object,
+              readout_of: Callable[[Tensor | None], Readout]) -> NodeRun | None:  # fmt: skip
         """Rows `tokens`: their scores added to the total, their clean run returned (EAP:
         its own forward; IG: a captured run); `readout_of(the rows' clean answer logits;
         None for EAP: its forward's own)`: their metric."""
@@ -241,19 +244,15 @@ def _gradient_scores(state: EvalState, method: str, steps: int, rows: int,
     import torch
 
     from seqcirc.engine.runner import row_chunks
-    from seqcirc.forward.gpt2 import EdgeValues
+    from seqcirc.forward.select import edge_values_rows
 
     w = state.weights
     n = state.n_prompts
     scorer = _Scorer(w, method, steps, n, rows, int(state.clean.shape[1]), on_step)
     values = state.edge_values
-    assert isinstance(values, EdgeValues)
     for sl in row_chunks(n, rows):
         idx = torch.arange(sl.start, sl.stop, device=w.device)
-        vals = values
-        if state.ablation.per_prompt_values:
-            vals = EdgeValues(values.embed[idx], tuple(h[idx] for h in values.head_out),
-                              tuple(m[idx] for m in values.mlp))  # fmt: skip
+        vals = edge_values_rows(values, idx) if state.ablation.per_prompt_values else values
         scorer.chunk(state.clean[idx], state.answer_pos[idx], vals,
                      functools.partial(_fixed, metric_fn(state, idx)))  # fmt: skip
     return scorer.mean(n), scorer.fwd, scorer.bwd
@@ -353,14 +352,21 @@ def attribute_from_nothing(
         pos = torch.as_tensor(task.answer_pos[sl], device=dev)
         correct = torch.as_tensor(task.correct[sl], device=dev)
         incorrect = torch.as_tensor(task.incorrect[sl], device=dev)
-        return held[0].chunk(tokens, pos, vals,
-                             lambda own: readout(metric, correct, incorrect, own))  # fmt: skip
+        run = held[0].chunk(tokens, pos, vals,
+                            lambda own: readout(metric, correct, incorrect, own))  # fmt: skip
+        assert run is not None  # the fast engine's passes give their clean run
+        return run
 
     from seqcirc.forward.edge_grads import edge_grad_fn
+    from seqcirc.forward.gpt2 import Gpt2Weights
     from seqcirc.forward.select import select
 
     w = select(bridge, edges=True)
-    edge_grad_fn(w)  # E302 before the corrupted run on a model without the passes
+    edge_grad_fn(w, method)  # E302 before the corrupted run where the method has no passes
+    if not isinstance(w, Gpt2Weights):  # the generic engine's EAP: no clean run to lend
+        state = prepare(bridge, task, ablation, metric)  # type: ignore[arg-type]
+        return attribute(state, method, nodes=nodes, batch_rows=batch_rows,
+                         on_step=on_step), state  # fmt: skip
     rows = batch_rows or rows_of(w, task.seq_len)
     state = prepare_values(bridge, task, ablation, metric, clean_forward, rows=rows)  # type: ignore[arg-type]
     scorer = held[0]

@@ -22,8 +22,9 @@ receivers' gradients are summed over the runs (`ReceiverGrads`) and contracted o
 the differences from the clean run, as the EAP-IG library takes them.
 
 `edge_grad_fn` is the one place an architecture's implementation (`EdgeGradImpl`) is
-chosen; GPT-2 only for now (E302 elsewhere). Another edge forward serves by giving the
-same three passes.
+chosen: these passes on GPT-2; on the generic engine's models EAP alone, by autograd of
+the generic edge forward's float keep weights at r = 0 (`generic_edge_grads`); E302
+elsewhere. Another edge forward serves by giving the same three passes.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from __future__ import annotations
 import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NoReturn
 
 import torch
 import torch.nn.functional as F
@@ -82,20 +83,65 @@ class EdgeGradImpl:
 
     receiver_grads: Callable[..., ReceiverGrads]
     contract: Callable[..., Tensor]
-    edge_grads: Callable[..., tuple[Tensor, NodeRun]]  # EAP: one pass, contracted as it goes
+    edge_grads: Callable[..., tuple[Tensor, NodeRun | None]]  # EAP: one pass, contracted as it goes
 
 
-def edge_grad_fn(w: object) -> EdgeGradImpl:
-    """The attribution passes of `w`'s architecture (E302 where there are none: only the
-    hand-written GPT-2 edge forward has them; the generic engine's models are refused)."""
+def edge_grad_fn(w: object, method: str = "eap") -> EdgeGradImpl:
+    """The attribution passes of `w`'s architecture: all of them on the hand-written GPT-2
+    edge forward; EAP alone (`generic_edge_grads`) on the generic engine's models; E302
+    for the rest."""
+    from seqcirc.forward.hooked import HookedModel
+
     if isinstance(w, Gpt2Weights):
         return EdgeGradImpl(receiver_grads, contract, edge_grads)
+    if isinstance(w, HookedModel) and method == "eap":
+        return EdgeGradImpl(_refused, _refused, generic_edge_grads)
+    if isinstance(w, HookedModel):
+        raise EvaluationError(
+            f"{method} is not implemented on the generic engine's models "
+            f"({getattr(w, 'architecture', 'this architecture')})",
+            code="E302",
+            hint="use --method eap (or exact) here; the integrated-gradient methods run on "
+            "GPT-2-architecture models",
+        )
     raise EvaluationError(
         f"edge attribution is not implemented for {getattr(w, 'architecture', 'these')} models",
         code="E302",
         hint="attribution and edge discovery need the edge forward, which runs on "
         "GPT-2-architecture models (gpt2-small ... gpt2-xl, seqcirc-mini) for now",
     )
+
+
+def _refused(*_args: object, **_kwargs: object) -> NoReturn:
+    raise AssertionError("edge_grad_fn gives the generic engine EAP alone")
+
+
+def generic_edge_grads(
+    w: object, tokens: Tensor, answer_pos: Tensor, values: object, metric: MetricFn,
+    *, columns: Tensor | None = None, scratch: Tensor | None = None,
+) -> tuple[Tensor, None]:  # fmt: skip
+    """EAP on the generic engine: the derivative of the summed metric with respect to
+    every edge's removed weight at r = 0, by autograd through its edge forward
+    (forward.hooked_edges, float keep weights), [n_receivers, n_senders] float64 (0 where
+    no edge is); one forward and one backward. No clean run comes back (None): the
+    generic engine's attribution prepares first."""
+    from seqcirc.forward import hooked_edges as he
+    from seqcirc.forward import hooked_graph as hg
+    from seqcirc.forward.hooked import HookedModel
+
+    assert isinstance(w, HookedModel) and isinstance(values, he.SenderValues)
+    graph = hg.edge_graph(w)
+    keep = torch.ones(graph.n_edges, dtype=w.dtype, device=tokens.device, requires_grad=True)
+    with torch.enable_grad():
+        removed = hg.removed_weights(graph, keep, w.dtype)
+        logits = he.forward_edges(w, tokens, answer_pos, removed, values)
+        if columns is not None:
+            logits = logits.gather(1, columns)
+        (g_keep,) = torch.autograd.grad(metric(logits).sum(), keep)
+    scores = torch.zeros(graph.n_receivers, graph.n_senders, dtype=torch.float64,
+                         device=tokens.device)  # fmt: skip
+    scores[graph.rows.to(tokens.device), graph.cols.to(tokens.device)] = -g_keep.double()
+    return scores, None
 
 
 def sender_run(w: ModelWeights, tokens: Tensor, answer_pos: Tensor) -> NodeRun:
@@ -353,4 +399,5 @@ def _final_scores(g_final: Tensor, diffs: Tensor, tokens: Tensor, answer_pos: Te
 
 
 __all__ = ["EdgeGradImpl", "MetricFn", "Mix", "ReceiverGrads", "contract", "edge_grad_fn",
-           "edge_grads", "receiver_grads", "sender_acts_of", "sender_run"]  # fmt: skip
+           "edge_grads", "generic_edge_grads", "receiver_grads", "sender_acts_of",
+           "sender_run"]  # fmt: skip
