@@ -10,8 +10,9 @@ Items, on a GPT-2-small-shaped model with random weights, 64 prompts x 9 tokens:
   baseline   a 200-circuit random baseline on a prepared state            target <= 1.3 x 200
   discovery  the paper's iterative pruning (seqcirc.discovery.prune): time, and forward passes
              done against the passes the sequential algorithm needs
-  eap        edge attribution of every edge from nothing (prepare + one forward and one
-             backward, seqcirc.discovery.attribute)                      target <= 4
+  eap        edge attribution of every edge from nothing (the corrupted run + one forward
+             and one backward, seqcirc.discovery.attribute.attribute_from_nothing: its
+             forward is the evaluator's clean sweep)                     target <= 4
   eap_ig     the same by EAP-IG-inputs with 5 steps                      target <= 15
   eap_ig_discovery  an edge circuit by EAP-IG (5 steps) and the evaluator's bisection to
              F(C)/F(M) > 0.8: its passes over the prompts against the fewest edge
@@ -326,14 +327,14 @@ def evaluation_from_nothing(bridge: Any, task: Any, cfg: Config) -> dict[str, An
 
 def _attribution_op(method: str, steps: int | None) -> Any:
     def make(bridge: Any, task: Any, cfg: Config) -> Callable[[], dict[str, Any]]:
-        from seqcirc.discovery.attribute import attribute
-        from seqcirc.engine.prepare import prepare
+        from seqcirc.discovery.attribute import attribute_from_nothing
         from seqcirc.plan import AblationSpec
 
         def op() -> dict[str, Any]:
-            state = prepare(bridge, task, AblationSpec(granularity="edge"))
-            prepare_rows = state.forward_rows
-            att = attribute(state, method, steps=steps)
+            spec = AblationSpec(granularity="edge")
+            att, state = attribute_from_nothing(bridge, task, spec, "logit_diff", method,
+                                                steps=steps)  # fmt: skip
+            prepare_rows = state.forward_rows  # its clean sweep is the attribution's pass
             n = state.n_prompts
             return {
                 "method": method, "steps": steps, "n_edges": len(att.edges),
@@ -352,16 +353,16 @@ def _attribution_op(method: str, steps: int | None) -> Any:
 def _eap_ig_discovery_op(bridge: Any, task: Any, cfg: Config) -> Callable[[], dict[str, Any]]:
     """EAP-IG scores, then the bisection; passes against edge pruning's fewest: prepare
     (2) and one edge pass per edge of the model (its first sweep alone)."""
-    from seqcirc.discovery.attribute import attribute
+    from seqcirc.discovery.attribute import attribute_from_nothing
     from seqcirc.discovery.edge_search import search_edges
-    from seqcirc.engine.prepare import prepare
     from seqcirc.plan import AblationSpec
 
     def op() -> dict[str, Any]:
-        state = prepare(bridge, task, AblationSpec(granularity="edge"))
+        spec = AblationSpec(granularity="edge")
+        att, state = attribute_from_nothing(bridge, task, spec, "logit_diff", "eap-ig-inputs",
+                                            steps=EAP_IG_STEPS)  # fmt: skip
         n = state.n_prompts
-        prepare_passes = state.forward_rows / n
-        att = attribute(state, "eap-ig-inputs", steps=EAP_IG_STEPS)
+        prepare_passes = state.forward_rows / n  # its clean sweep is the attribution's pass
         found = search_edges(state, att.scores, 0.8)
         forward = prepare_passes + att.forward_rows / n + found.passes
         backward = att.backward_rows / n

@@ -60,9 +60,10 @@ def test_benchmark_tiny_in_process(bench: ModuleType, tmp_path: Path) -> None:
     # on a CPU discovery scores one candidate at a time: no pass beyond what it needs
     assert disc["masks_run"] == disc["masks_needed"]
     assert disc["forward_rows"] == disc["forward_passes_needed"] * disc["n_prompts"] + 2
-    # attribution: prepare (2 sweeps + 2 bridge rows), then EAP's forward and backward;
-    # EAP-IG's clean reference and one forward and backward per step
-    prep = 2 + 2 / n
+    # attribution: the corrupted sweep + 2 bridge rows (EAP's forward, or EAP-IG's clean
+    # reference, is the clean sweep), then EAP's forward and backward; EAP-IG's clean
+    # reference and one forward and backward per step
+    prep = 1 + 2 / n
     eap, ig = by_item["eap"]["detail"], by_item["eap_ig"]["detail"]
     assert (eap["forward_passes"], eap["backward_passes"]) == (pytest.approx(prep + 1), 1)
     assert (ig["forward_passes"], ig["backward_passes"]) == (pytest.approx(prep + 6), 5)

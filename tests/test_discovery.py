@@ -125,6 +125,41 @@ def test_discovery_recovers_the_planted_circuit_with_the_needed_passes() -> None
     assert d.edges.score == pytest.approx(d.score, rel=1e-5)
 
 
+def test_the_authors_edge_pruning_tests_each_edge_alone() -> None:
+    """--method paper: every edge among the found nodes removed alone from the node
+    circuit, kept when F(C - e)/F(M) < 0.8. Its scores are one-at-a-time evaluator runs;
+    it keeps the planted edges (each removal alone costs the circuit its successor's or
+    suppressor's input or output) in one batched call of 1 + 9 circuits and one pass for
+    the kept edges."""
+    from seqcirc.discovery.prune import candidate_edges
+    from seqcirc.engine.edges import edge_mask, run_edges
+    from seqcirc.engine.prepare import prepare
+
+    bridge, task = _planted()
+    d = discover(bridge, task, edges=True, edge_method="paper")
+    assert d.nodes == (Node(0, 0), Node(0, 1)) and d.edges is not None
+    assert d.edges.method == "paper"
+    assert set(d.edges.edges) == {
+        Edge("embed", "0.0", "v"), Edge("embed", "0.1", "v"),
+        Edge("0.0", "logits", "resid"), Edge("0.1", "logits", "resid"),
+    }  # fmt: skip
+    state = prepare(bridge, task)
+    fm = float(state.m_model.mean())
+    cands = candidate_edges(state, d.nodes)
+    assert d.edges.n_candidates == len(cands) == 9 and len(d.edges.outcome.steps) == 9
+    base = edge_mask(state, cands)
+    for step, edge in zip(d.edges.outcome.steps, cands, strict=True):
+        keep = base.copy()
+        keep[state.graph.index[edge]] = False
+        alone = float(run_edges(state, keep).mean()) / fm
+        assert step.score == pytest.approx(alone, rel=1e-6)
+        assert step.removed == (alone >= 0.8)
+    n = task.n_prompts
+    node_rows = d.prepare_rows + 7 * n + 2 * 2 * n
+    assert d.forward_rows == node_rows + (1 + 9 + 1) * n
+    assert d.edges.score == pytest.approx(d.score, rel=1e-5)
+
+
 def test_a_lower_threshold_lets_the_suppressor_go() -> None:
     bridge, task = _planted()
     d = discover(bridge, task, threshold=0.7)
@@ -204,7 +239,8 @@ def test_cli_discover_then_check_and_test_pass(tmp_path: Path) -> None:
 
 
 def test_cli_discover_bad_input_exits_2_without_traceback() -> None:
-    for args in (["--task", "planets"], ["--task", "months", "--threshold", "1.5"]):
+    for args in (["--task", "planets"], ["--task", "months", "--threshold", "1.5"],
+                 ["--task", "months", "--method", "paper"]):  # fmt: skip
         run = subprocess.run([SEQCIRC, "discover", *args], capture_output=True, text=True,
                              timeout=120, check=False)  # fmt: skip
         assert run.returncode == 2, run.stderr

@@ -183,3 +183,100 @@ def test_models_without_an_edge_forward_are_refused() -> None:
     with pytest.raises(EvaluationError) as err:
         edge_grad_fn(w)
     assert err.value.code == "E302"
+
+
+@pytest.mark.parametrize(("value", "metric", "method"), [
+    ("mean", "logit_diff", "eap"), ("resample", "prob", "eap"), ("zero", "kl", "eap"),
+    ("mean", "kl", "eap-ig-inputs"), ("resample", "logit_diff", "eap-ig-activations"),
+])  # fmt: skip
+def test_from_nothing_equals_attribution_on_a_prepared_state(tiny, value, metric, method):  # type: ignore[no-untyped-def]
+    """attribute_from_nothing: prepare's clean sweep replaced by the attribution's own
+    pass; the same scores and a state equal to prepare()'s, one pass fewer."""
+    from seqcirc.discovery.attribute import attribute_from_nothing
+
+    _hf, bridge, task = tiny
+    st = _state(tiny, value, metric)
+    steps = None if method == "eap" else 2
+    want = attribute(st, method, steps=steps, batch_rows=4)
+    spec = AblationSpec(granularity="edge", value=value)
+    got, st2 = attribute_from_nothing(bridge, task, spec, metric, method, steps=steps,
+                                      batch_rows=4)  # fmt: skip
+    np.testing.assert_allclose(got.scores, want.scores, atol=1e-9)
+    assert (got.f_model, got.f_empty) == pytest.approx((want.f_model, want.f_empty), abs=1e-9)
+    assert (got.forward_rows, got.backward_rows) == (want.forward_rows, want.backward_rows)
+    np.testing.assert_allclose(st2.m_model, st.m_model, atol=1e-9)
+    np.testing.assert_allclose(st2.output_change, st.output_change, atol=1e-9)
+    assert st2.embed_change == pytest.approx(st.embed_change, abs=1e-9)
+    torch.testing.assert_close(st2.clean_embed_answer, st.clean_embed_answer)
+    if metric == "kl":
+        torch.testing.assert_close(st2.clean_logits, st.clean_logits)
+    assert st2.forward_rows == st.forward_rows - task.n_prompts  # no clean sweep
+
+
+@pytest.mark.parametrize("value", ["mean", "resample"])
+def test_fast_engine_runs_many_edge_circuits_in_one_pass(tiny, value):  # type: ignore[no-untyped-def]
+    """The GPT-2 edge forward with one removal per row (what ACDC's batches and the
+    authors' edge pruning run): each circuit's metric equals its own pass, in chunks that
+    split circuits and prompts."""
+    from seqcirc.engine.edges import run_edge_circuits, run_edges
+
+    st = _state(tiny, value)
+    assert st.engine == "fast"
+    keeps = np.random.default_rng(3).random((5, st.graph.n_edges)) < 0.5
+    each = np.stack([run_edges(st, k) for k in keeps])
+    for rows in (4, 100):
+        st.edge_rows = rows
+        np.testing.assert_allclose(run_edge_circuits(st, keeps), each, atol=1e-9, rtol=0)
+
+
+@pytest.mark.parametrize(("value", "metric"), [("mean", "logit_diff"), ("resample", "prob")])
+def test_eap_on_the_generic_engine_equals_the_fast_one(tiny, value, metric):  # type: ignore[no-untyped-def]
+    """EAP through the generic engine (autograd of its edge forward's float keep weights
+    at r = 0, any architecture) against the hand-written GPT-2 passes; the IG methods are
+    refused there (E302) before any pass."""
+    from seqcirc.discovery.attribute import attribute_from_nothing
+
+    _hf, bridge, task = tiny
+    spec = AblationSpec(granularity="edge", value=value)
+    fast = attribute(_state(tiny, value, metric), "eap")
+    generic_state = prepare(bridge, task, spec, metric, engine="generic")
+    assert generic_state.engine == "generic"
+    generic = attribute(generic_state, "eap", batch_rows=4)
+    np.testing.assert_allclose(generic.scores, fast.scores, atol=1e-9, rtol=0)
+    assert generic.passes == 2
+    with pytest.raises(EvaluationError) as err:
+        attribute(generic_state, "eap-ig-inputs")
+    assert err.value.code == "E302"
+    _att, st = attribute_from_nothing(bridge, task, spec, metric, "eap")
+    assert st.engine == "fast"  # auto: the fast engine where it runs
+
+
+def test_eap_on_llama_is_the_derivative_of_its_edge_forward(tiny) -> None:  # type: ignore[no-untyped-def]
+    """A Llama (RMSNorm, rope, GQA: the generic engine's edges) by EAP from nothing: each
+    score is the central difference of the evaluator's edge forward in that edge's keep
+    weight, averaged over prompts."""
+    from llama_tiny import bridge_of_llama, tiny_llama
+
+    from seqcirc.discovery.attribute import attribute_from_nothing
+    from seqcirc.forward import hooked_edges as he
+    from seqcirc.forward import hooked_graph as hg
+
+    task = tiny[2]
+    spec = AblationSpec(granularity="edge")
+    att, st = attribute_from_nothing(bridge_of_llama(tiny_llama(32)), task, spec, "logit_diff",
+                                     "eap")  # fmt: skip
+    assert st.engine == "generic" and np.abs(att.scores).max() > 1e-3
+    g, w = st.graph, st.weights
+    rows = torch.arange(task.n_prompts)
+
+    def metric(keep: torch.Tensor) -> float:
+        with torch.no_grad():
+            removed = hg.removed_weights(g, keep, w.dtype)
+            logits = he.forward_edges(w, st.clean, st.answer_pos, removed, st.edge_values)  # type: ignore[arg-type]
+        return float((logits[rows, st.correct] - logits[rows, st.incorrect]).double().mean())
+
+    for i in np.argsort(-np.abs(att.scores))[:3]:
+        step = torch.zeros(g.n_edges)
+        step[i] = 1e-2
+        fd = (metric(1 - step) - metric(1 + step)) / 2e-2  # removing = lowering keep
+        assert att.scores[i] == pytest.approx(fd, rel=2e-2, abs=1e-4)

@@ -58,6 +58,28 @@ def test_acdc_recovers_the_planted_circuit(edge_state, threshold):  # type: igno
     assert out.loss == pytest.approx(-F({SUCC, SUPP}), rel=1e-5)
 
 
+@pytest.mark.parametrize("lookahead", [2, 5, 40])
+def test_acdc_in_speculative_batches_finds_the_same_circuit(edge_state, lookahead):  # type: ignore[no-untyped-def]
+    """Batches of `lookahead` candidates, each against the circuit the predicted
+    decisions lead to: the same steps (edges, losses, decisions) and circuit as one at a
+    time; the circuits scored counted, the dropped ones included. On the planted model
+    the logits' 6 inputs (mlp0, 0.3, 0.2, 0.1, 0.0, embed) are decided removed x 3, kept
+    x 2, removed; a batch breaks at each change of decision, and the dropped rest is
+    wasted: 2: none (the changes fall at batch ends); 5: one (0.0 scored against the
+    circuit without 0.1); 40: two (0.0 and embed). The heads' inputs (one candidate
+    each, six) cannot be batched."""
+    one = acdc(edge_state, 0.05, lookahead=1)
+    out = acdc(edge_state, 0.05, lookahead=lookahead)
+    assert np.array_equal(out.keep, one.keep) and _names(edge_state, out.keep) == PLANTED
+    assert [(s.edge, s.removed) for s in out.steps] == [(s.edge, s.removed) for s in one.steps]
+    np.testing.assert_allclose([s.loss for s in out.steps], [s.loss for s in one.steps],
+                               rtol=1e-6)  # fmt: skip
+    assert one.circuits_run == one.passes == out.passes == 12
+    assert [s.removed for s in one.steps][:6] == [True, True, True, False, False, True]
+    want = {2: 12, 5: 13, 40: 14}[lookahead]
+    assert out.circuits_run == want
+
+
 def test_acdc_by_kl_and_its_errors(bridge, task):  # type: ignore[no-untyped-def]
     kl = prepare(bridge, task, AblationSpec(granularity="edge"), "kl")
     # the suppressor moves the output distribution by 0.003 nats only: below 0.01 it goes

@@ -16,7 +16,8 @@ def discover(
         "prune",
         "--method",
         metavar="METHOD",
-        help="prune (the paper's, nodes) | eap | eap-ig | acdc (edges)",
+        help="prune (the paper's, nodes) | paper (with --edges: the authors' edge pruning) "
+        "| eap | eap-ig | acdc (edges)",
     ),
     threshold: float | None = typer.Option(
         None,
@@ -25,7 +26,9 @@ def discover(
         help="prune, eap, eap-ig: keep more than this share of the FULL model's score "
         "(default 0.8); acdc (required): the smallest rise of the loss that keeps an edge",
     ),
-    edges: bool = typer.Option(False, "--edges", help="prune: also prune edges among the nodes"),
+    edges: bool = typer.Option(
+        False, "--edges", help="prune, paper: also prune edges among the found nodes"
+    ),
     steps: int | None = typer.Option(
         None, "--steps", metavar="N", help="eap-ig: interpolation steps (5)"
     ),
@@ -66,6 +69,10 @@ def discover(
     roles a scan supports, MLPs as ranges), the per-component ablation table and role
     scan as comments, and expectations measured on the file itself.
 
+    paper --edges: the nodes as prune finds them, then the authors' edge pruning: each
+    edge among them removed alone from the node circuit, kept when that leaves less than
+    --threshold of the full model (prune --edges removes edges one after another).
+
     eap, eap-ig: score every edge (docs/attribution.md), keep the top n by |score| (or
     EAP-IG's greedy selection), n the smallest a bisection finds whose edge circuit the
     evaluator measures above --threshold. acdc: Conmy et al.'s sweep from the logits
@@ -84,10 +91,10 @@ def discover(
     options.check_outputs({"output": "circuit file"}, output=output)
     to_file = output if output is not None and not is_stdout(output) else None
     with stderr_progress(quiet=quiet):
-        if method == "prune":
+        if method in ("prune", "paper"):
             text, summary = _prune(
                 model, task, threshold, edges, (steps, selection, metric, ablate), prompts,
-                seed, no_filter, device, name, to_file,
+                seed, no_filter, device, name, to_file, method,
             )  # fmt: skip
         else:
             text, summary = _edges(
@@ -129,18 +136,23 @@ def _edges(model: str, task: str, method: str, threshold: float | None, edges: b
 
 def _prune(model: str, task: str, threshold: float | None, edges: bool,
            edge_only: tuple[object, ...], prompts: int, seed: int, no_filter: bool,
-           device: str, name: str | None, output: str | None) -> tuple[str, str]:  # fmt: skip
+           device: str, name: str | None, output: str | None,
+           method: str = "prune") -> tuple[str, str]:  # fmt: skip
     from seqcirc.errors import InputError
     from seqcirc.usecases.discover import run_discover, summary
 
     flags = ("--steps", "--selection", "--metric", "--ablate")
     given = [f for f, v in zip(flags, edge_only, strict=True) if v is not None]
     if given:
-        raise InputError(f"{', '.join(given)} applies to the edge methods, not prune",
+        raise InputError(f"{', '.join(given)} applies to the edge methods, not {method}",
                          code="E340", hint="add --method eap, eap-ig or acdc")  # fmt: skip
+    if method == "paper" and not edges:
+        raise InputError("--method paper is the authors' edge pruning: it needs --edges",
+                         code="E340",
+                         hint="add --edges, or use --method prune for nodes")  # fmt: skip
     run = run_discover(
         model=model, set_name=task, threshold=0.8 if threshold is None else threshold,
-        prompts=prompts, seed=seed, device=device, edges=edges,
+        prompts=prompts, seed=seed, device=device, edges=edges, edge_method=method,
         filter_correct=not no_filter, output=output, name=name,
     )  # fmt: skip
     return run.written.text, summary(run)

@@ -264,9 +264,15 @@ class _Layout:
     def _edge_circuit(self, expect: _Expect) -> list[str]:
         d, e = self.d, self.d.edges
         assert e is not None
+        how = (
+            f"the authors' edge pruning over the nodes above (each edge removed alone, kept "
+            f"when that leaves less than {d.threshold:g} of the full model)"
+            if e.method == "paper"
+            else "Edge pruning over the nodes above"
+        )
         lines = [
             "",
-            f"# Edge pruning over the nodes above: {len(e.edges)} of {e.n_candidates} "
+            f"# {how}: {len(e.edges)} of {e.n_candidates} "
             f"edges kept; F/F(M) = {e.score:.4f} (all {e.n_candidates}: "
             f"{e.start_score:.4f}).",
             f"circuit {self.name}_edges on {model_text(self.model)} {{",

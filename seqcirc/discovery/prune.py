@@ -170,6 +170,7 @@ class EdgeDiscovery:
     start_score: float  # every edge among the found nodes
     n_candidates: int
     outcome: PruneOutcome
+    method: str = "prune"  # prune: one after another; paper: each alone (paper_edges)
 
 
 @dataclass(frozen=True)
@@ -249,12 +250,14 @@ def discover(
     lookahead: int | None = None,
     batch_rows: int | None = None,
     edges: bool = False,
+    edge_method: str = "prune",
     on_step: StepFn | None = None,
     on_edge_step: StepFn | None = None,
     engine: str = "auto",
 ) -> Discovery:
-    """Iterative node pruning on `task` (and edge pruning over the found nodes if asked);
-    `engine`: auto, generic or fast (seqcirc.forward.select)."""
+    """Iterative node pruning on `task` (and edge pruning over the found nodes if asked:
+    `edge_method` prune, iterative, or paper, the authors' single-edge tests,
+    seqcirc.discovery.paper_edges); `engine`: auto, generic or fast (seqcirc.forward.select)."""
     from seqcirc.claims.measures import f_model, single_component_ablation
     from seqcirc.engine.prepare import prepare
     from seqcirc.engine.runner import run_circuits
@@ -289,7 +292,11 @@ def discover(
     # The paper's per-component tables, in one batched call: M - v and C - v for v in C.
     single = tuple(single_component_ablation(state, nodes, circuit=outcome.keep))
     edge_result = None
-    if edges:
+    if edges and edge_method == "paper":
+        from seqcirc.discovery.paper_edges import paper_edges
+
+        edge_result = paper_edges(state, nodes, threshold=threshold, on_step=on_edge_step)
+    elif edges:
         edge_result = prune_edges(state, nodes, threshold=threshold, on_step=on_edge_step)
     return Discovery(
         nodes=nodes, threshold=threshold, f_model=fm, score=outcome.score,

@@ -74,18 +74,17 @@ def run_edges(state: EvalState, keep: NDArray[np.bool_]) -> NDArray[np.float64]:
 
 
 def run_edge_circuits(state: EvalState, keeps: NDArray[np.bool_]) -> NDArray[np.float64]:
-    """Per-prompt metric [R, n] of R edge circuits (keep-masks [R, n_edges]). The generic
-    engine batches them: rows = circuits x prompts in chunks (seqcirc.engine.runner.
-    circuit_chunks), each row with its own removal; the fast one runs a pass per circuit."""
+    """Per-prompt metric [R, n] of R edge circuits (keep-masks [R, n_edges]), batched:
+    rows = circuits x prompts in chunks (seqcirc.engine.runner.circuit_chunks), each row
+    with its own removal."""
     keeps = np.asarray(keeps, dtype=bool)
-    if state.engine == "fast":
-        return np.stack([run_edges(state, k) for k in keeps])
     w, n = state.weights, state.n_prompts
-    removed = removed_edges(w, state.graph, torch.as_tensor(keeps))  # [R, receivers, senders]
     out = np.empty((keeps.shape[0], n))
     with torch.inference_mode():
         for circuits, prompt_blocks in circuit_chunks(keeps.shape[0], n, state.edge_rows):
             c = circuits.stop - circuits.start
+            # [c, receivers, senders], the chunk's circuits only (R of them can be large)
+            removed = removed_edges(w, state.graph, torch.as_tensor(keeps[circuits]))
             for sl in prompt_blocks:
                 idx = torch.arange(sl.start, sl.stop, device=w.device).repeat(c)
                 prompts, pos = _reads(state, idx)
@@ -93,7 +92,7 @@ def run_edge_circuits(state: EvalState, keeps: NDArray[np.bool_]) -> NDArray[np.
                 if state.ablation.per_prompt_values:
                     vals = edge_values_rows(vals, prompts)
                 per = prompts.shape[0] // c
-                rows = removed[circuits].repeat_interleave(per, 0)
+                rows = removed.repeat_interleave(per, 0)
                 logits = forward_edges(w, state.clean[prompts], pos, rows, vals)
                 out[circuits, sl] = score_rows(state, logits, idx).reshape(c, -1)
     state.forward_rows += keeps.shape[0] * n * (1 if state.reads is None else state.reads.k)

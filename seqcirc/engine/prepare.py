@@ -238,11 +238,16 @@ def _sweep(
     visit: Callable[[slice, NodeRun], None],
     *,
     logits: bool = True,
+    forward: Callable[[slice], NodeRun] | None = None,
 ) -> Tensor | None:
-    """A captured forward of every prompt in chunks; the answer logits [n, vocab] if asked."""
+    """A captured forward of every prompt in chunks (`forward`'s, if given); the answer
+    logits [n, vocab] if asked."""
     parts = []
     for sl in row_chunks(tokens.shape[0], rows):
-        run = forward_nodes(w, tokens[sl], answer_pos[sl], capture=True, logits=logits)
+        if forward is not None:
+            run = forward(sl)
+        else:
+            run = forward_nodes(w, tokens[sl], answer_pos[sl], capture=True, logits=logits)
         if run.logits is not None:
             parts.append(run.logits)
         visit(sl, run)
@@ -379,8 +384,8 @@ class _Clean:
     acts: _Acts
 
 
-def _clean_run(w: Model, metric: str, p: _Prompts, values: _Values, rows: int,
-               patch: bool) -> _Clean:  # fmt: skip
+def _clean_run(w: Model, metric: str, p: _Prompts, values: _Values, rows: int, patch: bool,
+               forward: Callable[[slice], NodeRun] | None = None) -> _Clean:  # fmt: skip
     acts = _Acts(keep=patch)
     embeds: list[Tensor] = []
     m_model: list[NDArray[np.float64]] = []
@@ -409,7 +414,7 @@ def _clean_run(w: Model, metric: str, p: _Prompts, values: _Values, rows: int,
         change, embed_change = torch.maximum(change, c), torch.maximum(embed_change, e)
 
     with phase("clean run", total=p.clean.shape[0], unit="prompts"):
-        logits = _sweep(w, p.clean, p.answer_pos, rows, visit)
+        logits = _sweep(w, p.clean, p.answer_pos, rows, visit, forward=forward)
     assert logits is not None
     if reads is not None:
         read = _read_logits(w, p.clean, reads, rows)
@@ -517,4 +522,62 @@ def prepare(
     return state
 
 
-__all__ = ["BRIDGE_CHECK_ROWS", "prepare"]
+# (model, ablation values of the nodes, of the embeddings, rows) -> the rows' clean run:
+# answer logits [B, vocab] and every activation (NodeRun with capture)
+CleanForward = Callable[[Model, Replacement, Tensor, slice], NodeRun]
+
+
+def prepare_values(
+    bridge: torch.nn.Module,
+    task: TokenizedTask,
+    ablation: AblationSpec,
+    metric: str,
+    clean_forward: CleanForward,
+    *,
+    rows: int | None = None,
+    memory_budget: int | None = None,
+    means_cache: MeansCache | None = None,
+    engine: str = DEFAULT_ENGINE,
+) -> EvalState:
+    """prepare() with the ablation values first and the clean sweep left to the caller's
+    own pass over the clean prompts, `clean_forward`, in chunks of `rows` prompts (edge
+    attribution's forward of every clean prompt gives what the sweep would: one pass
+    fewer). Not for patching the circuit in, whose values are the clean run itself."""
+    t0 = time.perf_counter()
+    check_metric(metric)
+    if ablation.patches_circuit:
+        raise InputError("prepare_values: patching the circuit in needs prepare()", code="E320")
+    # the caller's pass reads each prompt's END: one-token answers, nothing teacher-forced
+    task.require_one_token("prepare_values (a clean pass at END)")
+    w = select(bridge, engine, edges=ablation.is_edge)
+    _check_setup(task, ablation, w, task.seq_len, False)
+    p = _Prompts.of(one_token_input(task), w.device)
+    n = p.clean.shape[0]
+    own = _Rows.of(w, task, p.clean.shape[1], ablation, None, memory_budget)
+    cache = means_cache if ablation.uses_means and not task.ragged else None
+    with torch.inference_mode():
+        values = _corrupted_values(bridge, w, task, ablation, p, own.sweep, cache)
+    clean = _clean_run(w, metric, p, values, rows or own.sweep, False,
+                       lambda sl: clean_forward(w, values.nodes, values.embed, sl))  # fmt: skip
+    with torch.inference_mode():
+        bridge_diff = _check_against_bridge(bridge, w, p.clean, p.answer_pos, clean.logits)
+        checked = check_edge_structure(w, p.clean) if ablation.is_edge else 0
+    state = EvalState(
+        weights=w, task=task, ablation=ablation, metric=metric, clean=p.clean,
+        corrupted=p.corrupted, correct=p.correct, incorrect=p.incorrect,
+        answer_pos=p.answer_pos,
+        keep_pos=_keep_positions(task, ablation, p, p.clean.new_zeros(n)),
+        values=values.nodes, embed_values=values.embed, clean_embed_answer=clean.embed_answer,
+        clean_logits=clean.logits if metric == "kl" else None, empty_logits=None,
+        m_model=clean.m_model, batch_rows=own.circuit, capture_rows=own.sweep,
+        edge_rows=own.edge, bridge_max_abs_diff=bridge_diff,
+        output_change=clean.change.double().cpu().numpy(),
+        embed_change=float(clean.embed_change),
+        forward_rows=values.forward_rows + min(BRIDGE_CHECK_ROWS, n) + checked,
+        means_cache=cache.last_status if cache is not None else "",
+    )  # fmt: skip
+    state.timings["prepare_s"] = time.perf_counter() - t0
+    return state
+
+
+__all__ = ["BRIDGE_CHECK_ROWS", "CleanForward", "prepare", "prepare_values"]

@@ -22,8 +22,9 @@ receivers' gradients are summed over the runs (`ReceiverGrads`) and contracted o
 the differences from the clean run, as the EAP-IG library takes them.
 
 `edge_grad_fn` is the one place an architecture's implementation (`EdgeGradImpl`) is
-chosen; GPT-2 only for now (E302 elsewhere). Another edge forward serves by giving the
-same three passes.
+chosen: these passes on GPT-2; on the generic engine's models EAP alone, by autograd of
+the generic edge forward's float keep weights at r = 0 (`generic_edge_grads`); E302
+elsewhere. Another edge forward serves by giving the same three passes.
 """
 
 from __future__ import annotations
@@ -31,14 +32,14 @@ from __future__ import annotations
 import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NoReturn
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from seqcirc.errors import EvaluationError
-from seqcirc.forward.common import ModelWeights, Replacement, attend, gather_pos
+from seqcirc.forward.common import ModelWeights, NodeRun, Replacement, attend, gather_pos
 from seqcirc.forward.gpt2 import EdgeValues, Gpt2Weights
 from seqcirc.forward.nodes import forward_nodes
 
@@ -82,14 +83,27 @@ class EdgeGradImpl:
 
     receiver_grads: Callable[..., ReceiverGrads]
     contract: Callable[..., Tensor]
-    edge_grads: Callable[..., Tensor]  # EAP: one pass, contracted as it goes
+    edge_grads: Callable[..., tuple[Tensor, NodeRun | None]]  # EAP: one pass, contracted as it goes
 
 
-def edge_grad_fn(w: object) -> EdgeGradImpl:
-    """The attribution passes of `w`'s architecture (E302 where there are none: only the
-    hand-written GPT-2 edge forward has them; the generic engine's models are refused)."""
+def edge_grad_fn(w: object, method: str = "eap") -> EdgeGradImpl:
+    """The attribution passes of `w`'s architecture: all of them on the hand-written GPT-2
+    edge forward; EAP alone (`generic_edge_grads`) on the generic engine's models; E302
+    for the rest."""
+    from seqcirc.forward.hooked import HookedModel
+
     if isinstance(w, Gpt2Weights):
         return EdgeGradImpl(receiver_grads, contract, edge_grads)
+    if isinstance(w, HookedModel) and method == "eap":
+        return EdgeGradImpl(_refused, _refused, generic_edge_grads)
+    if isinstance(w, HookedModel):
+        raise EvaluationError(
+            f"{method} is not implemented on the generic engine's models "
+            f"({getattr(w, 'architecture', 'this architecture')})",
+            code="E302",
+            hint="use --method eap (or exact) here; the integrated-gradient methods run on "
+            "GPT-2-architecture models",
+        )
     raise EvaluationError(
         f"edge attribution is not implemented for {getattr(w, 'architecture', 'these')} models",
         code="E302",
@@ -98,11 +112,47 @@ def edge_grad_fn(w: object) -> EdgeGradImpl:
     )
 
 
-def sender_acts(w: ModelWeights, tokens: Tensor, answer_pos: Tensor) -> EdgeValues:
-    """Every sender's activation [B, S, ...] in the clean run (no gradient): the
-    embeddings, each head's output (z through its W_O), each MLP's output."""
+def _refused(*_args: object, **_kwargs: object) -> NoReturn:
+    raise AssertionError("edge_grad_fn gives the generic engine EAP alone")
+
+
+def generic_edge_grads(
+    w: object, tokens: Tensor, answer_pos: Tensor, values: object, metric: MetricFn,
+    *, columns: Tensor | None = None, scratch: Tensor | None = None,
+) -> tuple[Tensor, None]:  # fmt: skip
+    """EAP on the generic engine: the derivative of the summed metric with respect to
+    every edge's removed weight at r = 0, by autograd through its edge forward
+    (forward.hooked_edges, float keep weights), [n_receivers, n_senders] float64 (0 where
+    no edge is); one forward and one backward. No clean run comes back (None): the
+    generic engine's attribution prepares first."""
+    from seqcirc.forward import hooked_edges as he
+    from seqcirc.forward import hooked_graph as hg
+    from seqcirc.forward.hooked import HookedModel
+
+    assert isinstance(w, HookedModel) and isinstance(values, he.SenderValues)
+    graph = hg.edge_graph(w)
+    keep = torch.ones(graph.n_edges, dtype=w.dtype, device=tokens.device, requires_grad=True)
+    with torch.enable_grad():
+        removed = hg.removed_weights(graph, keep, w.dtype)
+        logits = he.forward_edges(w, tokens, answer_pos, removed, values)
+        if columns is not None:
+            logits = logits.gather(1, columns)
+        (g_keep,) = torch.autograd.grad(metric(logits).sum(), keep)
+    scores = torch.zeros(graph.n_receivers, graph.n_senders, dtype=torch.float64,
+                         device=tokens.device)  # fmt: skip
+    scores[graph.rows.to(tokens.device), graph.cols.to(tokens.device)] = -g_keep.double()
+    return scores, None
+
+
+def sender_run(w: ModelWeights, tokens: Tensor, answer_pos: Tensor) -> NodeRun:
+    """The rows' clean run (no gradient): answer logits and every activation captured."""
     with torch.inference_mode():
-        run = forward_nodes(w, tokens, answer_pos, capture=True, logits=False)
+        return forward_nodes(w, tokens, answer_pos, capture=True, logits=True)
+
+
+def sender_acts_of(w: ModelWeights, run: NodeRun) -> EdgeValues:
+    """Every sender's activation [B, S, ...] in a captured run: the embeddings, each
+    head's output (z through its W_O), each MLP's output."""
     assert run.embed is not None
     return EdgeValues.from_nodes(w, run.embed, Replacement(run.z, run.mlp))
 
@@ -125,16 +175,17 @@ class _Taped:
     mlp_out: list[Tensor]
     qkv: list[Tensor]
     mlp_probe: list[Tensor]
+    final: Tensor
 
 
 def _forward(w: Gpt2Weights, tokens: Tensor, answer_pos: Tensor, values: EdgeValues,
              mix: Mix | None, columns: Tensor | None) -> tuple[Tensor, Tensor, _Taped]:  # fmt: skip
     """Answer logits [B, vocab] (or of `columns` [B, k] only), the final probe [B, d], and
-    the tape."""
+    the tape (its `final`: the residual at the answer)."""
     n_h, d = w.n_heads, w.d_model
     embed = w.embed(tokens)
     resid = _mixed(mix, "input", 0, embed, values.embed).detach().requires_grad_()
-    tape = _Taped(embed, [], [], [], [], [])
+    tape = _Taped(embed, [], [], [], [], [], embed)
     for layer in range(w.n_layers):
         tape.resid.append(resid.detach())
         x = F.layer_norm(resid, (d,), w.ln1_w[layer], w.ln1_b[layer], w.eps)
@@ -153,6 +204,7 @@ def _forward(w: Gpt2Weights, tokens: Tensor, answer_pos: Tensor, values: EdgeVal
     final_probe = torch.zeros(resid.shape[0], d, dtype=resid.dtype, device=resid.device,
                               requires_grad=True)  # fmt: skip
     final = gather_pos(resid, answer_pos) + final_probe
+    tape.final = final.detach()
     if columns is None:
         return w.unembed(final), final_probe, tape
     x = F.layer_norm(final, (w.d_model,), w.lnf_w, w.lnf_b, w.eps)
@@ -301,10 +353,12 @@ def contract(
 def edge_grads(
     w: ModelWeights, tokens: Tensor, answer_pos: Tensor, values: EdgeValues, metric: MetricFn,
     *, columns: Tensor | None = None, scratch: Tensor | None = None,
-) -> Tensor:  # fmt: skip
+) -> tuple[Tensor, NodeRun]:  # fmt: skip
     """EAP's one pass: the scores [n_receivers, n_senders] (float64) of rows `tokens`,
     differences from this same clean run, each layer's receivers contracted as soon as
-    they are known (one buffer for all layers: fresh large tensors are page-faulted)."""
+    they are known (one buffer for all layers: fresh large tensors are page-faulted);
+    and that clean run (answer logits [B, vocab], every activation: what prepare's
+    clean sweep would give)."""
     assert isinstance(w, Gpt2Weights)
     n_h, n_layers = w.n_heads, w.n_layers
     with torch.enable_grad():
@@ -323,7 +377,9 @@ def edge_grads(
             m1 = _receivers(w, layer, tape.resid[layer], grads[layer], grads[n_layers + layer], g)
             _layer_scores(scores, layer, n_h, g, m1, flat, sums)
         scores[-1] = _final_scores(grads[-1], diffs, tokens, answer_pos)
-    return scores
+        full = logits.detach() if columns is None else w.unembed(tape.final)
+    run = NodeRun(full, tape.final, tuple(tape.z), tuple(tape.mlp_out), tape.embed)
+    return scores, run
 
 
 def _layer_scores(scores: Tensor, layer: int, n_h: int, g: Tensor, m1: Tensor, flat: Tensor,
@@ -343,4 +399,5 @@ def _final_scores(g_final: Tensor, diffs: Tensor, tokens: Tensor, answer_pos: Te
 
 
 __all__ = ["EdgeGradImpl", "MetricFn", "Mix", "ReceiverGrads", "contract", "edge_grad_fn",
-           "edge_grads", "receiver_grads", "sender_acts"]  # fmt: skip
+           "edge_grads", "generic_edge_grads", "receiver_grads", "sender_acts_of",
+           "sender_run"]  # fmt: skip

@@ -22,6 +22,7 @@ Receiver rows: per layer q of heads, k of heads, v of heads, the MLP; then the l
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -285,25 +286,34 @@ def receiver_row(w: Gpt2Weights, layer: int, inp: str, head: int | None) -> int:
 def edge_graph(w: ModelWeights) -> EdgeGraph:
     require_edges(w)
     assert isinstance(w, Gpt2Weights)
-    senders = sender_names(w)
+    return _graph_of_shape(w.n_layers, w.n_heads)
+
+
+@functools.lru_cache(maxsize=8)
+def _graph_of_shape(n_layers: int, n_heads: int) -> EdgeGraph:
+    """The graph depends on the shape alone: built once per process (32,491 Edge objects
+    for GPT-2 small took about a third of a bare forward, at every prepare)."""
+    senders = [EMBED]
+    for layer in range(n_layers):
+        senders += [*(f"{layer}.{h}" for h in range(n_heads)), f"mlp{layer}"]
     edges: list[Edge] = []
     rows: list[int] = []
     cols: list[int] = []
-    n_h = w.n_heads
-    for layer in range(w.n_layers):
+    n_h, per = n_heads, 3 * n_heads + 1
+    for layer in range(n_layers):
         n_before = 1 + layer * (n_h + 1)
         qkv: tuple[ReceiverInput, ...] = ("q", "k", "v")
-        for inp in qkv:
+        for i, inp in enumerate(qkv):
             for h in range(n_h):
                 for s in range(n_before):
                     edges.append(Edge(senders[s], f"{layer}.{h}", inp))
-                    rows.append(receiver_row(w, layer, inp, h))
+                    rows.append(layer * per + i * n_h + h)
                     cols.append(s)
         for s in range(n_before + n_h):
             edges.append(Edge(senders[s], f"mlp{layer}", "mlp"))
-            rows.append(receiver_row(w, layer, "mlp", None))
+            rows.append(layer * per + 3 * n_h)
             cols.append(s)
-    n_recv = w.n_layers * (3 * n_h + 1) + 1
+    n_recv = n_layers * per + 1
     for s in range(len(senders)):
         edges.append(Edge(senders[s], LOGITS, "resid"))
         rows.append(n_recv - 1)
@@ -319,9 +329,10 @@ def edge_graph(w: ModelWeights) -> EdgeGraph:
 
 
 def removed_matrix(graph: EdgeGraph, keep: Tensor, dtype: torch.dtype) -> Tensor:
-    """[n_receivers, n_senders]: 1 where an edge exists and is removed (not kept)."""
-    out = torch.zeros(graph.n_receivers, graph.n_senders, dtype=dtype)
-    out[graph.rows, graph.cols] = (~keep).to(dtype)
+    """[n_receivers, n_senders]: 1 where an edge exists and is removed (not kept); keep
+    [R, n_edges] (R circuits): [R, n_receivers, n_senders]."""
+    out = torch.zeros(*keep.shape[:-1], graph.n_receivers, graph.n_senders, dtype=dtype)
+    out[..., graph.rows, graph.cols] = (~keep).to(dtype)
     return out
 
 
@@ -355,21 +366,30 @@ def forward_edges(
 
     One pass: each receiver's input is the actual residual plus, for each removed edge,
     (ablated - actual) of its sender, both taken in this same pass.
-    removed: [n_receivers, n_senders] (removed_matrix), already on the weights' device.
+    removed: [n_receivers, n_senders] (removed_matrix), or [B, n_receivers, n_senders]: one
+    removal per row (many circuits in one pass), already on the weights' device.
     """
     require_edges(w)
     assert isinstance(w, Gpt2Weights)
     n_h, d = w.n_heads, w.d_model
     batch, seq = tokens.shape
     resid = w.embed(tokens)
-    n_senders = removed.shape[1]
+    n_senders = removed.shape[-1]
     diffs = resid.new_zeros(batch * seq, n_senders, d)  # ablated - actual, per sender
     diffs[:, 0] = (values.embed - resid).reshape(-1, d)
     per = 3 * n_h + 1
+
+    def removed_sum(rows: Tensor, n: int) -> Tensor:
+        """sum over the first n senders of rows' removed weights x their diffs [BS, r, d]."""
+        if removed.dim() == 2:
+            return torch.matmul(rows[:, :n], diffs[:, :n])
+        d4 = diffs.view(batch, seq, n_senders, d)[:, :, :n]
+        return torch.matmul(rows[:, None, :, :n], d4).reshape(batch * seq, -1, d)
+
     for layer in range(w.n_layers):
         n_before = 1 + layer * (n_h + 1)
-        rows = removed[layer * per : (layer + 1) * per]
-        delta = torch.matmul(rows[: 3 * n_h, :n_before], diffs[:, :n_before])  # [BS, 3H, d]
+        rows = removed[..., layer * per : (layer + 1) * per, :]
+        delta = removed_sum(rows[..., : 3 * n_h, :], n_before)  # [BS, 3H, d]
         x_in = resid.reshape(-1, 1, d) + delta
         x = F.layer_norm(x_in, (d,), w.ln1_w[layer], w.ln1_b[layer], w.eps)
         # [3H, BS, d] @ [3H, d, dh] -> q, k, v per head from its own input
@@ -384,7 +404,7 @@ def forward_edges(
         )
         resid = resid + head_out.sum(2) + w.b_O[layer]
         n_mlp = n_before + n_h
-        delta_mlp = torch.matmul(rows[3 * n_h : per, :n_mlp], diffs[:, :n_mlp])  # [BS, 1, d]
+        delta_mlp = removed_sum(rows[..., 3 * n_h : per, :], n_mlp)  # [BS, 1, d]
         x = F.layer_norm(
             resid + delta_mlp.reshape(batch, seq, d), (d,), w.ln2_w[layer], w.ln2_b[layer], w.eps
         )
@@ -393,5 +413,5 @@ def forward_edges(
         resid = resid + out
     final = gather_pos(resid, answer_pos)
     ans_rows = torch.arange(batch, device=tokens.device) * seq + answer_pos
-    final = final + torch.matmul(removed[-1:], diffs[ans_rows]).squeeze(1)
+    final = final + torch.matmul(removed[..., -1:, :], diffs[ans_rows]).squeeze(1)
     return w.unembed(final)

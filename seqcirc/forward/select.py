@@ -138,8 +138,8 @@ def edge_values_rows(values: Senders, index: Tensor) -> Senders:
 
 
 def removed_edges(w: Model, graph: EdgeGraph, keep: Tensor) -> Tensor:
-    """What forward_edges removes: bool keep [n_edges] for either engine; the generic
-    engine also takes float keep weights and one keep row per batch row."""
+    """What forward_edges removes: bool keep [n_edges], or one keep row per batch row
+    [R, n_edges], for either engine; the generic engine also takes float keep weights."""
     if isinstance(w, HookedModel):
         return hg.removed_weights(graph, keep.to(w.device), w.dtype)
     return gpt2.removed_matrix(graph, keep, w.dtype).to(w.device)

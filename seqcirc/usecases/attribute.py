@@ -95,19 +95,19 @@ def run_attribute(
     for path, what in ((json_path, "attribution JSON"), (heatmap, "heatmap")):
         if path is not None:
             check_writable(path, what)
-    from seqcirc.discovery.attribute import attribute
+    from seqcirc.discovery.attribute import attribute_from_nothing
     from seqcirc.discovery.attribution_out import attribution_json, plot_attribution
-    from seqcirc.engine.prepare import prepare
     from seqcirc.usecases.discover import model_and_task
 
     _task_def, loaded, task = model_and_task(
         model, set_name, name=set_name, prompts=prompts, seed=seed,
         filter_correct=filter_correct, device=device, code="E365",
     )  # fmt: skip
-    state = prepare(loaded.bridge, task, ablation, metric, batch_rows=batch_rows)
     with counted_progress(f"{method} on {set_name}") as on_step:
-        att = attribute(state, method, steps=steps, nodes=nodes, batch_rows=batch_rows,
-                        on_step=on_step)  # fmt: skip
+        att, state = attribute_from_nothing(
+            loaded.bridge, task, ablation, metric, method, steps=steps, nodes=nodes,
+            batch_rows=batch_rows, on_step=on_step,
+        )  # fmt: skip
     w = state.weights
     words = ablation.describe(task.name, task.n_prompts)
     meta = {"model": model, "task": {"set": set_name, "name": task.name,

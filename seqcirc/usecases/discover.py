@@ -61,6 +61,7 @@ def run_discover(
     seed: int = 0,
     device: str = "auto",
     edges: bool = False,
+    edge_method: str = "prune",
     filter_correct: bool = True,
     output: str | None = None,
     name: str | None = None,
@@ -77,7 +78,8 @@ def run_discover(
         model, set_name, name=name, prompts=prompts, seed=seed,
         filter_correct=filter_correct, device=device,
     )  # fmt: skip
-    found = discover(loaded.bridge, task, threshold=threshold, edges=edges)
+    found = discover(loaded.bridge, task, threshold=threshold, edges=edges,
+                     edge_method=edge_method)  # fmt: skip
     table = scan_roles(loaded.bridge, loaded.tokenizer, set_name=set_name, seed=seed)
     table.meta["model"] = model
 
@@ -90,7 +92,9 @@ def run_discover(
 
     cmd = command or (
         f"seqcirc discover --model {model} --task {set_name} --threshold {threshold:g} "
-        f"--prompts {prompts} --seed {seed}" + (" --edges" if edges else "")
+        f"--prompts {prompts} --seed {seed}"
+        + (" --edges" if edges else "")
+        + (" --method paper" if edge_method == "paper" else "")
     )
     written = render_circ(
         found, name=name, model=model, task_def=task_def, task=task, seed=seed,
@@ -112,8 +116,9 @@ def summary(run: DiscoverRun) -> str:
         f"{d.forward_rows} prompt rows through forward passes",
     ]
     if d.edges is not None:
+        how = "each removed alone (the authors')" if d.edges.method == "paper" else "iterative"
         lines.append(
-            f"edges: kept {len(d.edges.edges)} of {d.edges.n_candidates}, "
+            f"edges ({how}): kept {len(d.edges.edges)} of {d.edges.n_candidates}, "
             f"F/F(M) = {d.edges.score:.4f}"
         )
     for circuit, claims in run.written.claims.items():

@@ -19,7 +19,7 @@ from seqcirc.language.vocab import LIMITS
 from seqcirc.plan import AblationSpec
 
 EDGE_METHODS = ("eap", "eap-ig", "acdc")
-METHODS = ("prune", *EDGE_METHODS)
+METHODS = ("prune", "paper", *EDGE_METHODS)
 
 
 @dataclass(frozen=True)
@@ -73,12 +73,15 @@ class EdgeOptions:
         return cls(method, threshold, steps, selection, "logit_diff", ablation)
 
 
-def _by_attribution(state: Any, opts: EdgeOptions, on_step: Any) -> tuple[Any, Any, str]:
-    from seqcirc.discovery.attribute import attribute
+def _by_attribution(loaded: Any, task: Any, opts: EdgeOptions, on_step: Any
+                    ) -> tuple[Any, Any, Any, str]:  # fmt: skip
+    """The scores, with the prepared state their pass doubles as; the circuit searched."""
+    from seqcirc.discovery.attribute import attribute_from_nothing
     from seqcirc.discovery.edge_search import search_edges
 
     method = "eap-ig-inputs" if opts.method == "eap-ig" else "eap"
-    att = attribute(state, method, steps=opts.steps, on_step=on_step)
+    att, state = attribute_from_nothing(loaded.bridge, task, opts.ablation, "logit_diff",
+                                        method, steps=opts.steps, on_step=on_step)  # fmt: skip
     search = search_edges(state, att.scores, opts.threshold, selection=opts.selection)
     what = ("EAP (Syed et al. 2023): one gradient at the clean run" if opts.method == "eap"
             else f"EAP-IG (Hanna et al. 2024): gradients over {opts.steps} steps from the "
@@ -91,7 +94,7 @@ def _by_attribution(state: Any, opts: EdgeOptions, on_step: Any) -> tuple[Any, A
         f"more than {opts.threshold:g} of the full model: {search.passes} evaluator passes "
         f"after {att.passes:g} forward + backward passes for the scores."
     )
-    return search.keep, att.scores, how
+    return state, search.keep, att.scores, how
 
 
 def _by_acdc(state: Any, loaded: Any, task: Any, opts: EdgeOptions, on_step: Any
@@ -151,13 +154,14 @@ def run_discover_edges(*, model: str, set_name: str, opts: EdgeOptions, prompts:
         filter_correct=filter_correct, device=device,
     )  # fmt: skip
     t0 = time.perf_counter()
-    state = prepare(loaded.bridge, task, ablation, "logit_diff")
-    fm = _doing_the_task(float(state.m_model.mean()), "logit_diff")
     with counted_progress(f"{opts.method} on {set_name}") as on_step:
         if opts.method == "acdc":
+            state = prepare(loaded.bridge, task, ablation, "logit_diff")
+            _doing_the_task(float(state.m_model.mean()), "logit_diff")
             keep, scores, how = _by_acdc(state, loaded, task, opts, on_step)
         else:
-            keep, scores, how = _by_attribution(state, opts, on_step)
+            state, keep, scores, how = _by_attribution(loaded, task, opts, on_step)
+    fm = _doing_the_task(float(state.m_model.mean()), "logit_diff")
     ratio = float(run_edges(state, keep).mean()) / fm
     graph = state.graph
     kept = tuple(e for e, k in zip(graph.edges, keep, strict=True) if k)
