@@ -146,3 +146,19 @@ def test_task_circuits_are_the_authors_and_knocked_out_against_random(
         knocked = llama[f"knocked_{task}_task on {task}_llama"]
         assert set(knocked.nodes) == FULL - set(llama[f"{task}_task_llama"].nodes)
         assert _claim(knocked) == ("faithfulness", "<", 0.1, "point")
+
+
+def test_numerals_on_llama_2_are_scored_by_generation(llama: dict[str, CircuitPlan]) -> None:
+    """numerals_llama: each member named at its digit ("▁" + "5"), answers as text of two
+    pieces, decoded greedily (2 new tokens); the numerals circuit is knocked out on it."""
+    plan = llama["numerals_task_llama on numerals_llama"]
+    assert [c.kind for c in plan.claims] == ["knockout"]
+    tok = llama_tokenizer()
+    task = build_task(plan.task, tok, prepend_bos=True, seed=0)
+    assert task.decode is not None and task.meta["generation"]["max_new_tokens"] == 2
+    rows = np.arange(task.n_prompts)
+    for pos in ("S1", "S2", "S3", "S4"):
+        pieces = tok.convert_ids_to_tokens(task.clean[rows, task.positions[pos]].tolist())
+        assert set(pieces) <= set("123456789")
+    answers = {tuple(tok.tokenize(a)) for a in task.meta["correct_text"]}
+    assert answers and all(len(a) == 2 and a[0] == "▁" and a[1].isdigit() for a in answers)
