@@ -132,3 +132,23 @@ def test_intervaled_numerals_have_several_token_answers_on_gpt2(
     with pytest.raises(DiagnosticsError) as err:
         build_task(replace(spec, metric="prob"), gpt2, prepend_bos=True)
     assert {d.code for d in err.value.diagnostics} == {"T310"}
+
+
+def test_the_arithmetic_and_word_problem_examples_tokenize_for_generation(gpt2: Any) -> None:
+    """docs/examples/arithmetic.circ: the shipped example prompt files build on GPT-2's
+    tokenizer as generating tasks (twins of one length, S1 named in the word problems)."""
+    path = ROOT / "docs" / "examples" / "arithmetic.circ"
+    specs = {c.task.name: c.task for c in compile_file(path).circuits}
+    assert set(specs) == {"arithmetic", "months_pass"}
+    for name, spec in specs.items():
+        task = build_task(spec, gpt2, prepend_bos=True, base_dir=path.parent)
+        assert task.n_prompts == 16 and task.decode is not None
+        assert task.meta["generation"]["max_new_tokens"] == (2 if name == "arithmetic" else 1)
+        for i, answer in enumerate(task.meta["correct_text"]):  # its first token
+            assert str(answer).startswith(gpt2.decode([int(task.correct[i])]))
+    from seqcirc.tasks.sets import ORDERED_SETS
+
+    months = build_task(specs["months_pass"], gpt2, prepend_bos=True, base_dir=path.parent)
+    s1 = gpt2.convert_ids_to_tokens([int(months.clean[i, p]) for i, p in
+                                     enumerate(months.positions["S1"])])  # fmt: skip
+    assert all(t.startswith("Ġ") and t[1:] in ORDERED_SETS["months"] for t in s1)

@@ -69,7 +69,8 @@ def ablation_setup(circuit: CircuitResult) -> str:
     parts.append(f"metric {circuit.metric}")
     gen = ((circuit.task or {}).get("meta") or {}).get("generation")
     if gen:  # accuracy of greedy continuations (docs/language.md, "Generation")
-        parts[-1] += f" of {gen['max_new_tokens']} generated tokens"
+        steps = int(gen["max_new_tokens"])
+        parts[-1] += f" of {steps} generated token{'s' if steps != 1 else ''}"
         parts[-1] += f" matching {gen['match']}" if gen.get("match") else ""
     bos = (circuit.task or {}).get("bos")
     if bos is not None:  # results from before the `bos` setting lack it
