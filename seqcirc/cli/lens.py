@@ -42,6 +42,9 @@ def lens(
     Examples:
       seqcirc lens seqcirc-mini --task months --prompts 30 -o lens.png
       seqcirc lens gpt2-small --task numerals --components --json lens.json
+
+    Example, as a claim in a .circ circuit (docs/language.md, "Logit lens"):
+      expect lens(layer=9) rank(correct) <= 1
     """
     from seqcirc.report.progress import stderr_progress
     from seqcirc.usecases.lens_run import run_lens, summary
