@@ -13,7 +13,7 @@ from numpy.typing import NDArray
 from seqcirc.engine.metric import per_prompt
 from seqcirc.engine.runner import EvalState, circuit_chunks, clean_logits_at, row_chunks
 from seqcirc.errors import EvaluationError
-from seqcirc.forward.select import edge_values_rows, forward_edges, removed_edges
+from seqcirc.forward.select import edge_logits, edge_values_rows, forward_edges, removed_edges
 from seqcirc.plan import Edge
 
 
@@ -61,17 +61,18 @@ def run_edges(state: EvalState, keep: NDArray[np.bool_]) -> NDArray[np.float64]:
     removed = removed_edges(w, state.graph, torch.as_tensor(keep))
     values = state.edge_values
     n = state.n_prompts
-    out = np.empty(n)
     per_prompt_values = state.ablation.per_prompt_values
+    parts = []
     with torch.inference_mode():
         for sl in row_chunks(n, state.edge_rows):  # rows bounded by seqcirc.engine.memory
             idx = torch.arange(sl.start, sl.stop, device=w.device)
             vals = edge_values_rows(values, idx) if per_prompt_values else values
-            logits = forward_edges(w, state.clean[idx], state.answer_pos[idx], removed, vals)
-            out[sl] = per_prompt(
-                state.metric, logits, state.correct[idx], state.incorrect[idx],
-                clean_logits_at(state, idx),
-            )  # fmt: skip
+            parts.append(forward_edges(w, state.clean[idx], state.answer_pos[idx], removed, vals,
+                                       defer_unembed=True))  # fmt: skip
+        logits = edge_logits(w, parts)
+        out = per_prompt(
+            state.metric, logits, state.correct, state.incorrect, clean_logits_at(state, None)
+        )
     state.forward_rows += n
     return out
 

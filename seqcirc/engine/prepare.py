@@ -29,6 +29,7 @@ from seqcirc.engine.metric import check_metric, per_prompt
 from seqcirc.engine.runner import EvalState, at_answer, row_chunks
 from seqcirc.errors import EvaluationError, InputError
 from seqcirc.forward.common import NodeRun, Replacement
+from seqcirc.forward.gpt2 import EdgeGraph
 from seqcirc.forward.select import (
     DEFAULT_ENGINE,
     Model,
@@ -72,10 +73,11 @@ class _Prompts:
         )  # fmt: skip
 
 
-def _check_setup(task: TokenizedTask, ablation: AblationSpec, w: Model) -> None:
+def _check_setup(task: TokenizedTask, ablation: AblationSpec, w: Model) -> EdgeGraph | None:
+    """The set-up's errors before any forward pass; the edge graph where it has edges
+    (built once: the state keeps it)."""
     ablation.check()
-    if ablation.is_edge:
-        edge_graph(w)  # E302 / E307 / E308 before any forward pass
+    graph = edge_graph(w) if ablation.is_edge else None  # E302 / E307 / E308
     ablation.check_edges()
     if task.clean.shape != task.corrupted.shape:
         raise InputError(
@@ -94,6 +96,7 @@ def _check_setup(task: TokenizedTask, ablation: AblationSpec, w: Model) -> None:
                 code="E322",
                 hint=f"known positions: {', '.join(sorted(task.positions))}",
             )
+    return graph
 
 
 @dataclass(frozen=True)
@@ -375,7 +378,7 @@ def prepare(
     ablation = ablation or AblationSpec()
     check_metric(metric)
     w = select(bridge, engine, edges=ablation.is_edge)
-    _check_setup(task, ablation, w)
+    graph = _check_setup(task, ablation, w)
     if batch_rows is not None and batch_rows < 1:
         raise InputError(f"--batch-size must be at least 1, got {batch_rows}", code="E406")
     p = _Prompts.of(task, w.device)
@@ -402,7 +405,7 @@ def prepare(
         output_change=clean.change.double().cpu().numpy(),
         embed_change=float(clean.embed_change),
         forward_rows=values.forward_rows + n + min(BRIDGE_CHECK_ROWS, n) + checked,
-        means_cache=cache.last_status if cache is not None else "",
+        means_cache=cache.last_status if cache is not None else "", _graph=graph,
     )  # fmt: skip
     state.timings["prepare_s"] = time.perf_counter() - t0
     return state

@@ -287,32 +287,33 @@ def edge_graph(w: ModelWeights) -> EdgeGraph:
     assert isinstance(w, Gpt2Weights)
     senders = sender_names(w)
     edges: list[Edge] = []
-    rows: list[int] = []
-    cols: list[int] = []
+    rows: list[int] = []  # per receiver: its row, and how many senders (the first n) feed it
+    counts: list[int] = []
     n_h = w.n_heads
     for layer in range(w.n_layers):
-        n_before = 1 + layer * (n_h + 1)
+        before = senders[: 1 + layer * (n_h + 1)]
         qkv: tuple[ReceiverInput, ...] = ("q", "k", "v")
         for inp in qkv:
             for h in range(n_h):
-                for s in range(n_before):
-                    edges.append(Edge(senders[s], f"{layer}.{h}", inp))
-                    rows.append(receiver_row(w, layer, inp, h))
-                    cols.append(s)
-        for s in range(n_before + n_h):
-            edges.append(Edge(senders[s], f"mlp{layer}", "mlp"))
-            rows.append(receiver_row(w, layer, "mlp", None))
-            cols.append(s)
+                head = f"{layer}.{h}"
+                edges.extend([Edge(s, head, inp) for s in before])
+                rows.append(receiver_row(w, layer, inp, h))
+                counts.append(len(before))
+        mlp = f"mlp{layer}"
+        edges.extend([Edge(s, mlp, "mlp") for s in senders[: len(before) + n_h]])
+        rows.append(receiver_row(w, layer, "mlp", None))
+        counts.append(len(before) + n_h)
     n_recv = w.n_layers * (3 * n_h + 1) + 1
-    for s in range(len(senders)):
-        edges.append(Edge(senders[s], LOGITS, "resid"))
-        rows.append(n_recv - 1)
-        cols.append(s)
+    edges.extend([Edge(s, LOGITS, "resid") for s in senders])
+    rows.append(n_recv - 1)
+    counts.append(len(senders))
+    n = torch.tensor(counts)
+    starts = torch.cumsum(n, 0) - n  # each receiver's first edge
     return EdgeGraph(
         edges=tuple(edges),
-        index={e: i for i, e in enumerate(edges)},
-        rows=torch.tensor(rows),
-        cols=torch.tensor(cols),
+        index=dict(zip(edges, range(len(edges)), strict=True)),
+        rows=torch.tensor(rows).repeat_interleave(n),
+        cols=torch.arange(len(edges)) - starts.repeat_interleave(n),
         n_receivers=n_recv,
         n_senders=len(senders),
     )
@@ -350,48 +351,62 @@ def forward_edges(
     answer_pos: Tensor,
     removed: Tensor,
     values: EdgeValues,
+    *,
+    logits: bool = True,
 ) -> Tensor:
-    """Logits [B, vocab] at the answer position with the removed edges ablated.
+    """Logits [B, vocab] at the answer position with the removed edges ablated (logits
+    False: the residual [B, d] there before the final norm, to unembed chunks at once).
 
     One pass: each receiver's input is the actual residual plus, for each removed edge,
     (ablated - actual) of its sender, both taken in this same pass.
     removed: [n_receivers, n_senders] (removed_matrix), already on the weights' device.
+
+    The differences are kept sender-major ([n_senders, B*S*d]) after the current
+    residual in slot 0, so each layer's receiver inputs are one matrix product (a column
+    of ones and its rows of `removed`, by the residual and its senders' differences) that
+    lands receiver-major, the layout the per-head projections read.
     """
     require_edges(w)
     assert isinstance(w, Gpt2Weights)
     n_h, d = w.n_heads, w.d_model
     batch, seq = tokens.shape
-    resid = w.embed(tokens)
+    rows_bs = batch * seq
     n_senders = removed.shape[1]
-    diffs = resid.new_zeros(batch * seq, n_senders, d)  # ablated - actual, per sender
-    diffs[:, 0] = (values.embed - resid).reshape(-1, d)
+    # slot 0: the residual; slot 1 + s: sender s's difference, written before a layer
+    # reads it (senders come in order)
+    buf = w.W_E.new_empty(1 + n_senders, rows_bs, d)
+    flat = buf.view(1 + n_senders, rows_bs * d)
+    diffs = buf[1:]
+    resid = buf[0].view(batch, seq, d)
+    torch.add(w.W_E[tokens], w.W_pos[:seq], out=resid)
+    diffs[0] = (values.embed - resid).reshape(rows_bs, d)
     per = 3 * n_h + 1
+    ones = removed.new_ones(per, 1)
     for layer in range(w.n_layers):
         n_before = 1 + layer * (n_h + 1)
-        rows = removed[layer * per : (layer + 1) * per]
-        delta = torch.matmul(rows[: 3 * n_h, :n_before], diffs[:, :n_before])  # [BS, 3H, d]
-        x_in = resid.reshape(-1, 1, d) + delta
-        x = F.layer_norm(x_in, (d,), w.ln1_w[layer], w.ln1_b[layer], w.eps)
+        rows = torch.cat([ones, removed[layer * per : (layer + 1) * per]], 1)
+        x = (rows[: 3 * n_h, : 1 + n_before] @ flat[: 1 + n_before]).view(3 * n_h, rows_bs, d)
+        x = F.layer_norm(x, (d,), w.ln1_w[layer], w.ln1_b[layer], w.eps)
         # [3H, BS, d] @ [3H, d, dh] -> q, k, v per head from its own input
         W_h, b_h = w.qkv_per_head(layer)
-        proj = torch.bmm(x.transpose(0, 1), W_h.reshape(3 * n_h, d, w.d_head))
-        proj = proj.reshape(3, n_h, batch, seq, w.d_head) + b_h[:, :, None, None]
+        proj = torch.bmm(x, W_h.view(3 * n_h, d, w.d_head))
+        proj = proj.view(3, n_h, batch, seq, w.d_head) + b_h[:, :, None, None]
         qkv = proj.permute(0, 2, 3, 1, 4)  # [3, B, S, H, dh]
         z = attend(qkv[0], qkv[1], qkv[2])
-        head_out = torch.einsum("bshe,hed->bshd", z, w.W_O[layer])
-        diffs[:, n_before : n_before + n_h] = (values.head_out[layer] - head_out).reshape(
-            -1, n_h, d
-        )
-        resid = resid + head_out.sum(2) + w.b_O[layer]
+        head_out = torch.einsum("bshe,hed->hbsd", z, w.W_O[layer])  # sender-major
+        ablated = values.head_out[layer].movedim(-2, 0)  # [H, B, S, d] or [H, S, d]
+        ablated = ablated if ablated.dim() == 4 else ablated[:, None]
+        torch.sub(ablated, head_out, out=diffs[n_before : n_before + n_h].view(head_out.shape))
+        resid += head_out.sum(0) + w.b_O[layer]
         n_mlp = n_before + n_h
-        delta_mlp = torch.matmul(rows[3 * n_h : per, :n_mlp], diffs[:, :n_mlp])  # [BS, 1, d]
-        x = F.layer_norm(
-            resid + delta_mlp.reshape(batch, seq, d), (d,), w.ln2_w[layer], w.ln2_b[layer], w.eps
-        )
-        out = _mlp(w, layer, x)
-        diffs[:, n_mlp] = (values.mlp[layer] - out).reshape(-1, d)
-        resid = resid + out
-    final = gather_pos(resid, answer_pos)
+        x = (rows[3 * n_h :, : 1 + n_mlp] @ flat[: 1 + n_mlp]).view(batch, seq, d)
+        out = _mlp(w, layer, F.layer_norm(x, (d,), w.ln2_w[layer], w.ln2_b[layer], w.eps))
+        diffs[n_mlp] = (values.mlp[layer] - out).reshape(rows_bs, d)
+        resid += out
     ans_rows = torch.arange(batch, device=tokens.device) * seq + answer_pos
-    final = final + torch.matmul(removed[-1:], diffs[ans_rows]).squeeze(1)
+    at_answer = buf[:, ans_rows].reshape(1 + n_senders, batch * d)
+    final = torch.cat([ones[:1], removed[-1:]], 1) @ at_answer
+    final = final.view(batch, d)
+    if not logits:
+        return final
     return w.unembed(final)

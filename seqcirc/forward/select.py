@@ -146,12 +146,21 @@ def removed_edges(w: Model, graph: EdgeGraph, keep: Tensor) -> Tensor:
 
 
 def forward_edges(w: Model, tokens: Tensor, answer_pos: Tensor, removed: Tensor,
-                  values: Senders) -> Tensor:  # fmt: skip
+                  values: Senders, *, defer_unembed: bool = False) -> Tensor:  # fmt: skip
+    """Answer logits [B, vocab] of an edge pass; `defer_unembed`: a part that
+    edge_logits turns into them, so that the fast engine unembeds every chunk's answer
+    residuals in one product (the unembedding's weights read once, not once a chunk)."""
     if isinstance(w, HookedModel):
         assert isinstance(values, he.SenderValues)
         return he.forward_edges(w, tokens, answer_pos, removed, values)
     assert isinstance(values, EdgeValues)
-    return gpt2.forward_edges(w, tokens, answer_pos, removed, values)
+    return gpt2.forward_edges(w, tokens, answer_pos, removed, values, logits=not defer_unembed)
+
+
+def edge_logits(w: Model, parts: list[Tensor]) -> Tensor:
+    """The answer logits of the chunks whose forward_edges(defer_unembed=True) gave `parts`."""
+    joined = torch.cat(parts)
+    return joined if isinstance(w, HookedModel) else gpt2.unembed(w, joined)
 
 
 def check_edge_structure(w: Model, tokens: Tensor) -> int:
@@ -165,6 +174,6 @@ def check_edge_structure(w: Model, tokens: Tensor) -> int:
 
 __all__ = [
     "DEFAULT_ENGINE", "ENGINES", "Model", "Senders", "check_edge_structure", "check_engine",
-    "edge_graph", "edge_values", "edge_values_rows", "empty_logits", "engine_of",
+    "edge_graph", "edge_logits", "edge_values", "edge_values_rows", "empty_logits", "engine_of",
     "forward_edges", "forward_nodes", "removed_edges", "select",
 ]  # fmt: skip
