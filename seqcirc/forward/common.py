@@ -139,9 +139,14 @@ class ModelWeights(ModelSizes, Protocol):
         """What the residual stream starts as: tokens [B, S] -> [B, S, d]."""
         ...
 
-    def attention(self, layer: int, resid: Tensor, query_pos: Tensor | None = None) -> Tensor:
+    def attention(
+        self, layer: int, resid: Tensor, query_pos: Tensor | None = None,
+        heads: Tensor | None = None,
+    ) -> Tensor:  # fmt: skip
         """hook_z [B, S, H, dh] of `layer` from the residual [B, S, d]; with query_pos [B],
-        only each row's query at that position: [B, 1, H, dh] (keys at every position)."""
+        only each row's query at that position: [B, 1, H, dh] (keys at every position);
+        with heads [k] (sorted head indices), only those heads: [B, S, k, dh], each the
+        same numbers as in the whole layer's z."""
         ...
 
     def add_heads(self, layer: int, resid: Tensor, z: Tensor) -> Tensor:
@@ -207,6 +212,12 @@ def attend_at(q: Tensor, k: Tensor, v: Tensor, query_pos: Tensor) -> Tensor:
         q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_mask=seen[:, None, None]
     )
     return z.transpose(1, 2)
+
+
+def head_columns(heads: Tensor, d_head: int) -> Tensor:
+    """The columns [k * dh] of a projection's output [.., H * dh] that belong to `heads`."""
+    e = torch.arange(d_head, device=heads.device)
+    return (heads[:, None] * d_head + e).reshape(-1)
 
 
 def gather_pos(x: Tensor, answer_pos: Tensor) -> Tensor:

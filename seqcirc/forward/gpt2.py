@@ -41,6 +41,7 @@ from seqcirc.forward.common import (
     attend,
     attend_at,
     gather_pos,
+    head_columns,
     node_index,
     require_edges,
     unembed_bias,
@@ -113,15 +114,23 @@ class Gpt2Weights(WeightsBase):
     def embed(self, tokens: Tensor) -> Tensor:
         return self.W_E[tokens] + self.W_pos[: tokens.shape[1]]
 
-    def attention(self, layer: int, resid: Tensor, query_pos: Tensor | None = None) -> Tensor:
+    def attention(
+        self, layer: int, resid: Tensor, query_pos: Tensor | None = None,
+        heads: Tensor | None = None,
+    ) -> Tensor:  # fmt: skip
         x = F.layer_norm(resid, (self.d_model,), self.ln1_w[layer], self.ln1_b[layer], self.eps)
         W, b, d = self.W_qkv[layer], self.b_qkv[layer], self.d_model
-        heads = (self.n_heads, self.d_head)
+        n_h = self.n_heads
+        if heads is not None:  # only those heads' columns of q, k and v (the same numbers)
+            cols = head_columns(heads, self.d_head)
+            cols = torch.cat([cols, cols + d, cols + 2 * d])
+            W, b, d, n_h = W[:, cols], b[cols], int(cols.shape[0]) // 3, int(heads.shape[0])
+        shape = (n_h, self.d_head)
         if query_pos is None:
-            qkv = (x @ W + b).unflatten(-1, (3, *heads))
+            qkv = (x @ W + b).unflatten(-1, (3, *shape))
             return attend(qkv[..., 0, :, :], qkv[..., 1, :, :], qkv[..., 2, :, :])
-        kv = (x @ W[:, d:] + b[d:]).unflatten(-1, (2, *heads))
-        q = (gather_pos(x, query_pos) @ W[:, :d] + b[:d]).unflatten(-1, heads)[:, None]
+        kv = (x @ W[:, d:] + b[d:]).unflatten(-1, (2, *shape))
+        q = (gather_pos(x, query_pos) @ W[:, :d] + b[:d]).unflatten(-1, shape)[:, None]
         return attend_at(q, kv[..., 0, :, :], kv[..., 1, :, :], query_pos)
 
     def mlp(self, layer: int, resid: Tensor) -> Tensor:
