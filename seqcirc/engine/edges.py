@@ -11,7 +11,13 @@ import torch
 from numpy.typing import NDArray
 
 from seqcirc.engine.metric import per_prompt
-from seqcirc.engine.runner import EvalState, circuit_chunks, clean_logits_at, row_chunks
+from seqcirc.engine.runner import (
+    EvalState,
+    answer_columns,
+    circuit_chunks,
+    clean_logits_at,
+    row_chunks,
+)
 from seqcirc.errors import EvaluationError
 from seqcirc.forward.select import edge_logits, edge_values_rows, forward_edges, removed_edges
 from seqcirc.plan import Edge
@@ -69,10 +75,12 @@ def run_edges(state: EvalState, keep: NDArray[np.bool_]) -> NDArray[np.float64]:
             vals = edge_values_rows(values, idx) if per_prompt_values else values
             parts.append(forward_edges(w, state.clean[idx], state.answer_pos[idx], removed, vals,
                                        defer_unembed=True))  # fmt: skip
-        logits = edge_logits(w, parts)
-        out = per_prompt(
-            state.metric, logits, state.correct, state.incorrect, clean_logits_at(state, None)
-        )
+        correct, incorrect = state.correct, state.incorrect
+        cols = answer_columns(state.metric, correct, incorrect)
+        if cols is not None:  # two logits a prompt: those tokens only
+            correct, incorrect = cols[1:]
+        logits = edge_logits(w, parts, None if cols is None else cols[0])
+        out = per_prompt(state.metric, logits, correct, incorrect, clean_logits_at(state, None))
     state.forward_rows += n
     return out
 

@@ -240,16 +240,28 @@ def _run_chunk(
     patch = state.ablation.patches_circuit
     tokens = state.corrupted if patch else state.clean
     share = Sharing(rows, tuple(g.times(p) for g in groups))
+    cols = answer_columns(state.metric, state.correct[rows], state.incorrect[rows])
     run = forward_nodes(
         w, tokens[rows], state.answer_pos[rows],
         replace=kept if patch else ~kept, values=state.values, share=share,
+        columns=None if cols is None else cols[0],
     )  # fmt: skip
     assert run.logits is not None
-    m = per_prompt(
-        state.metric, run.logits, state.correct[rows], state.incorrect[rows],
-        clean_logits_at(state, rows),
-    )  # fmt: skip
+    correct, incorrect = (state.correct[rows], state.incorrect[rows]) if cols is None else cols[1:]
+    m = per_prompt(state.metric, run.logits, correct, incorrect, clean_logits_at(state, rows))
     return m.reshape(c, p)
+
+
+def answer_columns(metric: str, correct: Tensor, incorrect: Tensor
+                   ) -> tuple[Tensor, Tensor, Tensor] | None:  # fmt: skip
+    """logit_diff reads two logits a row: the tokens it needs [k] and each row's correct
+    and incorrect token as an index into them, so that a pass unembeds k tokens, not the
+    whole vocabulary (each logit the same number). None: the metric reads every logit."""
+    if metric != "logit_diff":
+        return None
+    cols, inv = torch.unique(torch.cat([correct, incorrect]), return_inverse=True)
+    n = correct.shape[0]
+    return cols, inv[:n], inv[n:]
 
 
 def empty_metric(state: EvalState, granularity: str | None = None) -> NDArray[np.float64]:
@@ -262,17 +274,19 @@ def empty_metric(state: EvalState, granularity: str | None = None) -> NDArray[np
     if gran in state._m_empty:
         return state._m_empty[gran]
     w, pos = state.weights, state.answer_pos
+    correct, incorrect = state.correct, state.incorrect
     with torch.inference_mode():
         if state.ablation.patches_circuit:
             assert state.empty_logits is not None
             logits = state.empty_logits
         else:
             embed = None if gran == "node" else state.embed_values
-            logits = empty_logits(
-                w, state.clean, pos, state.values, embed, state.clean_embed_answer
-            )
-        m = per_prompt(
-            state.metric, logits, state.correct, state.incorrect, clean_logits_at(state, None)
-        )
+            cols = answer_columns(state.metric, correct, incorrect)
+            tokens = None
+            if cols is not None:
+                tokens, correct, incorrect = cols
+            logits = empty_logits(w, state.clean, pos, state.values, embed,
+                                  state.clean_embed_answer, tokens)  # fmt: skip
+        m = per_prompt(state.metric, logits, correct, incorrect, clean_logits_at(state, None))
     state._m_empty[gran] = m
     return m

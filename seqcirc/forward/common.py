@@ -161,8 +161,9 @@ class ModelWeights(ModelSizes, Protocol):
         """Final residual when every node is replaced: no forward pass needed."""
         ...
 
-    def unembed(self, resid: Tensor) -> Tensor:
-        """Final norm and unembedding of residuals [..., d] -> logits [..., vocab]."""
+    def unembed(self, resid: Tensor, columns: Tensor | None = None) -> Tensor:
+        """Final norm and unembedding of residuals [..., d] -> logits [..., vocab]; with
+        columns [k], only those tokens' logits [..., k] (vocab_columns)."""
         ...
 
 
@@ -212,6 +213,16 @@ def attend_at(q: Tensor, k: Tensor, v: Tensor, query_pos: Tensor) -> Tensor:
         q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_mask=seen[:, None, None]
     )
     return z.transpose(1, 2)
+
+
+def vocab_columns(W_U: Tensor, b_U: Tensor, columns: Tensor | None) -> tuple[Tensor, Tensor]:
+    """The unembedding's weights [d, k] and bias [k] of some tokens (None: all), laid out
+    as W_U is (a transposed view stays one), so that the product reads the same numbers
+    in the same order: each logit equals the whole unembedding's."""
+    if columns is None:
+        return W_U, b_U
+    W = W_U.t()[columns].t() if W_U.stride(0) == 1 else W_U[:, columns]
+    return W, b_U[columns]
 
 
 def head_columns(heads: Tensor, d_head: int) -> Tensor:

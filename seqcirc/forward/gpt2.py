@@ -45,6 +45,7 @@ from seqcirc.forward.common import (
     node_index,
     require_edges,
     unembed_bias,
+    vocab_columns,
 )
 from seqcirc.forward.llama import extract_llama_weights
 from seqcirc.forward.nodes import forward_nodes
@@ -137,9 +138,10 @@ class Gpt2Weights(WeightsBase):
         x = F.layer_norm(resid, (self.d_model,), self.ln2_w[layer], self.ln2_b[layer], self.eps)
         return _mlp(self, layer, x)
 
-    def unembed(self, resid: Tensor) -> Tensor:
+    def unembed(self, resid: Tensor, columns: Tensor | None = None) -> Tensor:
         x = F.layer_norm(resid, (self.d_model,), self.lnf_w, self.lnf_b, self.eps)
-        return x @ self.W_U + self.b_U
+        W_U, b_U = vocab_columns(self.W_U, self.b_U, columns)
+        return x @ W_U + b_U
 
 
 def _extract_gpt2(hf: Any) -> Gpt2Weights:
@@ -243,9 +245,9 @@ def _mlp(w: Gpt2Weights, layer: int, x: Tensor) -> Tensor:
     return h @ w.W_out[layer] + w.b_out[layer]
 
 
-def unembed(w: ModelWeights, resid: Tensor) -> Tensor:
-    """Final norm and unembedding (logits) of residuals [..., d]."""
-    return w.unembed(resid)
+def unembed(w: ModelWeights, resid: Tensor, columns: Tensor | None = None) -> Tensor:
+    """Final norm and unembedding (logits) of residuals [..., d]; of some tokens only."""
+    return w.unembed(resid, columns)
 
 
 def all_replaced_resid(w: ModelWeights, embed: Tensor, values: Replacement) -> Tensor:

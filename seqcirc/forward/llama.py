@@ -32,6 +32,7 @@ from seqcirc.forward.common import (
     gather_pos,
     head_columns,
     unembed_bias,
+    vocab_columns,
 )
 
 ARCHITECTURE = "LlamaForCausalLM"
@@ -129,8 +130,9 @@ class LlamaWeights(WeightsBase):
         up = _linear(x, self.W_up[layer], _bias(self.b_up, layer))
         return _linear(F.silu(gate) * up, self.W_down[layer], _bias(self.b_down, layer))
 
-    def unembed(self, resid: Tensor) -> Tensor:
-        return rms_norm(resid, self.lnf_w, self.eps) @ self.W_U + self.b_U
+    def unembed(self, resid: Tensor, columns: Tensor | None = None) -> Tensor:
+        W_U, b_U = vocab_columns(self.W_U, self.b_U, columns)
+        return rms_norm(resid, self.lnf_w, self.eps) @ W_U + b_U
 
     def rotary(self, seq: int) -> tuple[Tensor, Tensor]:
         """cos, sin [S, dh] at positions 0..S-1, as transformers' LlamaRotaryEmbedding."""

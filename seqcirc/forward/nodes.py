@@ -227,13 +227,15 @@ def forward_nodes(
     capture: bool = False,
     logits: bool = True,
     share: Sharing | None = None,
+    columns: Tensor | None = None,
 ) -> NodeRun:
     """One forward of any architecture; where replace[b, s, node] is True the node's
     activation is replaced by `values` (per position, or per row: per prompt with `share`).
 
     tokens [B, S]; answer_pos [B]; replace [B, S, n_nodes] or [B, 1, n_nodes] bool (node
     mask order). capture keeps every layer's z and mlp_out (and computes every position);
-    `share` runs what rows share once (see Sharing), for the same result.
+    `share` runs what rows share once (see Sharing), for the same result; `columns`
+    [k]: the logits of those tokens only ([B, k]: what a metric reading few reads).
     """
     if capture and share is not None:
         raise ValueError("a captured forward keeps every row: it cannot share them")
@@ -253,7 +255,7 @@ def forward_nodes(
             zs.append(z)
             mlps.append(out)
     final = gather_pos(resid, run.pos(steps[-1])) if capture else resid[:, 0]
-    out_logits = w.unembed(final) if logits else None
+    out_logits = w.unembed(final, columns) if logits else None
     if share is not None:  # back from the groups to every row
         inv = share.stages[-1].inv
         final = final[inv]
