@@ -76,6 +76,9 @@ class EvalState:
     output_change: NDArray[np.float64]  # [n_nodes] max |replacement - actual| of each output
     embed_change: float  # the same for the embedding sender
     timings: dict[str, float] = field(default_factory=dict)
+    # seconds of each part of prepare (corrupted_run, clean_run, bridge_check, other), for
+    # the benchmark's breakdown; not in results
+    prepare_parts: dict[str, float] = field(default_factory=dict)
     forward_rows: int = 0  # prompt-rows pushed through forward passes (cost accounting)
     means_cache: str = ""  # the on-disk means cache: "hit", "stored", "recomputed: why"
     _graph: EdgeGraph | None = None
