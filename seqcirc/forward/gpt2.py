@@ -356,6 +356,28 @@ class EdgeValues:
         return cls(embed, heads, values.mlp)
 
 
+def _receiver_qkv(w: Gpt2Weights, layer: int, pattern: Tensor, flat: Tensor) -> Tensor:
+    """q, k, v [3H, BS, dh] of `layer`'s heads (bias left out), each from its own input:
+    the layer-normed product of its row of `pattern` [3H, 1 + senders] (the residual's
+    weight 1, then each sender's removal) by `flat` [1 + senders, BS * d]. Receivers with
+    the same row (all edges kept, or all removed, as in most of a sparse circuit's) share
+    one input: each distinct input is built once and projected by its heads' columns."""
+    d, dh, n_r = w.d_model, w.d_head, pattern.shape[0]
+    unique, inv = torch.unique(pattern, dim=0, return_inverse=True)
+    if unique.shape[0] == n_r:  # every receiver its own input: [3H, BS, d] @ [3H, d, dh]
+        x = F.layer_norm((pattern @ flat).view(n_r, -1, d), (d,), w.ln1_w[layer],
+                         w.ln1_b[layer], w.eps)  # fmt: skip
+        return torch.bmm(x, w.qkv_per_head(layer)[0].view(n_r, d, dh))
+    x = (unique @ flat).view(unique.shape[0], -1, d)
+    x = F.layer_norm(x, (d,), w.ln1_w[layer], w.ln1_b[layer], w.eps)
+    proj = x.new_empty(n_r, x.shape[1], dh)
+    for u in range(unique.shape[0]):  # W_qkv's columns are receiver-major, as here
+        members = (inv == u).nonzero().squeeze(1)
+        out = x[u] @ w.W_qkv[layer][:, head_columns(members, dh)]
+        proj[members] = out.view(-1, members.shape[0], dh).transpose(0, 1)
+    return proj
+
+
 def forward_edges(
     w: ModelWeights,
     tokens: Tensor,
@@ -396,12 +418,8 @@ def forward_edges(
     for layer in range(w.n_layers):
         n_before = 1 + layer * (n_h + 1)
         rows = torch.cat([ones, removed[layer * per : (layer + 1) * per]], 1)
-        x = (rows[: 3 * n_h, : 1 + n_before] @ flat[: 1 + n_before]).view(3 * n_h, rows_bs, d)
-        x = F.layer_norm(x, (d,), w.ln1_w[layer], w.ln1_b[layer], w.eps)
-        # [3H, BS, d] @ [3H, d, dh] -> q, k, v per head from its own input
-        W_h, b_h = w.qkv_per_head(layer)
-        proj = torch.bmm(x, W_h.view(3 * n_h, d, w.d_head))
-        proj = proj.view(3, n_h, batch, seq, w.d_head) + b_h[:, :, None, None]
+        proj = _receiver_qkv(w, layer, rows[: 3 * n_h, : 1 + n_before], flat[: 1 + n_before])
+        proj = proj.view(3, n_h, batch, seq, w.d_head) + w.qkv_per_head(layer)[1][:, :, None, None]
         qkv = proj.permute(0, 2, 3, 1, 4)  # [3, B, S, H, dh]
         z = attend(qkv[0], qkv[1], qkv[2])
         head_out = torch.einsum("bshe,hed->hbsd", z, w.W_O[layer])  # sender-major
