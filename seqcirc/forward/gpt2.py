@@ -360,22 +360,15 @@ def _receiver_qkv(w: Gpt2Weights, layer: int, pattern: Tensor, flat: Tensor) -> 
     """q, k, v [3H, BS, dh] of `layer`'s heads (bias left out), each from its own input:
     the layer-normed product of its row of `pattern` [3H, 1 + senders] (the residual's
     weight 1, then each sender's removal) by `flat` [1 + senders, BS * d]. Receivers with
-    the same row (all edges kept, or all removed, as in most of a sparse circuit's) share
-    one input: each distinct input is built once and projected by its heads' columns."""
-    d, dh, n_r = w.d_model, w.d_head, pattern.shape[0]
+    the same row (all edges kept, or all removed, as most of a sparse circuit's are)
+    share one input, built and layer-normed once."""
+    d, n_r = w.d_model, pattern.shape[0]
     unique, inv = torch.unique(pattern, dim=0, return_inverse=True)
-    if unique.shape[0] == n_r:  # every receiver its own input: [3H, BS, d] @ [3H, d, dh]
-        x = F.layer_norm((pattern @ flat).view(n_r, -1, d), (d,), w.ln1_w[layer],
-                         w.ln1_b[layer], w.eps)  # fmt: skip
-        return torch.bmm(x, w.qkv_per_head(layer)[0].view(n_r, d, dh))
-    x = (unique @ flat).view(unique.shape[0], -1, d)
+    shared = unique.shape[0] < n_r
+    x = ((unique if shared else pattern) @ flat).view(-1, flat.shape[1] // d, d)
     x = F.layer_norm(x, (d,), w.ln1_w[layer], w.ln1_b[layer], w.eps)
-    proj = x.new_empty(n_r, x.shape[1], dh)
-    for u in range(unique.shape[0]):  # W_qkv's columns are receiver-major, as here
-        members = (inv == u).nonzero().squeeze(1)
-        out = x[u] @ w.W_qkv[layer][:, head_columns(members, dh)]
-        proj[members] = out.view(-1, members.shape[0], dh).transpose(0, 1)
-    return proj
+    # [3H, BS, d] @ [3H, d, dh] -> q, k, v per head from its own input
+    return torch.bmm(x[inv] if shared else x, w.qkv_per_head(layer)[0].view(n_r, d, -1))
 
 
 def forward_edges(
