@@ -30,7 +30,10 @@ seqcirc.forward.select), and on each family of `--families` (default `gpt2,neox,
 GPT-2, and GPT-NeoX- and Llama-shaped random models of the same size, benchmarks/
 families.py; the fast engine has no NeoX forward and no Llama edge forward, so those rows
 say so). Discovery and the memory check run on GPT-2 only. A second table puts the two
-engines side by side (generic / fast).
+engines side by side (generic / fast). A third breaks the node and edge items down: each
+pass's median time in bare forwards (prepare's corrupted run, clean run and bridge check,
+the circuit's mask, its pass, the empty circuit; seqcirc.engine.runner.EvalState.
+prepare_parts), so a change shows where it saved.
 
 Every item runs in a fresh worker process (`--worker ITEM`). Its peak memory is the
 kernel's high-water mark of resident memory (VmHWM, the counter ru_maxrss reads) after
