@@ -31,7 +31,10 @@ seqcirc.forward.select), and on each family of `--families` (default `gpt2,neox,
 GPT-2, and GPT-NeoX- and Llama-shaped random models of the same size, benchmarks/
 families.py; the fast engine has no NeoX forward and no Llama edge forward, so those rows
 say so). Discovery and the memory check run on GPT-2 only. A second table puts the two
-engines side by side (generic / fast).
+engines side by side (generic / fast). A third breaks the node and edge items down: each
+pass's median time in bare forwards (prepare's corrupted run, clean run and bridge check,
+the circuit's mask, its pass, the empty circuit; seqcirc.engine.runner.EvalState.
+prepare_parts), so a change shows where it saved.
 
 Every item runs in a fresh worker process (`--worker ITEM`). Its peak memory is the
 kernel's high-water mark of resident memory (VmHWM, the counter ru_maxrss reads) after
@@ -179,6 +182,14 @@ def _timed(fn: Callable[[], Any], device: str = "cpu") -> tuple[float, float, An
 # ------------------------------------------------------------------ the items
 
 
+def _parts(state: Any, t0: float, t1: float, t2: float, t3: float) -> dict[str, float]:
+    """Seconds of each pass of an evaluation from nothing: prepare's parts (corrupted run,
+    clean run, bridge check, the rest), the circuit's masks and liveness, its pass, the
+    empty circuit."""
+    prep = {f"prepare.{k}": v for k, v in state.prepare_parts.items()}
+    return {**prep, "circuit_mask": t1 - t0, "circuit_pass": t2 - t1, "empty": t3 - t2}
+
+
 def _node_op(bridge: Any, task: Any, cfg: Config) -> Callable[[], dict[str, Any]]:
     from seqcirc.engine.prepare import prepare
     from seqcirc.engine.runner import check_live, empty_metric, run_circuits
@@ -186,13 +197,18 @@ def _node_op(bridge: Any, task: Any, cfg: Config) -> Callable[[], dict[str, Any]
 
     def op() -> dict[str, Any]:
         state = prepare(bridge, task, AblationSpec(), engine=cfg.engine)
+        t0 = time.perf_counter()
         rng = np.random.default_rng(cfg.seed)
         mask = rng.random(state.weights.n_nodes) < NODE_KEEP
         check_live(state, mask)
+        t1 = time.perf_counter()
         m_circuit = run_circuits(state, mask[None])[0]
+        t2 = time.perf_counter()
         m_empty = empty_metric(state)
+        parts = _parts(state, t0, t1, t2, time.perf_counter())
         f_model = float(state.m_model.mean())
         return {
+            "parts_s": parts,
             "n_nodes_kept": int(mask.sum()),
             "n_nodes": int(mask.size),
             "performance_ratio": float(m_circuit.mean()) / f_model,
@@ -206,21 +222,28 @@ def _node_op(bridge: Any, task: Any, cfg: Config) -> Callable[[], dict[str, Any]
 
 
 def _edge_op(bridge: Any, task: Any, cfg: Config) -> Callable[[], dict[str, Any]]:
-    from seqcirc.engine.edges import check_live_edges, run_edges
+    from seqcirc.engine.edges import check_live_edges, edge_mask, run_edges
     from seqcirc.engine.prepare import prepare
     from seqcirc.engine.runner import empty_metric
     from seqcirc.plan import AblationSpec
 
     def op() -> dict[str, Any]:
         state = prepare(bridge, task, AblationSpec(granularity="edge"), engine=cfg.engine)
-        n_edges = state.graph.n_edges
+        t0 = time.perf_counter()
+        graph = state.graph
         rng = np.random.default_rng(cfg.seed)
-        keep = np.zeros(n_edges, dtype=bool)
-        keep[rng.choice(n_edges, round(EDGE_KEEP * n_edges), replace=False)] = True
+        chosen = rng.choice(graph.n_edges, round(EDGE_KEEP * graph.n_edges), replace=False)
+        # by name, as a circuit read from a file is (the name lookup is part of the cost)
+        keep = edge_mask(state, [graph.edges[i] for i in sorted(chosen)])
+        n_edges = graph.n_edges
         check_live_edges(state, keep)
+        t1 = time.perf_counter()
         m_circuit = run_edges(state, keep)
+        t2 = time.perf_counter()
         m_empty = empty_metric(state)
+        parts = _parts(state, t0, t1, t2, time.perf_counter())
         return {
+            "parts_s": parts,
             "n_edges_kept": int(keep.sum()),
             "n_edges": n_edges,
             "performance_ratio": float(m_circuit.mean()) / float(state.m_model.mean()),
@@ -429,6 +452,7 @@ def measure(item: str, cfg: Config, hf_model: Any, bridge: Any, task: Any) -> di
     except SeqcircError as err:
         return {"item": item, "error": f"[{err.code}] {err.message}"}
     runs.append((wall, cpu))
+    details = [detail]
     rss_peak = maxrss_mb()
     gpu: dict[str, float] = {}
     if _is_cuda(dev):
@@ -441,7 +465,9 @@ def measure(item: str, cfg: Config, hf_model: Any, bridge: Any, task: Any) -> di
     for r in range(cfg.repeats):  # interleaved: bare, item, bare, item, ..., bare
         bares.append(_timed(lambda: bare_forward(hf_model, tokens), dev)[:2])
         if cheap and r < cfg.repeats - 1:
-            runs.append(_timed(op, dev)[:2])
+            again = _timed(op, dev)
+            runs.append(again[:2])
+            details.append(again[2])
     bare_wall = statistics.median(b[0] for b in bares)
     bare_cpu = statistics.median(b[1] for b in bares)
     item_wall = statistics.median(r[0] for r in runs)
@@ -471,7 +497,36 @@ def measure(item: str, cfg: Config, hf_model: Any, bridge: Any, task: Any) -> di
             **gpu,
         },
         "detail": detail if isinstance(detail, dict) else {},
+        "parts_bare": _parts_bare(details, bare_wall),
     }
+
+
+def _parts_bare(details: list[Any], bare_wall: float) -> dict[str, float]:
+    """Each pass's median seconds over the item's runs, in bare forwards."""
+    parts = [d["parts_s"] for d in details if isinstance(d, dict) and "parts_s" in d]
+    if not parts:
+        return {}
+    return {k: statistics.median(p[k] for p in parts) / bare_wall for k in parts[0]}
+
+
+def breakdown_table(results: list[dict[str, Any]]) -> str:
+    """Where each pass of the node and edge items goes, in bare forwards (medians)."""
+    rows = [r for r in results if r.get("parts_bare")]
+    if not rows:
+        return ""
+    keys = list(dict.fromkeys(k for r in rows for k in r["parts_bare"]))
+    short = [k.removeprefix("prepare.") for k in keys]
+    head = f"{'model':<6} {'engine':<8} {'item':<6} " + " ".join(f"{k:>13}" for k in short)
+    head += f" {'sum':>7} {'total':>7}"
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        p = r["parts_bare"]
+        cells = " ".join(f"{p.get(k, float('nan')):>13.3f}" for k in keys)
+        lines.append(
+            f"{r['family']:<6} {r['engine']:<8} {r['item']:<6} {cells} "
+            f"{sum(p.values()):>7.3f} {r['ratio_wall']:>7.3f}"
+        )
+    return "\n".join(lines)
 
 
 # ------------------------------------------------------------------ orchestration
@@ -715,6 +770,12 @@ def run(cfg: Config, items: tuple[str, ...], out: Path | None, in_process: bool,
     print(render_table(results, cfg))
     print()
     print(side_by_side(results, cfg))
+    parts = breakdown_table(results)
+    if parts:
+        print("\nwhere each pass goes, in bare forwards (prepare: setup, corrupted_run, "
+              "clean_run, bridge_check, other; then the circuit's mask and liveness, its "
+              "pass, the empty circuit):")  # fmt: skip
+        print(parts)
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(report, indent=2) + "\n")

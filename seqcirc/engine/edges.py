@@ -10,9 +10,15 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
-from seqcirc.engine.runner import EvalState, circuit_chunks, row_chunks, score_rows
+from seqcirc.engine.runner import (
+    EvalState,
+    answer_columns,
+    circuit_chunks,
+    row_chunks,
+    score_rows,
+)
 from seqcirc.errors import EvaluationError
-from seqcirc.forward.select import edge_values_rows, forward_edges, removed_edges
+from seqcirc.forward.select import edge_logits, edge_values_rows, forward_edges, removed_edges
 from seqcirc.plan import Edge
 
 
@@ -60,15 +66,19 @@ def run_edges(state: EvalState, keep: NDArray[np.bool_]) -> NDArray[np.float64]:
     removed = removed_edges(w, state.graph, torch.as_tensor(keep))
     values = state.edge_values
     n = state.n_prompts
-    out = np.empty(n)
     per_prompt_values = state.ablation.per_prompt_values
+    parts = []
     with torch.inference_mode():
         for sl in row_chunks(n, state.edge_rows):  # rows bounded by seqcirc.engine.memory
             idx = torch.arange(sl.start, sl.stop, device=w.device)
             rows, pos = _reads(state, idx)
             vals = edge_values_rows(values, rows) if per_prompt_values else values
-            logits = forward_edges(w, state.clean[rows], pos, removed, vals)
-            out[sl] = score_rows(state, logits, idx)
+            parts.append(forward_edges(w, state.clean[rows], pos, removed, vals,
+                                       defer_unembed=True))  # fmt: skip
+        prompts = torch.arange(n, device=w.device)
+        cols = answer_columns(state, prompts)  # logit_diff: two tokens a prompt
+        logits = edge_logits(w, parts, None if cols is None else cols[0])
+        out = score_rows(state, logits, prompts, cols)
     state.forward_rows += n * (1 if state.reads is None else state.reads.k)
     return out
 

@@ -486,10 +486,16 @@ def prepare(
     # ragged tasks' means are not cached (seqcirc.engine.ragged takes them its own way)
     cache = means_cache if ablation.uses_means and not task.ragged else None
     patch = ablation.patches_circuit
+    parts = {"setup": time.perf_counter() - t0}
     with torch.inference_mode():
+        t1 = time.perf_counter()
         values = _corrupted_values(bridge, w, task, ablation, p, rows.sweep, cache)
+        t2 = time.perf_counter()
         clean = _clean_run(w, metric, p, values, rows.sweep, patch)
+        t3 = time.perf_counter()
         bridge_diff = _check_against_bridge(bridge, w, p.clean, p.answer_pos, clean.logits)
+        t4 = time.perf_counter()
+        parts.update(corrupted_run=t2 - t1, clean_run=t3 - t2, bridge_check=t4 - t3)
         checked = check_edge_structure(w, p.clean) if ablation.is_edge else 0
         if patch:
             values = _patch_in(w, clean, values, p.last_pos)
@@ -519,6 +525,7 @@ def prepare(
             )
         state.forward_rows += n * generation.max_new_tokens
     state.timings["prepare_s"] = time.perf_counter() - t0
+    state.prepare_parts = {**parts, "other": state.timings["prepare_s"] - sum(parts.values())}
     return state
 
 

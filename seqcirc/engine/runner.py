@@ -78,6 +78,9 @@ class EvalState:
     output_change: NDArray[np.float64]  # [n_nodes] max |replacement - actual| of each output
     embed_change: float  # the same for the embedding sender
     timings: dict[str, float] = field(default_factory=dict)
+    # seconds of each part of prepare (corrupted_run, clean_run, bridge_check, other), for
+    # the benchmark's breakdown; not in results
+    prepare_parts: dict[str, float] = field(default_factory=dict)
     forward_rows: int = 0  # prompt-rows pushed through forward passes (cost accounting)
     means_cache: str = ""  # the on-disk means cache: "hit", "stored", "recomputed: why"
     generation: Decoding | None = None  # a generating metric (seqcirc.engine.generation)
@@ -271,17 +274,40 @@ def _run_chunk(
         prompt_rows, pos = reads.expand(rows)
         kept = kept.repeat_interleave(reads.k, 0)
         stages = tuple(g.times(reads.k) for g in stages)
+    cols = answer_columns(state, rows)
     run = forward_nodes(
         w, tokens[prompt_rows], pos,
         replace=kept if patch else ~kept, values=state.values, share=Sharing(prompt_rows, stages),
+        columns=None if cols is None else cols[0],
     )  # fmt: skip
     assert run.logits is not None
-    m = score_rows(state, run.logits, rows)
+    m = score_rows(state, run.logits, rows, cols)
     return m.reshape(c, p)
 
 
-def score_rows(state: EvalState, logits: Tensor, rows: Tensor) -> NDArray[np.float64]:
-    """The metric of rows whose prompts are `rows`, from their logits (one per read)."""
+Columns = tuple[Tensor, Tensor, Tensor]  # answer_columns: tokens, correct and incorrect in them
+
+
+def answer_columns(state: EvalState, rows: Tensor) -> Columns | None:
+    """logit_diff at one position reads two logits a row: the tokens it needs [k] and each
+    row's correct and incorrect token as an index into them, so that a pass unembeds k
+    tokens, not the whole vocabulary (each logit the same number). None: the metric reads
+    every logit (or several positions)."""
+    if state.metric != "logit_diff" or state.reads is not None:
+        return None
+    correct, incorrect = state.correct[rows], state.incorrect[rows]
+    cols, inv = torch.unique(torch.cat([correct, incorrect]), return_inverse=True)
+    return cols, inv[: rows.shape[0]], inv[rows.shape[0] :]
+
+
+def score_rows(
+    state: EvalState, logits: Tensor, rows: Tensor, columns: Columns | None = None
+) -> NDArray[np.float64]:
+    """The metric of rows whose prompts are `rows`, from their logits (one per read);
+    `columns`: answer_columns, when the logits are of those tokens only."""
+    if columns is not None:
+        return per_prompt(state.metric, logits, columns[1], columns[2],
+                          clean_logits_at(state, rows))  # fmt: skip
     if state.reads is None:
         return per_prompt(
             state.metric, logits, state.correct[rows], state.incorrect[rows],
@@ -304,6 +330,7 @@ def empty_metric(state: EvalState, granularity: str | None = None) -> NDArray[np
         return state._m_empty[gran]
     w, pos = state.weights, state.answer_pos
     prompts = torch.arange(state.n_prompts, device=w.device)
+    cols = None
     with torch.inference_mode():
         if state.generation is not None:  # every node replaced while decoding
             m = _generated_empty(state)
@@ -312,13 +339,14 @@ def empty_metric(state: EvalState, granularity: str | None = None) -> NDArray[np
             logits = state.empty_logits
         elif state.reads is None:
             embed = None if gran == "node" else state.embed_values
-            logits = empty_logits(
-                w, state.clean, pos, state.values, embed, state.clean_embed_answer
-            )
+            cols = answer_columns(state, prompts)
+            tokens = None if cols is None else cols[0]
+            logits = empty_logits(w, state.clean, pos, state.values, embed,
+                                  state.clean_embed_answer, tokens)  # fmt: skip
         else:
             logits = _empty_reads(state, gran, state.reads)
         if state.generation is None:
-            m = score_rows(state, logits, prompts)
+            m = score_rows(state, logits, prompts, cols)
     state._m_empty[gran] = m
     return m
 

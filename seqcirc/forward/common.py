@@ -139,9 +139,14 @@ class ModelWeights(ModelSizes, Protocol):
         """What the residual stream starts as: tokens [B, S] -> [B, S, d]."""
         ...
 
-    def attention(self, layer: int, resid: Tensor, query_pos: Tensor | None = None) -> Tensor:
+    def attention(
+        self, layer: int, resid: Tensor, query_pos: Tensor | None = None,
+        heads: Tensor | None = None,
+    ) -> Tensor:  # fmt: skip
         """hook_z [B, S, H, dh] of `layer` from the residual [B, S, d]; with query_pos [B],
-        only each row's query at that position: [B, 1, H, dh] (keys at every position)."""
+        only each row's query at that position: [B, 1, H, dh] (keys at every position);
+        with heads [k] (sorted head indices), only those heads: [B, S, k, dh], each the
+        same numbers as in the whole layer's z."""
         ...
 
     def add_heads(self, layer: int, resid: Tensor, z: Tensor) -> Tensor:
@@ -156,8 +161,9 @@ class ModelWeights(ModelSizes, Protocol):
         """Final residual when every node is replaced: no forward pass needed."""
         ...
 
-    def unembed(self, resid: Tensor) -> Tensor:
-        """Final norm and unembedding of residuals [..., d] -> logits [..., vocab]."""
+    def unembed(self, resid: Tensor, columns: Tensor | None = None) -> Tensor:
+        """Final norm and unembedding of residuals [..., d] -> logits [..., vocab]; with
+        columns [k], only those tokens' logits [..., k] (vocab_columns)."""
         ...
 
 
@@ -207,6 +213,22 @@ def attend_at(q: Tensor, k: Tensor, v: Tensor, query_pos: Tensor) -> Tensor:
         q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_mask=seen[:, None, None]
     )
     return z.transpose(1, 2)
+
+
+def vocab_columns(W_U: Tensor, b_U: Tensor, columns: Tensor | None) -> tuple[Tensor, Tensor]:
+    """The unembedding's weights [d, k] and bias [k] of some tokens (None: all), laid out
+    as W_U is (a transposed view stays one), so that the product reads the same numbers
+    in the same order: each logit equals the whole unembedding's."""
+    if columns is None:
+        return W_U, b_U
+    W = W_U.t()[columns].t() if W_U.stride(0) == 1 else W_U[:, columns]
+    return W, b_U[columns]
+
+
+def head_columns(heads: Tensor, d_head: int) -> Tensor:
+    """The columns [k * dh] of a projection's output [.., H * dh] that belong to `heads`."""
+    e = torch.arange(d_head, device=heads.device)
+    return (heads[:, None] * d_head + e).reshape(-1)
 
 
 def gather_pos(x: Tensor, answer_pos: Tensor) -> Tensor:

@@ -42,9 +42,11 @@ from seqcirc.forward.common import (
     attend,
     attend_at,
     gather_pos,
+    head_columns,
     node_index,
     require_edges,
     unembed_bias,
+    vocab_columns,
 )
 from seqcirc.forward.llama import extract_llama_weights
 from seqcirc.forward.nodes import forward_nodes
@@ -114,24 +116,33 @@ class Gpt2Weights(WeightsBase):
     def embed(self, tokens: Tensor) -> Tensor:
         return self.W_E[tokens] + self.W_pos[: tokens.shape[1]]
 
-    def attention(self, layer: int, resid: Tensor, query_pos: Tensor | None = None) -> Tensor:
+    def attention(
+        self, layer: int, resid: Tensor, query_pos: Tensor | None = None,
+        heads: Tensor | None = None,
+    ) -> Tensor:  # fmt: skip
         x = F.layer_norm(resid, (self.d_model,), self.ln1_w[layer], self.ln1_b[layer], self.eps)
         W, b, d = self.W_qkv[layer], self.b_qkv[layer], self.d_model
-        heads = (self.n_heads, self.d_head)
+        n_h = self.n_heads
+        if heads is not None:  # only those heads' columns of q, k and v (the same numbers)
+            cols = head_columns(heads, self.d_head)
+            cols = torch.cat([cols, cols + d, cols + 2 * d])
+            W, b, d, n_h = W[:, cols], b[cols], int(cols.shape[0]) // 3, int(heads.shape[0])
+        shape = (n_h, self.d_head)
         if query_pos is None:
-            qkv = (x @ W + b).unflatten(-1, (3, *heads))
+            qkv = (x @ W + b).unflatten(-1, (3, *shape))
             return attend(qkv[..., 0, :, :], qkv[..., 1, :, :], qkv[..., 2, :, :])
-        kv = (x @ W[:, d:] + b[d:]).unflatten(-1, (2, *heads))
-        q = (gather_pos(x, query_pos) @ W[:, :d] + b[:d]).unflatten(-1, heads)[:, None]
+        kv = (x @ W[:, d:] + b[d:]).unflatten(-1, (2, *shape))
+        q = (gather_pos(x, query_pos) @ W[:, :d] + b[:d]).unflatten(-1, shape)[:, None]
         return attend_at(q, kv[..., 0, :, :], kv[..., 1, :, :], query_pos)
 
     def mlp(self, layer: int, resid: Tensor) -> Tensor:
         x = F.layer_norm(resid, (self.d_model,), self.ln2_w[layer], self.ln2_b[layer], self.eps)
         return _mlp(self, layer, x)
 
-    def unembed(self, resid: Tensor) -> Tensor:
+    def unembed(self, resid: Tensor, columns: Tensor | None = None) -> Tensor:
         x = F.layer_norm(resid, (self.d_model,), self.lnf_w, self.lnf_b, self.eps)
-        return x @ self.W_U + self.b_U
+        W_U, b_U = vocab_columns(self.W_U, self.b_U, columns)
+        return x @ W_U + b_U
 
 
 def _extract_gpt2(hf: Any) -> Gpt2Weights:
@@ -235,9 +246,9 @@ def _mlp(w: Gpt2Weights, layer: int, x: Tensor) -> Tensor:
     return h @ w.W_out[layer] + w.b_out[layer]
 
 
-def unembed(w: ModelWeights, resid: Tensor) -> Tensor:
-    """Final norm and unembedding (logits) of residuals [..., d]."""
-    return w.unembed(resid)
+def unembed(w: ModelWeights, resid: Tensor, columns: Tensor | None = None) -> Tensor:
+    """Final norm and unembedding (logits) of residuals [..., d]; of some tokens only."""
+    return w.unembed(resid, columns)
 
 
 def all_replaced_resid(w: ModelWeights, embed: Tensor, values: Replacement) -> Tensor:
@@ -355,22 +366,94 @@ class EdgeValues:
         return cls(embed, heads, values.mlp)
 
 
+def _receiver_qkv(w: Gpt2Weights, layer: int, pattern: Tensor, flat: Tensor) -> Tensor:
+    """q, k, v [3H, BS, dh] of `layer`'s heads (bias left out), each from its own input:
+    the layer-normed product of its row of `pattern` [3H, 1 + senders] (the residual's
+    weight 1, then each sender's removal) by `flat` [1 + senders, BS * d]. Receivers with
+    the same row (all edges kept, or all removed, as most of a sparse circuit's are)
+    share one input, built and layer-normed once."""
+    d, n_r = w.d_model, pattern.shape[0]
+    unique, inv = torch.unique(pattern, dim=0, return_inverse=True)
+    shared = unique.shape[0] < n_r
+    x = ((unique if shared else pattern) @ flat).view(-1, flat.shape[1] // d, d)
+    x = F.layer_norm(x, (d,), w.ln1_w[layer], w.ln1_b[layer], w.eps)
+    # [3H, BS, d] @ [3H, d, dh] -> q, k, v per head from its own input
+    return torch.bmm(x[inv] if shared else x, w.qkv_per_head(layer)[0].view(n_r, d, -1))
+
+
 def forward_edges(
     w: ModelWeights,
     tokens: Tensor,
     answer_pos: Tensor,
     removed: Tensor,
     values: EdgeValues,
+    *,
+    logits: bool = True,
 ) -> Tensor:
-    """Logits [B, vocab] at the answer position with the removed edges ablated.
+    """Logits [B, vocab] at the answer position with the removed edges ablated (logits
+    False: the residual [B, d] there before the final norm, to unembed chunks at once).
 
     One pass: each receiver's input is the actual residual plus, for each removed edge,
     (ablated - actual) of its sender, both taken in this same pass.
     removed: [n_receivers, n_senders] (removed_matrix), or [B, n_receivers, n_senders]: one
-    removal per row (many circuits in one pass), already on the weights' device.
+    removal per row (many circuits in one pass: _forward_edges_rows), already on the
+    weights' device.
+
+    The differences are kept sender-major ([n_senders, B*S*d]) after the current
+    residual in slot 0, so each layer's receiver inputs are one matrix product (a column
+    of ones and its rows of `removed`, by the residual and its senders' differences) that
+    lands receiver-major, the layout the per-head projections read.
     """
     require_edges(w)
     assert isinstance(w, Gpt2Weights)
+    if removed.dim() == 3:
+        final = _forward_edges_rows(w, tokens, answer_pos, removed, values)
+        return w.unembed(final) if logits else final
+    n_h, d = w.n_heads, w.d_model
+    batch, seq = tokens.shape
+    rows_bs = batch * seq
+    n_senders = removed.shape[1]
+    # slot 0: the residual; slot 1 + s: sender s's difference, written before a layer
+    # reads it (senders come in order)
+    buf = w.W_E.new_empty(1 + n_senders, rows_bs, d)
+    flat = buf.view(1 + n_senders, rows_bs * d)
+    diffs = buf[1:]
+    resid = buf[0].view(batch, seq, d)
+    torch.add(w.W_E[tokens], w.W_pos[:seq], out=resid)
+    diffs[0] = (values.embed - resid).reshape(rows_bs, d)
+    per = 3 * n_h + 1
+    ones = removed.new_ones(per, 1)
+    for layer in range(w.n_layers):
+        n_before = 1 + layer * (n_h + 1)
+        rows = torch.cat([ones, removed[layer * per : (layer + 1) * per]], 1)
+        proj = _receiver_qkv(w, layer, rows[: 3 * n_h, : 1 + n_before], flat[: 1 + n_before])
+        proj = proj.view(3, n_h, batch, seq, w.d_head) + w.qkv_per_head(layer)[1][:, :, None, None]
+        qkv = proj.permute(0, 2, 3, 1, 4)  # [3, B, S, H, dh]
+        z = attend(qkv[0], qkv[1], qkv[2])
+        head_out = torch.einsum("bshe,hed->hbsd", z, w.W_O[layer])  # sender-major
+        ablated = values.head_out[layer].movedim(-2, 0)  # [H, B, S, d] or [H, S, d]
+        ablated = ablated if ablated.dim() == 4 else ablated[:, None]
+        torch.sub(ablated, head_out, out=diffs[n_before : n_before + n_h].view(head_out.shape))
+        resid += head_out.sum(0) + w.b_O[layer]
+        n_mlp = n_before + n_h
+        x = (rows[3 * n_h :, : 1 + n_mlp] @ flat[: 1 + n_mlp]).view(batch, seq, d)
+        out = _mlp(w, layer, F.layer_norm(x, (d,), w.ln2_w[layer], w.ln2_b[layer], w.eps))
+        diffs[n_mlp] = (values.mlp[layer] - out).reshape(rows_bs, d)
+        resid += out
+    ans_rows = torch.arange(batch, device=tokens.device) * seq + answer_pos
+    at_answer = buf[:, ans_rows].reshape(1 + n_senders, batch * d)
+    final = torch.cat([ones[:1], removed[-1:]], 1) @ at_answer
+    final = final.view(batch, d)
+    if not logits:
+        return final
+    return w.unembed(final)
+
+
+def _forward_edges_rows(
+    w: Gpt2Weights, tokens: Tensor, answer_pos: Tensor, removed: Tensor, values: EdgeValues
+) -> Tensor:
+    """forward_edges with one removal per row (removed [B, n_receivers, n_senders]): the
+    answer residual [B, d] before the final norm."""
     n_h, d = w.n_heads, w.d_model
     batch, seq = tokens.shape
     resid = w.embed(tokens)
@@ -413,5 +496,4 @@ def forward_edges(
         resid = resid + out
     final = gather_pos(resid, answer_pos)
     ans_rows = torch.arange(batch, device=tokens.device) * seq + answer_pos
-    final = final + torch.matmul(removed[..., -1:, :], diffs[ans_rows]).squeeze(1)
-    return w.unembed(final)
+    return final + torch.matmul(removed[..., -1:, :], diffs[ans_rows]).squeeze(1)

@@ -30,7 +30,9 @@ from seqcirc.forward.common import (
     attend,
     attend_at,
     gather_pos,
+    head_columns,
     unembed_bias,
+    vocab_columns,
 )
 
 ARCHITECTURE = "LlamaForCausalLM"
@@ -91,32 +93,46 @@ class LlamaWeights(WeightsBase):
     def embed(self, tokens: Tensor) -> Tensor:
         return self.W_E[tokens]  # no position embedding: rope rotates q and k
 
-    def attention(self, layer: int, resid: Tensor, query_pos: Tensor | None = None) -> Tensor:
+    def attention(
+        self, layer: int, resid: Tensor, query_pos: Tensor | None = None,
+        heads: Tensor | None = None,
+    ) -> Tensor:  # fmt: skip
         n_h, n_kv, dh = self.n_heads, self.n_kv_heads, self.d_head
         x = rms_norm(resid, self.ln1_w[layer], self.eps)
         cos, sin = self.rotary(resid.shape[1])
-        k = _linear(x, self.W_K[layer], self.b_K, layer).unflatten(-1, (n_kv, dh))
-        v = _linear(x, self.W_V[layer], self.b_V, layer).unflatten(-1, (n_kv, dh))
+        W_Q, b_Q = self.W_Q[layer], _bias(self.b_Q, layer)
+        W_K, b_K = self.W_K[layer], _bias(self.b_K, layer)
+        W_V, b_V = self.W_V[layer], _bias(self.b_V, layer)
+        kv_of = torch.arange(n_h, device=x.device) // (n_h // n_kv)  # as repeat_kv
+        if heads is not None:  # only those query heads and the kv heads they read
+            kv_heads, kv_of = torch.unique(kv_of[heads], return_inverse=True)
+            q_cols, kv_cols = head_columns(heads, dh), head_columns(kv_heads, dh)
+            W_Q, b_Q = W_Q[:, q_cols], None if b_Q is None else b_Q[q_cols]
+            W_K, b_K = W_K[:, kv_cols], None if b_K is None else b_K[kv_cols]
+            W_V, b_V = W_V[:, kv_cols], None if b_V is None else b_V[kv_cols]
+            n_h, n_kv = int(heads.shape[0]), int(kv_heads.shape[0])
+        k = _linear(x, W_K, b_K).unflatten(-1, (n_kv, dh))
+        v = _linear(x, W_V, b_V).unflatten(-1, (n_kv, dh))
         k = _rotate(k, cos[:, None], sin[:, None])
-        if n_kv != n_h:  # query head h reads kv head h // (n_h / n_kv), as repeat_kv
-            k = k.repeat_interleave(n_h // n_kv, dim=2)
-            v = v.repeat_interleave(n_h // n_kv, dim=2)
+        if n_kv != n_h:  # query head h reads kv head kv_of[h]
+            k, v = k[:, :, kv_of], v[:, :, kv_of]
         if query_pos is None:
-            q = _linear(x, self.W_Q[layer], self.b_Q, layer).unflatten(-1, (n_h, dh))
+            q = _linear(x, W_Q, b_Q).unflatten(-1, (n_h, dh))
             return attend(_rotate(q, cos[:, None], sin[:, None]), k, v)
         x_q = gather_pos(x, query_pos)[:, None]  # [B, 1, d]: the one query per row
-        q = _linear(x_q, self.W_Q[layer], self.b_Q, layer).unflatten(-1, (n_h, dh))
+        q = _linear(x_q, W_Q, b_Q).unflatten(-1, (n_h, dh))
         q = _rotate(q, cos[query_pos][:, None, None], sin[query_pos][:, None, None])
         return attend_at(q, k, v, query_pos)
 
     def mlp(self, layer: int, resid: Tensor) -> Tensor:
         x = rms_norm(resid, self.ln2_w[layer], self.eps)
-        gate = _linear(x, self.W_gate[layer], self.b_gate, layer)
-        up = _linear(x, self.W_up[layer], self.b_up, layer)
-        return _linear(F.silu(gate) * up, self.W_down[layer], self.b_down, layer)
+        gate = _linear(x, self.W_gate[layer], _bias(self.b_gate, layer))
+        up = _linear(x, self.W_up[layer], _bias(self.b_up, layer))
+        return _linear(F.silu(gate) * up, self.W_down[layer], _bias(self.b_down, layer))
 
-    def unembed(self, resid: Tensor) -> Tensor:
-        return rms_norm(resid, self.lnf_w, self.eps) @ self.W_U + self.b_U
+    def unembed(self, resid: Tensor, columns: Tensor | None = None) -> Tensor:
+        W_U, b_U = vocab_columns(self.W_U, self.b_U, columns)
+        return rms_norm(resid, self.lnf_w, self.eps) @ W_U + b_U
 
     def rotary(self, seq: int) -> tuple[Tensor, Tensor]:
         """cos, sin [S, dh] at positions 0..S-1, as transformers' LlamaRotaryEmbedding."""
@@ -133,8 +149,12 @@ def rms_norm(x: Tensor, weight: Tensor, eps: float) -> Tensor:
     return weight * h.to(x.dtype)
 
 
-def _linear(x: Tensor, W: Tensor, b: Layers | None, layer: int) -> Tensor:
-    return x @ W if b is None else x @ W + b[layer]
+def _bias(b: Layers | None, layer: int) -> Tensor | None:
+    return None if b is None else b[layer]
+
+
+def _linear(x: Tensor, W: Tensor, b: Tensor | None) -> Tensor:
+    return x @ W if b is None else x @ W + b
 
 
 def _rotate(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:

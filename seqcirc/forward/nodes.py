@@ -9,8 +9,10 @@ Two savings, both exact up to floating-point rounding:
   Rows whose masks agree on every node before a step have the same residual stream there
   (a replacement value is per position, or per prompt), so each step runs once per group
   of such rows and the groups split where the masks diverge. A layer's heads replaced in
-  every row of a group, or an MLP replaced at every position, are not computed at all
-  (a plain forward computes them: its peak memory is what seqcirc.engine.memory estimates).
+  every row of a group, or an MLP replaced at every position, are not computed at all,
+  and of a layer's heads only those some row keeps somewhere get their q, k, v and
+  attention (a plain forward computes them all: its peak memory is what
+  seqcirc.engine.memory estimates).
 
 A row is a (prompt, circuit) pair to the runner (seqcirc.engine.runner); here it is any
 row of tokens with its own replace mask.
@@ -143,6 +145,15 @@ class _Pass:
     def needed(self, mask: Tensor | None, parent: Tensor | None, n_groups: int) -> Tensor | None:
         return _needed(mask, parent, n_groups) if self.skips else None
 
+    def heads_needed(self, mask: Tensor | None) -> Tensor | None:
+        """The heads [k] some row keeps at some position (None: every head): the others
+        are replaced everywhere, so their attention is not computed (none kept: `needed`
+        skips the whole step)."""
+        if mask is None or not self.skips:
+            return None
+        kept = ~mask.flatten(0, 1).all(0)
+        return None if bool(kept.all()) or not bool(kept.any()) else kept.nonzero().squeeze(1)
+
     def pos(self, step: _Step) -> Tensor:
         return _take(self.answer_pos, step.rows)
 
@@ -174,9 +185,15 @@ class _Pass:
         mask = self.mask(m, slice(layer * n_h, (layer + 1) * n_h), trim)
         query = self.pos(a) if trim else None
 
+        heads = self.heads_needed(mask)
+
         def attention(rows: Tensor | None) -> Tensor:
             q = None if query is None else _take(query, rows)
-            return w.attention(layer, _take(resid, rows), q)
+            z = w.attention(layer, _take(resid, rows), q, heads)
+            if heads is None:
+                return z
+            full = z.new_zeros((*z.shape[:2], n_h, z.shape[-1]))  # the rest is replaced
+            return full.index_copy_(2, heads, z)
 
         z = _take(_computed(attention, self.needed(mask, m.parent, resid.shape[0])), m.parent)
         if mask is not None:
@@ -210,13 +227,15 @@ def forward_nodes(
     capture: bool = False,
     logits: bool = True,
     share: Sharing | None = None,
+    columns: Tensor | None = None,
 ) -> NodeRun:
     """One forward of any architecture; where replace[b, s, node] is True the node's
     activation is replaced by `values` (per position, or per row: per prompt with `share`).
 
     tokens [B, S]; answer_pos [B]; replace [B, S, n_nodes] or [B, 1, n_nodes] bool (node
     mask order). capture keeps every layer's z and mlp_out (and computes every position);
-    `share` runs what rows share once (see Sharing), for the same result.
+    `share` runs what rows share once (see Sharing), for the same result; `columns`
+    [k]: the logits of those tokens only ([B, k]: what a metric reading few reads).
     """
     if capture and share is not None:
         raise ValueError("a captured forward keeps every row: it cannot share them")
@@ -236,7 +255,7 @@ def forward_nodes(
             zs.append(z)
             mlps.append(out)
     final = gather_pos(resid, run.pos(steps[-1])) if capture else resid[:, 0]
-    out_logits = w.unembed(final) if logits else None
+    out_logits = w.unembed(final, columns) if logits else None
     if share is not None:  # back from the groups to every row
         inv = share.stages[-1].inv
         final = final[inv]

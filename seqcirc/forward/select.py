@@ -77,34 +77,42 @@ def forward_nodes(
     capture: bool = False,
     logits: bool = True,
     share: Sharing | None = None,
+    columns: Tensor | None = None,
 ) -> NodeRun:
-    """One node forward (seqcirc.forward.nodes.forward_nodes's contract) of either engine."""
-    run = w.forward_nodes if isinstance(w, HookedModel) else _fast_nodes(w)
-    return run(tokens, answer_pos, replace=replace, values=values, capture=capture,
-               logits=logits, share=share)  # fmt: skip
+    """One node forward (seqcirc.forward.nodes.forward_nodes's contract) of either engine;
+    the generic engine computes every logit and keeps `columns`."""
+    if isinstance(w, HookedModel):
+        run = w.forward_nodes(tokens, answer_pos, replace=replace, values=values,
+                              capture=capture, logits=logits, share=share)  # fmt: skip
+        if columns is None or run.logits is None:
+            return run
+        return _with_logits(run, run.logits[:, columns])
+    return fast_forward_nodes(w, tokens, answer_pos, replace=replace, values=values,
+                              capture=capture, logits=logits, share=share,
+                              columns=columns)  # fmt: skip
 
 
-def _fast_nodes(w: ModelWeights) -> Any:
-    def run(tokens: Tensor, answer_pos: Tensor, **kw: Any) -> NodeRun:
-        return fast_forward_nodes(w, tokens, answer_pos, **kw)
-
-    return run
+def _with_logits(run: NodeRun, logits: Tensor) -> NodeRun:
+    return NodeRun(logits, run.resid_final, run.z, run.mlp, run.embed)
 
 
 def empty_logits(w: Model, tokens: Tensor, answer_pos: Tensor, values: Replacement,
-                 embed: Tensor | None, clean_embed_answer: Tensor) -> Tensor:  # fmt: skip
-    """Answer logits [n, vocab] with every node replaced; `embed`: what replaces the
-    embeddings at every position ([S, d] or [n, S, d]; edge circuits), None: each prompt
-    keeps its own (node circuits). The fast engine needs no forward for it."""
+                 embed: Tensor | None, clean_embed_answer: Tensor,
+                 columns: Tensor | None = None) -> Tensor:  # fmt: skip
+    """Answer logits [n, vocab] with every node replaced (of `columns` only: [n, k]);
+    `embed`: what replaces the embeddings at every position ([S, d] or [n, S, d]; edge
+    circuits), None: each prompt keeps its own (node circuits). The fast engine needs no
+    forward for it."""
     if isinstance(w, HookedModel):
-        return w.empty_logits(tokens, answer_pos, values, embed, clean_embed_answer)
+        out = w.empty_logits(tokens, answer_pos, values, embed, clean_embed_answer)
+        return out if columns is None else out[:, columns]
     at_embed = clean_embed_answer if embed is None else _at(embed, answer_pos, 3)
     at = Replacement(
         tuple(_at(z, answer_pos, 4) for z in values.z),
         tuple(_at(m, answer_pos, 3) for m in values.mlp),
     )
     resid = gpt2.all_replaced_resid(w, at_embed, at)
-    return gpt2.unembed(w, resid.expand(tokens.shape[0], -1))
+    return gpt2.unembed(w, resid.expand(tokens.shape[0], -1), columns)
 
 
 def _at(t: Tensor, answer_pos: Tensor, per_prompt_dims: int) -> Tensor:
@@ -146,12 +154,24 @@ def removed_edges(w: Model, graph: EdgeGraph, keep: Tensor) -> Tensor:
 
 
 def forward_edges(w: Model, tokens: Tensor, answer_pos: Tensor, removed: Tensor,
-                  values: Senders) -> Tensor:  # fmt: skip
+                  values: Senders, *, defer_unembed: bool = False) -> Tensor:  # fmt: skip
+    """Answer logits [B, vocab] of an edge pass; `defer_unembed`: a part that
+    edge_logits turns into them, so that the fast engine unembeds every chunk's answer
+    residuals in one product (the unembedding's weights read once, not once a chunk)."""
     if isinstance(w, HookedModel):
         assert isinstance(values, he.SenderValues)
         return he.forward_edges(w, tokens, answer_pos, removed, values)
     assert isinstance(values, EdgeValues)
-    return gpt2.forward_edges(w, tokens, answer_pos, removed, values)
+    return gpt2.forward_edges(w, tokens, answer_pos, removed, values, logits=not defer_unembed)
+
+
+def edge_logits(w: Model, parts: list[Tensor], columns: Tensor | None = None) -> Tensor:
+    """The answer logits of the chunks whose forward_edges(defer_unembed=True) gave
+    `parts` (of `columns` only: [n, k])."""
+    joined = torch.cat(parts)
+    if isinstance(w, HookedModel):
+        return joined if columns is None else joined[:, columns]
+    return gpt2.unembed(w, joined, columns)
 
 
 def check_edge_structure(w: Model, tokens: Tensor) -> int:
@@ -165,6 +185,6 @@ def check_edge_structure(w: Model, tokens: Tensor) -> int:
 
 __all__ = [
     "DEFAULT_ENGINE", "ENGINES", "Model", "Senders", "check_edge_structure", "check_engine",
-    "edge_graph", "edge_values", "edge_values_rows", "empty_logits", "engine_of",
+    "edge_graph", "edge_logits", "edge_values", "edge_values_rows", "empty_logits", "engine_of",
     "forward_edges", "forward_nodes", "removed_edges", "select",
 ]  # fmt: skip
