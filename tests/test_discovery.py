@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from planted import bridge_of, expected_logit_diff, planted_hf, planted_task
+from planted import HeadState, bridge_of, expected_logit_diff, planted_hf, planted_task
 
 from seqcirc.discovery.prune import PruneStep, discover, node_sweeps, prune
 from seqcirc.plan import Edge, Node
@@ -127,10 +127,13 @@ def test_discovery_recovers_the_planted_circuit_with_the_needed_passes() -> None
 
 def test_the_authors_edge_pruning_tests_each_edge_alone() -> None:
     """--method paper: every edge among the found nodes removed alone from the node
-    circuit, kept when F(C - e)/F(M) < 0.8. Its scores are one-at-a-time evaluator runs;
-    it keeps the planted edges (each removal alone costs the circuit its successor's or
-    suppressor's input or output) in one batched call of 1 + 9 circuits and one pass for
-    the kept edges."""
+    circuit, its sender's output taken from the paired corrupted prompt (the rest of the
+    model mean-ablated), kept when F(C - e)/F(M) < 0.8. Each score is the closed form of
+    tests/planted.py: an edge into 0.0's value or out of 0.0 gives 0.0 the paired prompt's
+    r4 (resample), the same for 0.1, the rest change nothing (queries, keys and the
+    logits' embedding read positions and IN, which the corrupted prompts share). It keeps
+    the planted edges in one corrupted sweep, one batched call of 1 + 9 circuits and one
+    pass for the kept edges."""
     from seqcirc.discovery.prune import candidate_edges
     from seqcirc.engine.edges import edge_mask, run_edges
     from seqcirc.engine.prepare import prepare
@@ -147,16 +150,33 @@ def test_the_authors_edge_pruning_tests_each_edge_alone() -> None:
     fm = float(state.m_model.mean())
     cands = candidate_edges(state, d.nodes)
     assert d.edges.n_candidates == len(cands) == 9 and len(d.edges.outcome.steps) == 9
+    corrupted = task.corrupted[:, 4].tolist()
+    full = np.mean([expected_logit_diff(int(m), {}, corrupted) for m in task.clean[:, 4]])
     base = edge_mask(state, cands)
     for step, edge in zip(d.edges.outcome.steps, cands, strict=True):
+        heads: dict[int, HeadState] = {2: "mean"}
+        for h, name in enumerate(("0.0", "0.1")):
+            if edge.sender == name or (edge.receiver, edge.input) == (name, "v"):
+                heads[h] = "paired"
+        paired = [
+            expected_logit_diff(
+                int(m),
+                {h: ("resample", r) if v == "paired" else v for h, v in heads.items()},
+                corrupted,
+            )
+            for m, r in zip(task.clean[:, 4], corrupted, strict=True)
+        ]
+        assert step.score == pytest.approx(np.mean(paired) / full, abs=1e-5)
+        assert step.removed == (step.score >= 0.8)
         keep = base.copy()
         keep[state.graph.index[edge]] = False
-        alone = float(run_edges(state, keep).mean()) / fm
-        assert step.score == pytest.approx(alone, rel=1e-6)
-        assert step.removed == (alone >= 0.8)
+        mean = float(run_edges(state, keep).mean()) / fm  # the old way: the mean, not paired
+        assert (abs(step.score - mean) > 0.05) == (
+            str(edge) in ("embed->0.0[v]", "0.0->logits[resid]")
+        )
     n = task.n_prompts
     node_rows = d.prepare_rows + 7 * n + 2 * 2 * n
-    assert d.forward_rows == node_rows + (1 + 9 + 1) * n
+    assert d.forward_rows == node_rows + n + (1 + 9 + 1) * n  # + the corrupted sweep
     assert d.edges.score == pytest.approx(d.score, rel=1e-5)
 
 

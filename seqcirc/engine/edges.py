@@ -4,7 +4,7 @@ the liveness check, and the one-pass patched forward of the state's engine
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 import torch
@@ -18,8 +18,17 @@ from seqcirc.engine.runner import (
     score_rows,
 )
 from seqcirc.errors import EvaluationError
-from seqcirc.forward.select import edge_logits, edge_values_rows, forward_edges, removed_edges
+from seqcirc.forward.select import (
+    Senders,
+    edge_logits,
+    edge_values_rows,
+    forward_edges,
+    removed_edges,
+)
 from seqcirc.plan import Edge
+
+# the sender values of the prompts of a slice, one row per prompt (run_edge_circuits)
+ValuesOf = Callable[[slice], Senders]
 
 
 def edge_mask(state: EvalState, edges: Iterable[Edge]) -> NDArray[np.bool_]:
@@ -83,27 +92,39 @@ def run_edges(state: EvalState, keep: NDArray[np.bool_]) -> NDArray[np.float64]:
     return out
 
 
-def run_edge_circuits(state: EvalState, keeps: NDArray[np.bool_]) -> NDArray[np.float64]:
+def run_edge_circuits(
+    state: EvalState,
+    keeps: NDArray[np.bool_],
+    *,
+    values: ValuesOf | None = None,
+    rows: int | None = None,
+) -> NDArray[np.float64]:
     """Per-prompt metric [R, n] of R edge circuits (keep-masks [R, n_edges]), batched:
     rows = circuits x prompts in chunks (seqcirc.engine.runner.circuit_chunks), each row
-    with its own removal."""
+    with its own removal. `values`: what removed edges carry instead of the state's own,
+    per prompt (a block of prompts -> their rows); `rows`: prompts per chunk then (per-prompt
+    values take more memory a row: seqcirc.engine.memory.edge_row_bytes)."""
     keeps = np.asarray(keeps, dtype=bool)
     w, n = state.weights, state.n_prompts
     out = np.empty((keeps.shape[0], n))
     with torch.inference_mode():
-        for circuits, prompt_blocks in circuit_chunks(keeps.shape[0], n, state.edge_rows):
+        chunks = circuit_chunks(keeps.shape[0], n, rows or state.edge_rows)
+        for circuits, prompt_blocks in chunks:
             c = circuits.stop - circuits.start
             # [c, receivers, senders], the chunk's circuits only (R of them can be large)
             removed = removed_edges(w, state.graph, torch.as_tensor(keeps[circuits]))
             for sl in prompt_blocks:
                 idx = torch.arange(sl.start, sl.stop, device=w.device).repeat(c)
                 prompts, pos = _reads(state, idx)
-                vals = state.edge_values
-                if state.ablation.per_prompt_values:
-                    vals = edge_values_rows(vals, prompts)
+                if values is not None:
+                    vals = edge_values_rows(values(sl), prompts - sl.start)
+                else:
+                    vals = state.edge_values
+                    if state.ablation.per_prompt_values:
+                        vals = edge_values_rows(vals, prompts)
                 per = prompts.shape[0] // c
-                rows = removed.repeat_interleave(per, 0)
-                logits = forward_edges(w, state.clean[prompts], pos, rows, vals)
+                removal = removed.repeat_interleave(per, 0)
+                logits = forward_edges(w, state.clean[prompts], pos, removal, vals)
                 out[circuits, sl] = score_rows(state, logits, idx).reshape(c, -1)
     state.forward_rows += keeps.shape[0] * n * (1 if state.reads is None else state.reads.k)
     return out
