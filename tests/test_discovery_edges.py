@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from planted import bridge_of, planted_hf, planted_task
 from planted_state import F_M, SUCC, SUPP, F, bridge, task  # noqa: F401 (fixtures)
 
@@ -20,6 +21,7 @@ from seqcirc.engine.edges import run_edges
 from seqcirc.engine.prepare import prepare
 from seqcirc.errors import EvaluationError, InputError
 from seqcirc.plan import AblationSpec, Edge
+from seqcirc.tasks.types import TokenizedTask
 
 PLANTED = {"embed->0.0[v]", "embed->0.1[v]", "0.0->logits[resid]", "0.1->logits[resid]"}
 
@@ -182,3 +184,89 @@ def test_written_edge_circuit_runs_as_written(tmp_path: Path, bridge, task, edge
     assert claims and all(v["verdict"] == "pass" for v in claims.values())
     assert ("faithfulness:point" in claims) == (method == "eap-ig")
     assert Edge("embed", "0.0", "v") in circuit.edges
+
+
+def _tiny_gpt2():  # type: ignore[no-untyped-def]
+    """2 layers x 2 heads, d_model 16, large random weights: every sender moves the logits."""
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    cfg = GPT2Config(n_layer=2, n_head=2, n_embd=16, n_positions=8, vocab_size=24,
+                     bos_token_id=0, eos_token_id=0)  # fmt: skip
+    torch.manual_seed(3)
+    model = GPT2LMHeadModel(cfg).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0.0, 0.5)
+    return bridge_of(model)
+
+
+def _paired_reference(state, edge, base, fm):  # type: ignore[no-untyped-def]
+    """F(C - e) / F(M) one prompt at a time on the generic engine: the state's mean values
+    with only e's sender swapped for prompt i's corrupted activation (captured apart)."""
+    from seqcirc.forward.select import removed_edges
+
+    keep = base.copy()
+    keep[state.graph.index[edge]] = False
+    removed = removed_edges(state.weights, state.graph, torch.as_tensor(keep))
+    rows = [slice(i, i + 1) for i in range(state.n_prompts)]
+    return float(np.mean([_paired_row(state, edge, removed, r) for r in rows])) / fm
+
+
+@torch.inference_mode()
+def _paired_row(state, edge, removed, row) -> float:  # type: ignore[no-untyped-def]
+    """The logit difference of one prompt with e's sender from its corrupted twin."""
+    from seqcirc.forward.common import Replacement
+    from seqcirc.forward.select import edge_values, forward_edges, forward_nodes
+
+    w = state.weights
+    corr = forward_nodes(w, state.corrupted[row], state.answer_pos[row], capture=True)
+    z, mlp, embed = list(state.values.z), list(state.values.mlp), state.embed_values
+    if edge.sender == "embed":
+        embed = corr.embed[0]
+    elif edge.sender.startswith("mlp"):
+        mlp[int(edge.sender[3:])] = corr.mlp[int(edge.sender[3:])][0]
+    else:
+        layer, head = (int(x) for x in edge.sender.split("."))
+        z[layer] = z[layer].clone()
+        z[layer][:, head] = corr.z[layer][0, :, head]
+    values = edge_values(w, embed, Replacement(tuple(z), tuple(mlp)))
+    logits = forward_edges(w, state.clean[row], state.answer_pos[row], removed, values)[0]
+    return float(logits[state.correct[row]] - logits[state.incorrect[row]])
+
+
+def test_the_authors_edge_test_patches_the_paired_corrupted_activation() -> None:
+    """--method paper on a random 2-layer GPT-2 (fast engine), the node circuit three heads
+    and an MLP, every threshold passed (each edge kept): each single-edge score equals a
+    reference run one prompt at a time on the generic engine with only the tested edge's
+    sender from the paired corrupted prompt, the rest mean-ablated (to 1e-5); the mean in
+    its place (the state's run_edges) would give other scores."""
+    from seqcirc.claims.measures import f_model
+    from seqcirc.discovery.paper_edges import paper_edges
+    from seqcirc.discovery.prune import candidate_edges
+    from seqcirc.engine.edges import edge_mask
+    from seqcirc.plan import Node
+
+    bridge = _tiny_gpt2()
+    rng = np.random.default_rng(0)  # F(M) = 1.31
+    task = TokenizedTask(
+        name="random", clean=rng.integers(0, 24, (5, 6)), corrupted=rng.integers(0, 24, (5, 6)),
+        correct=rng.integers(0, 24, 5), incorrect=rng.integers(0, 24, 5),
+        positions={"END": np.array([5, 5, 4, 5, 3])},
+    )  # fmt: skip
+    nodes = (Node(0, 0), Node(0), Node(1, 0), Node(1, 1))
+    fast = prepare(bridge, task, engine="fast")
+    generic = prepare(bridge, task, engine="generic")
+    out = paper_edges(fast, nodes, threshold=1e9)
+    cands = candidate_edges(fast, nodes)
+    assert len(cands) == len(out.outcome.steps) == 28  # 3 + 2 + 9 + 9 + 5 receivers' inputs
+    fm = f_model(generic)
+    base = edge_mask(generic, cands)
+    gaps = []
+    for step, edge in zip(out.outcome.steps, cands, strict=True):
+        ref = _paired_reference(generic, edge, base, fm)
+        assert step.score == pytest.approx(ref, abs=1e-5)
+        keep = base.copy()
+        keep[generic.graph.index[edge]] = False
+        gaps.append(abs(float(run_edges(generic, keep).mean()) / fm - ref))
+    assert max(gaps) > 0.05
