@@ -178,3 +178,23 @@ def test_a_pooled_mean_is_the_mean_over_prompts_and_positions(tmp_path: Path) ->
     assert hit.means_cache == "hit"
     assert torch.equal(hit.values.z[0], pooled.values.z[0])
     assert torch.equal(hit.embed_values, pooled.embed_values)
+
+
+def test_prompts_of_different_lengths_say_means_per_named_position() -> None:
+    """A ragged task's means are per named position (docs/tasks.md); its results record
+    the prompts' lengths, and the report's set-up line says so. Pooled and resample
+    values read as for any task."""
+    assert (
+        AblationSpec()
+        .describe(ragged=True)
+        .setup.startswith(
+            "node ablation; value: mean over the corrupted prompts per named position;"
+        )
+    )
+    assert POOLED.describe(ragged=True).setup == POOLED.describe().setup
+    resample = AblationSpec(value="resample")
+    assert resample.describe(ragged=True).setup == resample.describe().setup
+    circuit = _recorded(to_jsonable(AblationSpec()), "logit_diff")
+    ragged = replace(circuit, task={**(circuit.task or {}), "lengths": [5, 7, 6]})
+    assert "per named position" in view.ablation_setup(ragged)
+    assert "per named position" not in view.ablation_setup(circuit)

@@ -201,7 +201,7 @@ def evaluate_circuit(
     rows = state.forward_rows - rows0  # the removal table counts its own rows
     removed = _removals(state, circuit, m_circuit, seed=seed, n_boot=n_boot, level=level)
     task = state.task
-    words = circuit.ablation.describe(task.name, task.n_prompts)
+    words = circuit.ablation.describe(task.name, task.n_prompts, ragged=task.ragged)
     return CircuitResult(
         name=circuit.name, circuit_hash=circuit.circuit_hash(),
         granularity=circuit.ablation.granularity,

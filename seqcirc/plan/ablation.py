@@ -23,6 +23,9 @@ _VALUE_WORDS = {
     "zero": "value: zero",
 }
 _POOLED_WORDS = "value: mean over the corrupted prompts, pooled over all positions"
+# prompts of different lengths (docs/tasks.md, ragged prompts): no position index is
+# shared, so the means are per named position (unnamed tokens share one)
+_RAGGED_WORDS = "value: mean over the corrupted prompts per named position"
 _DIRECTION_WORDS = {
     "ablate_complement": "clean input, complement ablated",
     "patch_circuit": "corrupted input, circuit patched in",
@@ -116,14 +119,17 @@ class AblationSpec:
         """The value as an `ablate` line writes it: `mean`, `mean pooled`, `resample`..."""
         return self.value if self.per_position else f"{self.value} pooled"
 
-    def describe(self, task: str = "", n_prompts: int = 0) -> AblationWords:
-        """The set-up in words; `task` and `n_prompts` name where the values come from.
+    def describe(self, task: str = "", n_prompts: int = 0, ragged: bool = False) -> AblationWords:
+        """The set-up in words; `task` and `n_prompts` name where the values come from;
+        `ragged`: the prompts have different lengths (means per named position).
 
         Any recorded value reads back (an unknown one as itself), so reports of older or
         partial results still print a line."""
         value = str(self.value)
         if value == "mean" and not self.per_position:
             value_words = _POOLED_WORDS
+        elif value == "mean" and ragged:
+            value_words = _RAGGED_WORDS
         else:
             value_words = _VALUE_WORDS.get(value, f"value {self.value}")
         setup = "; ".join(

@@ -63,7 +63,7 @@ def ablation_setup(circuit: CircuitResult) -> str:
         direction=a.get("direction", MISSING),
         per_position=a.get("per_position", True),
     )
-    parts = [spec.describe().setup]
+    parts = [spec.describe(ragged=bool((circuit.task or {}).get("lengths"))).setup]
     if a.get("means_from"):
         parts.append(f"means from {a['means_from']}")
     parts.append(f"metric {circuit.metric}")
