@@ -221,7 +221,9 @@ def test_every_node_claim_runs_alike_on_both_engines(models):  # type: ignore[no
 
     bridge, task = models["llama"], ragged_task(3)
     nodes = [Node(0, 1), Node(1, 0), Node(2, 3), Node(0), Node(2)]
-    for setup in ("mean", "resample"):
+    # mean only: the one set-up whose values ragged prompts change (per named position);
+    # resample's per-prompt values are checked against each prompt alone above
+    for setup in ("mean",):
         results = [
             _evaluate(bridge, task, nodes, SETUPS[setup], NODE_CLAIMS, e)
             for e in ("fast", "generic")
