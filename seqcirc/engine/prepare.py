@@ -475,9 +475,9 @@ def prepare(
     w = select(bridge, engine, edges=ablation.is_edge)
     generation = generation_of(task, ablation, w)  # E328 before any forward pass
     # a generating metric decodes from the prompt alone: nothing is teacher-forced
-    plain = one_token_input(task)
-    forced = teacher_forced(task, metric) if generation is None and task.multi_token else plain
-    _check_setup(task, ablation, w, int(forced.clean.shape[1]), forced is not plain)
+    forcing = generation is None and task.multi_token
+    forced = teacher_forced(task, metric) if forcing else one_token_input(task)
+    _check_setup(task, ablation, w, int(forced.clean.shape[1]), forcing)
     if batch_rows is not None and batch_rows < 1:
         raise InputError(f"--batch-size must be at least 1, got {batch_rows}", code="E406")
     p = _Prompts.of(forced, w.device)

@@ -331,10 +331,12 @@ def empty_metric(state: EvalState, granularity: str | None = None) -> NDArray[np
     w, pos = state.weights, state.answer_pos
     prompts = torch.arange(state.n_prompts, device=w.device)
     cols = None
+    if state.generation is not None:  # every node replaced while decoding
+        with torch.inference_mode():
+            state._m_empty[gran] = _generated_empty(state)
+        return state._m_empty[gran]
     with torch.inference_mode():
-        if state.generation is not None:  # every node replaced while decoding
-            m = _generated_empty(state)
-        elif state.ablation.patches_circuit:
+        if state.ablation.patches_circuit:
             assert state.empty_logits is not None
             logits = state.empty_logits
         elif state.reads is None:
@@ -345,8 +347,7 @@ def empty_metric(state: EvalState, granularity: str | None = None) -> NDArray[np
                                   state.clean_embed_answer, tokens)  # fmt: skip
         else:
             logits = _empty_reads(state, gran, state.reads)
-        if state.generation is None:
-            m = score_rows(state, logits, prompts, cols)
+        m = score_rows(state, logits, prompts, cols)
     state._m_empty[gran] = m
     return m
 

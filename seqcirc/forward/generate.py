@@ -46,7 +46,7 @@ def extend_values(values: Replacement, new: int, ends: Tensor | None = None) -> 
         index = src.reshape(*src.shape, *([1] * (out.dim() - 2))).expand(out.shape)
         return out.gather(1, index)
 
-    if new == 0 and ends is None:
+    if new == 0:  # nothing generated: what lies past END is never read
         return values
     return Replacement(
         tuple(extend(z, 4) for z in values.z), tuple(extend(m, 3) for m in values.mlp)
