@@ -48,6 +48,7 @@ from seqcirc.forward.common import (
     unembed_bias,
     vocab_columns,
 )
+from seqcirc.forward.edge_plan import EdgePlan, Inputs, LayerPlan, edge_plan
 from seqcirc.forward.llama import extract_llama_weights
 from seqcirc.forward.nodes import forward_nodes
 from seqcirc.plan import EMBED, LOGITS, Edge, ReceiverInput
@@ -88,6 +89,7 @@ class Gpt2Weights(WeightsBase):
     W_U: Tensor  # [d, vocab]
     b_U: Tensor  # [vocab]
     _per_head: dict[int, tuple[Tensor, Tensor]] = field(default_factory=dict, repr=False)
+    _edge_plans: list[tuple[Tensor, EdgePlan]] = field(default_factory=list, repr=False)
 
     def qkv_per_head(self, layer: int) -> tuple[Tensor, Tensor]:
         """W [3, H, d, dh] and b [3, H, dh] of one layer, for per-head inputs (edges)."""
@@ -96,6 +98,17 @@ class Gpt2Weights(WeightsBase):
             W = self.W_qkv[layer].reshape(d, 3, n_h, dh).permute(1, 2, 0, 3).contiguous()
             self._per_head[layer] = (W, self.b_qkv[layer].reshape(3, n_h, dh))
         return self._per_head[layer]
+
+    def edge_plan(self, removed: Tensor) -> EdgePlan:
+        """The plan of a removed matrix (forward.edge_plan), kept for the last one: an
+        edge pass runs one circuit over many chunks of prompts."""
+        for key, plan in self._edge_plans:
+            same = key.shape == removed.shape and key.dtype == removed.dtype
+            if same and key.device == removed.device and torch.equal(key, removed):
+                return plan
+        plan = edge_plan(self.n_layers, self.n_heads, removed)
+        self._edge_plans[:] = [(removed.clone(), plan)]
+        return plan
 
     @property
     def d_mlp(self) -> int:
@@ -366,21 +379,6 @@ class EdgeValues:
         return cls(embed, heads, values.mlp)
 
 
-def _receiver_qkv(w: Gpt2Weights, layer: int, pattern: Tensor, flat: Tensor) -> Tensor:
-    """q, k, v [3H, BS, dh] of `layer`'s heads (bias left out), each from its own input:
-    the layer-normed product of its row of `pattern` [3H, 1 + senders] (the residual's
-    weight 1, then each sender's removal) by `flat` [1 + senders, BS * d]. Receivers with
-    the same row (all edges kept, or all removed, as most of a sparse circuit's are)
-    share one input, built and layer-normed once."""
-    d, n_r = w.d_model, pattern.shape[0]
-    unique, inv = torch.unique(pattern, dim=0, return_inverse=True)
-    shared = unique.shape[0] < n_r
-    x = ((unique if shared else pattern) @ flat).view(-1, flat.shape[1] // d, d)
-    x = F.layer_norm(x, (d,), w.ln1_w[layer], w.ln1_b[layer], w.eps)
-    # [3H, BS, d] @ [3H, d, dh] -> q, k, v per head from its own input
-    return torch.bmm(x[inv] if shared else x, w.qkv_per_head(layer)[0].view(n_r, d, -1))
-
-
 def forward_edges(
     w: ModelWeights,
     tokens: Tensor,
@@ -393,60 +391,87 @@ def forward_edges(
     """Logits [B, vocab] at the answer position with the removed edges ablated (logits
     False: the residual [B, d] there before the final norm, to unembed chunks at once).
 
-    One pass: each receiver's input is the actual residual plus, for each removed edge,
-    (ablated - actual) of its sender, both taken in this same pass.
-    removed: [n_receivers, n_senders] (removed_matrix), or [B, n_receivers, n_senders]: one
-    removal per row (many circuits in one pass: _forward_edges_rows), already on the
-    weights' device.
-
-    The differences are kept sender-major ([n_senders, B*S*d]) after the current
-    residual in slot 0, so each layer's receiver inputs are one matrix product (a column
-    of ones and its rows of `removed`, by the residual and its senders' differences) that
-    lands receiver-major, the layout the per-head projections read.
+    One pass: each receiver's input is the ablated residual (every earlier sender's
+    ablated value, and the attention biases) plus, for each kept edge, (actual - ablated)
+    of its sender taken in this same pass (forward.edge_plan: what a circuit needs).
+    removed: [n_receivers, n_senders] (removed_matrix; float weights too: kept = 1 -
+    removed), or [B, n_receivers, n_senders]: one removal per row (many circuits in one
+    pass: _forward_edges_rows), already on the weights' device.
     """
     require_edges(w)
     assert isinstance(w, Gpt2Weights)
     if removed.dim() == 3:
         final = _forward_edges_rows(w, tokens, answer_pos, removed, values)
-        return w.unembed(final) if logits else final
-    n_h, d = w.n_heads, w.d_model
+    else:
+        final = _forward_planned(w, tokens, answer_pos, w.edge_plan(removed), values)
+    return w.unembed(final) if logits else final
+
+
+def _forward_planned(
+    w: Gpt2Weights, tokens: Tensor, answer_pos: Tensor, plan: EdgePlan, values: EdgeValues
+) -> Tensor:
+    """The answer residual [B, d] of one circuit's pass. The (actual - ablated) of the
+    needed senders are kept sender-major, [slots, B, S, d], so a group of receivers'
+    inputs is one product of their kept rows by the first slots."""
     batch, seq = tokens.shape
-    rows_bs = batch * seq
-    n_senders = removed.shape[1]
-    # slot 0: the residual; slot 1 + s: sender s's difference, written before a layer
-    # reads it (senders come in order)
-    buf = w.W_E.new_empty(1 + n_senders, rows_bs, d)
-    flat = buf.view(1 + n_senders, rows_bs * d)
-    diffs = buf[1:]
-    resid = buf[0].view(batch, seq, d)
-    torch.add(w.W_E[tokens], w.W_pos[:seq], out=resid)
-    diffs[0] = (values.embed - resid).reshape(rows_bs, d)
-    per = 3 * n_h + 1
-    ones = removed.new_ones(per, 1)
-    for layer in range(w.n_layers):
-        n_before = 1 + layer * (n_h + 1)
-        rows = torch.cat([ones, removed[layer * per : (layer + 1) * per]], 1)
-        proj = _receiver_qkv(w, layer, rows[: 3 * n_h, : 1 + n_before], flat[: 1 + n_before])
-        proj = proj.view(3, n_h, batch, seq, w.d_head) + w.qkv_per_head(layer)[1][:, :, None, None]
-        qkv = proj.permute(0, 2, 3, 1, 4)  # [3, B, S, H, dh]
-        z = attend(qkv[0], qkv[1], qkv[2])
-        head_out = torch.einsum("bshe,hed->hbsd", z, w.W_O[layer])  # sender-major
-        ablated = values.head_out[layer].movedim(-2, 0)  # [H, B, S, d] or [H, S, d]
-        ablated = ablated if ablated.dim() == 4 else ablated[:, None]
-        torch.sub(ablated, head_out, out=diffs[n_before : n_before + n_h].view(head_out.shape))
-        resid += head_out.sum(0) + w.b_O[layer]
-        n_mlp = n_before + n_h
-        x = (rows[3 * n_h :, : 1 + n_mlp] @ flat[: 1 + n_mlp]).view(batch, seq, d)
-        out = _mlp(w, layer, F.layer_norm(x, (d,), w.ln2_w[layer], w.ln2_b[layer], w.eps))
-        diffs[n_mlp] = (values.mlp[layer] - out).reshape(rows_bs, d)
-        resid += out
+    buf = w.W_E.new_empty(plan.n_slots, batch, seq, w.d_model)
+    flat = buf.view(plan.n_slots, batch * seq * w.d_model)
+    abl = values.embed  # the ablated residual [(B,) S, d] so far
+    if plan.embed_needed:
+        torch.sub(w.W_E[tokens] + w.W_pos[:seq], values.embed, out=buf[0])
+    for layer, lp in enumerate(plan.layers):
+        ablated_heads = values.head_out[layer]  # [(B,) S, H, d]
+        if lp.qkv is not None:
+            out = buf[lp.head_slot : lp.head_slot + lp.heads.numel()]
+            _heads_diff(w, layer, lp, _inputs(lp.qkv, abl, flat), out)
+            sel = ablated_heads.movedim(-2, 0)  # [H, (B,) S, d]
+            sel = sel if lp.all_heads else sel[lp.heads]
+            out -= sel if sel.dim() == 4 else sel[:, None]
+        abl = abl + ablated_heads.sum(-2) + w.b_O[layer]
+        if lp.mlp is not None:
+            x = F.layer_norm(_inputs(lp.mlp, abl, flat)[0], (w.d_model,), w.ln2_w[layer],
+                             w.ln2_b[layer], w.eps)  # fmt: skip
+            torch.sub(_mlp(w, layer, x), values.mlp[layer], out=buf[lp.mlp_slot])
+        abl = abl + values.mlp[layer]
     ans_rows = torch.arange(batch, device=tokens.device) * seq + answer_pos
-    at_answer = buf[:, ans_rows].reshape(1 + n_senders, batch * d)
-    final = torch.cat([ones[:1], removed[-1:]], 1) @ at_answer
-    final = final.view(batch, d)
-    if not logits:
-        return final
-    return w.unembed(final)
+    at_answer = flat.view(plan.n_slots, batch * seq, w.d_model)[:, ans_rows]
+    abl_at = abl[answer_pos] if abl.dim() == 2 else gather_pos(abl, answer_pos)
+    kept = plan.logits @ at_answer.reshape(plan.n_slots, batch * w.d_model)
+    return abl_at + kept.view(abl_at.shape)
+
+
+def _inputs(inputs: Inputs, abl: Tensor, flat: Tensor) -> Tensor:
+    """[U, B, S, d]: the ablated residual plus each distinct kept row by the slots."""
+    x = (inputs.kept @ flat[: inputs.n_slots]).view(inputs.kept.shape[0], -1, *abl.shape[-2:])
+    return x.add_(abl)
+
+
+def _heads_diff(w: Gpt2Weights, layer: int, lp: LayerPlan, x: Tensor, out: Tensor) -> None:
+    """The needed heads' outputs [h, B, S, d] into `out`, each head's q, k, v from its own
+    input x [U, B, S, d] (U distinct inputs of the 3h receivers)."""
+    n_u, batch, seq, d = x.shape
+    h, dh = lp.heads.numel(), w.d_head
+    x = F.layer_norm(x, (d,), w.ln1_w[layer], w.ln1_b[layer], w.eps).view(n_u, -1, d)
+    if lp.qkv is not None and lp.qkv.inverse is not None:
+        x = x[lp.qkv.inverse]
+    W, b, W_O = _head_weights(w, layer, lp)
+    proj = torch.baddbmm(b, x, W)
+    q, k, v = proj.view(3, h, batch, seq, dh).transpose(1, 2).unbind(0)  # [B, h, S, dh]
+    z = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    torch.bmm(z.transpose(0, 1).reshape(h, -1, dh), W_O, out=out.view(h, -1, d))
+
+
+def _head_weights(w: Gpt2Weights, layer: int, lp: LayerPlan) -> tuple[Tensor, Tensor, Tensor]:
+    """W [3h, d, dh], b [3h, 1, dh] of the needed heads' q, k, v and their W_O [h, dh, d]:
+    views when every head is needed, else copies kept with the plan (one per circuit)."""
+    W, b = w.qkv_per_head(layer)  # [3, H, d, dh], [3, H, dh]
+    h, d, dh = lp.heads.numel(), w.d_model, w.d_head
+    if lp.all_heads:
+        return W.view(3 * h, d, dh), b.reshape(3 * h, 1, dh), w.W_O[layer]
+    if lp.weights is None:
+        W, b, W_O = W[:, lp.heads], b[:, lp.heads], w.W_O[layer][lp.heads]
+        lp.weights = (W.reshape(3 * h, d, dh), b.reshape(3 * h, 1, dh), W_O)
+    return lp.weights
 
 
 def _forward_edges_rows(
