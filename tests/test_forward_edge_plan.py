@@ -126,7 +126,7 @@ def test_sparse_circuits_skip_and_share(states):  # type: ignore[no-untyped-def]
     removed = removed_matrix(graph, keep, w.dtype)
     plan = edge_plan(w.n_layers, w.n_heads, removed)
     # needed: embed, 0.1, mlp1, 2.0, 2.3, mlp2 (0.1 through 2.3's k; 2.3 through mlp2)
-    assert plan.n_slots == 6 and plan.embed_needed
+    assert plan.n_slots == 1 + 6 and plan.embed_needed
     assert [lp.heads.tolist() for lp in plan.layers] == [[1], [], [0, 3]]
     assert [lp.mlp is not None for lp in plan.layers] == [False, True, True]
     shared = plan.layers[2].qkv

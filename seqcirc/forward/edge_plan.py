@@ -13,9 +13,9 @@ from that:
 - receivers of a layer with the same kept row share one input (layer-normed once).
 
 Sender order as forward.gpt2: embed, then per layer heads 0..H-1 and the MLP. Receiver
-rows: per layer q of heads, k of heads, v of heads, the MLP; then the logits. A sender's
-slot is its rank among the needed senders, so slots keep sender order and a layer's needed
-heads have consecutive slots.
+rows: per layer q of heads, k of heads, v of heads, the MLP; then the logits. Slot 0 is
+the ablated residual; a needed sender's slot is 1 + its rank among the needed senders, so
+slots keep sender order and a layer's needed heads have consecutive slots.
 """
 
 from __future__ import annotations
@@ -28,9 +28,10 @@ from torch import Tensor
 
 @dataclass(frozen=True, eq=False)
 class Inputs:
-    """The inputs of a group of receivers: kept weights [U, n] over the first n slots,
-    one row per distinct input; `inverse` [r]: each receiver's row (None: one row each,
-    in order)."""
+    """The inputs of a group of receivers: weights [U, n] of the first n slots (the
+    ablated residual's 1, then the kept weights of the needed senders before them), one
+    row per distinct input; `inverse` [r]: each receiver's row (None: one row each, in
+    order)."""
 
     kept: Tensor
     inverse: Tensor | None
@@ -58,9 +59,9 @@ class LayerPlan:
 @dataclass(frozen=True, eq=False)
 class EdgePlan:
     layers: tuple[LayerPlan, ...]
-    embed_needed: bool  # then in slot 0
-    logits: Tensor  # [1, n_slots] the logits receiver's kept weights
-    n_slots: int
+    embed_needed: bool  # then in slot 1
+    logits: Tensor  # [1, n_slots] the logits receiver's row (1, then kept weights)
+    n_slots: int  # the ablated residual and the needed senders
 
 
 def kept_weights(n_layers: int, n_heads: int, removed: Tensor) -> Tensor:
@@ -81,32 +82,35 @@ def edge_plan(n_layers: int, n_heads: int, removed: Tensor) -> EdgePlan:
     or any float weights: kept = 1 - removed)."""
     kept = kept_weights(n_layers, n_heads, removed)
     needed_send = _needed(n_layers, n_heads, kept != 0)
-    slots = torch.cumsum(needed_send.long(), 0) - 1
+    slots = torch.cumsum(needed_send.long(), 0)  # 1 + rank
+    with_resid = torch.cat([torch.ones_like(kept[:, :1]), kept], 1)
+    needed = torch.cat([needed_send.new_ones(1), needed_send])  # columns of with_resid
     per, n_h = 3 * n_heads + 1, n_heads
     layers = []
     for layer in range(n_layers):
         n_before = 1 + layer * (n_h + 1)
         heads = torch.nonzero(needed_send[n_before : n_before + n_h]).flatten()
-        s_before = int(needed_send[:n_before].sum())
         qkv = None
         if heads.numel():
             rows = layer * per + (torch.arange(3)[:, None] * n_h + heads.cpu()[None, :]).flatten()
-            qkv = _distinct(kept[rows.to(kept.device), :n_before][:, needed_send[:n_before]])
+            qkv = _distinct(
+                with_resid[rows.to(kept.device), : 1 + n_before][:, needed[: 1 + n_before]]
+            )
         n_mlp = n_before + n_h
         mlp = None
         if needed_send[n_mlp]:
-            row = kept[layer * per + 3 * n_h, :n_mlp][needed_send[:n_mlp]]
+            row = with_resid[layer * per + 3 * n_h, : 1 + n_mlp][needed[: 1 + n_mlp]]
             mlp = Inputs(row[None], None)
         layers.append(LayerPlan(
             heads=heads, all_heads=int(heads.numel()) == n_h, qkv=qkv,
-            head_slot=int(slots[n_before + heads[0]]) if heads.numel() else s_before,
+            head_slot=int(slots[n_before + heads[0]]) if heads.numel() else 0,
             mlp=mlp, mlp_slot=int(slots[n_mlp]),
         ))  # fmt: skip
     return EdgePlan(
         layers=tuple(layers),
         embed_needed=bool(needed_send[0]),
-        logits=kept[-1:, needed_send],
-        n_slots=int(needed_send.sum()),
+        logits=with_resid[-1:, needed],
+        n_slots=1 + int(needed_send.sum()),
     )
 
 
@@ -134,10 +138,7 @@ def _distinct(kept: Tensor) -> Inputs:
     """One row per distinct kept row when that saves a third of the rows: receivers that
     share an input share its product and layer norm, at the price of copying the normed
     inputs out to every receiver (about a third of what a row's product and norm cost)."""
-    if kept.shape[1] == 0:  # nothing before them is needed: one (empty) row
-        unique, inverse = kept[:1], kept.new_zeros(kept.shape[0], dtype=torch.long)
-    else:
-        unique, inverse = torch.unique(kept, dim=0, return_inverse=True)
+    unique, inverse = torch.unique(kept, dim=0, return_inverse=True)
     if 3 * unique.shape[0] > 2 * kept.shape[0]:
         return Inputs(kept.contiguous(), None)
     return Inputs(unique, inverse)

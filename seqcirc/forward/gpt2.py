@@ -393,7 +393,8 @@ def forward_edges(
 
     One pass: each receiver's input is the ablated residual (every earlier sender's
     ablated value, and the attention biases) plus, for each kept edge, (actual - ablated)
-    of its sender taken in this same pass (forward.edge_plan: what a circuit needs).
+    of its sender taken in this same pass (forward.edge_plan: what a circuit needs). So
+    a receiver whose edges are all removed reads exactly the ablated residual.
     removed: [n_receivers, n_senders] (removed_matrix; float weights too: kept = 1 -
     removed), or [B, n_receivers, n_senders]: one removal per row (many circuits in one
     pass: _forward_edges_rows), already on the weights' device.
@@ -410,40 +411,38 @@ def forward_edges(
 def _forward_planned(
     w: Gpt2Weights, tokens: Tensor, answer_pos: Tensor, plan: EdgePlan, values: EdgeValues
 ) -> Tensor:
-    """The answer residual [B, d] of one circuit's pass. The (actual - ablated) of the
-    needed senders are kept sender-major, [slots, B, S, d], so a group of receivers'
-    inputs is one product of their kept rows by the first slots."""
+    """The answer residual [B, d] of one circuit's pass. Slot 0 of `buf` [slots, B, S, d]
+    holds the ablated residual so far, the next ones the needed senders' (actual -
+    ablated), so a group of receivers' inputs is one product of their rows of the plan
+    (1, then kept weights) by the first slots."""
     batch, seq = tokens.shape
     buf = w.W_E.new_empty(plan.n_slots, batch, seq, w.d_model)
     flat = buf.view(plan.n_slots, batch * seq * w.d_model)
-    abl = values.embed  # the ablated residual [(B,) S, d] so far
+    buf[0] = values.embed
     if plan.embed_needed:
-        torch.sub(w.W_E[tokens] + w.W_pos[:seq], values.embed, out=buf[0])
+        torch.sub(w.W_E[tokens] + w.W_pos[:seq], values.embed, out=buf[1])
     for layer, lp in enumerate(plan.layers):
         ablated_heads = values.head_out[layer]  # [(B,) S, H, d]
         if lp.qkv is not None:
             out = buf[lp.head_slot : lp.head_slot + lp.heads.numel()]
-            _heads_diff(w, layer, lp, _inputs(lp.qkv, abl, flat), out)
+            _heads_diff(w, layer, lp, _inputs(lp.qkv, flat, buf.shape), out)
             sel = ablated_heads.movedim(-2, 0)  # [H, (B,) S, d]
             sel = sel if lp.all_heads else sel[lp.heads]
             out -= sel if sel.dim() == 4 else sel[:, None]
-        abl = abl + ablated_heads.sum(-2) + w.b_O[layer]
+        buf[0] += ablated_heads.sum(-2) + w.b_O[layer]
         if lp.mlp is not None:
-            x = F.layer_norm(_inputs(lp.mlp, abl, flat)[0], (w.d_model,), w.ln2_w[layer],
-                             w.ln2_b[layer], w.eps)  # fmt: skip
+            x = F.layer_norm(_inputs(lp.mlp, flat, buf.shape)[0], (w.d_model,),
+                             w.ln2_w[layer], w.ln2_b[layer], w.eps)  # fmt: skip
             torch.sub(_mlp(w, layer, x), values.mlp[layer], out=buf[lp.mlp_slot])
-        abl = abl + values.mlp[layer]
+        buf[0] += values.mlp[layer]
     ans_rows = torch.arange(batch, device=tokens.device) * seq + answer_pos
     at_answer = flat.view(plan.n_slots, batch * seq, w.d_model)[:, ans_rows]
-    abl_at = abl[answer_pos] if abl.dim() == 2 else gather_pos(abl, answer_pos)
-    kept = plan.logits @ at_answer.reshape(plan.n_slots, batch * w.d_model)
-    return abl_at + kept.view(abl_at.shape)
+    return (plan.logits @ at_answer.reshape(plan.n_slots, -1)).view(batch, w.d_model)
 
 
-def _inputs(inputs: Inputs, abl: Tensor, flat: Tensor) -> Tensor:
-    """[U, B, S, d]: the ablated residual plus each distinct kept row by the slots."""
-    x = (inputs.kept @ flat[: inputs.n_slots]).view(inputs.kept.shape[0], -1, *abl.shape[-2:])
-    return x.add_(abl)
+def _inputs(inputs: Inputs, flat: Tensor, shape: torch.Size) -> Tensor:
+    """[U, B, S, d]: each distinct row of weights by the first slots."""
+    return (inputs.kept @ flat[: inputs.n_slots]).view(-1, *shape[1:])
 
 
 def _heads_diff(w: Gpt2Weights, layer: int, lp: LayerPlan, x: Tensor, out: Tensor) -> None:
