@@ -414,18 +414,21 @@ def _forward_planned(
     """The answer residual [B, d] of one circuit's pass. Slot 0 of `buf` [slots, B, S, d]
     holds the ablated residual so far, the next ones the needed senders' (actual -
     ablated), so a group of receivers' inputs is one product of their rows of the plan
-    (1, then kept weights) by the first slots."""
+    (1, then kept weights) by the first slots. The last layer feeds the logits alone:
+    past its keys and values it runs at the answer rows only."""
     batch, seq = tokens.shape
     buf = w.W_E.new_empty(plan.n_slots, batch, seq, w.d_model)
     flat = buf.view(plan.n_slots, batch * seq * w.d_model)
     buf[0] = values.embed
     if plan.embed_needed:
         torch.sub(w.W_E[tokens] + w.W_pos[:seq], values.embed, out=buf[1])
-    for layer, lp in enumerate(plan.layers):
+    for layer, lp in enumerate(plan.layers[:-1]):
         ablated_heads = values.head_out[layer]  # [(B,) S, H, d]
         if lp.qkv is not None:
             out = buf[lp.head_slot : lp.head_slot + lp.heads.numel()]
-            _heads_diff(w, layer, lp, _inputs(lp.qkv, flat, buf.shape), out)
+            q, k, v, W_O = _qkv(w, layer, lp, _inputs(lp.qkv, flat, buf.shape))
+            z = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # [B, h, S, dh]
+            torch.bmm(z.transpose(0, 1).flatten(1, 2), W_O, out=out.view(len(W_O), -1, w.d_model))
             sel = ablated_heads.movedim(-2, 0)  # [H, (B,) S, d]
             sel = sel if lp.all_heads else sel[lp.heads]
             out -= sel if sel.dim() == 4 else sel[:, None]
@@ -436,8 +439,40 @@ def _forward_planned(
             torch.sub(_mlp(w, layer, x), values.mlp[layer], out=buf[lp.mlp_slot])
         buf[0] += values.mlp[layer]
     ans_rows = torch.arange(batch, device=tokens.device) * seq + answer_pos
-    at_answer = flat.view(plan.n_slots, batch * seq, w.d_model)[:, ans_rows]
-    return (plan.logits @ at_answer.reshape(plan.n_slots, -1)).view(batch, w.d_model)
+    at = flat.view(plan.n_slots, batch * seq, w.d_model)[:, ans_rows]  # [slots, B, d]
+    _last_layer(w, plan.layers[-1], buf, at, answer_pos, values)
+    return (plan.logits @ at.view(plan.n_slots, -1)).view(batch, w.d_model)
+
+
+def _last_layer(
+    w: Gpt2Weights, lp: LayerPlan, buf: Tensor, at: Tensor, answer_pos: Tensor,
+    values: EdgeValues,
+) -> None:  # fmt: skip
+    """The last layer's slots of `at` [slots, B, d] (the answer rows of `buf`): its heads'
+    queries at the answer only, over keys and values at every position."""
+    layer, batch = w.n_layers - 1, at.shape[1]
+    rows = torch.arange(batch, device=at.device)
+
+    def at_answer(t: Tensor, shared_dims: int) -> Tensor:
+        return t[answer_pos] if t.dim() == shared_dims else t[rows, answer_pos]
+
+    ablated_heads = at_answer(values.head_out[layer], 3)  # [B, H, d]
+    if lp.qkv is not None:
+        q, k, v, W_O = _qkv(w, layer, lp, _inputs(lp.qkv, buf.view(len(buf), -1), buf.shape))
+        q = q.transpose(1, 2)[rows, answer_pos][:, :, None]  # [B, h, 1, dh]
+        seen = torch.arange(k.shape[2], device=at.device)[None, :] <= answer_pos[:, None]
+        z = F.scaled_dot_product_attention(q, k, v, attn_mask=seen[:, None, None])
+        out = at[lp.head_slot : lp.head_slot + len(W_O)]  # [h, B, d]
+        torch.bmm(z[:, :, 0].transpose(0, 1), W_O, out=out)
+        sel = ablated_heads.transpose(0, 1)  # [H, B, d]
+        out -= sel if lp.all_heads else sel[lp.heads]
+    at[0] += ablated_heads.sum(1) + w.b_O[layer]
+    mlp_abl = at_answer(values.mlp[layer], 2)  # [B, d]
+    if lp.mlp is not None:
+        x = (lp.mlp.kept @ at[: lp.mlp.n_slots].reshape(lp.mlp.n_slots, -1)).view(batch, -1)
+        x = F.layer_norm(x, (w.d_model,), w.ln2_w[layer], w.ln2_b[layer], w.eps)
+        torch.sub(_mlp(w, layer, x), mlp_abl, out=at[lp.mlp_slot])
+    at[0] += mlp_abl
 
 
 def _inputs(inputs: Inputs, flat: Tensor, shape: torch.Size) -> Tensor:
@@ -445,19 +480,19 @@ def _inputs(inputs: Inputs, flat: Tensor, shape: torch.Size) -> Tensor:
     return (inputs.kept @ flat[: inputs.n_slots]).view(-1, *shape[1:])
 
 
-def _heads_diff(w: Gpt2Weights, layer: int, lp: LayerPlan, x: Tensor, out: Tensor) -> None:
-    """The needed heads' outputs [h, B, S, d] into `out`, each head's q, k, v from its own
-    input x [U, B, S, d] (U distinct inputs of the 3h receivers)."""
+def _qkv(
+    w: Gpt2Weights, layer: int, lp: LayerPlan, x: Tensor
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """q, k, v [B, h, S, dh] of the needed heads, each from its own input x [U, B, S, d]
+    (U distinct inputs of the 3h receivers), and those heads' W_O [h, dh, d]."""
     n_u, batch, seq, d = x.shape
-    h, dh = lp.heads.numel(), w.d_head
     x = F.layer_norm(x, (d,), w.ln1_w[layer], w.ln1_b[layer], w.eps).view(n_u, -1, d)
     if lp.qkv is not None and lp.qkv.inverse is not None:
         x = x[lp.qkv.inverse]
     W, b, W_O = _head_weights(w, layer, lp)
-    proj = torch.baddbmm(b, x, W)
-    q, k, v = proj.view(3, h, batch, seq, dh).transpose(1, 2).unbind(0)  # [B, h, S, dh]
-    z = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-    torch.bmm(z.transpose(0, 1).reshape(h, -1, dh), W_O, out=out.view(h, -1, d))
+    proj = torch.baddbmm(b, x, W).view(3, len(W_O), batch, seq, w.d_head)
+    q, k, v = proj.transpose(1, 2).unbind(0)
+    return q, k, v, W_O
 
 
 def _head_weights(w: Gpt2Weights, layer: int, lp: LayerPlan) -> tuple[Tensor, Tensor, Tensor]:
