@@ -137,6 +137,27 @@ def test_sparse_circuits_skip_and_share(states):  # type: ignore[no-untyped-def]
     torch.testing.assert_close(ours, ref, atol=1e-10, rtol=0)
 
 
+@pytest.mark.parametrize("value", ["mean", "resample"])
+def test_one_removal_per_row_matches_the_dense_formula(states, value):  # type: ignore[no-untyped-def]
+    """The multi-circuit path (removed [B, receivers, senders]) row by row."""
+    state = states[value]
+    w, graph = state.weights, state.graph
+    values = state.edge_values
+    if state.ablation.per_prompt_values:
+        values = edge_values_rows(values, torch.arange(N))
+    rng = np.random.default_rng(3)
+    shares = np.array([0.0, 0.1, 0.5, 1.0])[:, None]
+    keeps = torch.as_tensor(rng.random((N, graph.n_edges)) < shares)
+    removed = removed_matrix(graph, keeps, w.dtype)
+    with torch.inference_mode():
+        ours = forward_edges(w, state.clean, state.answer_pos, removed, values)
+        for i in range(N):
+            one = edge_values_rows(values, torch.tensor([i])) if value == "resample" else values
+            row = slice(i, i + 1)
+            ref = _dense_formula(w, state.clean[row], state.answer_pos[row], removed[i], one)
+            torch.testing.assert_close(ours[row], ref, atol=1e-10, rtol=0)
+
+
 def test_float_removed_weights(states):  # type: ignore[no-untyped-def]
     """A float removed matrix (edge attribution's finite differences): kept = 1 - removed."""
     state = states["mean"]
@@ -165,7 +186,11 @@ def test_zero_ablation_with_only_layer0_inputs_is_exactly_all_ablated(task, bias
         ours = forward_edges(w, state.clean, state.answer_pos, removed, state.edge_values)
         biases_only = w.unembed(sum(w.b_O[L] for L in range(w.n_layers)).expand(N, -1))
         dense = _dense_formula(w, state.clean, state.answer_pos, removed, state.edge_values)
+        rows = forward_edges(w, state.clean, state.answer_pos,
+                             removed.expand(N, *removed.shape), state.edge_values)  # fmt: skip
     torch.testing.assert_close(ours, biases_only, atol=1e-7, rtol=0)
+    torch.testing.assert_close(rows, biases_only, atol=1e-7, rtol=0)
     if not biases:
         assert torch.equal(ours, torch.zeros_like(ours))
+        assert torch.equal(rows, torch.zeros_like(rows))
         assert dense.abs().max() > 1e-6  # what the dense formula gave: cancellation noise

@@ -77,9 +77,11 @@ def node_row_bytes(
 
 
 def edge_row_bytes(shape: ForwardShape, *, per_prompt_values: bool = False) -> int:
-    """Transient bytes of one row of forward_edges: the (ablated - actual) buffer of every
-    sender [S, n_senders, d] dominates; each layer's per-head inputs [S, 3H, d] (three
-    copies: sum, layer norm, projection input) come on top."""
+    """Transient bytes of one row of forward_edges: the buffer of every sender's (actual -
+    ablated) [S, n_senders, d] dominates (its slot for the ablated residual is among the
+    residual-sized terms; a circuit that needs fewer senders takes less); each layer's
+    per-head inputs [S, 3H, d] (three copies: sum, layer norm, projection input) come on
+    top."""
     s, d, h = shape.seq, shape.d_model, shape.n_heads
     elements = s * shape.n_senders * d + 3 * s * 3 * h * d + 3 * s * h * d
     elements += 2 * s * shape.d_mlp + 4 * s * d + 3 * shape.vocab

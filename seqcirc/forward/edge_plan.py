@@ -65,9 +65,9 @@ class EdgePlan:
 
 
 def kept_weights(n_layers: int, n_heads: int, removed: Tensor) -> Tensor:
-    """[n_receivers, n_senders]: 1 - removed where an edge exists, 0 elsewhere."""
+    """[..., n_receivers, n_senders]: 1 - removed where an edge exists, 0 elsewhere."""
     per = 3 * n_heads + 1
-    n_recv, n_send = removed.shape
+    n_recv, n_send = removed.shape[-2:]
     senders = torch.arange(n_send, device=removed.device)
     layer_of = torch.arange(n_recv, device=removed.device) // per
     n_before = 1 + layer_of * (n_heads + 1)

@@ -48,7 +48,7 @@ from seqcirc.forward.common import (
     unembed_bias,
     vocab_columns,
 )
-from seqcirc.forward.edge_plan import EdgePlan, Inputs, LayerPlan, edge_plan
+from seqcirc.forward.edge_plan import EdgePlan, Inputs, LayerPlan, edge_plan, kept_weights
 from seqcirc.forward.llama import extract_llama_weights
 from seqcirc.forward.nodes import forward_nodes
 from seqcirc.plan import EMBED, LOGITS, Edge, ReceiverInput
@@ -512,27 +512,27 @@ def _forward_edges_rows(
     w: Gpt2Weights, tokens: Tensor, answer_pos: Tensor, removed: Tensor, values: EdgeValues
 ) -> Tensor:
     """forward_edges with one removal per row (removed [B, n_receivers, n_senders]): the
-    answer residual [B, d] before the final norm."""
+    answer residual [B, d] before the final norm. Each receiver's input is built as in
+    _forward_planned (the ablated residual plus its row's kept (actual - ablated)), every
+    head and MLP computed."""
     n_h, d = w.n_heads, w.d_model
     batch, seq = tokens.shape
-    resid = w.embed(tokens)
+    kept = kept_weights(w.n_layers, n_h, removed)
     n_senders = removed.shape[-1]
-    diffs = resid.new_zeros(batch * seq, n_senders, d)  # ablated - actual, per sender
-    diffs[:, 0] = (values.embed - resid).reshape(-1, d)
+    diffs = w.W_E.new_zeros(batch * seq, n_senders, d)  # actual - ablated, per sender
+    diffs[:, 0] = (w.embed(tokens) - values.embed).reshape(-1, d)
+    abl = values.embed.expand(batch, seq, d)  # the ablated residual so far
     per = 3 * n_h + 1
 
-    def removed_sum(rows: Tensor, n: int) -> Tensor:
-        """sum over the first n senders of rows' removed weights x their diffs [BS, r, d]."""
-        if removed.dim() == 2:
-            return torch.matmul(rows[:, :n], diffs[:, :n])
+    def kept_sum(rows: Tensor, n: int) -> Tensor:
+        """sum over the first n senders of rows' kept weights x their diffs [BS, r, d]."""
         d4 = diffs.view(batch, seq, n_senders, d)[:, :, :n]
         return torch.matmul(rows[:, None, :, :n], d4).reshape(batch * seq, -1, d)
 
     for layer in range(w.n_layers):
         n_before = 1 + layer * (n_h + 1)
-        rows = removed[..., layer * per : (layer + 1) * per, :]
-        delta = removed_sum(rows[..., : 3 * n_h, :], n_before)  # [BS, 3H, d]
-        x_in = resid.reshape(-1, 1, d) + delta
+        rows = kept[..., layer * per : (layer + 1) * per, :]
+        x_in = abl.reshape(-1, 1, d) + kept_sum(rows[..., : 3 * n_h, :], n_before)  # [BS, 3H, d]
         x = F.layer_norm(x_in, (d,), w.ln1_w[layer], w.ln1_b[layer], w.eps)
         # [3H, BS, d] @ [3H, d, dh] -> q, k, v per head from its own input
         W_h, b_h = w.qkv_per_head(layer)
@@ -541,18 +541,14 @@ def _forward_edges_rows(
         qkv = proj.permute(0, 2, 3, 1, 4)  # [3, B, S, H, dh]
         z = attend(qkv[0], qkv[1], qkv[2])
         head_out = torch.einsum("bshe,hed->bshd", z, w.W_O[layer])
-        diffs[:, n_before : n_before + n_h] = (values.head_out[layer] - head_out).reshape(
+        diffs[:, n_before : n_before + n_h] = (head_out - values.head_out[layer]).reshape(
             -1, n_h, d
         )
-        resid = resid + head_out.sum(2) + w.b_O[layer]
+        abl = abl + values.head_out[layer].sum(-2) + w.b_O[layer]
         n_mlp = n_before + n_h
-        delta_mlp = removed_sum(rows[..., 3 * n_h : per, :], n_mlp)  # [BS, 1, d]
-        x = F.layer_norm(
-            resid + delta_mlp.reshape(batch, seq, d), (d,), w.ln2_w[layer], w.ln2_b[layer], w.eps
-        )
-        out = _mlp(w, layer, x)
-        diffs[:, n_mlp] = (values.mlp[layer] - out).reshape(-1, d)
-        resid = resid + out
-    final = gather_pos(resid, answer_pos)
+        x_in = abl + kept_sum(rows[..., 3 * n_h : per, :], n_mlp).view(batch, seq, d)
+        out = _mlp(w, layer, F.layer_norm(x_in, (d,), w.ln2_w[layer], w.ln2_b[layer], w.eps))
+        diffs[:, n_mlp] = (out - values.mlp[layer]).reshape(-1, d)
+        abl = abl + values.mlp[layer]
     ans_rows = torch.arange(batch, device=tokens.device) * seq + answer_pos
-    return final + torch.matmul(removed[..., -1:, :], diffs[ans_rows]).squeeze(1)
+    return gather_pos(abl, answer_pos) + torch.matmul(kept[..., -1:, :], diffs[ans_rows]).squeeze(1)
