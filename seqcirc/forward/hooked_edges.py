@@ -214,6 +214,8 @@ class _EdgePass:
         self.changed = (removed != 0).any(-1) & drives  # [R] or [B, R]
         self.changed_cpu = self.changed.cpu()  # one transfer, for the per-group choice
         self.qkv_kept: tuple[int, int, Tensor | None] | None = None  # layer, first, share
+        self.answer_pos: Tensor | None = None  # where the final residual is kept, if it is
+        self.final: Tensor | None = None
 
     def _base(self, layer: int, own_heads: bool) -> Tensor:
         """Σ ablated outputs of the senders before `layer` (and its heads if own_heads),
@@ -372,7 +374,11 @@ class _EdgePass:
     def logits(self, x: Tensor) -> Tensor | None:
         r = self.removed.shape[-2] - 1
         found = self.rebuilt(r, r + 1, self.m.n_layers, False, x)
-        return None if found is None else _chosen(*found, x)
+        x = x if found is None else _chosen(*found, x)
+        if self.answer_pos is not None:  # the final residual at the answer, unembedded later
+            rows = torch.arange(x.shape[0], device=x.device)
+            self.final = x[rows, self.answer_pos.to(x.device)]
+        return None if found is None else x
 
 
 def _chosen(inputs: Tensor, mask: Tensor | None, x: Tensor) -> Tensor:
@@ -382,16 +388,42 @@ def _chosen(inputs: Tensor, mask: Tensor | None, x: Tensor) -> Tensor:
     return torch.where(mask[:, :, 0].to(x.device), inputs[:, :, 0].to(x), x)
 
 
+def defers_unembed(m: HookedModel) -> bool:
+    """Whether forward_edges can give the final residuals for unembed_finals: the model
+    unembeds only the positions asked for (here none), and a residual [B, d] is told
+    from logits [B, vocab] by its width."""
+    return m.keeps_logits and m.d_model != m.d_vocab
+
+
 def forward_edges(m: HookedModel, tokens: Tensor, answer_pos: Tensor, removed: Tensor,
-                  values: SenderValues) -> Tensor:  # fmt: skip
+                  values: SenderValues, *, final: bool = False) -> Tensor:  # fmt: skip
     """Logits [B, vocab] at the answer position with the removed edges ablated, in one
-    pass. removed: removed_weights' [n_receivers, n_senders] or per row [B, ...]."""
+    pass. removed: removed_weights' [n_receivers, n_senders] or per row [B, ...].
+    `final` (where defers_unembed): the final residual [B, d] at the answer instead, for
+    unembed_finals, so that the chunks of a pass read the unembedding once, not once
+    each; where nothing is removed, still the clean run's logits, to the bit."""
     layout = require_edges(m)
     run = _EdgePass(m, layout, removed, values)
     if not run.every and not bool(run.changed_cpu.any()):
         return m.logits_at(tokens, answer_pos)  # nothing removed: the clean run, bit for bit
+    run.answer_pos = answer_pos if final else None
     with split_inputs(m.bridge, layout.attn_result), m.hooks(run.hooks()):
-        return m.logits_at(tokens, answer_pos)
+        if not final:
+            return m.logits_at(tokens, answer_pos)
+        m.bridge(tokens, logits_to_keep=answer_pos[:0])  # no position unembedded
+    assert run.final is not None
+    return run.final
 
 
-__all__ = ["SenderValues", "forward_edges"]
+def unembed_finals(m: HookedModel, parts: list[Tensor]) -> Tensor:
+    """The answer logits [n, vocab] of forward_edges(final=True)'s parts (final residuals,
+    or logits where nothing was removed): the model's own final norm and unembedding,
+    once for all the residuals."""
+    finals = [p for p in parts if p.shape[-1] != m.d_vocab]
+    if not finals:
+        return torch.cat(parts)
+    done = iter(m.unembed(torch.cat(finals)).split([p.shape[0] for p in finals]))
+    return torch.cat([p if p.shape[-1] == m.d_vocab else next(done) for p in parts])
+
+
+__all__ = ["SenderValues", "defers_unembed", "forward_edges", "unembed_finals"]
