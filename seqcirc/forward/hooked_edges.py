@@ -19,14 +19,13 @@ between interpolate; the forward is differentiable in it (run it outside inferen
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 
 import torch
 from torch import Tensor
 
 from seqcirc.forward.common import Replacement
 from seqcirc.forward.hooked import FINAL, RESID_START, Hook, HookedModel
-from seqcirc.forward.hooked_graph import EdgeLayout, require_edges, split_inputs
+from seqcirc.forward.hooked_graph import EdgeLayout, receiver_senders, require_edges, split_inputs
 
 # ---------------------------------------------------------------- ablated sender outputs
 
@@ -66,27 +65,6 @@ class SenderValues:
 # those before them: gathering them costs a pass over what it saves reading
 SPARSE = 3
 Rebuilt = tuple[Tensor, Tensor | None]  # receivers' inputs [B, S, r, d], where to use them
-
-
-@lru_cache(maxsize=16)
-def receiver_senders(
-    n_layers: int, n_heads: int, n_kv: int, parallel: bool
-) -> tuple[Tensor, Tensor]:
-    """Per receiver (hooked_graph.receiver_row's order): how many senders come before it
-    [R], and the senders whose output its input drives [R, n_heads // n_kv] (a query head,
-    the query heads of a kv group, the MLP; -1 for the logits, which always count)."""
-    group, per_layer = n_heads // n_kv, n_heads + 1
-    before: list[int] = []
-    owners: list[list[int]] = []
-    for layer in range(n_layers):
-        first = 1 + layer * per_layer
-        before += [first] * (n_heads + 2 * n_kv) + [first + (0 if parallel else n_heads)]
-        owners += [[first + h] * group for h in range(n_heads)]
-        kv = [[first + g * group + i for i in range(group)] for g in range(n_kv)]
-        owners += kv + kv + [[first + n_heads] * group]
-    before.append(1 + n_layers * per_layer)
-    owners.append([-1] * group)
-    return torch.tensor(before), torch.tensor(owners)
 
 
 class _Outputs:
