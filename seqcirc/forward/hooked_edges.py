@@ -25,7 +25,7 @@ from torch import Tensor
 
 from seqcirc.forward.common import Replacement
 from seqcirc.forward.hooked import FINAL, RESID_START, Hook, HookedModel
-from seqcirc.forward.hooked_graph import EdgeLayout, require_edges, split_inputs
+from seqcirc.forward.hooked_graph import EdgeLayout, receiver_senders, require_edges, split_inputs
 
 # ---------------------------------------------------------------- ablated sender outputs
 
@@ -61,38 +61,84 @@ class SenderValues:
         )  # fmt: skip
 
 
+# a product reads only the senders its receivers read where they are at most 1 / SPARSE of
+# those before them: gathering them costs a pass over what it saves reading
+SPARSE = 3
 Rebuilt = tuple[Tensor, Tensor | None]  # receivers' inputs [B, S, r, d], where to use them
 
 
 class _Outputs:
-    """Each sender's (actual - ablated) output as it is computed, [B, S, n, d] as the fast
-    engine keeps them.
+    """Each sender's (actual - ablated) output as it is computed.
 
-    Without autograd they go into one buffer and a receiver group's kept share is one
-    matrix product; with autograd (keep weights being differentiated) they stay separate
-    blocks, one product each, summed: a buffer written in place after a product has read
-    it could not be differentiated."""
+    Without autograd: only the senders some receiver reads with a non-zero keep weight
+    (`live`; the others' outputs reach every receiver as their ablated value, which the
+    base holds), sender-major in one buffer [n_live, B, S, d], so that a receiver group's
+    kept share is one matrix product [r, n_live] x [n_live, B*S*d]. With autograd (keep
+    weights being differentiated) every sender's block [B, S, k, d] stays separate, one
+    product each, summed: a buffer written in place after a product has read it could
+    not be differentiated, and a zero keep weight still has a gradient."""
 
-    def __init__(self, n_senders: int) -> None:
-        self.n_senders = n_senders
+    def __init__(self, removed: Tensor, live: Tensor) -> None:
         self.grad = torch.is_grad_enabled()
+        self.removed = removed
         self.blocks: list[tuple[int, Tensor]] = []
         self.buf: Tensor | None = None
+        self.live = live.tolist()  # [N] bool: the senders kept in the buffer
+        self.slot = [0, *torch.cumsum(live, 0).tolist()]  # buffer rows before each sender
+        self.live_cols = live.nonzero()[:, 0].to(removed.device)
+        self.w: Tensor | None = None  # keep weights [..., R, n_live], the buffer's dtype
+        self.read = torch.empty(0, dtype=torch.bool)  # [R, n_live]: w != 0 in some row
 
-    def add(self, col: int, d: Tensor) -> None:
+    def any_live(self, col: int, k: int) -> bool:
+        return self.grad or any(self.live[col : col + k])
+
+    def add(self, col: int, actual: Tensor, ablated: Tensor) -> None:
+        """Senders col..col+k-1: their outputs actual [B, S, k, d], ablated [P, S, k, d]."""
         if self.grad:
-            self.blocks.append((col, d))
+            self.blocks.append((col, actual - ablated.to(actual)))
+            return
+        k = actual.shape[2]
+        live = self.live[col : col + k]
+        if not any(live):
             return
         if self.buf is None:
-            self.buf = d.new_empty(*d.shape[:2], self.n_senders, d.shape[-1])
-        self.buf[:, :, col : col + d.shape[2]] = d
+            B, S, _, d = actual.shape
+            self.buf = actual.new_empty(self.slot[-1], B, S, d)
+        if not all(live):
+            sel = torch.tensor([i for i in range(k) if live[i]], device=actual.device)
+            actual, ablated = actual.index_select(2, sel), ablated.index_select(2, sel)
+        s0 = self.slot[col]
+        out = self.buf[s0 : s0 + actual.shape[2]]
+        torch.sub(actual.permute(2, 0, 1, 3), ablated.to(actual).permute(2, 0, 1, 3), out=out)
 
-    def weighted(self, w: Tensor, n: int) -> Tensor:
-        """Σ_j w[..., r, j] * (actual_j - ablated_j) over the first n senders: [B, S, r, d]
-        (w [r, N] for every row, or [B, r, N] per row)."""
-        parts = [(0, self.buf[:, :, :n])] if self.buf is not None else self.blocks
+    def weighted(self, r0: int, r1: int, n: int) -> Tensor | None:
+        """Σ_j keep[..., r, j] * (actual_j - ablated_j) over the first n senders into
+        receivers r0..r1-1: [B, S, r, d] (None: nothing kept, all 0)."""
+        if self.grad:
+            return self._weighted_blocks(1 - self.removed[..., r0:r1, :], n)
+        m = self.slot[n]
+        if m == 0 or self.buf is None:
+            return None
+        if self.w is None:
+            self.w = (1 - self.removed).index_select(-1, self.live_cols).to(self.buf)
+            read = self.w != 0
+            self.read = (read.any(0) if read.dim() == 3 else read).cpu()  # [R, n_live]
+        w, buf = self.w[..., r0:r1, :m], self.buf[:m]
+        cols = self.read[r0:r1, :m].any(0).nonzero()[:, 0]
+        if cols.numel() == 0:
+            return None
+        if cols.numel() <= m // SPARSE:  # few senders read (an MLP's, the logits' input)
+            cols = cols.to(w.device)
+            w, buf = w.index_select(-1, cols), buf.index_select(0, cols)
+        k, B, S, d = buf.shape
+        if w.dim() == 2:  # one removal for every row: [r, k] x [k, B*S*d]
+            return torch.mm(w, buf.view(k, -1)).view(-1, B, S, d).permute(1, 2, 0, 3)
+        per_row = torch.bmm(w, buf.view(k, B, S * d).transpose(0, 1))  # [B, r, S*d]
+        return per_row.view(B, -1, S, d).permute(0, 2, 1, 3)
+
+    def _weighted_blocks(self, w: Tensor, n: int) -> Tensor:
         total: Tensor | None = None
-        for col, d in parts:
+        for col, d in self.blocks:
             if col >= n:
                 break
             k = min(d.shape[2], n - col)
@@ -118,19 +164,36 @@ class _EdgePass:
     input is nearly 0, and an RMSNorm (no mean to subtract, eps ~ 1e-6) turns the
     cancellation's rounding into 1e-4 .. 1e-3 of the logits; rebuilt, it is exactly the
     kept senders' outputs (0 where none is kept). Σ_j ablated_j over a receiver's senders
-    is a prefix of the sender order, computed once per pass (`_base`)."""
+    is a prefix of the sender order, computed once per pass (`_base`).
+
+    Without autograd, a sender no receiver reads with a non-zero keep weight (in any row)
+    is dead: every receiver gets its ablated value, so its actual output is never used,
+    and the inputs of its own receivers (a head's q, its kv group's k and v if every head
+    of the group is dead, an MLP's input) are left as they are."""
 
     def __init__(self, m: HookedModel, layout: EdgeLayout, removed: Tensor,
                  values: SenderValues) -> None:  # fmt: skip
         self.m, self.layout, self.removed, self.values = m, layout, removed, values
-        self.outputs = _Outputs(removed.shape[-1])
         self.resid_pre: dict[int, Tensor] = {}
         self.bases: dict[tuple[int, bool], Tensor] = {}
         self.per_layer = m.n_heads + 2 * m.n_kv_heads + 1
-        # which receivers (per row) have a removed edge: removal is 0 off the graph
-        self.changed = (removed != 0).any(-1)  # [R] or [B, R]
-        self.changed_cpu = self.changed.cpu()  # one transfer, for the per-group choice
         self.every = removed.requires_grad  # differentiated: every input rebuilt
+        before, owners = receiver_senders(m.n_layers, m.n_heads, m.n_kv_heads, layout.parallel)
+        before, owners = before.to(removed.device), owners.to(removed.device)
+        n = removed.shape[-1]
+        if self.every:
+            live = torch.ones(n, dtype=torch.bool, device=removed.device)
+        else:  # read by some receiver with a non-zero keep weight, in some row
+            read = (removed != 1) & (torch.arange(n, device=removed.device) < before[:, None])
+            live = read.any(0).any(0) if read.dim() == 3 else read.any(0)
+        self.outputs = _Outputs(removed, live)
+        # which receivers (per row) have a removed edge and drive a live sender
+        drives = torch.cat([live, live.new_ones(1)])[owners].any(-1)  # -1: the logits
+        self.changed = (removed != 0).any(-1) & drives  # [R] or [B, R]
+        self.changed_cpu = self.changed.cpu()  # one transfer, for the per-group choice
+        self.qkv_kept: tuple[int, int, Tensor | None] | None = None  # layer, first, share
+        self.answer_pos: Tensor | None = None  # where the final residual is kept, if it is
+        self.final: Tensor | None = None
 
     def _base(self, layer: int, own_heads: bool) -> Tensor:
         """Σ ablated outputs of the senders before `layer` (and its heads if own_heads),
@@ -151,22 +214,48 @@ class _EdgePass:
             self.bases[key] = base
         return self.bases[key]
 
-    def rebuilt(self, r0: int, r1: int, layer: int, own_heads: bool) -> Rebuilt | None:
+    def rebuilt(self, r0: int, r1: int, layer: int, own_heads: bool, like: Tensor,
+                qkv: bool = False) -> Rebuilt | None:  # fmt: skip
         """Receivers r0..r1-1 (their senders: those before `layer`, and its heads if
         own_heads): (inputs rebuilt [B, S, r, d], mask [1 or B, 1, r, 1] of those to
-        rebuild, None for all), or None where no row removes an edge into them."""
+        rebuild, None for all), or None where no row removes an edge into them. `like`:
+        the hook's tensor (rows, dtype); `qkv`: one of the layer's q/k/v inputs, whose
+        kept shares are one product for the three."""
         m = self.m
         n = 1 + layer * (m.n_heads + 1) + (m.n_heads if own_heads else 0)
         changed = self.changed_cpu[..., r0:r1]
         if not self.every and not bool(changed.any()):
             return None
-        kept = self.outputs.weighted(1 - self.removed[..., r0:r1, :], n)
-        inputs = kept.add_(self._base(layer, own_heads)[:, :, None].to(kept))
+        kept = self._qkv_kept(r0, r1, layer, n) if qkv else self.outputs.weighted(r0, r1, n)
+        base = self._base(layer, own_heads)[:, :, None]
+        if kept is None:  # nothing kept: every sender's ablated output
+            inputs = base.to(like.dtype).expand(like.shape[0], -1, r1 - r0, -1).contiguous()
+        elif self.every:
+            inputs = (kept + base.to(kept)).contiguous()
+        else:  # one pass, contiguous for the bridge
+            inputs = torch.add(kept, base.to(kept), out=kept.new_empty(kept.shape))
         if self.every or bool(changed.all()):
             return inputs, None  # no select: a pass over [B, S, r, d] saved
         mask = self.changed[..., r0:r1].to(inputs.device)
         mask = mask[None, None, :, None] if mask.dim() == 1 else mask[:, None, :, None]
         return inputs, mask
+
+    def _qkv_kept(self, r0: int, r1: int, layer: int, n: int) -> Tensor | None:
+        """Receivers r0..r1-1's kept share, of one product over the layer's q/k/v receivers
+        from its first to its last to rebuild (computed at the first of its hooks)."""
+        if self.qkv_kept is None or self.qkv_kept[0] != layer:
+            lo, count = layer * self.per_layer, self.per_layer - 1
+            first, last = 0, count
+            if not self.every:  # from the first input (q, k, v) with a receiver to rebuild
+                h, kv = self.m.n_heads, self.m.n_kv_heads
+                span = self.changed_cpu[..., lo : lo + count].reshape(-1, count).any(0)
+                inputs = [(a, b) for a, b in ((0, h), (h, h + kv), (h + kv, count))
+                          if bool(span[a:b].any())]  # fmt: skip
+                first, last = inputs[0][0], inputs[-1][1]
+            kept = self.outputs.weighted(lo + first, lo + last, n)
+            self.qkv_kept = (layer, lo + first, kept)
+        _, lo, kept = self.qkv_kept
+        return None if kept is None else kept[:, :, r0 - lo : r1 - lo]
 
     def hooks(self) -> list[tuple[str, Hook]]:
         m = self.m
@@ -189,7 +278,7 @@ class _EdgePass:
 
     def embed(self, x: Tensor) -> None:
         self.resid_pre[0] = x
-        self.outputs.add(0, x[:, :, None] - self.values.embed.to(x))
+        self.outputs.add(0, x[:, :, None], self.values.embed)
 
     def keep_resid(self, layer: int) -> Hook:
         def hook(x: Tensor) -> None:
@@ -203,9 +292,9 @@ class _EdgePass:
                  "v": (m.n_heads + m.n_kv_heads, m.n_heads + 2 * m.n_kv_heads)}  # fmt: skip
 
         def hook(x: Tensor) -> Tensor | None:  # x [B, S, heads, d]
-            a, b = spans[which]  # one product per input: a contiguous result for the bridge
+            a, b = spans[which]
             r0 = layer * self.per_layer
-            found = self.rebuilt(r0 + a, r0 + b, layer, False)
+            found = self.rebuilt(r0 + a, r0 + b, layer, False, x, qkv=True)
             if found is None:
                 return None
             inputs, mask = found
@@ -219,9 +308,11 @@ class _EdgePass:
         col = 1 + layer * (self.m.n_heads + 1)
 
         def hook(z: Tensor) -> None:
+            if not self.outputs.any_live(col, self.m.n_heads):
+                return
             z = z.unflatten(-1, (self.m.n_heads, -1)) if z.dim() == 3 else z
             out = torch.einsum("bshe,hed->bshd", z, self.layout.W_O[layer].to(z))
-            self.outputs.add(col, out - self.values.heads[layer].to(out))
+            self.outputs.add(col, out, self.values.heads[layer])
 
         return hook
 
@@ -229,7 +320,7 @@ class _EdgePass:
         col = 1 + layer * (self.m.n_heads + 1)
 
         def hook(out: Tensor) -> None:  # [B, S, H, d]: each head's term, computed once
-            self.outputs.add(col, out - self.values.heads[layer].to(out))
+            self.outputs.add(col, out, self.values.heads[layer])
 
         return hook
 
@@ -238,7 +329,7 @@ class _EdgePass:
         own_heads = not self.layout.parallel
 
         def hook(x: Tensor) -> Tensor | None:
-            found = self.rebuilt(r, r + 1, layer, own_heads)
+            found = self.rebuilt(r, r + 1, layer, own_heads, x)
             if found is None:
                 return None
             inputs, mask = found
@@ -254,14 +345,18 @@ class _EdgePass:
         col = 1 + layer * (self.m.n_heads + 1) + self.m.n_heads
 
         def hook(x: Tensor) -> None:
-            self.outputs.add(col, x[:, :, None] - self.values.mlp[layer].to(x))
+            self.outputs.add(col, x[:, :, None], self.values.mlp[layer])
 
         return hook
 
     def logits(self, x: Tensor) -> Tensor | None:
         r = self.removed.shape[-2] - 1
-        found = self.rebuilt(r, r + 1, self.m.n_layers, False)
-        return None if found is None else _chosen(*found, x)
+        found = self.rebuilt(r, r + 1, self.m.n_layers, False, x)
+        x = x if found is None else _chosen(*found, x)
+        if self.answer_pos is not None:  # the final residual at the answer, unembedded later
+            rows = torch.arange(x.shape[0], device=x.device)
+            self.final = x[rows, self.answer_pos.to(x.device)]
+        return None if found is None else x
 
 
 def _chosen(inputs: Tensor, mask: Tensor | None, x: Tensor) -> Tensor:
@@ -271,16 +366,42 @@ def _chosen(inputs: Tensor, mask: Tensor | None, x: Tensor) -> Tensor:
     return torch.where(mask[:, :, 0].to(x.device), inputs[:, :, 0].to(x), x)
 
 
+def defers_unembed(m: HookedModel) -> bool:
+    """Whether forward_edges can give the final residuals for unembed_finals: the model
+    unembeds only the positions asked for (here none), and a residual [B, d] is told
+    from logits [B, vocab] by its width."""
+    return m.keeps_logits and m.d_model != m.d_vocab
+
+
 def forward_edges(m: HookedModel, tokens: Tensor, answer_pos: Tensor, removed: Tensor,
-                  values: SenderValues) -> Tensor:  # fmt: skip
+                  values: SenderValues, *, final: bool = False) -> Tensor:  # fmt: skip
     """Logits [B, vocab] at the answer position with the removed edges ablated, in one
-    pass. removed: removed_weights' [n_receivers, n_senders] or per row [B, ...]."""
+    pass. removed: removed_weights' [n_receivers, n_senders] or per row [B, ...].
+    `final` (where defers_unembed): the final residual [B, d] at the answer instead, for
+    unembed_finals, so that the chunks of a pass read the unembedding once, not once
+    each; where nothing is removed, still the clean run's logits, to the bit."""
     layout = require_edges(m)
     run = _EdgePass(m, layout, removed, values)
     if not run.every and not bool(run.changed_cpu.any()):
         return m.logits_at(tokens, answer_pos)  # nothing removed: the clean run, bit for bit
+    run.answer_pos = answer_pos if final else None
     with split_inputs(m.bridge, layout.attn_result), m.hooks(run.hooks()):
-        return m.logits_at(tokens, answer_pos)
+        if not final:
+            return m.logits_at(tokens, answer_pos)
+        m.bridge(tokens, logits_to_keep=answer_pos[:0])  # no position unembedded
+    assert run.final is not None
+    return run.final
 
 
-__all__ = ["SenderValues", "forward_edges"]
+def unembed_finals(m: HookedModel, parts: list[Tensor]) -> Tensor:
+    """The answer logits [n, vocab] of forward_edges(final=True)'s parts (final residuals,
+    or logits where nothing was removed): the model's own final norm and unembedding,
+    once for all the residuals."""
+    finals = [p for p in parts if p.shape[-1] != m.d_vocab]
+    if not finals:
+        return torch.cat(parts)
+    done = iter(m.unembed(torch.cat(finals)).split([p.shape[0] for p in finals]))
+    return torch.cat([p if p.shape[-1] == m.d_vocab else next(done) for p in parts])
+
+
+__all__ = ["SenderValues", "defers_unembed", "forward_edges", "unembed_finals"]

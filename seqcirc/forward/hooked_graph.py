@@ -25,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import torch
@@ -125,6 +126,27 @@ def receiver_row(m: HookedModel, layer: int, inp: str, head: int | None) -> int:
         return layer * per + h
     kv = h // (n_h // n_kv)
     return layer * per + n_h + (0 if inp == "k" else n_kv) + kv
+
+
+@lru_cache(maxsize=16)
+def receiver_senders(
+    n_layers: int, n_heads: int, n_kv: int, parallel: bool
+) -> tuple[Tensor, Tensor]:
+    """Per receiver (receiver_row's order): how many senders come before it [R], and the
+    senders whose output its input drives [R, n_heads // n_kv] (a query head, the query
+    heads of a kv group, the MLP; -1 for the logits, which always count)."""
+    group, per_layer = n_heads // n_kv, n_heads + 1
+    before: list[int] = []
+    owners: list[list[int]] = []
+    for layer in range(n_layers):
+        first = 1 + layer * per_layer
+        before += [first] * (n_heads + 2 * n_kv) + [first + (0 if parallel else n_heads)]
+        owners += [[first + h] * group for h in range(n_heads)]
+        kv = [[first + g * group + i for i in range(group)] for g in range(n_kv)]
+        owners += kv + kv + [[first + n_heads] * group]
+    before.append(1 + n_layers * per_layer)
+    owners.append([-1] * group)
+    return torch.tensor(before), torch.tensor(owners)
 
 
 def edge_graph(m: HookedModel) -> EdgeGraph:
@@ -265,6 +287,7 @@ __all__ = [
     "check_structure",
     "edge_graph",
     "receiver_row",
+    "receiver_senders",
     "removed_weights",
     "require_edges",
     "split_inputs",

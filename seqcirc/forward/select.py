@@ -156,11 +156,12 @@ def removed_edges(w: Model, graph: EdgeGraph, keep: Tensor) -> Tensor:
 def forward_edges(w: Model, tokens: Tensor, answer_pos: Tensor, removed: Tensor,
                   values: Senders, *, defer_unembed: bool = False) -> Tensor:  # fmt: skip
     """Answer logits [B, vocab] of an edge pass; `defer_unembed`: a part that
-    edge_logits turns into them, so that the fast engine unembeds every chunk's answer
+    edge_logits turns into them, so that either engine unembeds every chunk's answer
     residuals in one product (the unembedding's weights read once, not once a chunk)."""
     if isinstance(w, HookedModel):
         assert isinstance(values, he.SenderValues)
-        return he.forward_edges(w, tokens, answer_pos, removed, values)
+        final = defer_unembed and he.defers_unembed(w)
+        return he.forward_edges(w, tokens, answer_pos, removed, values, final=final)
     assert isinstance(values, EdgeValues)
     return gpt2.forward_edges(w, tokens, answer_pos, removed, values, logits=not defer_unembed)
 
@@ -168,9 +169,10 @@ def forward_edges(w: Model, tokens: Tensor, answer_pos: Tensor, removed: Tensor,
 def edge_logits(w: Model, parts: list[Tensor], columns: Tensor | None = None) -> Tensor:
     """The answer logits of the chunks whose forward_edges(defer_unembed=True) gave
     `parts` (of `columns` only: [n, k])."""
-    joined = torch.cat(parts)
     if isinstance(w, HookedModel):
-        return joined if columns is None else joined[:, columns]
+        logits = he.unembed_finals(w, parts) if he.defers_unembed(w) else torch.cat(parts)
+        return logits if columns is None else logits[:, columns]
+    joined = torch.cat(parts)
     return gpt2.unembed(w, joined, columns)
 
 
