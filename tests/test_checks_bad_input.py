@@ -4,10 +4,8 @@ keywords, unknown `--model` names, and every error code documented."""
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
-import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -18,17 +16,14 @@ from seqcirc.errors import DiagnosticsError, InputError
 from seqcirc.language import parse
 from seqcirc.plan import params
 from seqcirc.plan.compile import compile_text
+from tests.cli_in_process import seqcirc
 from tests.mini_circuits import TASK, needs_bundled
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "NO_COLOR": "1", "PYTHONPATH": str(ROOT)}
-    return subprocess.run(
-        [sys.executable, "-m", "seqcirc", *args],
-        capture_output=True, text=True, cwd=cwd, env=env, timeout=300,
-    )  # fmt: skip
+    return seqcirc(*args, cwd=cwd)  # in process: the imports and the model load once
 
 
 # ---- a file to test states no circuit -----------------------------------------------

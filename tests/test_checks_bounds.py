@@ -6,7 +6,6 @@ and each message names its bound."""
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,6 +17,7 @@ from seqcirc.language import vocab as V
 from seqcirc.language.fmt import format_text
 from seqcirc.plan import Node
 from seqcirc.plan.compile import compile_text
+from tests.cli_in_process import seqcirc
 from tests.mini_circuits import needs_bundled
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -241,11 +241,7 @@ def test_compare_reads_a_long_chain(tmp_path: Path) -> None:
 
 
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "seqcirc", *args],
-        capture_output=True, text=True, cwd=cwd, timeout=300,
-        env={**__import__("os").environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)},
-    )  # fmt: skip
+    return seqcirc(*args, cwd=cwd)  # in process: the imports and the model load once
 
 
 # ---- groups and imports ---------------------------------------------------------------

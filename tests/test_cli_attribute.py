@@ -6,20 +6,19 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-SEQCIRC = str(Path(sys.executable).parent / "seqcirc")
+from tests.cli_in_process import seqcirc
+
 BUNDLED = Path(__file__).parents[1] / "seqcirc" / "bundled" / "seqcirc-mini" / "model.safetensors"
 needs_mini = pytest.mark.skipif(not BUNDLED.exists(), reason="the bundled model is not built")
 
 
 def _run(*args: str, timeout: int = 600) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([SEQCIRC, *args], capture_output=True, text=True, timeout=timeout,
-                          check=False)  # fmt: skip
+    return seqcirc(*args)  # in process: the imports and the model load once
 
 
 @needs_mini

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +17,7 @@ from seqcirc.tasks import build_task, export_lines
 from seqcirc.tasks.filtering import filter_from_logits, model_filter
 from seqcirc.tasks.sets import ORDERED_SETS
 from seqcirc.usecases.data_export import select_task
+from tests.cli_in_process import seqcirc
 
 
 def test_filter_from_logits_hand_worked():
@@ -122,11 +121,8 @@ def circ_dir(tmp_path_factory):
 
 def test_data_export_command(circ_dir):
     out = circ_dir / "t.jsonl"
-    cmd = [sys.executable, "-m", "seqcirc", "data", "export", "h.circ"]
-    proc = subprocess.run(
-        [*cmd, "--task", "t", "-o", str(out)],
-        cwd=circ_dir, capture_output=True, text=True,
-    )  # fmt: skip
+    cmd = ["data", "export", "h.circ"]
+    proc = seqcirc(*cmd, "--task", "t", "-o", str(out), cwd=circ_dir)
     assert proc.returncode == 0, proc.stderr
     assert f"wrote 6 prompts of task t (tokenized for tiny) to {out}" in proc.stderr
     lines = out.read_text(encoding="utf-8").splitlines()
@@ -141,10 +137,7 @@ def test_data_export_command(circ_dir):
     assert [r["clean_ids"] for r in rows] == direct.clean.tolist()
     assert [r["corrupted"] for r in rows] == list(direct.corrupted_text)
 
-    bad = subprocess.run(
-        [*cmd, "--task", "tt"],
-        cwd=circ_dir, capture_output=True, text=True,
-    )  # fmt: skip
+    bad = seqcirc(*cmd, "--task", "tt", cwd=circ_dir)
     assert bad.returncode == 2
     assert "error[T403]" in bad.stderr and "did you mean t?" in bad.stderr
 
@@ -190,13 +183,13 @@ def test_bundled_tokenizer_accepts_every_built_in_task():
 
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full")
 def test_data_export_to_a_full_device_or_a_directory_is_e901(circ_dir):
-    cmd = [sys.executable, "-m", "seqcirc", "data", "export", "h.circ", "--task", "t", "-o"]
-    full = subprocess.run([*cmd, "/dev/full"], cwd=circ_dir, capture_output=True, text=True)
+    cmd = ["data", "export", "h.circ", "--task", "t", "-o"]
+    full = seqcirc(*cmd, "/dev/full", cwd=circ_dir)
     assert full.returncode == 2
     assert "error[E901]: cannot write the exported prompts to /dev/full: No space left" in (
         full.stderr
     )
     assert "Traceback" not in full.stderr and "internal failure" not in full.stderr
-    folder = subprocess.run([*cmd, "."], cwd=circ_dir, capture_output=True, text=True)
+    folder = seqcirc(*cmd, ".", cwd=circ_dir)
     assert folder.returncode == 2
     assert "cannot write the exported prompts to .: it is a directory" in folder.stderr

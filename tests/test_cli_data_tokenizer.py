@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +13,7 @@ import pytest
 
 from seqcirc.errors import InputError
 from seqcirc.usecases.data_export import export_circ_task
+from tests.cli_in_process import seqcirc
 
 ROOT = Path(__file__).resolve().parent.parent
 GPT2 = ROOT / "tests" / "data" / "gpt2-tokenizer"
@@ -83,12 +81,8 @@ def test_a_folder_without_a_tokenizer_is_t408(tmp_path: Path) -> None:
 
 def test_cli_exports_offline(tmp_path: Path) -> None:
     out = tmp_path / "months.jsonl"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
     args = ["hypotheses/months.circ", "--task", "months", "--tokenizer", str(GPT2), "-o", str(out)]
-    proc = subprocess.run(
-        [sys.executable, "-m", "seqcirc", "data", "export", *args],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+    proc = seqcirc("data", "export", *args, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
     assert "wrote 1536 prompts of task months" in proc.stderr
     assert len(out.read_text().splitlines()) == 1537

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 from mini_circuits import needs_bundled
 
-SEQCIRC = str(Path(sys.executable).parent / "seqcirc")
+from tests.cli_in_process import seqcirc
+
 TASK = "seed 3\ntask months = sequence(months, template=all, members=4, prompts=24)\n"
 NODE = (
     "circuit n on seqcirc-mini {\n  ablate nodes ABL\n  heads 0.0, 1.0, 2.1, 3.0\n  mlp 0..2\n}\n"
@@ -20,9 +20,7 @@ EXPECT = "  expect faithfulness(bound=point) >= -1\n}\n"
 
 
 def _run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [SEQCIRC, *args], cwd=cwd, capture_output=True, text=True, timeout=120, check=False
-    )
+    return seqcirc(*args, cwd=cwd)  # in process: the imports and the model load once
 
 
 def test_export_import_draw_on_the_command_line(tmp_path: Path) -> None:

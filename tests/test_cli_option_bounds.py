@@ -1,14 +1,12 @@
 """Sizes stated on the command line are bounded like those in a file (LIMITS): a huge
 --top, --prompts, --repeat-len or --seed is exit 2 before any model loads."""
 
-import subprocess
-import sys
-
 import pytest
 
 from seqcirc.errors import InputError
 from seqcirc.language.vocab import LIMITS
 from seqcirc.usecases.limits import check_option_sizes
+from tests.cli_in_process import seqcirc
 
 
 @pytest.mark.parametrize(
@@ -21,9 +19,7 @@ from seqcirc.usecases.limits import check_option_sizes
     ],
 )
 def test_a_huge_option_is_exit_2_naming_its_bound(argv: list[str], flag: str) -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "seqcirc", *argv], capture_output=True, text=True, timeout=120
-    )
+    proc = seqcirc(*argv)
     assert proc.returncode == 2, proc.stderr
     assert flag in proc.stderr and "at most" in proc.stderr
     assert "Traceback" not in proc.stderr

@@ -5,13 +5,12 @@ head 0.0; see tests/roles_planted.py)."""
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 from roles_planted import planted_hf, planted_tokenizer
+
+from tests.cli_in_process import seqcirc
 
 
 @pytest.fixture(scope="module")
@@ -23,9 +22,7 @@ def folder(tmp_path_factory):
 
 
 def _seqcirc(*args: str) -> subprocess.CompletedProcess[str]:
-    exe = shutil.which("seqcirc", path=str(Path(sys.executable).parent))
-    assert exe is not None
-    return subprocess.run([exe, *args], capture_output=True, text=True, timeout=300)
+    return seqcirc(*args)  # in process: the imports and the model load once
 
 
 def test_roles_scan_table_attends_and_heatmap(folder, tmp_path):

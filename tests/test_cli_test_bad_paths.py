@@ -1,25 +1,19 @@
 """`seqcirc test` with bad FILE and report paths, and its warnings: coded errors before
 any model loads, the verdicts always printed, one plain line per warning."""
 
-import os
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.cli_in_process import seqcirc
 from tests.mini_circuits import GOOD, needs_bundled
 
-SEQCIRC = shutil.which("seqcirc", path=str(Path(sys.executable).parent)) or "seqcirc"
 FAST = ("--prompts", "24", "--device", "cpu")
 
 
 def _run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "NO_COLOR": "1"}
-    return subprocess.run(
-        [SEQCIRC, *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=300
-    )
+    return seqcirc(*args, cwd=cwd)  # in process: the imports and the model load once
 
 
 def test_a_directory_named_like_a_circ_file_is_said_to_be_one(tmp_path: Path) -> None:

@@ -7,12 +7,18 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.cli_in_process import seqcirc
 from tests.mini_circuits import TASK, heads_but_last, needs_bundled
 
 SEQCIRC = shutil.which("seqcirc", path=str(Path(sys.executable).parent)) or "seqcirc"
 
 
 def _run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return seqcirc(*args, cwd=cwd)  # in process: the imports and the model load once
+
+
+def _process(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """The console script in a process of its own (runs that must not share one)."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "NO_COLOR": "1"}
     return subprocess.run(
         [SEQCIRC, *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=300
@@ -25,7 +31,7 @@ def test_holding_and_failing_claims_exit_0_and_1_with_reports(tmp_path: Path) ->
         TASK + f"circuit most on seqcirc-mini {{\n  heads {heads_but_last()}\n"
         "  expect faithfulness >= 0.5\n}\n"
     )
-    ok = _run("test", "ok.circ", "--json", "ok.json", "--html", "ok.html", cwd=tmp_path)
+    ok = _process("test", "ok.circ", "--json", "ok.json", "--html", "ok.html", cwd=tmp_path)
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert "PASSED: 1 of 1 claim" in ok.stdout
     result = json.loads((tmp_path / "ok.json").read_text())
@@ -81,7 +87,9 @@ def test_cache_dir_reuses_the_means_across_runs_and_a_new_seed_misses(tmp_path: 
     )
 
     def run(name: str, *extra: str) -> dict:  # type: ignore[type-arg]
-        proc = _run("test", "ok.circ", "--cache-dir", "cache", "--json", name, *extra, cwd=tmp_path)
+        proc = _process(
+            "test", "ok.circ", "--cache-dir", "cache", "--json", name, *extra, cwd=tmp_path
+        )
         assert proc.returncode == 0, proc.stdout + proc.stderr
         circuit = json.loads((tmp_path / name).read_text())["circuits"][0]
         return {"cache": circuit["checks"]["means_cache"], "claim": circuit["claims"][0]}

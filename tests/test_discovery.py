@@ -3,8 +3,6 @@ planted model's circuit recovered exactly, the written .circ file, the CLI."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,8 +11,8 @@ from planted import HeadState, bridge_of, expected_logit_diff, planted_hf, plant
 
 from seqcirc.discovery.prune import PruneStep, discover, node_sweeps, prune
 from seqcirc.plan import Edge, Node
+from tests.cli_in_process import seqcirc
 
-SEQCIRC = str(Path(sys.executable).parent / "seqcirc")
 BUNDLED = Path(__file__).parents[1] / "seqcirc" / "bundled" / "seqcirc-mini" / "model.safetensors"
 
 # A 2-layer, 1-head model as mask positions: 0.0 -> 0, 1.0 -> 1, mlp0 -> 2, mlp1 -> 3.
@@ -243,25 +241,20 @@ def test_written_file_compiles_groups_roles_and_its_claims_hold(tmp_path: Path) 
 @pytest.mark.skipif(not BUNDLED.exists(), reason="the bundled model is not built")
 def test_cli_discover_then_check_and_test_pass(tmp_path: Path) -> None:
     out = tmp_path / "found.circ"
-    run = subprocess.run(
-        [SEQCIRC, "discover", "--model", "seqcirc-mini", "--task", "months", "--prompts", "12",
-         "-o", str(out)],
-        capture_output=True, text=True, timeout=600, check=False,
-    )  # fmt: skip
+    # in process: the imports and the model load once
+    run = seqcirc("discover", "--model", "seqcirc-mini", "--task", "months", "--prompts", "12",
+                  "-o", str(out))  # fmt: skip
     assert run.returncode == 0, run.stderr
     assert f"wrote {out}" in run.stdout and "F(C)/F(M)" in run.stdout
-    check = subprocess.run([SEQCIRC, "check", str(out)], capture_output=True, text=True,
-                           timeout=120, check=False)  # fmt: skip
+    check = seqcirc("check", str(out))
     assert check.returncode == 0, check.stderr
-    test = subprocess.run([SEQCIRC, "test", str(out), "-q"], capture_output=True, text=True,
-                          timeout=600, check=False)  # fmt: skip
+    test = seqcirc("test", str(out), "-q")
     assert test.returncode == 0, test.stdout + test.stderr
 
 
 def test_cli_discover_bad_input_exits_2_without_traceback() -> None:
     for args in (["--task", "planets"], ["--task", "months", "--threshold", "1.5"],
                  ["--task", "months", "--method", "paper"]):  # fmt: skip
-        run = subprocess.run([SEQCIRC, "discover", *args], capture_output=True, text=True,
-                             timeout=120, check=False)  # fmt: skip
+        run = seqcirc("discover", *args)
         assert run.returncode == 2, run.stderr
         assert "Traceback" not in run.stderr and "error" in run.stderr

@@ -22,6 +22,7 @@ from seqcirc.engine.prepare import prepare
 from seqcirc.engine.runner import empty_metric, run_circuits
 from seqcirc.plan import AblationSpec, CircuitPlan, Claim, ModelRef, Node, Plan, TaskSpec
 from seqcirc.tasks.types import TokenizedTask
+from tests.cli_in_process import seqcirc
 from tests.llama_tiny import bridge_of_llama, tiny_llama
 from tests.planted import bridge_of, planted_hf, planted_task
 
@@ -250,10 +251,7 @@ def test_claims_are_the_same_on_both_engines_seqcirc_mini() -> None:
 @pytest.mark.skipif(not BUNDLED.exists(), reason="the bundled model's weights are not built")
 def test_seqcirc_test_engine_option_reaches_the_result(tmp_path: Path) -> None:
     import json
-    import os
-    import shutil
     import subprocess
-    import sys
 
     from seqcirc.usecases.session import Options, Session
     from tests.mini_circuits import TASK, heads_but_last
@@ -262,12 +260,9 @@ def test_seqcirc_test_engine_option_reaches_the_result(tmp_path: Path) -> None:
         TASK + f"circuit most on seqcirc-mini {{\n  heads {heads_but_last()}\n"
         "  expect faithfulness(bound=point) >= 0.5\n}\n"
     )
-    seqcirc = shutil.which("seqcirc", path=str(Path(sys.executable).parent)) or "seqcirc"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "NO_COLOR": "1"}
 
-    def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([seqcirc, "test", "c.circ", *args], capture_output=True,
-                              text=True, cwd=tmp_path, env=env, timeout=300)  # fmt: skip
+    def run(*args: str) -> subprocess.CompletedProcess[str]:  # in process: one model load
+        return seqcirc("test", "c.circ", *args, cwd=tmp_path)
 
     proc = run("--engine", "generic", "--prompts", "12", "--json", "out.json")
     assert proc.returncode == 0, proc.stdout + proc.stderr

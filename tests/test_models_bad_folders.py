@@ -24,6 +24,7 @@ from seqcirc.errors import EXIT_RUNTIME, ModelUnavailableError, SeqcircError
 from seqcirc.models.load import LoadedModel, clear_cache, load_model
 from seqcirc.models.shapes import BUNDLED_DIR, shape_of
 from seqcirc.plan.compile import compile_text
+from tests.cli_in_process import seqcirc
 
 ROOT = Path(__file__).resolve().parents[1]
 FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json")
@@ -228,8 +229,7 @@ def _env() -> dict[str, str]:
 
 
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "seqcirc", *args], cwd=cwd, capture_output=True,
-                          text=True, env=_env(), timeout=600)  # fmt: skip
+    return seqcirc(*args, cwd=cwd)  # in process: the imports and the model load once
 
 
 def test_the_cli_says_what_is_wrong_with_a_folder(tmp_path):

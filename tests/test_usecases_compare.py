@@ -4,8 +4,6 @@ evaluator's own cross-task plans (`expect A on T`), the heatmap, the CLI."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,8 +12,8 @@ import pytest
 from seqcirc.errors import InputError
 from seqcirc.plan import Node
 from seqcirc.usecases.compare import iou, overlap
+from tests.cli_in_process import seqcirc
 
-SEQCIRC = str(Path(sys.executable).parent / "seqcirc")
 BUNDLED = Path(__file__).parents[1] / "seqcirc" / "bundled" / "seqcirc-mini" / "model.safetensors"
 needs_mini = pytest.mark.skipif(not BUNDLED.exists(), reason="the bundled model is not built")
 
@@ -94,10 +92,10 @@ def test_cli_compare_writes_table_json_and_plot(tmp_path: Path) -> None:
     # library-style files (LIBRARY, below): --on picks their seqcirc-mini sections, and
     # --rename the second `numerals`, which is the months circuit
     _library(tmp_path)
-    run = subprocess.run(
-        [SEQCIRC, "compare", "a.circ", "b.circ", "--on", "seqcirc-mini", "--rename",
-         "b.circ:numerals=months", "--json", "c.json", "--plot", "c.png", "-o", "c.md"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=300, check=False,
+    run = seqcirc(
+        "compare", "a.circ", "b.circ", "--on", "seqcirc-mini", "--rename",
+        "b.circ:numerals=months", "--json", "c.json", "--plot", "c.png", "-o", "c.md",
+        cwd=tmp_path,
     )  # fmt: skip
     assert run.returncode == 0, run.stderr
     data = json.loads((tmp_path / "c.json").read_text())
@@ -110,8 +108,7 @@ def test_cli_compare_writes_table_json_and_plot(tmp_path: Path) -> None:
 def test_cli_compare_of_different_models_exits_2(tmp_path: Path) -> None:
     (tmp_path / "a.circ").write_text(CIRCS["num.circ"])
     (tmp_path / "b.circ").write_text(CIRCS["mon.circ"].replace("seqcirc-mini", "gpt2-small"))
-    run = subprocess.run([SEQCIRC, "compare", "a.circ", "b.circ"], cwd=tmp_path,
-                         capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
+    run = seqcirc("compare", "a.circ", "b.circ", cwd=tmp_path)
     assert run.returncode == 2 and "different models" in run.stderr
     assert "Traceback" not in run.stderr
 
