@@ -208,3 +208,18 @@ def test_gpu_budget_is_a_share_of_free_memory_and_bounds_the_peak() -> None:
         peak = torch.cuda.max_memory_allocated() - base
     est = node_row_bytes(ForwardShape.of(w, s)) * b
     assert 0.5 <= peak / est <= 2.0, (peak, est)
+
+
+def test_the_generic_edge_pass_takes_four_budgets_on_a_cpu_only_by_default() -> None:
+    """Its per-chunk costs are spread over 4x the rows (engine/prepare.py); a budget that
+    is given, and the fast engine, keep the rows the budget holds."""
+    bridge, task = bridge_of(planted_hf()), planted_task()
+    edge = AblationSpec(granularity="edge")
+    cpu = budget_bytes(torch.device("cpu"))
+    row = cpu // 10  # as if a row took a tenth of the budget: 10 rows, 40 for the generic pass
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("seqcirc.engine.prepare.edge_row_bytes", lambda *a, **k: row)
+        assert prepare(bridge, task, edge).edge_rows == 10
+        assert prepare(bridge, task, edge, engine="generic").edge_rows == 40
+        given = prepare(bridge, task, edge, engine="generic", memory_budget=cpu)
+        assert given.edge_rows == 10

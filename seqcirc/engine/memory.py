@@ -9,7 +9,10 @@ replacement values (resample, patching); the logits at the answer [vocab] and th
 log-softmax. tests/test_engine_memory.py checks it against the measured peak of a forward.
 
 Budget: 64 MiB on a CPU; on a GPU half the memory free on it (torch.cuda.mem_get_info plus
-what torch's allocator holds unused). `--batch-size N` replaces the whole computation.
+what torch's allocator holds unused); on a CPU the generic engine's edge pass takes 4x
+the budget (engine/prepare.py: its per-chunk costs, a hooked forward and the weights read again,
+shrank its pass from ~2.1 to ~1.8 bare forwards at 28 prompts a chunk instead of 7 on the
+GPT-2-small shape). `--batch-size N` replaces the whole computation.
 The CPU budget is small on purpose: glibc hands tensors over 32 MiB out as fresh mmaps
 that are page-faulted on every chunk, and larger chunks made the same work slower (200
 circuits x 64 prompts, GPT-2-small shape: 11.6 s at 68 rows, 13.8 s at 1280, the extra
