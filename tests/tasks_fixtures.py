@@ -3,17 +3,20 @@
 word_level_tokenizer: a WordLevel vocabulary over seqcirc.tasks.sets (the bundled
 model's kind). bpe_tokenizer: a GPT-2-like byte-level BPE whose merges make exactly the
 given words single tokens (with "Ġ" for a leading space), so tests choose which members
-split and into what.
+split and into what. random_task: random token ids with given answer positions, for
+forward tests that need no meaning.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
+import numpy as np
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
 from transformers import PreTrainedTokenizerFast
 
 from seqcirc.tasks.sets import NAMES, ORDERED_SETS, TEMPLATES
+from seqcirc.tasks.types import TokenizedTask
 
 BOS = "<bos>"
 UNK = "[UNK]"
@@ -85,3 +88,17 @@ def gpt2_like(
     skip = set(exclude)
     words = [w for w in task_vocabulary() if w not in (UNK, BOS, ".", ",") and w not in skip]
     return bpe_tokenizer(words, trim_offsets=trim_offsets)
+
+
+def random_task(seed: int, vocab: int, seq: int, **positions: list[int]) -> TokenizedTask:
+    """Random clean and corrupted ids [n, seq] and answers (drawn in that order from
+    default_rng(seed)); n = len(positions["END"]), each named position one per prompt."""
+    rng, n = np.random.default_rng(seed), len(positions["END"])
+    return TokenizedTask(
+        name="random",
+        clean=rng.integers(0, vocab, (n, seq)),
+        corrupted=rng.integers(0, vocab, (n, seq)),
+        correct=rng.integers(0, vocab, n),
+        incorrect=rng.integers(0, vocab, n),
+        positions={name: np.array(p) for name, p in positions.items()},
+    )

@@ -19,6 +19,7 @@ from seqcirc.forward.select import edge_values_rows
 from seqcirc.plan import AblationSpec, Edge
 from seqcirc.tasks.types import TokenizedTask
 from tests.planted import bridge_of
+from tests.tasks_fixtures import random_task
 
 N_LAYERS, N_HEADS, D_MODEL, VOCAB, SEQ, N = 3, 4, 16, 24, 5, 4
 
@@ -43,15 +44,7 @@ def _bridge(dtype: torch.dtype, *, biases: bool = True):  # type: ignore[no-unty
 
 @pytest.fixture(scope="module")
 def task() -> TokenizedTask:
-    rng = np.random.default_rng(2)
-    return TokenizedTask(
-        name="random",
-        clean=rng.integers(0, VOCAB, (N, SEQ)),
-        corrupted=rng.integers(0, VOCAB, (N, SEQ)),
-        correct=rng.integers(0, VOCAB, N),
-        incorrect=rng.integers(0, VOCAB, N),
-        positions={"END": np.array([4, 3, 4, 2])},
-    )
+    return random_task(2, VOCAB, SEQ, END=[4, 3, 4, 2])
 
 
 @pytest.fixture(scope="module")

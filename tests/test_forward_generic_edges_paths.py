@@ -26,6 +26,7 @@ from seqcirc.forward import hooked_graph as hg
 from seqcirc.forward.hooked import FINAL, RESID_START
 from seqcirc.plan import AblationSpec
 from tests.llama_tiny import bridge_of_llama, tiny_llama
+from tests.tasks_fixtures import random_task
 
 VOCAB, N, SEQ = 40, 5, 7
 DEAD = ("0.1", "1.0", "1.1", "1.2", "mlp0")  # layer 1's kv group 0 all dead, group 1 half
@@ -33,14 +34,7 @@ DEAD = ("0.1", "1.0", "1.1", "1.2", "mlp0")  # layer 1's kv group 0 all dead, gr
 
 @pytest.fixture(scope="module")
 def state() -> EvalState:
-    from seqcirc.tasks.types import TokenizedTask
-
-    rng = np.random.default_rng(4)
-    task = TokenizedTask(
-        name="random", clean=rng.integers(0, VOCAB, (N, SEQ)),
-        corrupted=rng.integers(0, VOCAB, (N, SEQ)), correct=rng.integers(0, VOCAB, N),
-        incorrect=rng.integers(0, VOCAB, N), positions={"END": np.array([6, 6, 5, 6, 4])},
-    )  # fmt: skip
+    task = random_task(4, VOCAB, SEQ, END=[6, 6, 5, 6, 4])
     return prepare(bridge_of_llama(tiny_llama(VOCAB)), task, AblationSpec(granularity="edge"))
 
 

@@ -30,6 +30,7 @@ from seqcirc.forward.llama import LlamaWeights
 from seqcirc.plan import AblationSpec, Node
 from seqcirc.tasks.types import TokenizedTask
 from tests.llama_tiny import bridge_of_llama, llama_tokenizer, save_tiny_llama, tiny_llama
+from tests.tasks_fixtures import random_task
 from tests.test_forward_reference import _ref_nodes, run_nodes
 
 VOCAB, SEQ, N = 40, 7, 5
@@ -47,15 +48,7 @@ def bridge(hf):  # type: ignore[no-untyped-def]
 
 @pytest.fixture(scope="module")
 def task() -> TokenizedTask:
-    rng = np.random.default_rng(2)
-    return TokenizedTask(
-        name="random",
-        clean=rng.integers(0, VOCAB, (N, SEQ)),
-        corrupted=rng.integers(0, VOCAB, (N, SEQ)),
-        correct=rng.integers(0, VOCAB, N),
-        incorrect=rng.integers(0, VOCAB, N),
-        positions={"END": np.array([6, 6, 5, 6, 4]), "S2": np.array([2, 1, 2, 3, 1])},
-    )
+    return random_task(2, VOCAB, SEQ, END=[6, 6, 5, 6, 4], S2=[2, 1, 2, 3, 1])
 
 
 VARIANTS = {

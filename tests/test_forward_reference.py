@@ -24,6 +24,7 @@ from seqcirc.forward.gpt2 import Gpt2Weights, sender_names
 from seqcirc.plan import LOGITS, AblationSpec, Edge, Node
 from seqcirc.tasks.types import TokenizedTask
 from tests.planted import bridge_of
+from tests.tasks_fixtures import random_task
 
 
 def run_nodes(state: EvalState, nodes: Iterable[Node]) -> np.ndarray:
@@ -53,15 +54,7 @@ def bridge():  # type: ignore[no-untyped-def]
 
 @pytest.fixture(scope="module")
 def task() -> TokenizedTask:
-    rng = np.random.default_rng(1)
-    return TokenizedTask(
-        name="random",
-        clean=rng.integers(0, VOCAB, (N, SEQ)),
-        corrupted=rng.integers(0, VOCAB, (N, SEQ)),
-        correct=rng.integers(0, VOCAB, N),
-        incorrect=rng.integers(0, VOCAB, N),
-        positions={"END": np.array([5, 5, 4, 5, 3]), "S2": np.array([2, 1, 2, 2, 1])},
-    )
+    return random_task(1, VOCAB, SEQ, END=[5, 5, 4, 5, 3], S2=[2, 1, 2, 2, 1])
 
 
 def _ref_nodes(bridge, task, circuit, value, positions):  # type: ignore[no-untyped-def]
