@@ -1,7 +1,7 @@
 """seqcirc's performance benchmark (issue 12): evaluation cost as a ratio to one bare
 Hugging Face forward of the same batch, measured in the same process.
 
-    .venv/bin/python benchmarks/run.py [--quick] [--out benchmarks/out/results.json]
+    .venv/bin/python benchmarks/run.py [--quick] [--repeats N] [--out benchmarks/out/results.json]
 
 Items, on a GPT-2-small-shaped model with random weights, 64 prompts x 9 tokens:
   node       one node-circuit evaluation, mean ablation, from nothing
@@ -790,6 +790,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
         action="store_true",
         help="20-circuit baseline, discovery on 16 prompts, 2 repeats",
     )
+    p.add_argument(
+        "--repeats", type=int,
+        help="runs of each cheap item (node, edge, eap) and bare forwards interleaved with "
+        "them (default 3, --quick 2; the first run pays one-off costs, so more runs give "
+        "a median nearer the warm figure on a noisy machine)",
+    )  # fmt: skip
     p.add_argument("--out", type=Path, default=Path("benchmarks/out/results.json"))
     p.add_argument("--items", default=",".join(ITEMS), help=f"comma-separated from {ITEMS}")
     p.add_argument("--threads", type=int, default=2)
@@ -820,6 +826,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     cfg = Config(threads=args.threads, device=device)
     if args.quick:
         cfg = replace(cfg, n_random=20, discovery_prompts=16, repeats=2)
+    if args.repeats is not None:
+        if args.repeats < 1:
+            p.error("--repeats must be at least 1")
+        cfg = replace(cfg, repeats=args.repeats)
     if args.tiny:
         cfg = replace(cfg, shape=TINY, n_prompts=8, seq_len=5, n_random=5, discovery_prompts=8)
     items = tuple(s for s in args.items.split(",") if s)

@@ -2,7 +2,8 @@
 seqcirc.forward.common) run layer by layer, node activations replaced where a mask says.
 
 Two savings, both exact up to floating-point rounding:
-- When only the answer's logits are read (no capture), the last layer runs for the answer
+- When only the answer's logits are read (no capture, or a capture whose reader takes the
+  last layer at the answer only: `trim_capture`), the last layer runs for the answer
   position only: its attention for that one query (keys and values at every position),
   its MLP there only. No later layer reads any other position.
 - Rows that share work (`Sharing`: many circuits on the same prompts) compute it once.
@@ -217,6 +218,13 @@ class _Pass:
         return _take(resid, n.parent) + out, out
 
 
+def _at_answer_only(t: Tensor, answer_pos: Tensor, seq: int) -> Tensor:
+    """[B, 1, ...] at each row's answer -> [B, S, ...], zero at the other positions."""
+    full = t.new_zeros((t.shape[0], seq, *t.shape[2:]))
+    rows = torch.arange(t.shape[0], device=t.device)
+    return full.index_put_((rows, answer_pos), t[:, 0])
+
+
 def forward_nodes(
     w: ModelWeights,
     tokens: Tensor,
@@ -228,6 +236,7 @@ def forward_nodes(
     logits: bool = True,
     share: Sharing | None = None,
     columns: Tensor | None = None,
+    trim_capture: bool = False,
 ) -> NodeRun:
     """One forward of any architecture; where replace[b, s, node] is True the node's
     activation is replaced by `values` (per position, or per row: per prompt with `share`).
@@ -236,6 +245,8 @@ def forward_nodes(
     mask order). capture keeps every layer's z and mlp_out (and computes every position);
     `share` runs what rows share once (see Sharing), for the same result; `columns`
     [k]: the logits of those tokens only ([B, k]: what a metric reading few reads).
+    `trim_capture`: the captured last layer at each row's answer position only, zero
+    elsewhere (for readers of the last layer at the answer only: nothing else reads it).
     """
     if capture and share is not None:
         raise ValueError("a captured forward keeps every row: it cannot share them")
@@ -247,14 +258,15 @@ def forward_nodes(
     zs: list[Tensor] = []
     mlps: list[Tensor] = []
     for layer in range(n_layers):
-        trim = not capture and layer == n_layers - 1
+        trim = (trim_capture or not capture) and layer == n_layers - 1
         a, m, n = steps[2 * layer : 2 * layer + 3]
         resid, z = run.heads(layer, resid, a, m, trim)
         resid, out = run.mlp(layer, resid, m, n, trim)
         if capture:
-            zs.append(z)
-            mlps.append(out)
-    final = gather_pos(resid, run.pos(steps[-1])) if capture else resid[:, 0]
+            zs.append(_at_answer_only(z, answer_pos, tokens.shape[1]) if trim else z)
+            mlps.append(_at_answer_only(out, answer_pos, tokens.shape[1]) if trim else out)
+    trimmed = trim_capture or not capture
+    final = resid[:, 0] if trimmed else gather_pos(resid, run.pos(steps[-1]))
     out_logits = w.unembed(final, columns) if logits else None
     if share is not None:  # back from the groups to every row
         inv = share.stages[-1].inv

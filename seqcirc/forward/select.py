@@ -78,9 +78,11 @@ def forward_nodes(
     logits: bool = True,
     share: Sharing | None = None,
     columns: Tensor | None = None,
+    trim_capture: bool = False,
 ) -> NodeRun:
     """One node forward (seqcirc.forward.nodes.forward_nodes's contract) of either engine;
-    the generic engine computes every logit and keeps `columns`."""
+    the generic engine computes every logit and keeps `columns`, and captures the last
+    layer whole (`trim_capture` only saves work: a reader of the answer sees the same)."""
     if isinstance(w, HookedModel):
         run = w.forward_nodes(tokens, answer_pos, replace=replace, values=values,
                               capture=capture, logits=logits, share=share)  # fmt: skip
@@ -89,7 +91,7 @@ def forward_nodes(
         return _with_logits(run, run.logits[:, columns])
     return fast_forward_nodes(w, tokens, answer_pos, replace=replace, values=values,
                               capture=capture, logits=logits, share=share,
-                              columns=columns)  # fmt: skip
+                              columns=columns, trim_capture=trim_capture)  # fmt: skip
 
 
 def _with_logits(run: NodeRun, logits: Tensor) -> NodeRun:
