@@ -19,7 +19,7 @@ from transformers import GPT2Config, GPT2LMHeadModel
 from seqcirc.discovery.attribute import attribute, check_method
 from seqcirc.engine.prepare import prepare
 from seqcirc.errors import EvaluationError, InputError
-from seqcirc.forward.gpt2 import forward_edges
+from seqcirc.forward.gpt2_edges import forward_edges
 from seqcirc.plan import AblationSpec
 from seqcirc.tasks.types import TokenizedTask
 

@@ -1,4 +1,4 @@
-"""The fast engine's edge pass (forward.gpt2.forward_edges with forward.edge_plan): each
+"""The fast engine's edge pass (forward.gpt2_edges.forward_edges with forward.edge_plan): each
 receiver's input built from the ablated residual plus the kept senders' (actual - ablated),
 skipping senders that reach no needed receiver and sharing equal inputs, against the
 previous dense formula (actual residual plus every removed sender's (ablated - actual))
@@ -14,7 +14,8 @@ from transformers import GPT2Config, GPT2LMHeadModel
 
 from seqcirc.engine.prepare import prepare
 from seqcirc.forward.edge_plan import edge_plan
-from seqcirc.forward.gpt2 import EdgeValues, Gpt2Weights, forward_edges, removed_matrix
+from seqcirc.forward.gpt2 import Gpt2Weights
+from seqcirc.forward.gpt2_edges import EdgeValues, forward_edges, removed_matrix
 from seqcirc.forward.select import edge_values_rows
 from seqcirc.plan import AblationSpec, Edge
 from seqcirc.tasks.types import TokenizedTask

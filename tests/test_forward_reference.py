@@ -20,7 +20,8 @@ from transformers import GPT2Config, GPT2LMHeadModel
 from seqcirc.engine.edges import edge_mask, run_edges
 from seqcirc.engine.prepare import prepare
 from seqcirc.engine.runner import EvalState, node_mask, run_circuits
-from seqcirc.forward.gpt2 import Gpt2Weights, sender_names
+from seqcirc.forward.gpt2 import Gpt2Weights
+from seqcirc.forward.gpt2_edges import sender_names
 from seqcirc.plan import LOGITS, AblationSpec, Edge, Node
 from seqcirc.tasks.types import TokenizedTask
 from tests.planted import bridge_of

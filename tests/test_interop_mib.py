@@ -100,7 +100,8 @@ def test_the_graph_is_eap_igs_names_and_order() -> None:
 def test_the_graph_is_the_edge_graph_the_evaluator_runs() -> None:
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    from seqcirc.forward.gpt2 import edge_graph, extract_weights
+    from seqcirc.forward.gpt2 import extract_weights
+    from seqcirc.forward.gpt2_edges import edge_graph
 
     cfg = GPT2Config(n_layer=3, n_head=2, n_embd=16, vocab_size=20, n_positions=8)
     w = extract_weights(SimpleNamespace(original_model=GPT2LMHeadModel(cfg).eval()))

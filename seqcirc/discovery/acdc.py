@@ -81,7 +81,7 @@ def check_acdc(threshold: float | None, metric: str) -> float:
 
 
 def receiver_order(n_layers: int, n_heads: int) -> list[int]:
-    """Receiver rows in reverse topological order (forward.gpt2.receiver_row's layout:
+    """Receiver rows in reverse topological order (forward.gpt2_edges.receiver_row's layout:
     per layer q of each head, k, v, then the MLP; the logits last)."""
     per = 3 * n_heads + 1
     order = [n_layers * per]  # the logits

@@ -5,7 +5,7 @@ The edge graph and the ablation values are the evaluator's own (a prepared edge 
 seqcirc.engine.prepare): an ablated edge s -> r gives receiver r the sender's ablation
 value v_s (mean over the corrupted prompts per position, the paired corrupted prompt's
 activation, or zero) instead of its activation a_s. With m the mean per-prompt metric
-and r_e the edge's removed weight (forward.gpt2.forward_edges with a float matrix):
+and r_e the edge's removed weight (forward.gpt2_edges.forward_edges with a float matrix):
 
 - `eap` (Syed et al. 2023): dm/dr_e at r = 0, i.e. the sum over positions of
   g_r . (v_s - a_s) averaged over prompts, g_r the gradient at r's input in the clean
@@ -336,7 +336,7 @@ def attribute_from_nothing(
     def clean_forward(w: object, values: Replacement, embed: Tensor, sl: slice) -> NodeRun:
         import torch
 
-        from seqcirc.forward.gpt2 import EdgeValues
+        from seqcirc.forward.gpt2_edges import EdgeValues
         from seqcirc.forward.select import edge_values
 
         if not held:
@@ -404,7 +404,7 @@ def _result(state: EvalState, method: str, steps: int | None, scores: NDArray[np
             node_scores: NDArray[np.float64] | None, fwd: int, bwd: int,
             t0: float) -> Attribution:  # fmt: skip
     from seqcirc.engine.runner import empty_metric
-    from seqcirc.forward.gpt2 import sender_names
+    from seqcirc.forward.gpt2_edges import sender_names
 
     return Attribution(
         method=method, steps=steps, metric=state.metric, edges=state.graph.edges, scores=scores,

@@ -23,7 +23,7 @@ from seqcirc.errors import EvaluationError, InputError
 
 if TYPE_CHECKING:
     from seqcirc.engine.runner import EvalState
-    from seqcirc.forward.gpt2 import EdgeGraph
+    from seqcirc.forward.gpt2_edges import EdgeGraph
 
 SELECTIONS = ("topn", "greedy")
 Selection = Literal["topn", "greedy"]

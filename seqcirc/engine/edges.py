@@ -1,6 +1,6 @@
 """Edge circuits against a prepared state (runner.EvalState): which edges a circuit keeps,
 the liveness check, and the one-pass patched forward of the state's engine
-(seqcirc.forward.select: gpt2.forward_edges or hooked_edges.forward_edges)."""
+(seqcirc.forward.select: gpt2_edges.forward_edges or hooked_edges.forward_edges)."""
 
 from __future__ import annotations
 

@@ -31,7 +31,7 @@ from seqcirc.engine.generation import Decoding, generate_scores
 from seqcirc.engine.metric import per_prompt
 from seqcirc.errors import EvaluationError
 from seqcirc.forward.common import ModelSizes, Replacement, all_nodes, node_index
-from seqcirc.forward.gpt2 import EdgeGraph
+from seqcirc.forward.gpt2_edges import EdgeGraph
 from seqcirc.forward.nodes import Groups, Sharing
 from seqcirc.forward.select import (
     Model,

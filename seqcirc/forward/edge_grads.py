@@ -1,6 +1,6 @@
 """Receiver gradients of the edge graph: what edge attribution (EAP, EAP-IG) reads.
 
-The evaluator's edge forward (forward.gpt2.forward_edges) ablates edge s -> r by adding
+The evaluator's edge forward (forward.gpt2_edges.forward_edges) ablates edge s -> r by adding
 r_e (v_s - a_s) to receiver r's own input, r_e the edge's removed weight (0: kept, 1:
 ablated), v_s the sender's ablation value and a_s its activation in that pass. At r = 0
 the derivative of the metric with respect to every removed weight is
@@ -40,7 +40,8 @@ from torch import Tensor
 
 from seqcirc.errors import EvaluationError
 from seqcirc.forward.common import ModelWeights, NodeRun, Replacement, attend, gather_pos
-from seqcirc.forward.gpt2 import EdgeValues, Gpt2Weights
+from seqcirc.forward.gpt2 import Gpt2Weights
+from seqcirc.forward.gpt2_edges import EdgeValues
 from seqcirc.forward.nodes import forward_nodes
 
 # answer logits [B, vocab] (or [B, k]: the `columns` the metric reads) -> metric [B]

@@ -1,4 +1,4 @@
-"""What one edge circuit's pass needs (forward.gpt2.forward_edges), worked out once per
+"""What one edge circuit's pass needs (forward.gpt2_edges.forward_edges), worked out once per
 circuit from its removed matrix.
 
 The pass writes each receiver's input as the ablated residual (every earlier sender's
@@ -78,7 +78,7 @@ def kept_weights(n_layers: int, n_heads: int, removed: Tensor) -> Tensor:
 
 
 def edge_plan(n_layers: int, n_heads: int, removed: Tensor) -> EdgePlan:
-    """The plan of a removed matrix [n_receivers, n_senders] (forward.gpt2.removed_matrix,
+    """The plan of a removed matrix [n_receivers, n_senders] (forward.gpt2_edges.removed_matrix,
     or any float weights: kept = 1 - removed)."""
     kept = kept_weights(n_layers, n_heads, removed)
     needed_send = _needed(n_layers, n_heads, kept != 0)

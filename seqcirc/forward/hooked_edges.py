@@ -4,7 +4,7 @@ is forward/gpt2.py).
 
 A receiver's input is what its senders add to the residual stream, each as in this
 pass where its edge is kept and ablated where it is removed (the standard formulation,
-as gpt2.forward_edges, which moves the input by ablated - actual instead; the sums are
+as gpt2_edges.forward_edges, which moves the input by ablated - actual instead; the sums are
 the same, the rounding is not: see _EdgePass): per-head q/k/v inputs before the block's
 norm (TransformerLens's `hook_q_input`/`hook_k_input`/`hook_v_input` with
 `use_split_qkv_input`), the MLP's at `hook_mlp_in` (before its norm), the logits' at

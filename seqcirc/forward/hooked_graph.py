@@ -32,7 +32,7 @@ import torch
 from torch import Tensor
 
 from seqcirc.errors import EvaluationError
-from seqcirc.forward.gpt2 import EdgeGraph, sender_names
+from seqcirc.forward.gpt2_edges import EdgeGraph, sender_names
 from seqcirc.forward.hooked import HookedModel, _tolerance
 from seqcirc.plan import LOGITS, Edge, ReceiverInput
 
@@ -150,7 +150,7 @@ def receiver_senders(
 
 
 def edge_graph(m: HookedModel) -> EdgeGraph:
-    """Every edge of the model in the order of gpt2.edge_graph (the same graph for GPT-2)."""
+    """Every edge of the model in the order of gpt2_edges.edge_graph (the same graph for GPT-2)."""
     layout = require_edges(m)
     senders = sender_names(m)  # type: ignore[arg-type]
     n_h, n_kv = m.n_heads, m.n_kv_heads

@@ -17,11 +17,12 @@ import torch
 from torch import Tensor
 
 from seqcirc.errors import EvaluationError, InputError
-from seqcirc.forward import gpt2
+from seqcirc.forward import gpt2, gpt2_edges
 from seqcirc.forward import hooked_edges as he
 from seqcirc.forward import hooked_graph as hg
 from seqcirc.forward.common import ModelWeights, NodeRun, Replacement, require_edges
-from seqcirc.forward.gpt2 import EdgeGraph, EdgeValues, extract_weights
+from seqcirc.forward.gpt2 import extract_weights
+from seqcirc.forward.gpt2_edges import EdgeGraph, EdgeValues
 from seqcirc.forward.hooked import HookedModel
 from seqcirc.forward.nodes import Sharing
 from seqcirc.forward.nodes import forward_nodes as fast_forward_nodes
@@ -127,7 +128,7 @@ def _at(t: Tensor, answer_pos: Tensor, per_prompt_dims: int) -> Tensor:
 
 
 def edge_graph(w: Model) -> EdgeGraph:
-    return hg.edge_graph(w) if isinstance(w, HookedModel) else gpt2.edge_graph(w)
+    return hg.edge_graph(w) if isinstance(w, HookedModel) else gpt2_edges.edge_graph(w)
 
 
 def edge_values(w: Model, embed: Tensor, values: Replacement) -> Senders:
@@ -152,7 +153,7 @@ def removed_edges(w: Model, graph: EdgeGraph, keep: Tensor) -> Tensor:
     [R, n_edges], for either engine; the generic engine also takes float keep weights."""
     if isinstance(w, HookedModel):
         return hg.removed_weights(graph, keep.to(w.device), w.dtype)
-    return gpt2.removed_matrix(graph, keep, w.dtype).to(w.device)
+    return gpt2_edges.removed_matrix(graph, keep, w.dtype).to(w.device)
 
 
 def forward_edges(w: Model, tokens: Tensor, answer_pos: Tensor, removed: Tensor,
@@ -165,7 +166,9 @@ def forward_edges(w: Model, tokens: Tensor, answer_pos: Tensor, removed: Tensor,
         final = defer_unembed and he.defers_unembed(w)
         return he.forward_edges(w, tokens, answer_pos, removed, values, final=final)
     assert isinstance(values, EdgeValues)
-    return gpt2.forward_edges(w, tokens, answer_pos, removed, values, logits=not defer_unembed)
+    return gpt2_edges.forward_edges(
+        w, tokens, answer_pos, removed, values, logits=not defer_unembed
+    )
 
 
 def edge_logits(w: Model, parts: list[Tensor], columns: Tensor | None = None) -> Tensor:

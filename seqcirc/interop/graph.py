@@ -5,7 +5,7 @@ and its MLP `m{L}`, then `logits`. Edges run from every node to every later read
 the residual stream: a head reads through q, k and v (`PARENT->a{L}.h{H}<q>`), an MLP and
 the logits through one input (`PARENT->m{L}`, `PARENT->logits`). A head of layer L feeds
 MLP L unless attention and MLP run in parallel (`parallel_attn_mlp`, GPT-NeoX/Pythia).
-This is the edge set seqcirc's edge circuits use (seqcirc.forward.gpt2.edge_graph):
+This is the edge set seqcirc's edge circuits use (seqcirc.forward.gpt2_edges.edge_graph):
 32,491 edges for GPT-2 small. Here an edge is a seqcirc `plan.Edge`; the names below
 translate.
 """
