@@ -29,7 +29,7 @@ from seqcirc.engine.memory import (
 )
 from seqcirc.engine.metric import check_metric, per_prompt
 from seqcirc.engine.ragged import RaggedMeans, check_ragged, uses_slot_means
-from seqcirc.engine.runner import EvalState, at_answer, row_chunks
+from seqcirc.engine.runner import EvalState, at_answer, columns_of, row_chunks
 from seqcirc.errors import EvaluationError, InputError
 from seqcirc.forward.common import NodeRun, Replacement
 from seqcirc.forward.hooked import HookedModel
@@ -449,11 +449,9 @@ def _clean_run(w: Model, metric: str, p: _Prompts, values: _Values, rows: int, p
         assert run.embed is not None
         if two:
             assert not isinstance(w, HookedModel)
-            correct, incorrect = p.correct[sl], p.incorrect[sl]
-            cols, inv = torch.unique(torch.cat([correct, incorrect]), return_inverse=True)
+            cols, correct, incorrect = columns_of(p.correct[sl], p.incorrect[sl])
             logits = w.unembed(run.resid_final, cols)
-            k = correct.shape[0]
-            m_model.append(per_prompt(metric, logits, inv[:k], inv[k:]))
+            m_model.append(per_prompt(metric, logits, correct, incorrect))
             if sl.start < n_check:
                 checked.append(w.unembed(run.resid_final[: n_check - sl.start]))
             embeds.append(at_answer(run.embed, p.answer_pos[sl], 3))

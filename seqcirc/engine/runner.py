@@ -295,9 +295,13 @@ def answer_columns(state: EvalState, rows: Tensor) -> Columns | None:
     every logit (or several positions)."""
     if state.metric != "logit_diff" or state.reads is not None:
         return None
-    correct, incorrect = state.correct[rows], state.incorrect[rows]
+    return columns_of(state.correct[rows], state.incorrect[rows])
+
+
+def columns_of(correct: Tensor, incorrect: Tensor) -> Columns:
+    """The tokens [k] of rows' correct and incorrect answers, and each as an index into them."""
     cols, inv = torch.unique(torch.cat([correct, incorrect]), return_inverse=True)
-    return cols, inv[: rows.shape[0]], inv[rows.shape[0] :]
+    return cols, inv[: correct.shape[0]], inv[correct.shape[0] :]
 
 
 def score_rows(

@@ -244,8 +244,8 @@ def forward_nodes(
     tokens [B, S]; answer_pos [B]; replace [B, S, n_nodes] or [B, 1, n_nodes] bool (node
     mask order). capture keeps every layer's z and mlp_out (and computes every position
     but with `trim_capture`); `share` runs what rows share once (see Sharing), for the
-    same result; `columns`
-    [k]: the logits of those tokens only ([B, k]: what a metric reading few reads).
+    same result; `columns` [k]: the logits of those tokens only ([B, k]: what a metric
+    reading few reads).
     `trim_capture`: the captured last layer at each row's answer position only, zero
     elsewhere (for readers of the last layer at the answer only: nothing else reads it).
     """
